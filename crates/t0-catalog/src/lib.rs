@@ -1,0 +1,163 @@
+//! The DuckDB catalog of a root: opening it with extension loading locked down, schema
+//! migrations, Arrow queries, table content hashes, and the root lock that keeps two writers
+//! of one root apart.
+
+use std::fs::File;
+use std::io::Write;
+
+use duckdb::arrow::datatypes::SchemaRef;
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::{Config, Connection, params};
+use t0_core::error::Context;
+use t0_core::{Error, Result, Root};
+
+/// Ordered migrations; the index + 1 is the schema version. Never edit a shipped one.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+pub use duckdb;
+
+/// An open catalog. Holds the DuckDB connection for the life of a stage run.
+pub struct Catalog {
+    conn: Connection,
+}
+
+impl Catalog {
+    /// Open (creating if needed) `catalog.duckdb` under `root` and bring its schema up to date.
+    pub fn open(root: &Root) -> Result<Self> {
+        std::fs::create_dir_all(root.path()).map_err(|e| Error::io(root.path(), e))?;
+        let path = root.catalog();
+        let conn = Connection::open_with_flags(&path, config()?)
+            .map_err(|e| Error::internal(format!("open catalog {}", path.display()), e))?;
+        let cat = Catalog { conn };
+        cat.migrate()?;
+        Ok(cat)
+    }
+
+    /// An in-memory catalog (tests, scratch work) with the same settings and schema.
+    pub fn in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory_with_flags(config()?).ctx(|| "open in-memory catalog".into())?;
+        let cat = Catalog { conn };
+        cat.migrate()?;
+        Ok(cat)
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn schema_version(&self) -> Result<usize> {
+        let v: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .ctx(|| "read schema version".into())?;
+        Ok(v as usize)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        self.conn
+            .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+            .ctx(|| "create schema_migrations".into())?;
+        let current = self.schema_version()?;
+        if current > MIGRATIONS.len() {
+            return Err(Error::Refused(format!(
+                "catalog schema version {current} is newer than this build knows ({}); use a newer t0-clip",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            let version = i + 1;
+            let tx = format!("BEGIN TRANSACTION; {sql}\nINSERT INTO schema_migrations VALUES ({version}); COMMIT;");
+            if let Err(e) = self.conn.execute_batch(&tx) {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(Error::internal(format!("catalog migration {version}"), e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `sql` and collect the result as Arrow batches with its schema.
+    pub fn query_arrow(&self, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let mut stmt = self.conn.prepare(sql).ctx(|| format!("prepare {}", short(sql)))?;
+        let arrow = stmt.query_arrow(params).ctx(|| format!("query {}", short(sql)))?;
+        let schema = arrow.get_schema();
+        Ok((schema, arrow.collect()))
+    }
+
+    /// Canonical content hash and row count of the rows `sql` returns (see `t0-table`).
+    pub fn content_hash(&self, sql: &str, params: &[&dyn duckdb::ToSql], key: &[&str]) -> Result<(String, u64)> {
+        let (schema, batches) = self.query_arrow(sql, params)?;
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let hash = t0_table::content_hash(&schema, &batches, key)?;
+        Ok((hash, rows))
+    }
+
+    /// Next value of a monotone sequence column (`seq`) of `table`.
+    pub fn next_seq(&self, table: &str) -> Result<i64> {
+        self.conn
+            .query_row(&format!("SELECT coalesce(max(seq), 0) + 1 FROM {table}"), params![], |r| r.get(0))
+            .ctx(|| format!("next seq of {table}"))
+    }
+
+    /// Run `f` inside one transaction: all of its catalog changes commit together or none do.
+    pub fn transaction<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN TRANSACTION").ctx(|| "begin".into())?;
+        match f(&self.conn) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT").ctx(|| "commit".into())?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+fn config() -> Result<Config> {
+    // No network and no surprise downloads: extensions are never installed or autoloaded.
+    Config::default()
+        .enable_autoload_extension(false)
+        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        .ctx(|| "duckdb config".into())
+}
+
+fn short(sql: &str) -> String {
+    let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.len() > 80 { format!("{}...", &one[..one.floor_char_boundary(80)]) } else { one }
+}
+
+/// Exclusive lock over a root for the life of a writing stage. Backed by an OS file lock, so a
+/// killed process never leaves a stale lock behind.
+pub struct RootLock {
+    _file: File,
+}
+
+impl RootLock {
+    pub fn acquire(root: &Root) -> Result<Self> {
+        std::fs::create_dir_all(root.path()).map_err(|e| Error::io(root.path(), e))?;
+        let path = root.lock_file();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(Error::Refused(format!(
+                    "lock held: another stage is writing {} ({}); wait for it to finish",
+                    root.path().display(),
+                    holder.trim()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let _ = file.set_len(0);
+        let _ = write!(file, "pid {}", std::process::id());
+        Ok(RootLock { _file: file })
+    }
+}

@@ -1,0 +1,28 @@
+//! `embed`: vectors from the certified text surface.
+use clap::Parser;
+use t0_cli::{Common, Outcome};
+
+/// Embed the certified text surface into one vector per (entity, T0).
+///
+/// The current text model is a labelled PLACEHOLDER (`hashing-bow-v0`: signed feature hashing
+/// projected by a fixed seeded matrix on candle) until real pretrained models arrive.
+///
+/// Exit codes: 0 done, 3 certificate missing/failed/stale/mismatched or lock held, 99 done before.
+#[derive(Parser)]
+#[command(name = "embed", version)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    /// Refuse certificates older than this many days.
+    #[arg(long, default_value_t = 30)]
+    max_age_days: i64,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    t0_cli::run(&cli.common, "embed", |root, clock, progress| {
+        let r = t0_embed::run(root, clock, &t0_embed::EmbedArgs { max_age_days: cli.max_age_days }, progress)?;
+        let human = format!("run {}: {} vectors ({}, placeholder) -> {}", r.run_id, r.rows, r.model, r.path);
+        Ok(Outcome::done(&r, human))
+    })
+}

@@ -1,0 +1,34 @@
+//! `score`: predictions with intervals and explanations at new T0s.
+use clap::Parser;
+use t0_cli::{Common, Outcome};
+
+/// Score the certified surface at new T0s with the latest train-suite run: predictions,
+/// intervals and the top contributing features per row.
+///
+/// Exit codes: 0 done, 1 acceptance state BLOCK, 3 train/serve skew, certificate or upstream
+/// mismatch, or lock held, 99 already scored.
+#[derive(Parser)]
+#[command(name = "score", version)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    /// Score rows with T0 at or after this UTC time. Default: the model's test block.
+    #[arg(long)]
+    t0_from: Option<String>,
+    /// Refuse certificates older than this many days.
+    #[arg(long, default_value_t = 30)]
+    max_age_days: i64,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    t0_cli::run(&cli.common, "score", |root, clock, progress| {
+        let t0_from = match &cli.t0_from {
+            Some(s) => Some(t0_core::clock::parse_utc(s).ok_or_else(|| t0_core::Error::Usage(format!("--t0-from: cannot parse {s:?}")))?),
+            None => None,
+        };
+        let r = t0_score::run(root, clock, &t0_score::ScoreArgs { max_age_days: cli.max_age_days, t0_from }, progress)?;
+        let human = format!("run {}: {} predictions from T0 {} (model {}) -> {}", r.run_id, r.rows, r.t0_from, r.model_run, r.path);
+        Ok(Outcome::done(&r, human))
+    })
+}

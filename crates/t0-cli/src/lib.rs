@@ -1,0 +1,120 @@
+//! What the eight stage binaries share: common flags, the progress bar, and the mapping of a
+//! stage's result onto the exit-code contract (human summary on stderr, `--json` on stdout).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use t0_core::{Clock, ExitCode, Progress, Root};
+
+/// Flags every stage takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The t0-clip root: catalog, lake, manifests, runs.
+    #[arg(long, env = "T0CLIP_ROOT", default_value = ".t0clip", global = true)]
+    pub root: PathBuf,
+    /// Pin "now" (UTC, e.g. 2026-03-01T00:00:00Z) for ingest times, repairs and certificates;
+    /// makes a replay bit-identical. Default: the wall clock.
+    #[arg(long, env = "T0CLIP_NOW", global = true)]
+    pub now: Option<String>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bar and no summary on stderr (errors are still printed).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// What a stage hands back to be printed and turned into an exit code.
+pub struct Outcome {
+    pub json: serde_json::Value,
+    pub human: String,
+    pub code: ExitCode,
+}
+
+impl Outcome {
+    pub fn done<T: serde::Serialize>(value: &T, human: String) -> Self {
+        Outcome { json: serde_json::to_value(value).unwrap_or_default(), human, code: ExitCode::Done }
+    }
+    pub fn with_code(mut self, code: ExitCode) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+pub struct Bar {
+    bar: ProgressBar,
+    quiet: bool,
+}
+
+impl Bar {
+    pub fn new(quiet: bool) -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        Bar { bar, quiet }
+    }
+}
+
+impl Progress for Bar {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        self.bar.reset();
+        self.bar.set_length(total.unwrap_or(0));
+        let style = match total {
+            Some(_) => ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}").map(|s| s.progress_chars("=> ")),
+            None => ProgressStyle::with_template("{msg:>14} {spinner} {elapsed}"),
+        };
+        if let Ok(s) = style {
+            self.bar.set_style(s);
+        }
+        self.bar.set_message(name.to_string());
+    }
+    fn advance(&self, n: u64) {
+        self.bar.inc(n);
+    }
+    fn note(&self, message: &str) {
+        if !self.quiet {
+            self.bar.suspend(|| eprintln!("  {message}"));
+        }
+    }
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Run a stage body and exit according to the contract.
+pub fn run(common: &Common, stage: &str, body: impl FnOnce(&Root, Clock, &dyn Progress) -> t0_core::Result<Outcome>) -> std::process::ExitCode {
+    let root = Root::new(&common.root);
+    let bar = Bar::new(common.quiet);
+    let result = Clock::from_arg(common.now.as_deref()).and_then(|clock| body(&root, clock, &bar));
+    bar.finish();
+    let code = match result {
+        Ok(o) => {
+            if !common.quiet && !o.human.is_empty() {
+                eprintln!("{stage}: {}", o.human);
+            }
+            if common.json {
+                println!("{}", o.json);
+            }
+            o.code
+        }
+        Err(e) => {
+            let code = e.exit_code();
+            // "Nothing to do" is an answer, not a failure: no "error:" prefix.
+            if code == ExitCode::NothingToDo {
+                if !common.quiet {
+                    eprintln!("{stage}: {e}");
+                }
+            } else {
+                eprintln!("{stage}: error: {e}");
+            }
+            if common.json {
+                println!("{}", serde_json::json!({"stage": stage, "error": e.to_string(), "exit_code": code.code()}));
+            }
+            code
+        }
+    };
+    std::process::ExitCode::from(code.code() as u8)
+}

@@ -1,0 +1,26 @@
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Result};
+
+/// Load a YAML file into `T`, naming the file, line and column on error. Returns the value and
+/// the blake3 of the file's bytes (the config hash recorded in manifests).
+pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<(T, String)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let value = serde_yaml::from_slice(&bytes).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
+            .unwrap_or_default();
+        Error::config(path, format!("{at}{e}"))
+    })?;
+    Ok((value, crate::blake3_hex(&bytes)))
+}
+
+/// Hash of a configuration value that was not read from a file (defaults, CLI flags), made
+/// from its canonical JSON so field order in the source does not matter.
+pub fn value_hash<T: serde::Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).expect("serialising plain config structs cannot fail");
+    crate::blake3_hex(&json)
+}

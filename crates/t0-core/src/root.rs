@@ -1,0 +1,44 @@
+use std::path::{Path, PathBuf};
+
+/// One t0-clip root on disk (DESIGN.md "Layout on disk"). All paths recorded in manifests are
+/// relative to the root so a root can be moved or copied and still verify.
+#[derive(Debug, Clone)]
+pub struct Root {
+    path: PathBuf,
+}
+
+impl Root {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Root { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn catalog(&self) -> PathBuf {
+        self.path.join("catalog.duckdb")
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.path.join(".lock")
+    }
+
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    pub fn manifest(&self, stage: &str, run_id: &str) -> PathBuf {
+        self.path.join("manifests").join(stage).join(format!("{run_id}.json"))
+    }
+
+    /// `abs` relative to the root, with `/` separators, for recording in manifests.
+    pub fn relative(&self, abs: &Path) -> String {
+        abs.strip_prefix(&self.path)
+            .unwrap_or(abs)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}

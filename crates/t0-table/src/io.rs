@@ -1,0 +1,106 @@
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use crate::TableError;
+
+/// Write `batches` to `path` atomically (temporary file, fsync, rename). Snappy-compressed
+/// with explicit row-group size and no wall-clock metadata, so equal input gives equal bytes.
+pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<(), t0_core::Error> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(64 * 1024))
+        .set_created_by(format!("t0-clip {}", t0_core::CODE_VERSION))
+        .build();
+    t0_core::fsio::with_atomic_file(path, |file| {
+        let err = |e: parquet::errors::ParquetError| TableError::Write {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(err)?;
+        for b in batches {
+            writer.write(b).map_err(err)?;
+        }
+        writer.close().map_err(err)?;
+        Ok(())
+    })
+}
+
+/// Read every batch of one Parquet file.
+pub fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), TableError> {
+    let err = |message: String| TableError::Read {
+        path: path.display().to_string(),
+        message,
+    };
+    let file = File::open(path).map_err(|e| err(e.to_string()))?;
+    // The parquet crate can panic on some corrupt files instead of returning an error; a
+    // corrupt input must become a clean error naming the file, so the decode is isolated.
+    let decoded = std::panic::catch_unwind(move || -> Result<_, String> {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+        let schema = builder.schema().clone();
+        let reader = builder.build().map_err(|e| e.to_string())?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        Ok((schema, batches))
+    });
+    match decoded {
+        Ok(r) => r.map_err(err),
+        Err(_) => Err(err("the Parquet decoder failed on corrupt data".into())),
+    }
+}
+
+/// A Parquet dataset: one file, or a directory of `*.parquet` files (read in name order).
+#[derive(Debug, Clone)]
+pub struct ParquetSet {
+    pub files: Vec<PathBuf>,
+}
+
+impl ParquetSet {
+    pub fn open(path: &Path) -> Result<Self, TableError> {
+        let err = |message: String| TableError::Read {
+            path: path.display().to_string(),
+            message,
+        };
+        if path.is_dir() {
+            let mut files = Vec::new();
+            collect(path, &mut files).map_err(|e| err(e.to_string()))?;
+            files.sort();
+            if files.is_empty() {
+                return Err(err("directory holds no .parquet files".into()));
+            }
+            Ok(ParquetSet { files })
+        } else if path.is_file() {
+            Ok(ParquetSet { files: vec![path.to_path_buf()] })
+        } else {
+            Err(err("no such file or directory".into()))
+        }
+    }
+
+    pub fn read_all(&self) -> Result<(Option<SchemaRef>, Vec<RecordBatch>), TableError> {
+        let mut schema = None;
+        let mut out = Vec::new();
+        for f in &self.files {
+            let (s, b) = read_parquet(f)?;
+            schema.get_or_insert(s);
+            out.extend(b);
+        }
+        Ok((schema, out))
+    }
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "parquet") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}

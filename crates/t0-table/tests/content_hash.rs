@@ -1,0 +1,134 @@
+//! The content hash is a function of the rows only: not of row groups, compression, file
+//! split or write order. Any changed value changes it.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float32Builder, Float64Array, Int64Array, ListBuilder, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use t0_table::{ParquetSet, content_hash, read_parquet, write_parquet};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("entity_id", DataType::Utf8, false),
+        Field::new("t0", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new("views", DataType::Int64, true),
+        Field::new("score", DataType::Float64, true),
+        Field::new("emb", DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), true),
+    ]))
+}
+
+/// `n` rows; `bump` adds 1 to the views of row `bump`.
+fn rows(n: usize, bump: Option<usize>) -> RecordBatch {
+    let ids: Vec<String> = (0..n).map(|i| format!("e{:04}", i % 97)).collect();
+    let t0: Vec<i64> = (0..n).map(|i| 1_700_000_000_000_000 + (i as i64) * 3_600_000_000).collect();
+    let views: Vec<Option<i64>> = (0..n)
+        .map(|i| if i % 13 == 0 { None } else { Some(i as i64 * 31 + i64::from(bump == Some(i))) })
+        .collect();
+    let score: Vec<Option<f64>> = (0..n).map(|i| if i % 17 == 0 { None } else { Some(i as f64 / 7.0) }).collect();
+    let mut emb = ListBuilder::new(Float32Builder::new());
+    for i in 0..n {
+        emb.values().append_slice(&[i as f32, -(i as f32) / 3.0]);
+        emb.append(i % 11 != 0);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(ids)),
+        Arc::new(TimestampMicrosecondArray::from(t0)),
+        Arc::new(Int64Array::from(views)),
+        Arc::new(Float64Array::from(score)),
+        Arc::new(emb.finish()),
+    ];
+    RecordBatch::try_new(schema(), cols).unwrap()
+}
+
+fn write_with(path: &std::path::Path, batches: &[RecordBatch], rows_per_group: usize, compression: Compression) {
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows_per_group))
+        .set_compression(compression)
+        .build();
+    let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema(), Some(props)).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+fn hash_of(path: &std::path::Path) -> String {
+    let (schema, batches) = ParquetSet::open(path).unwrap().read_all().unwrap();
+    content_hash(&schema.unwrap(), &batches, &["entity_id", "t0"]).unwrap()
+}
+
+const KEY: &[&str] = &["entity_id", "t0"];
+
+#[test]
+fn same_rows_in_different_layouts_hash_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = rows(1000, None);
+    let reference = content_hash(&schema(), std::slice::from_ref(&batch), KEY).unwrap();
+
+    let small_groups = dir.path().join("small.parquet");
+    write_with(&small_groups, std::slice::from_ref(&batch), 7, Compression::UNCOMPRESSED);
+    let big_groups = dir.path().join("big.parquet");
+    write_with(&big_groups, std::slice::from_ref(&batch), 100_000, Compression::SNAPPY);
+    assert_ne!(std::fs::read(&small_groups).unwrap(), std::fs::read(&big_groups).unwrap(), "layouts must differ on disk");
+    assert_eq!(hash_of(&small_groups), reference);
+    assert_eq!(hash_of(&big_groups), reference);
+
+    // Split over two files, in reverse order of rows.
+    let split = dir.path().join("split");
+    std::fs::create_dir(&split).unwrap();
+    write_with(&split.join("a.parquet"), &[batch.slice(600, 400)], 50, Compression::SNAPPY);
+    write_with(&split.join("b.parquet"), &[batch.slice(0, 600)], 64, Compression::SNAPPY);
+    assert_eq!(hash_of(&split), reference);
+
+    // The project's own writer agrees too.
+    let own = dir.path().join("own.parquet");
+    write_parquet(&own, schema(), &[batch.slice(500, 500), batch.slice(0, 500)]).unwrap();
+    assert_eq!(hash_of(&own), reference);
+}
+
+#[test]
+fn one_changed_value_changes_the_hash() {
+    let base = content_hash(&schema(), &[rows(1000, None)], KEY).unwrap();
+    let bumped = content_hash(&schema(), &[rows(1000, Some(500))], KEY).unwrap();
+    assert_ne!(base, bumped);
+    // A dropped row and a NULL where a value was are changes too.
+    let fewer = content_hash(&schema(), &[rows(999, None)], KEY).unwrap();
+    assert_ne!(base, fewer);
+    let batch = rows(1000, None);
+    let mut cols = batch.columns().to_vec();
+    let mut scores: Vec<Option<f64>> = (0..1000).map(|i| if i % 17 == 0 { None } else { Some(i as f64 / 7.0) }).collect();
+    scores[1] = None;
+    cols[3] = Arc::new(Float64Array::from(scores));
+    let nulled = content_hash(&schema(), &[RecordBatch::try_new(schema(), cols).unwrap()], KEY).unwrap();
+    assert_ne!(base, nulled);
+}
+
+#[test]
+fn a_renamed_or_retyped_column_changes_the_hash() {
+    let batch = rows(10, None);
+    let base = content_hash(&schema(), std::slice::from_ref(&batch), KEY).unwrap();
+    let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[2] = Field::new("views_total", DataType::Int64, true);
+    let renamed = Arc::new(Schema::new(fields));
+    let b2 = RecordBatch::try_new(renamed.clone(), batch.columns().to_vec()).unwrap();
+    assert_ne!(base, content_hash(&renamed, &[b2], KEY).unwrap());
+}
+
+#[test]
+fn unknown_key_and_corrupt_files_are_errors_not_panics() {
+    assert!(content_hash(&schema(), &[rows(3, None)], &["nope"]).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.parquet");
+    write_parquet(&p, schema(), &[rows(200, None)]).unwrap();
+    let mut bytes = std::fs::read(&p).unwrap();
+    let n = bytes.len();
+    bytes.truncate(n / 2);
+    std::fs::write(&p, &bytes).unwrap();
+    let err = read_parquet(&p).unwrap_err().to_string();
+    assert!(err.contains("x.parquet"), "{err}");
+}

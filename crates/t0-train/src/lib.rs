@@ -1,0 +1,305 @@
+//! `train-suite`: trains on certified surfaces, embeddings and labels with a chronological
+//! split, and writes an immutable run snapshot (model, metrics, leaderboard, split manifest,
+//! test predictions).
+//!
+//! Skeleton scope: a ridge regression (linfa-elasticnet, L1 ratio 0) on log views at the
+//! label horizon, its penalty picked on the validation block, and split-conformal intervals.
+//! Survival, tail gates and stacking come with the training issue.
+
+pub mod features;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use linfa::prelude::*;
+use linfa_elasticnet::ElasticNet;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+use t0_catalog::{Catalog, RootLock};
+use t0_core::error::Context;
+use t0_core::{Clock, Error, Progress, Result, Root};
+use t0_manifest::{Loaded, Location, Output, StageRun};
+
+pub use features::Frame;
+
+pub const STAGE: &str = "train-suite";
+pub const PENALTIES: &[f64] = &[0.001, 0.01, 0.1, 1.0];
+pub const NOMINAL: f64 = 0.9;
+
+/// Everything needed to score: written as `runs/<run_id>/model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Model {
+    pub kind: String,
+    pub target: String,
+    pub features: Vec<String>,
+    pub emb_dim: usize,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+    pub coef: Vec<f64>,
+    pub intercept: f64,
+    pub penalty: f64,
+    /// Split-conformal half-width of the `nominal` prediction interval.
+    pub interval_halfwidth: f64,
+    pub nominal: f64,
+    /// View-definition hash of the surface the model was trained on (train/serve skew guard).
+    pub surface_view_def_hash: String,
+    pub certify_run: String,
+    pub embed_run: String,
+    /// T0 (µs) at which validation and test blocks begin.
+    pub valid_from: i64,
+    pub test_from: i64,
+}
+
+impl Model {
+    /// Prediction and per-feature contributions (coef x standardised value).
+    pub fn predict(&self, x: &[f64]) -> (f64, Vec<f64>) {
+        let contrib: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(j, v)| self.coef[j] * (v - self.mean[j]) / self.std[j])
+            .collect();
+        (self.intercept + contrib.iter().sum::<f64>(), contrib)
+    }
+}
+
+pub struct TrainArgs {
+    pub max_age_days: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Metrics {
+    pub rows_train: usize,
+    pub rows_valid: usize,
+    pub rows_test: usize,
+    pub valid_rmse: f64,
+    pub test_rmse: f64,
+    pub test_mae: f64,
+    pub test_coverage: f64,
+    pub baseline_test_rmse: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrainReport {
+    pub run_id: String,
+    pub snapshot: String,
+    pub metrics: Metrics,
+    pub leaderboard: Vec<(f64, f64)>,
+}
+
+fn parquet_path<'a>(root: &Root, o: &'a Output) -> Result<std::path::PathBuf> {
+    match &o.location {
+        Location::Parquet { path, .. } => Ok(root.join(path)),
+        _ => Err(Error::Refused(format!("{} is not a Parquet output", o.name))),
+    }
+}
+
+/// Latest embed run, which must have been made from the certify run `cert`.
+pub fn embed_for(root: &Root, catalog: &Catalog, cert: &Loaded) -> Result<Loaded> {
+    let emb = t0_manifest::load(root, catalog, "embed", None)?;
+    if !emb.manifest.upstream.iter().any(|u| u.manifest_hash == cert.manifest_hash) {
+        return Err(Error::Refused(format!(
+            "embed run {} was made from another certify run than the current {}: run embed again",
+            emb.manifest.run_id, cert.manifest.run_id
+        )));
+    }
+    Ok(emb)
+}
+
+fn rmse(a: &[f64], b: &[f64]) -> f64 {
+    (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len().max(1) as f64).sqrt()
+}
+
+fn to_array(f: &Frame, idx: &[usize], mean: &[f64], std: &[f64]) -> Array2<f64> {
+    let d = f.names.len();
+    Array2::from_shape_fn((idx.len(), d), |(i, j)| (f.row(idx[i])[j] - mean[j]) / std[j])
+}
+
+pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress) -> Result<TrainReport> {
+    let _lock = RootLock::acquire(root)?;
+    let catalog = Catalog::open(root)?;
+    let config_hash = t0_core::config::value_hash(&("ridge-v1", PENALTIES, NOMINAL));
+    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
+    let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
+    let emb = embed_for(root, &catalog, &cert)?;
+    let cin = run.consume(&cert, &["surface.base", "labels"])?;
+    let ein = run.consume(&emb, &["embeddings.text"])?;
+    let run_id = run.run_id("");
+    run.ensure_new(&run_id)?;
+
+    progress.phase("load features", None);
+    let frame = features::load(
+        &catalog,
+        &parquet_path(root, &cin[0])?,
+        &parquet_path(root, &ein[0])?,
+        Some(&parquet_path(root, &cin[1])?),
+        t0_embed::DIM,
+        "true",
+    )?;
+    progress.finish();
+    let n = frame.rows();
+    if n < 20 {
+        return Err(Error::Gate(format!("only {n} matured rows: too few to train (need 20)")));
+    }
+    let y = frame.y.clone().expect("labels were joined");
+    // Chronological blocks: rows are ordered by T0; a T0 never straddles two blocks.
+    let cut = |q: f64| {
+        let mut i = ((n as f64) * q) as usize;
+        while i > 0 && i < n && frame.t0[i] == frame.t0[i - 1] {
+            i += 1;
+        }
+        i.min(n)
+    };
+    let (v0, t0c) = (cut(0.70), cut(0.85));
+    let train: Vec<usize> = (0..v0).collect();
+    let valid: Vec<usize> = (v0..t0c).collect();
+    let test: Vec<usize> = (t0c..n).collect();
+    if valid.is_empty() || test.is_empty() {
+        return Err(Error::Gate("too few distinct T0 values for a train/valid/test split".into()));
+    }
+    let d = frame.names.len();
+    let mut mean = vec![0.0; d];
+    let mut std = vec![0.0; d];
+    for j in 0..d {
+        let col: Vec<f64> = train.iter().map(|&i| frame.row(i)[j]).collect();
+        mean[j] = col.iter().sum::<f64>() / col.len() as f64;
+        let var = col.iter().map(|v| (v - mean[j]).powi(2)).sum::<f64>() / col.len() as f64;
+        std[j] = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+    }
+    let xs = |idx: &[usize]| to_array(&frame, idx, &mean, &std);
+    let ys = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<f64>>();
+    let (xt, yt) = (xs(&train), Array1::from(ys(&train)));
+    let dataset = Dataset::new(xt, yt);
+
+    progress.phase("fit", Some(PENALTIES.len() as u64));
+    let mut leaderboard = Vec::new();
+    let mut best: Option<(f64, f64, Vec<f64>, f64)> = None;
+    for &p in PENALTIES {
+        let m = ElasticNet::<f64>::ridge()
+            .penalty(p)
+            .max_iterations(10_000)
+            .tolerance(1e-8)
+            .fit(&dataset)
+            .ctx(|| format!("ridge fit (penalty {p})"))?;
+        let pv: Vec<f64> = m.predict(&xs(&valid)).to_vec();
+        let score = rmse(&pv, &ys(&valid));
+        leaderboard.push((p, score));
+        if best.as_ref().is_none_or(|b| score < b.1) {
+            best = Some((p, score, m.hyperplane().to_vec(), m.intercept()));
+        }
+        progress.advance(1);
+    }
+    progress.finish();
+    let (penalty, valid_rmse, coef, intercept) = best.expect("at least one penalty");
+    let mut model = Model {
+        kind: "ridge".into(),
+        target: "y_log_views".into(),
+        features: frame.names.clone(),
+        emb_dim: t0_embed::DIM,
+        mean,
+        std,
+        coef,
+        intercept,
+        penalty,
+        interval_halfwidth: 0.0,
+        nominal: NOMINAL,
+        surface_view_def_hash: t0_certify::certified_view_def(&cert, "base")
+            .ok_or_else(|| Error::Refused("certificate records no view-definition hash for base".into()))?,
+        certify_run: cert.manifest.run_id.clone(),
+        embed_run: emb.manifest.run_id.clone(),
+        valid_from: frame.t0[v0],
+        test_from: frame.t0[t0c],
+    };
+    // Split conformal: the ceil((n+1)q)-th smallest absolute validation residual.
+    let mut res: Vec<f64> = valid.iter().map(|&i| (y[i] - model.predict(frame.row(i)).0).abs()).collect();
+    res.sort_by(f64::total_cmp);
+    let k = (((res.len() + 1) as f64 * NOMINAL).ceil() as usize).clamp(1, res.len());
+    model.interval_halfwidth = res[k - 1];
+
+    let preds: Vec<f64> = test.iter().map(|&i| model.predict(frame.row(i)).0).collect();
+    let yt = ys(&test);
+    let train_mean = train.iter().map(|&i| y[i]).sum::<f64>() / train.len() as f64;
+    let covered = preds.iter().zip(&yt).filter(|(p, y)| (*p - *y).abs() <= model.interval_halfwidth).count();
+    let metrics = Metrics {
+        rows_train: train.len(),
+        rows_valid: valid.len(),
+        rows_test: test.len(),
+        valid_rmse,
+        test_rmse: rmse(&preds, &yt),
+        test_mae: preds.iter().zip(&yt).map(|(p, y)| (p - y).abs()).sum::<f64>() / yt.len() as f64,
+        test_coverage: covered as f64 / yt.len() as f64,
+        baseline_test_rmse: rmse(&vec![train_mean; yt.len()], &yt),
+    };
+
+    let dir = format!("runs/{run_id}");
+    let files = [
+        ("model.json", json_bytes(&model)?),
+        ("metrics.json", json_bytes(&metrics)?),
+        ("leaderboard.json", json_bytes(&leaderboard)?),
+    ];
+    let mut outputs = Vec::new();
+    for (name, bytes) in files {
+        let rel = format!("{dir}/{name}");
+        t0_core::fsio::write_atomic(&root.join(&rel), &bytes)?;
+        let out_name = format!("run.{}", name.trim_end_matches(".json"));
+        outputs.push(t0_manifest::record_output(root, &catalog, &out_name, Location::File { path: rel })?);
+    }
+    let split_rel = format!("{dir}/split.parquet");
+    let split_names: Vec<&str> = (0..n).map(|i| if i < v0 { "train" } else if i < t0c { "valid" } else { "test" }).collect();
+    write_rows(
+        &root.join(&split_rel),
+        &frame.entity_id,
+        &frame.t0,
+        vec![("split", Arc::new(StringArray::from(split_names)))],
+    )?;
+    outputs.push(t0_manifest::record_output(root, &catalog, "run.split", Location::Parquet { path: split_rel, key: vec!["entity_id".into(), "t0".into()] })?);
+    let pred_rel = format!("{dir}/predictions.parquet");
+    let ids: Vec<String> = test.iter().map(|&i| frame.entity_id[i].clone()).collect();
+    let t0s: Vec<i64> = test.iter().map(|&i| frame.t0[i]).collect();
+    write_rows(
+        &root.join(&pred_rel),
+        &ids,
+        &t0s,
+        vec![
+            ("y", Arc::new(Float64Array::from(yt.clone()))),
+            ("prediction", Arc::new(Float64Array::from(preds.clone()))),
+        ],
+    )?;
+    outputs.push(t0_manifest::record_output(root, &catalog, "run.predictions", Location::Parquet { path: pred_rel, key: vec!["entity_id".into(), "t0".into()] })?);
+
+    let report = TrainReport { run_id: run_id.clone(), snapshot: dir, metrics, leaderboard };
+    run.finish(&run_id, None, outputs, serde_json::to_value(&report).expect("plain struct"))?;
+    Ok(report)
+}
+
+/// Pretty JSON with a trailing newline: stable bytes for stable hashes.
+pub fn json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let mut b = serde_json::to_vec_pretty(v).ctx(|| "serialise".into())?;
+    b.push(b'\n');
+    Ok(b)
+}
+
+/// Write (entity_id, t0, extra columns...) to a Parquet file.
+pub fn write_rows(path: &Path, ids: &[String], t0: &[i64], extra: Vec<(&str, arrow::array::ArrayRef)>) -> Result<()> {
+    let mut fields = vec![
+        Field::new("entity_id", DataType::Utf8, false),
+        Field::new("t0", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+    ];
+    let mut cols: Vec<arrow::array::ArrayRef> =
+        vec![Arc::new(StringArray::from(ids.to_vec())), Arc::new(TimestampMicrosecondArray::from(t0.to_vec()))];
+    for (name, col) in extra {
+        fields.push(Field::new(name, col.data_type().clone(), true));
+        cols.push(col);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols).ctx(|| format!("batch for {}", path.display()))?;
+    t0_table::write_parquet(path, schema, &[batch])
+}
+
+/// Read a JSON model file of a train-suite run.
+pub fn read_model(path: &Path) -> Result<Model> {
+    let bytes = t0_core::fsio::read(path)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Refused(format!("{}: not a model file: {e}", path.display())))
+}

@@ -1,0 +1,50 @@
+"""Airflow DAG: the t0-clip closed loop, one BashOperator per stage.
+
+Exit codes follow the t0-clip contract: 99 ("nothing to do") skips a task, 3 (refused) and
+1 (gate said no) fail it. The first audit may fail by design (heal answers its findings), so
+its exit 1 is accepted. Set T0CLIP_BIN (directory of the stage binaries), T0CLIP_ROOT and
+T0CLIP_INPUT in the worker's environment or as Airflow Variables.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pendulum
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+
+BIN = os.environ.get("T0CLIP_BIN", "target/debug")
+ROOT = os.environ.get("T0CLIP_ROOT", ".t0clip")
+INPUT = os.environ.get("T0CLIP_INPUT", "fixtures/clips")
+
+
+def stage(task_id: str, command: str, **kwargs) -> BashOperator:
+    return BashOperator(
+        task_id=task_id,
+        bash_command=f'"{BIN}/{command}" --root "{ROOT}"' + kwargs.pop("tail", ""),
+        skip_on_exit_code=99,
+        # A skipped stage (nothing new) must not skip the rest of the loop.
+        trigger_rule="none_failed",
+        **kwargs,
+    )
+
+
+with DAG(
+    dag_id="t0clip_loop",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["t0-clip"],
+) as dag:
+    acquire = stage("acquire", "acquire", tail=f' --input "{INPUT}"')
+    # Exit 1 (FAIL) is the expected input of heal; anything else is a real failure.
+    audit_raw = stage("audit_raw", "audit", tail=' ; rc=$?; [ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || exit "$rc"')
+    heal = stage("heal", "heal")
+    audit = stage("audit", "audit")
+    certify = stage("certify", "certify")
+    embed = stage("embed", "embed")
+    train = stage("train_suite", "train-suite")
+    score = stage("score", "score")
+    calibrate = stage("calibrate", "calibrate")
+    acquire >> audit_raw >> heal >> audit >> certify >> embed >> train >> score >> calibrate

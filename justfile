@@ -1,0 +1,74 @@
+# t0-clip: the closed loop, one recipe per stage.
+#   just loop                 # whole loop on the embedded fixture into $T0CLIP_ROOT (.t0clip)
+#   just audit --json         # one stage, extra flags passed through
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments := false
+
+root := env_var_or_default("T0CLIP_ROOT", ".t0clip")
+target := env_var_or_default("CARGO_TARGET_DIR", "target")
+profile := env_var_or_default("T0CLIP_PROFILE", "debug")
+bindir := target / profile
+cargo_profile := if profile == "debug" { "dev" } else { profile }
+
+# List the recipes.
+default:
+    @{{just_executable()}} --list
+
+# Build the eight stage binaries.
+build:
+    cargo build --profile {{cargo_profile}} -p t0-cli --bins
+
+# Run one stage binary; exit codes listed in `ok` (besides 0) count as success.
+_run stage ok *args:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    "{{bindir}}/{{stage}}" --root "{{root}}" {{args}}
+    rc=$?
+    for c in 0 {{ok}}; do [ "$rc" -eq "$c" ] && exit 0; done
+    echo "just: {{stage}} exited $rc" >&2
+    exit "$rc"
+
+# Write a generated dataset (CSV) to `out`.
+generate out="target/generated" *args:
+    "{{bindir}}/acquire" generate --out "{{out}}" {{args}}
+
+acquire input="fixtures/clips" *args:
+    {{just_executable()}} _run acquire "" --input "{{input}}" {{args}}
+
+audit *args:
+    {{just_executable()}} _run audit "" {{args}}
+
+heal *args:
+    {{just_executable()}} _run heal "" {{args}}
+
+verify-ledger:
+    {{just_executable()}} _run heal "" verify-ledger
+
+certify *args:
+    {{just_executable()}} _run certify "" {{args}}
+
+embed *args:
+    {{just_executable()}} _run embed "" {{args}}
+
+train-suite *args:
+    {{just_executable()}} _run train-suite "" {{args}}
+
+score *args:
+    {{just_executable()}} _run score "" {{args}}
+
+calibrate *args:
+    {{just_executable()}} _run calibrate "" {{args}}
+
+# The closed loop: acquire -> audit -> heal -> audit -> certify -> embed -> train-suite -> score -> calibrate.
+# A first audit may fail (heal answers it); 99 (nothing to do) is fine when re-run on the same root.
+loop input="fixtures/clips": build
+    {{just_executable()}} _run acquire 99 --input "{{input}}"
+    {{just_executable()}} _run audit "1 99"
+    {{just_executable()}} _run heal 99
+    {{just_executable()}} _run audit 99
+    {{just_executable()}} _run certify 99
+    {{just_executable()}} _run embed 99
+    {{just_executable()}} _run train-suite 99
+    {{just_executable()}} _run score 99
+    {{just_executable()}} _run calibrate "1 99"
+    @echo "results under {{root}}: manifests/, lake/, runs/, calib/, metrics/ and catalog.duckdb"
