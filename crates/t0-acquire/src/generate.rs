@@ -49,13 +49,7 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions {
-            entities: 200,
-            snapshots: 8,
-            seed: 7,
-            regressions: 0.03,
-            duplicates: 0.01,
-        }
+        GenerateOptions { entities: 200, snapshots: 8, seed: 7, regressions: 0.03, duplicates: 0.01 }
     }
 }
 
@@ -72,7 +66,8 @@ pub struct GenerateSummary {
 
 const EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 const SIGNAL: &[&str] = &["epic", "viral", "insane", "secret", "challenge", "reveal"];
-const NEUTRAL: &[&str] = &["daily", "vlog", "update", "notes", "morning", "recap", "walk", "garden", "kitchen", "study"];
+const NEUTRAL: &[&str] =
+    &["daily", "vlog", "update", "notes", "morning", "recap", "walk", "garden", "kitchen", "study"];
 
 fn ts(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
@@ -133,7 +128,8 @@ pub fn generate(out: &Path, opt: &GenerateOptions) -> Result<GenerateSummary> {
             writeln!(evt, "{id},removed,,{}", ts(r)).unwrap();
             s.events += 1;
         }
-        let regress_at = (rng.uniform() < opt.regressions).then(|| 1 + rng.below(opt.snapshots.max(2) as u64 - 1) as u32);
+        let regress_at =
+            (rng.uniform() < opt.regressions).then(|| 1 + rng.below(opt.snapshots.max(2) as u64 - 1) as u32);
         let mut t = created;
         let mut last_views = 0i64;
         for k in 0..opt.snapshots {
@@ -163,12 +159,8 @@ pub fn generate(out: &Path, opt: &GenerateOptions) -> Result<GenerateSummary> {
         }
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    for (name, body) in [
-        ("entities.csv", ent),
-        ("observations.csv", obs),
-        ("events.csv", evt),
-        ("artifacts.csv", art),
-    ] {
+    for (name, body) in [("entities.csv", ent), ("observations.csv", obs), ("events.csv", evt), ("artifacts.csv", art)]
+    {
         t0_core::fsio::write_atomic(&out.join(name), body.as_bytes())?;
     }
     Ok(s)

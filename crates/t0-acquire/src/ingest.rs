@@ -240,11 +240,8 @@ pub fn ingest_csv(
     let mut row_numbers = Int64Builder::new();
     let mut quarantine = Vec::new();
     let mut keys_seen: HashSet<Vec<u8>> = HashSet::new();
-    let key_idx: Vec<usize> = spec
-        .key
-        .iter()
-        .map(|k| spec.columns.iter().position(|(c, _, _)| c == k).expect("key is a column"))
-        .collect();
+    let key_idx: Vec<usize> =
+        spec.key.iter().map(|k| spec.columns.iter().position(|(c, _, _)| c == k).expect("key is a column")).collect();
 
     for (i, rec) in rdr.byte_records().enumerate() {
         // Line 1 is the header, so data row i sits on line i + 2.
@@ -253,7 +250,12 @@ pub fn ingest_csv(
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                quarantine.push(Quarantined { row: line, column: None, reason: format!("unreadable row: {e}"), raw: String::new() });
+                quarantine.push(Quarantined {
+                    row: line,
+                    column: None,
+                    reason: format!("unreadable row: {e}"),
+                    raw: String::new(),
+                });
                 continue;
             }
         };
@@ -366,11 +368,8 @@ pub fn ingest_csv(
     let observed = spec.observed_col();
     let select_cols = insert_cols.join(", ");
     let key_match = spec.key.iter().map(|k| format!("c.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
-    let same_values = insert_cols
-        .iter()
-        .map(|c| format!("c.{c} IS NOT DISTINCT FROM s.{c}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let same_values =
+        insert_cols.iter().map(|c| format!("c.{c} IS NOT DISTINCT FROM s.{c}")).collect::<Vec<_>>().join(" AND ");
     let partition = spec.key.join(", ");
     let avail = availability.sql(clock).replace("observed_at", &format!("s.{observed}"));
     let (target_cols, observed_expr) = if spec.table == "entities" {

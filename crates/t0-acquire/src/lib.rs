@@ -115,7 +115,10 @@ fn load_config(path: Option<&Path>) -> Result<(AcquireConfig, String)> {
         if Availability::parse(&src.availability).is_none() {
             return Err(Error::config(
                 &origin,
-                format!("sources.{table}.availability: {:?} is not ingest_time, observed_time or observed_time + <n>h", src.availability),
+                format!(
+                    "sources.{table}.availability: {:?} is not ingest_time, observed_time or observed_time + <n>h",
+                    src.availability
+                ),
             ));
         }
         if src.format != "csv" {

@@ -184,17 +184,15 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
         run_id: Some(run_id.clone()),
     };
     let outputs = vec![
-        t0_manifest::record_output(root, &catalog, "audit.findings", table("audit_findings", &["check_name", "table_name"]))?,
+        t0_manifest::record_output(
+            root,
+            &catalog,
+            "audit.findings",
+            table("audit_findings", &["check_name", "table_name"]),
+        )?,
         t0_manifest::record_output(root, &catalog, "audit.verdict", table("audit_verdicts", &["run_id"]))?,
     ];
-    let report = AuditReport {
-        run_id: run_id.clone(),
-        verdict: verdict.into(),
-        data_hash,
-        errors,
-        warnings,
-        findings,
-    };
+    let report = AuditReport { run_id: run_id.clone(), verdict: verdict.into(), data_hash, errors, warnings, findings };
     run.finish(&run_id, Some(verdict), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
 }

@@ -71,7 +71,11 @@ fn prom(report: &CalibrateReport) -> String {
     let mut s = String::new();
     s.push_str("# HELP t0clip_interval_coverage Empirical coverage of prediction intervals on matured outcomes.\n");
     s.push_str("# TYPE t0clip_interval_coverage gauge\n");
-    s.push_str(&format!("t0clip_interval_coverage{{score_run=\"{}\"}} {}\n", report.score_run, report.coverage.unwrap_or(f64::NAN)));
+    s.push_str(&format!(
+        "t0clip_interval_coverage{{score_run=\"{}\"}} {}\n",
+        report.score_run,
+        report.coverage.unwrap_or(f64::NAN)
+    ));
     s.push_str("# HELP t0clip_interval_nominal Nominal coverage of the prediction intervals.\n");
     s.push_str("# TYPE t0clip_interval_nominal gauge\n");
     s.push_str(&format!("t0clip_interval_nominal{{score_run=\"{}\"}} {}\n", report.score_run, report.nominal));
@@ -100,7 +104,10 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
         .ok_or_else(|| Error::Refused(format!("score run {} names no train-suite run", score.manifest.run_id)))?;
     let train = t0_manifest::load(root, &catalog, t0_train::STAGE, Some(&train_ref.run_id))?;
     if train.manifest_hash != train_ref.manifest_hash {
-        return Err(Error::Refused(format!("train-suite manifest {} differs from the one score used", train.path.display())));
+        return Err(Error::Refused(format!(
+            "train-suite manifest {} differs from the one score used",
+            train.path.display()
+        )));
     }
     let certified = train.manifest.upstream.iter().filter(|u| u.stage == t0_certify::STAGE).any(|u| {
         t0_manifest::load(root, &catalog, t0_certify::STAGE, Some(&u.run_id))
@@ -118,15 +125,8 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
     let run_id = run.run_id("");
     run.ensure_new(&run_id)?;
     t0_manifest::purge_unrecorded(&catalog, &run_id, &["acceptance"])?;
-    let path = |o: &t0_manifest::Output| match &o.location {
-        Location::Parquet { path, .. } => Ok(root.join(path).display().to_string().replace('\'', "''")),
-        _ => Err(Error::Refused(format!("{} is not a Parquet output", o.name))),
-    };
-    let model_out = train.manifest.output("run.model")?;
-    let Location::File { path: model_path } = &model_out.location else {
-        return Err(Error::Refused("run.model is not a file output".into()));
-    };
-    let nominal = t0_train::read_model(&root.join(model_path))?.nominal;
+    let lit = |o: &t0_manifest::Output| Ok::<_, Error>(t0_catalog::quote_literal(&o.path(root)?.display().to_string()));
+    let nominal = t0_train::read_model(root, train.manifest.output("run.model")?)?.nominal;
 
     progress.phase("join outcomes", None);
     let (scored, matured, coverage, mae): (i64, i64, Option<f64>, Option<f64>) = catalog
@@ -137,10 +137,10 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
                         avg(CASE WHEN l.y_log_views IS NULL THEN NULL
                                  WHEN l.y_log_views BETWEEN p.lower AND p.upper THEN 1.0 ELSE 0.0 END),
                         avg(abs(l.y_log_views - p.prediction))
-                 FROM read_parquet('{}') p
-                 LEFT JOIN read_parquet('{}') l ON l.entity_id = p.entity_id AND l.t0 = p.t0",
-                path(&preds[0])?,
-                path(&labels[0])?
+                 FROM read_parquet({}) p
+                 LEFT JOIN read_parquet({}) l ON l.entity_id = p.entity_id AND l.t0 = p.t0",
+                lit(&preds[0])?,
+                lit(&labels[0])?
             ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),

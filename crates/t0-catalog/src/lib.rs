@@ -114,6 +114,11 @@ impl Catalog {
     }
 }
 
+/// `s` as a single-quoted SQL string literal (for file paths given to `read_parquet`).
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 fn config() -> Result<Config> {
     // No network and no surprise downloads: extensions are never installed or autoloaded.
     Config::default()

@@ -192,10 +192,8 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     for (store, files) in &closures {
         let entry = &store.entrypoint;
         let vdh = view_def_hash(files);
-        let mut notes: Vec<String> = files
-            .iter()
-            .flat_map(|(name, sql)| sqlcheck::violations(name, &sqlcheck::normalise(sql)))
-            .collect();
+        let mut notes: Vec<String> =
+            files.iter().flat_map(|(name, sql)| sqlcheck::violations(name, &sqlcheck::normalise(sql))).collect();
         if store.strict && !args.rebaseline {
             let previous: Option<String> = conn
                 .query_row(
@@ -228,7 +226,12 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
             let rel = format!("lake/surfaces/{entry}/{run_id}/surface.parquet");
             t0_table::write_parquet(&root.join(&rel), schema, &batches)?;
             let key = SURFACE_KEY.iter().map(|k| k.to_string()).collect();
-            let out = t0_manifest::record_output(root, &catalog, &format!("surface.{entry}"), Location::Parquet { path: rel.clone(), key })?;
+            let out = t0_manifest::record_output(
+                root,
+                &catalog,
+                &format!("surface.{entry}"),
+                Location::Parquet { path: rel.clone(), key },
+            )?;
             result.status = "CERTIFIED".into();
             result.dataset_hash = Some(out.content_hash.clone());
             result.rows = out.rows.unwrap_or(0);
@@ -272,7 +275,9 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     }
 
     let (t0_min, t0_max): (Option<String>, Option<String>) = conn
-        .query_row("SELECT CAST(min(t0) AS VARCHAR), CAST(max(t0) AS VARCHAR) FROM t0_grid", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT CAST(min(t0) AS VARCHAR), CAST(max(t0) AS VARCHAR) FROM t0_grid", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .ctx(|| "T0 range".into())?;
     let now = clock.stamp();
     for s in &stores {
@@ -286,7 +291,12 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         let mut bytes = serde_json::to_vec_pretty(&cert).expect("json");
         bytes.push(b'\n');
         t0_core::fsio::write_atomic(&root.join(&rel), &bytes)?;
-        outputs.push(t0_manifest::record_output(root, &catalog, &format!("certificate.{}", s.entrypoint), Location::File { path: rel })?);
+        outputs.push(t0_manifest::record_output(
+            root,
+            &catalog,
+            &format!("certificate.{}", s.entrypoint),
+            Location::File { path: rel },
+        )?);
         conn.execute(
             "INSERT INTO certificates VALUES (?, ?, ?, CAST(? AS TIMESTAMP), ?, ?, CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP), ?, ?)",
             params![run_id, s.entrypoint, s.status, ts(&now), s.view_def_hash, s.dataset_hash.clone().unwrap_or_default(), t0_min, t0_max, s.rows as i64, s.notes.join("; ")],
@@ -294,13 +304,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         .ctx(|| "record certificate".into())?;
     }
     let status = if all_ok { "CERTIFIED" } else { "FAILED" };
-    let report = CertifyReport {
-        run_id: run_id.clone(),
-        status: status.into(),
-        stores,
-        labels_path,
-        label_rows,
-    };
+    let report = CertifyReport { run_id: run_id.clone(), status: status.into(), stores, labels_path, label_rows };
     run.finish(&run_id, Some(status), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
 }
@@ -316,8 +320,9 @@ pub fn guard(root: &Root, catalog: &Catalog, clock: &Clock, max_age_days: i64) -
             cert.manifest.gate.as_deref().unwrap_or("not certified")
         )));
     }
-    let certified: DateTime<Utc> = t0_core::clock::parse_utc(&cert.manifest.finished_at)
-        .ok_or_else(|| Error::Refused(format!("certify run {} has no valid certification time", cert.manifest.run_id)))?;
+    let certified: DateTime<Utc> = t0_core::clock::parse_utc(&cert.manifest.finished_at).ok_or_else(|| {
+        Error::Refused(format!("certify run {} has no valid certification time", cert.manifest.run_id))
+    })?;
     let age = clock.now() - certified;
     if age > chrono::Duration::days(max_age_days) {
         return Err(Error::Refused(format!(
@@ -332,10 +337,7 @@ pub fn guard(root: &Root, catalog: &Catalog, clock: &Clock, max_age_days: i64) -
 
 /// View-definition hash the certificate recorded for `entrypoint`.
 pub fn certified_view_def(cert: &Loaded, entrypoint: &str) -> Option<String> {
-    cert.manifest.summary["stores"]
-        .as_array()?
-        .iter()
-        .find(|s| s["entrypoint"] == entrypoint)?["view_def_hash"]
+    cert.manifest.summary["stores"].as_array()?.iter().find(|s| s["entrypoint"] == entrypoint)?["view_def_hash"]
         .as_str()
         .map(str::to_string)
 }

@@ -63,7 +63,8 @@ impl Progress for Bar {
         self.bar.reset();
         self.bar.set_length(total.unwrap_or(0));
         let style = match total {
-            Some(_) => ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}").map(|s| s.progress_chars("=> ")),
+            Some(_) => ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}")
+                .map(|s| s.progress_chars("=> ")),
             None => ProgressStyle::with_template("{msg:>14} {spinner} {elapsed}"),
         };
         if let Ok(s) = style {
@@ -85,7 +86,11 @@ impl Progress for Bar {
 }
 
 /// Run a stage body and exit according to the contract.
-pub fn run(common: &Common, stage: &str, body: impl FnOnce(&Root, Clock, &dyn Progress) -> t0_core::Result<Outcome>) -> std::process::ExitCode {
+pub fn run(
+    common: &Common,
+    stage: &str,
+    body: impl FnOnce(&Root, Clock, &dyn Progress) -> t0_core::Result<Outcome>,
+) -> std::process::ExitCode {
     let root = Root::new(&common.root);
     let bar = Bar::new(common.quiet);
     let result = Clock::from_arg(common.now.as_deref()).and_then(|clock| body(&root, clock, &bar));

@@ -52,7 +52,11 @@ fn run(root: &Path, stage: &str, args: &[&str]) -> Out {
 
 fn expect(root: &Path, stage: &str, args: &[&str], code: i32) -> Out {
     let o = run(root, stage, args);
-    assert_eq!(o.code, code, "{stage} {args:?} exited {} (wanted {code})\nstderr: {}\nstdout: {}", o.code, o.stderr, o.stdout);
+    assert_eq!(
+        o.code, code,
+        "{stage} {args:?} exited {} (wanted {code})\nstderr: {}\nstdout: {}",
+        o.code, o.stderr, o.stdout
+    );
     o
 }
 
@@ -190,7 +194,8 @@ fn same_inputs_give_bit_identical_outputs_and_run_ids() {
         assert!(!files.is_empty(), "{sub} is empty");
         for f in files {
             let rel = f.strip_prefix(pristine()).unwrap();
-            let theirs = std::fs::read(other.path().join(rel)).unwrap_or_else(|_| panic!("{} missing in the second run", rel.display()));
+            let theirs = std::fs::read(other.path().join(rel))
+                .unwrap_or_else(|_| panic!("{} missing in the second run", rel.display()));
             assert!(std::fs::read(&f).unwrap() == theirs, "{} differs between two identical runs", rel.display());
         }
     }
@@ -219,7 +224,10 @@ fn acquire_output_tampered_before_audit() {
 #[test]
 fn audit_findings_tampered_before_heal() {
     let dir = copy_of_pristine();
-    sql(dir.path(), "UPDATE audit_findings SET failing = failing + 1 WHERE rowid = (SELECT max(rowid) FROM audit_findings)");
+    sql(
+        dir.path(),
+        "UPDATE audit_findings SET failing = failing + 1 WHERE rowid = (SELECT max(rowid) FROM audit_findings)",
+    );
     let o = expect(dir.path(), "heal", &[], 3);
     assert!(o.stderr.contains("catalog table audit_findings"), "{}", o.stderr);
 }

@@ -15,10 +15,7 @@ impl Clock {
         // Whole microseconds: the resolution of a DuckDB TIMESTAMP.
         let now = Utc::now();
         let micros = now.timestamp_micros();
-        Clock {
-            now: DateTime::from_timestamp_micros(micros).unwrap_or(now),
-            pinned: false,
-        }
+        Clock { now: DateTime::from_timestamp_micros(micros).unwrap_or(now), pinned: false }
     }
 
     pub fn pinned(now: DateTime<Utc>) -> Self {
@@ -29,9 +26,9 @@ impl Clock {
     pub fn from_arg(arg: Option<&str>) -> Result<Self> {
         match arg {
             None => Ok(Clock::wall()),
-            Some(s) => parse_utc(s)
-                .map(Clock::pinned)
-                .ok_or_else(|| Error::Usage(format!("--now: cannot parse {s:?} as a UTC time (e.g. 2026-01-31T12:00:00Z)"))),
+            Some(s) => parse_utc(s).map(Clock::pinned).ok_or_else(|| {
+                Error::Usage(format!("--now: cannot parse {s:?} as a UTC time (e.g. 2026-01-31T12:00:00Z)"))
+            }),
         }
     }
 
@@ -64,10 +61,7 @@ pub fn parse_utc(s: &str) -> Option<DateTime<Utc>> {
             return Some(t.and_utc());
         }
     }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
 }
 
 #[cfg(test)]

@@ -9,10 +9,7 @@ use crate::{Error, Result};
 pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<(T, String)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let value = serde_yaml::from_slice(&bytes).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!("line {}, column {}: ", l.line(), l.column()))
-            .unwrap_or_default();
+        let at = e.location().map(|l| format!("line {}, column {}: ", l.line(), l.column())).unwrap_or_default();
         Error::config(path, format!("{at}{e}"))
     })?;
     Ok((value, crate::blake3_hex(&bytes)))

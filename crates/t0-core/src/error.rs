@@ -65,24 +65,15 @@ impl Error {
     }
 
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
 
     pub fn internal(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        Error::Internal {
-            context: context.into(),
-            message: err.to_string(),
-        }
+        Error::Internal { context: context.into(), message: err.to_string() }
     }
 
     pub fn config(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        Error::Config {
-            path: path.as_ref().to_path_buf(),
-            message: message.into(),
-        }
+        Error::Config { path: path.as_ref().to_path_buf(), message: message.into() }
     }
 }
 

@@ -99,10 +99,9 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
     let inputs = run.consume(&cert, &["surface.text"])?;
     let run_id = run.run_id("");
     run.ensure_new(&run_id)?;
-    let Location::Parquet { path, .. } = &inputs[0].location else {
-        return Err(Error::Refused("surface.text is not a Parquet output".into()));
-    };
-    let (_, batches) = t0_table::ParquetSet::open(&root.join(path))?.read_all()?;
+    let abs = inputs[0].path(root)?;
+    let path = root.relative(&abs);
+    let (_, batches) = t0_table::ParquetSet::open(&abs)?.read_all()?;
 
     let mut ids = Vec::new();
     let mut t0s = Vec::new();
@@ -111,12 +110,15 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
         let col = |name: &str| -> Result<&ArrayRef> {
             b.column_by_name(name).ok_or_else(|| Error::Refused(format!("{path}: no column {name}")))
         };
-        let id = col("entity_id")?.as_string_opt::<i32>().ok_or_else(|| Error::Refused(format!("{path}: entity_id is not text")))?;
+        let id = col("entity_id")?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| Error::Refused(format!("{path}: entity_id is not text")))?;
         let t0 = col("t0")?
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
             .ok_or_else(|| Error::Refused(format!("{path}: t0 is not a microsecond timestamp")))?;
-        let title = col("title")?.as_string_opt::<i32>().ok_or_else(|| Error::Refused(format!("{path}: title is not text")))?;
+        let title =
+            col("title")?.as_string_opt::<i32>().ok_or_else(|| Error::Refused(format!("{path}: title is not text")))?;
         for i in 0..b.num_rows() {
             ids.push(id.value(i).to_string());
             t0s.push(t0.value(i));

@@ -111,7 +111,10 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     // The audit must have seen the data as it is now: stale findings are not repaired.
     for input in audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.")) {
         t0_manifest::verify_output(root, &catalog, &audit.manifest, input).map_err(|e| {
-            Error::Refused(format!("the canonical data changed after audit run {}: audit again ({e})", audit.manifest.run_id))
+            Error::Refused(format!(
+                "the canonical data changed after audit run {}: audit again ({e})",
+                audit.manifest.run_id
+            ))
         })?;
     }
     let finding_open: i64 = catalog
@@ -129,13 +132,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     let rows: Vec<Row> = if finding_open > 0 {
         let mut stmt = catalog.conn().prepare(REPAIR_SQL).ctx(|| "plan repairs".into())?;
         stmt.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                [r.get(3)?, r.get(5)?, r.get(7)?],
-                [r.get(4)?, r.get(6)?, r.get(8)?],
-            ))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, [r.get(3)?, r.get(5)?, r.get(7)?], [r.get(4)?, r.get(6)?, r.get(8)?]))
         })
         .ctx(|| "plan repairs".into())?
         .collect::<std::result::Result<_, _>>()
@@ -198,7 +195,9 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
             let h = entry_hash(seq, &run_id, p, RULE_ID, &rh, &finding, &patched_at, &prev);
             c.execute(
                 "INSERT INTO heal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), ?, ?)",
-                params![seq, run_id, p.table, p.row_key, p.column, p.old, p.new, RULE_ID, rh, finding, patched_ts, prev, h],
+                params![
+                    seq, run_id, p.table, p.row_key, p.column, p.old, p.new, RULE_ID, rh, finding, patched_ts, prev, h
+                ],
             )
             .ctx(|| "append ledger entry".into())?;
             prev = h;
@@ -213,11 +212,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
         root,
         &catalog,
         "heal.ledger",
-        Location::Table {
-            table: "heal_ledger".into(),
-            key: vec!["seq".into()],
-            run_id: Some(run_id.clone()),
-        },
+        Location::Table { table: "heal_ledger".into(), key: vec!["seq".into()], run_id: Some(run_id.clone()) },
     )?);
     // The manifest keeps counts; the full diff lives in the ledger.
     let summary = serde_json::json!({
@@ -264,11 +259,19 @@ pub fn verify_ledger(root: &Root) -> Result<LedgerCheck> {
         };
         let (stored_prev, stored) = (get(11)?, get(12)?);
         if stored_prev != prev {
-            return Ok(LedgerCheck { entries: n, first_broken: Some(seq), reason: Some("prev_hash does not link to the entry before".into()) });
+            return Ok(LedgerCheck {
+                entries: n,
+                first_broken: Some(seq),
+                reason: Some("prev_hash does not link to the entry before".into()),
+            });
         }
         let h = entry_hash(seq, &get(1)?, &p, &get(7)?, &get(8)?, &get(9)?, &get(10)?, &prev);
         if h != stored {
-            return Ok(LedgerCheck { entries: n, first_broken: Some(seq), reason: Some("entry_hash does not match the entry's fields".into()) });
+            return Ok(LedgerCheck {
+                entries: n,
+                first_broken: Some(seq),
+                reason: Some("entry_hash does not match the entry's fields".into()),
+            });
         }
         prev = stored;
     }

@@ -39,10 +39,7 @@ pub struct Manifest {
 impl Manifest {
     pub fn output(&self, name: &str) -> Result<&Output> {
         self.outputs.iter().find(|o| o.name == name).ok_or_else(|| {
-            Error::Refused(format!(
-                "{} run {} recorded no output named {name:?}",
-                self.stage, self.run_id
-            ))
+            Error::Refused(format!("{} run {} recorded no output named {name:?}", self.stage, self.run_id))
         })
     }
 }
@@ -65,6 +62,16 @@ pub struct Output {
     /// verification; the content hash decides when bytes differ.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+}
+
+impl Output {
+    /// Absolute path of a Parquet or file output.
+    pub fn path(&self, root: &Root) -> Result<PathBuf> {
+        match &self.location {
+            Location::Parquet { path, .. } | Location::File { path } => Ok(root.join(path)),
+            Location::Table { .. } => Err(Error::Refused(format!("{} is a catalog table, not a file", self.name))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -99,13 +106,7 @@ fn table_sql(table: &str, run_id: &Option<String>) -> String {
 /// Describe and hash an output that has just been written.
 pub fn record_output(root: &Root, catalog: &Catalog, name: &str, location: Location) -> Result<Output> {
     let (content_hash, rows, files) = measure(root, catalog, &location)?;
-    Ok(Output {
-        name: name.to_string(),
-        location,
-        content_hash,
-        rows,
-        files,
-    })
+    Ok(Output { name: name.to_string(), location, content_hash, rows, files })
 }
 
 type Measured = (String, Option<u64>, BTreeMap<String, String>);
@@ -174,11 +175,8 @@ pub fn verify_output(root: &Root, catalog: &Catalog, producer: &Manifest, out: &
                     changed.push(rel);
                 }
             }
-            let missing: Vec<&String> = out
-                .files
-                .keys()
-                .filter(|k| !set.files.iter().any(|f| &&root.relative(f) == k))
-                .collect();
+            let missing: Vec<&String> =
+                out.files.keys().filter(|k| !set.files.iter().any(|f| &&root.relative(f) == k)).collect();
             if changed.is_empty() && missing.is_empty() {
                 return Ok(());
             }
@@ -200,7 +198,8 @@ pub fn verify_output(root: &Root, catalog: &Catalog, producer: &Manifest, out: &
             }
         }
         Location::File { path } => {
-            let actual = t0_core::fsio::file_hash(&root.join(path)).map_err(|e| refuse(format!("cannot read {path}: {e}")))?;
+            let actual =
+                t0_core::fsio::file_hash(&root.join(path)).map_err(|e| refuse(format!("cannot read {path}: {e}")))?;
             if actual != out.content_hash {
                 return Err(refuse(format!(
                     "content hash mismatch in {path}: expected {}, actual {actual}",
@@ -247,17 +246,11 @@ pub fn load(root: &Root, catalog: &Catalog, stage: &str, run_id: Option<&str>) -
         .map_err(|e| Error::Refused(format!("manifest {rel} of {stage} run {run_id} cannot be read: {e}")))?;
     let actual = t0_core::blake3_hex(&bytes);
     if actual != expected {
-        return Err(Error::Refused(format!(
-            "manifest {rel} was modified: expected hash {expected}, actual {actual}"
-        )));
+        return Err(Error::Refused(format!("manifest {rel} was modified: expected hash {expected}, actual {actual}")));
     }
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Refused(format!("manifest {rel} is not a valid manifest: {e}")))?;
-    Ok(Loaded {
-        manifest,
-        manifest_hash: actual,
-        path,
-    })
+    Ok(Loaded { manifest, manifest_hash: actual, path })
 }
 
 /// The run id of `stage`'s latest recorded run, if any.
@@ -392,7 +385,13 @@ impl<'a> StageRun<'a> {
     }
 
     /// Write the manifest file and record it (and its outputs) in the catalog.
-    pub fn finish(self, run_id: &str, gate: Option<&str>, outputs: Vec<Output>, summary: serde_json::Value) -> Result<Manifest> {
+    pub fn finish(
+        self,
+        run_id: &str,
+        gate: Option<&str>,
+        outputs: Vec<Output>,
+        summary: serde_json::Value,
+    ) -> Result<Manifest> {
         let manifest = Manifest {
             schema: MANIFEST_SCHEMA,
             stage: self.stage.to_string(),

@@ -41,13 +41,17 @@ pub fn acceptance(root: &Root, catalog: &Catalog, run: &mut StageRun) -> Result<
 pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress) -> Result<ScoreReport> {
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
-    let mut run = StageRun::begin(root, &catalog, STAGE, clock, t0_core::config::value_hash(&("score-v1", args.t0_from.map(|t| t.timestamp_micros()))));
+    let mut run = StageRun::begin(
+        root,
+        &catalog,
+        STAGE,
+        clock,
+        t0_core::config::value_hash(&("score-v1", args.t0_from.map(|t| t.timestamp_micros()))),
+    );
     let train = t0_manifest::load(root, &catalog, t0_train::STAGE, None)?;
     let model_out = run.consume(&train, &["run.model"])?;
-    let Location::File { path: model_path } = &model_out[0].location else {
-        return Err(Error::Refused("run.model is not a file output".into()));
-    };
-    let model = t0_train::read_model(&root.join(model_path))?;
+    let model = t0_train::read_model(root, &model_out[0])?;
+    let model_path = root.relative(&model_out[0].path(root)?);
     let state = acceptance(root, &catalog, &mut run)?;
     if state.as_deref() == Some("BLOCK") {
         return Err(Error::Gate(
@@ -68,21 +72,20 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
     let t0_from = args.t0_from.map(|t| t.timestamp_micros()).unwrap_or(model.test_from);
     let run_id = run.run_id(&t0_from.to_string());
     run.ensure_new(&run_id)?;
-    let path = |o: &t0_manifest::Output| match &o.location {
-        Location::Parquet { path, .. } => Ok(root.join(path)),
-        _ => Err(Error::Refused(format!("{} is not a Parquet output", o.name))),
-    };
     progress.phase("score", None);
     let frame = t0_train::features::load(
         &catalog,
-        &path(&base[0])?,
-        &path(&embs[0])?,
+        &base[0].path(root)?,
+        &embs[0].path(root)?,
         None,
         model.emb_dim,
         &format!("epoch_us(b.t0) >= {t0_from}"),
     )?;
     if frame.names != model.features {
-        return Err(Error::Refused(format!("model {model_path} expects features {:?}, the surface gives {:?}", model.features, frame.names)));
+        return Err(Error::Refused(format!(
+            "model {model_path} expects features {:?}, the surface gives {:?}",
+            model.features, frame.names
+        )));
     }
     let n = frame.rows();
     let (mut pred, mut lo, mut hi, mut top, mut top_c, mut expl) = (
@@ -102,7 +105,8 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
         hi.push(p + model.interval_halfwidth);
         top.push(model.features[order[0]].clone());
         top_c.push(contrib[order[0]]);
-        let top3: Vec<String> = order.iter().take(3).map(|&j| format!("{}:{:+.4}", model.features[j], contrib[j])).collect();
+        let top3: Vec<String> =
+            order.iter().take(3).map(|&j| format!("{}:{:+.4}", model.features[j], contrib[j])).collect();
         expl.push(top3.join(";"));
     }
     progress.advance(n as u64);
@@ -121,7 +125,12 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
             ("explanation", Arc::new(StringArray::from(expl))),
         ],
     )?;
-    let out = t0_manifest::record_output(root, &catalog, "predictions", Location::Parquet { path: rel.clone(), key: vec!["entity_id".into(), "t0".into()] })?;
+    let out = t0_manifest::record_output(
+        root,
+        &catalog,
+        "predictions",
+        Location::Parquet { path: rel.clone(), key: vec!["entity_id".into(), "t0".into()] },
+    )?;
     let report = ScoreReport {
         run_id: run_id.clone(),
         model_run: train.manifest.run_id.clone(),

@@ -1,8 +1,8 @@
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
     DataType, Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, Schema, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -136,10 +136,7 @@ fn type_name(column: &str, dt: &DataType) -> Result<String, TableError> {
             format!("list<{}>", type_name(column, f.data_type())?)
         }
         other => {
-            return Err(TableError::Unsupported {
-                column: column.to_string(),
-                data_type: other.to_string(),
-            });
+            return Err(TableError::Unsupported { column: column.to_string(), data_type: other.to_string() });
         }
     })
 }

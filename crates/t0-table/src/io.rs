@@ -34,10 +34,7 @@ pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
 
 /// Read every batch of one Parquet file.
 pub fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>), TableError> {
-    let err = |message: String| TableError::Read {
-        path: path.display().to_string(),
-        message,
-    };
+    let err = |message: String| TableError::Read { path: path.display().to_string(), message };
     let file = File::open(path).map_err(|e| err(e.to_string()))?;
     // The parquet crate can panic on some corrupt files instead of returning an error; a
     // corrupt input must become a clean error naming the file, so the decode is isolated.
@@ -62,10 +59,7 @@ pub struct ParquetSet {
 
 impl ParquetSet {
     pub fn open(path: &Path) -> Result<Self, TableError> {
-        let err = |message: String| TableError::Read {
-            path: path.display().to_string(),
-            message,
-        };
+        let err = |message: String| TableError::Read { path: path.display().to_string(), message };
         if path.is_dir() {
             let mut files = Vec::new();
             collect(path, &mut files).map_err(|e| err(e.to_string()))?;

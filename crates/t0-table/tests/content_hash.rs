@@ -4,7 +4,9 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float32Builder, Float64Array, Int64Array, ListBuilder, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, Float32Builder, Float64Array, Int64Array, ListBuilder, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -26,9 +28,8 @@ fn schema() -> SchemaRef {
 fn rows(n: usize, bump: Option<usize>) -> RecordBatch {
     let ids: Vec<String> = (0..n).map(|i| format!("e{:04}", i % 97)).collect();
     let t0: Vec<i64> = (0..n).map(|i| 1_700_000_000_000_000 + (i as i64) * 3_600_000_000).collect();
-    let views: Vec<Option<i64>> = (0..n)
-        .map(|i| if i % 13 == 0 { None } else { Some(i as i64 * 31 + i64::from(bump == Some(i))) })
-        .collect();
+    let views: Vec<Option<i64>> =
+        (0..n).map(|i| if i % 13 == 0 { None } else { Some(i as i64 * 31 + i64::from(bump == Some(i))) }).collect();
     let score: Vec<Option<f64>> = (0..n).map(|i| if i % 17 == 0 { None } else { Some(i as f64 / 7.0) }).collect();
     let mut emb = ListBuilder::new(Float32Builder::new());
     for i in 0..n {
@@ -74,7 +75,11 @@ fn same_rows_in_different_layouts_hash_alike() {
     write_with(&small_groups, std::slice::from_ref(&batch), 7, Compression::UNCOMPRESSED);
     let big_groups = dir.path().join("big.parquet");
     write_with(&big_groups, std::slice::from_ref(&batch), 100_000, Compression::SNAPPY);
-    assert_ne!(std::fs::read(&small_groups).unwrap(), std::fs::read(&big_groups).unwrap(), "layouts must differ on disk");
+    assert_ne!(
+        std::fs::read(&small_groups).unwrap(),
+        std::fs::read(&big_groups).unwrap(),
+        "layouts must differ on disk"
+    );
     assert_eq!(hash_of(&small_groups), reference);
     assert_eq!(hash_of(&big_groups), reference);
 
@@ -101,7 +106,8 @@ fn one_changed_value_changes_the_hash() {
     assert_ne!(base, fewer);
     let batch = rows(1000, None);
     let mut cols = batch.columns().to_vec();
-    let mut scores: Vec<Option<f64>> = (0..1000).map(|i| if i % 17 == 0 { None } else { Some(i as f64 / 7.0) }).collect();
+    let mut scores: Vec<Option<f64>> =
+        (0..1000).map(|i| if i % 17 == 0 { None } else { Some(i as f64 / 7.0) }).collect();
     scores[1] = None;
     cols[3] = Arc::new(Float64Array::from(scores));
     let nulled = content_hash(&schema(), &[RecordBatch::try_new(schema(), cols).unwrap()], KEY).unwrap();

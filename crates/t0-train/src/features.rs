@@ -19,11 +19,7 @@ pub const BASE_FEATURES: &[(&str, &str)] = &[
 ];
 
 pub fn feature_names(emb_dim: usize) -> Vec<String> {
-    BASE_FEATURES
-        .iter()
-        .map(|(n, _)| n.to_string())
-        .chain((0..emb_dim).map(|i| format!("text_{i:02}")))
-        .collect()
+    BASE_FEATURES.iter().map(|(n, _)| n.to_string()).chain((0..emb_dim).map(|i| format!("text_{i:02}"))).collect()
 }
 
 #[derive(Debug, Default)]
@@ -48,7 +44,7 @@ impl Frame {
 }
 
 fn lit(path: &std::path::Path) -> String {
-    format!("'{}'", path.display().to_string().replace('\'', "''"))
+    t0_catalog::quote_literal(&path.display().to_string())
 }
 
 /// Join surface.base and the text embeddings (and labels when given, keeping matured rows
@@ -66,7 +62,10 @@ pub fn load(
     let (label_col, label_join) = match labels {
         Some(l) => (
             ", l.y_log_views AS y".to_string(),
-            format!("JOIN read_parquet({}) l ON l.entity_id = b.entity_id AND l.t0 = b.t0 AND l.y_log_views IS NOT NULL", lit(l)),
+            format!(
+                "JOIN read_parquet({}) l ON l.entity_id = b.entity_id AND l.t0 = b.t0 AND l.y_log_views IS NOT NULL",
+                lit(l)
+            ),
         ),
         None => (String::new(), String::new()),
     };
@@ -87,7 +86,8 @@ pub fn load(
     let bad = |m: &str| Error::Refused(format!("feature frame: {m}"));
     for b in &batches {
         let ids = b.column(0).as_string_opt::<i32>().ok_or_else(|| bad("entity_id is not text"))?;
-        let t0 = cast(b.column(1), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| bad(&e.to_string()))?;
+        let t0 =
+            cast(b.column(1), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| bad(&e.to_string()))?;
         let t0 = t0.as_primitive::<TimestampMicrosecondType>();
         let feats: Vec<_> = (0..names.len())
             .map(|j| cast(b.column(2 + j), &DataType::Float64).map_err(|e| bad(&e.to_string())))

@@ -56,11 +56,8 @@ pub struct Model {
 impl Model {
     /// Prediction and per-feature contributions (coef x standardised value).
     pub fn predict(&self, x: &[f64]) -> (f64, Vec<f64>) {
-        let contrib: Vec<f64> = x
-            .iter()
-            .enumerate()
-            .map(|(j, v)| self.coef[j] * (v - self.mean[j]) / self.std[j])
-            .collect();
+        let contrib: Vec<f64> =
+            x.iter().enumerate().map(|(j, v)| self.coef[j] * (v - self.mean[j]) / self.std[j]).collect();
         (self.intercept + contrib.iter().sum::<f64>(), contrib)
     }
 }
@@ -87,13 +84,6 @@ pub struct TrainReport {
     pub snapshot: String,
     pub metrics: Metrics,
     pub leaderboard: Vec<(f64, f64)>,
-}
-
-fn parquet_path<'a>(root: &Root, o: &'a Output) -> Result<std::path::PathBuf> {
-    match &o.location {
-        Location::Parquet { path, .. } => Ok(root.join(path)),
-        _ => Err(Error::Refused(format!("{} is not a Parquet output", o.name))),
-    }
 }
 
 /// Latest embed run, which must have been made from the certify run `cert`.
@@ -132,9 +122,9 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     progress.phase("load features", None);
     let frame = features::load(
         &catalog,
-        &parquet_path(root, &cin[0])?,
-        &parquet_path(root, &ein[0])?,
-        Some(&parquet_path(root, &cin[1])?),
+        &cin[0].path(root)?,
+        &ein[0].path(root)?,
+        Some(&cin[1].path(root)?),
         t0_embed::DIM,
         "true",
     )?;
@@ -247,14 +237,29 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
         outputs.push(t0_manifest::record_output(root, &catalog, &out_name, Location::File { path: rel })?);
     }
     let split_rel = format!("{dir}/split.parquet");
-    let split_names: Vec<&str> = (0..n).map(|i| if i < v0 { "train" } else if i < t0c { "valid" } else { "test" }).collect();
+    let split_names: Vec<&str> = (0..n)
+        .map(|i| {
+            if i < v0 {
+                "train"
+            } else if i < t0c {
+                "valid"
+            } else {
+                "test"
+            }
+        })
+        .collect();
     write_rows(
         &root.join(&split_rel),
         &frame.entity_id,
         &frame.t0,
         vec![("split", Arc::new(StringArray::from(split_names)))],
     )?;
-    outputs.push(t0_manifest::record_output(root, &catalog, "run.split", Location::Parquet { path: split_rel, key: vec!["entity_id".into(), "t0".into()] })?);
+    outputs.push(t0_manifest::record_output(
+        root,
+        &catalog,
+        "run.split",
+        Location::Parquet { path: split_rel, key: vec!["entity_id".into(), "t0".into()] },
+    )?);
     let pred_rel = format!("{dir}/predictions.parquet");
     let ids: Vec<String> = test.iter().map(|&i| frame.entity_id[i].clone()).collect();
     let t0s: Vec<i64> = test.iter().map(|&i| frame.t0[i]).collect();
@@ -267,7 +272,12 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
             ("prediction", Arc::new(Float64Array::from(preds.clone()))),
         ],
     )?;
-    outputs.push(t0_manifest::record_output(root, &catalog, "run.predictions", Location::Parquet { path: pred_rel, key: vec!["entity_id".into(), "t0".into()] })?);
+    outputs.push(t0_manifest::record_output(
+        root,
+        &catalog,
+        "run.predictions",
+        Location::Parquet { path: pred_rel, key: vec!["entity_id".into(), "t0".into()] },
+    )?);
 
     let report = TrainReport { run_id: run_id.clone(), snapshot: dir, metrics, leaderboard };
     run.finish(&run_id, None, outputs, serde_json::to_value(&report).expect("plain struct"))?;
@@ -298,8 +308,9 @@ pub fn write_rows(path: &Path, ids: &[String], t0: &[i64], extra: Vec<(&str, arr
     t0_table::write_parquet(path, schema, &[batch])
 }
 
-/// Read a JSON model file of a train-suite run.
-pub fn read_model(path: &Path) -> Result<Model> {
-    let bytes = t0_core::fsio::read(path)?;
+/// Read the model file a train-suite run recorded as `run.model`.
+pub fn read_model(root: &Root, out: &Output) -> Result<Model> {
+    let path = out.path(root)?;
+    let bytes = t0_core::fsio::read(&path)?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Refused(format!("{}: not a model file: {e}", path.display())))
 }

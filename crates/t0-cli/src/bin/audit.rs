@@ -22,9 +22,17 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "audit", |root, clock, progress| {
         let r = t0_audit::run(root, clock, &t0_audit::AuditArgs { sample: cli.sample }, progress)?;
-        let mut human = format!("run {}: {} ({} error, {} warning checks failing)", r.run_id, r.verdict, r.errors, r.warnings);
+        let mut human =
+            format!("run {}: {} ({} error, {} warning checks failing)", r.run_id, r.verdict, r.errors, r.warnings);
         for f in r.findings.iter().filter(|f| f.failing > 0) {
-            human.push_str(&format!("\n  {:?} {} on {}: {} failing, e.g. {}", f.severity, f.check, f.table, f.failing, f.sample.first().cloned().unwrap_or_default()));
+            human.push_str(&format!(
+                "\n  {:?} {} on {}: {} failing, e.g. {}",
+                f.severity,
+                f.check,
+                f.table,
+                f.failing,
+                f.sample.first().cloned().unwrap_or_default()
+            ));
         }
         let code = if r.verdict == "PASS" { ExitCode::Done } else { ExitCode::Gate };
         Ok(Outcome::done(&r, human).with_code(code))

@@ -36,8 +36,16 @@ fn main() -> std::process::ExitCode {
             derisk_tolerance: cli.derisk_tolerance,
             min_matured: cli.min_matured,
         };
-        let r = t0_calibrate::run(root, clock, &t0_calibrate::CalibrateArgs { thresholds, max_age_days: cli.max_age_days }, progress)?;
-        let human = format!("run {}: {} ({}); {} of {} predictions matured -> {}", r.run_id, r.state, r.reason, r.matured, r.scored, r.report);
+        let r = t0_calibrate::run(
+            root,
+            clock,
+            &t0_calibrate::CalibrateArgs { thresholds, max_age_days: cli.max_age_days },
+            progress,
+        )?;
+        let human = format!(
+            "run {}: {} ({}); {} of {} predictions matured -> {}",
+            r.run_id, r.state, r.reason, r.matured, r.scored, r.report
+        );
         let code = if r.state == "BLOCK" { ExitCode::Gate } else { ExitCode::Done };
         Ok(Outcome::done(&r, human).with_code(code))
     })

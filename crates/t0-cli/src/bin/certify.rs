@@ -30,11 +30,21 @@ struct Cli {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "certify", |root, clock, progress| {
-        let args = t0_certify::CertifyArgs { config: cli.config.clone(), stores_dir: cli.stores.clone(), rebaseline: cli.rebaseline };
+        let args = t0_certify::CertifyArgs {
+            config: cli.config.clone(),
+            stores_dir: cli.stores.clone(),
+            rebaseline: cli.rebaseline,
+        };
         let r = t0_certify::run(root, clock, &args, progress)?;
         let mut human = format!("run {}: {}", r.run_id, r.status);
         for s in &r.stores {
-            human.push_str(&format!("\n  {} {}: {} rows, view-def {}", s.entrypoint, s.status, s.rows, &s.view_def_hash[..16]));
+            human.push_str(&format!(
+                "\n  {} {}: {} rows, view-def {}",
+                s.entrypoint,
+                s.status,
+                s.rows,
+                &s.view_def_hash[..16]
+            ));
             for n in &s.notes {
                 human.push_str(&format!("\n    {n}"));
             }

@@ -24,11 +24,17 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "score", |root, clock, progress| {
         let t0_from = match &cli.t0_from {
-            Some(s) => Some(t0_core::clock::parse_utc(s).ok_or_else(|| t0_core::Error::Usage(format!("--t0-from: cannot parse {s:?}")))?),
+            Some(s) => Some(
+                t0_core::clock::parse_utc(s)
+                    .ok_or_else(|| t0_core::Error::Usage(format!("--t0-from: cannot parse {s:?}")))?,
+            ),
             None => None,
         };
         let r = t0_score::run(root, clock, &t0_score::ScoreArgs { max_age_days: cli.max_age_days, t0_from }, progress)?;
-        let human = format!("run {}: {} predictions from T0 {} (model {}) -> {}", r.run_id, r.rows, r.t0_from, r.model_run, r.path);
+        let human = format!(
+            "run {}: {} predictions from T0 {} (model {}) -> {}",
+            r.run_id, r.rows, r.t0_from, r.model_run, r.path
+        );
         Ok(Outcome::done(&r, human))
     })
 }

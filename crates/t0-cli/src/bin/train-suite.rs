@@ -24,7 +24,14 @@ fn main() -> std::process::ExitCode {
         let m = &r.metrics;
         let human = format!(
             "run {} -> {}: test RMSE {:.4} (baseline {:.4}), interval coverage {:.3}; {}/{}/{} rows train/valid/test",
-            r.run_id, r.snapshot, m.test_rmse, m.baseline_test_rmse, m.test_coverage, m.rows_train, m.rows_valid, m.rows_test
+            r.run_id,
+            r.snapshot,
+            m.test_rmse,
+            m.baseline_test_rmse,
+            m.test_coverage,
+            m.rows_train,
+            m.rows_valid,
+            m.rows_test
         );
         Ok(Outcome::done(&r, human))
     })
