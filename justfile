@@ -16,7 +16,7 @@ default:
 
 # Build the eight stage binaries.
 build:
-    cargo build --profile {{cargo_profile}} -p t0-cli --bins
+    cargo build --profile {{cargo_profile}} --workspace --bins
 
 # Run one stage binary; exit codes listed in `ok` (besides 0) count as success.
 _run stage ok *args:

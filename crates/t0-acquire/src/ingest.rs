@@ -1,147 +1,55 @@
-//! CSV ingest into the canonical tables: strict per-cell parsing, quarantine with (file, row,
-//! column, reason), an immutable typed landing copy in Parquet, and versioned inserts.
+//! One source file into one canonical table, in chunks: parse and validate each cell,
+//! quarantine bad rows with (file, row, column, reason), land the accepted rows as an
+//! immutable Parquet part, and insert them as new versions. Each chunk commits with a
+//! checkpoint, so a killed ingest resumes where it stopped without duplicating rows.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use duckdb::params;
-use t0_catalog::Catalog;
+use chrono::{NaiveDateTime, TimeZone};
+use duckdb::{OptionalExt, params};
+use t0_catalog::{Catalog, quote_literal};
 use t0_core::error::Context;
-use t0_core::{Clock, Error, Result, Root};
+use t0_core::{Clock, Error, Progress, Result, Root};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ColType {
-    Str,
-    /// A non-negative count.
-    Count,
-    Float,
-    Time,
-}
-
-pub struct TableSpec {
-    pub table: &'static str,
-    /// (column, type, required)
-    pub columns: &'static [(&'static str, ColType, bool)],
-    /// Columns that identify one fact; a changed fact becomes a new version.
-    pub key: &'static [&'static str],
-}
-
-pub const SPECS: &[TableSpec] = &[
-    TableSpec {
-        table: "entities",
-        columns: &[
-            ("entity_id", ColType::Str, true),
-            ("kind", ColType::Str, true),
-            ("parent_id", ColType::Str, false),
-            ("created_at", ColType::Time, true),
-        ],
-        key: &["entity_id"],
-    },
-    TableSpec {
-        table: "observations",
-        columns: &[
-            ("entity_id", ColType::Str, true),
-            ("observed_at", ColType::Time, true),
-            ("views", ColType::Count, false),
-            ("likes", ColType::Count, false),
-            ("comments", ColType::Count, false),
-        ],
-        key: &["entity_id", "observed_at"],
-    },
-    TableSpec {
-        table: "events",
-        columns: &[
-            ("entity_id", ColType::Str, true),
-            ("event_type", ColType::Str, true),
-            ("value", ColType::Float, false),
-            ("observed_at", ColType::Time, true),
-        ],
-        key: &["entity_id", "event_type", "observed_at"],
-    },
-    TableSpec {
-        table: "artifacts",
-        columns: &[
-            ("entity_id", ColType::Str, true),
-            ("kind", ColType::Str, true),
-            ("text", ColType::Str, false),
-            ("path", ColType::Str, false),
-            ("observed_at", ColType::Time, true),
-        ],
-        key: &["entity_id", "kind"],
-    },
-];
-
-pub fn spec(table: &str) -> Option<&'static TableSpec> {
-    SPECS.iter().find(|s| s.table == table)
-}
-
-impl TableSpec {
-    /// The column that carries `observed_at` (entities are observed when created).
-    fn observed_col(&self) -> &'static str {
-        if self.table == "entities" { "created_at" } else { "observed_at" }
-    }
-}
-
-/// How `available_at` is derived for a source (DESIGN.md "Time: two clocks").
-#[derive(Debug, Clone, PartialEq)]
-pub enum Availability {
-    IngestTime,
-    ObservedTime,
-    ObservedPlus { seconds: i64 },
-}
-
-impl Availability {
-    pub fn parse(s: &str) -> Option<Self> {
-        let s = s.trim();
-        match s {
-            "ingest_time" => return Some(Availability::IngestTime),
-            "observed_time" => return Some(Availability::ObservedTime),
-            _ => {}
-        }
-        let lag = s.strip_prefix("observed_time")?.trim().strip_prefix('+')?.trim();
-        let (num, unit) = lag.split_at(lag.find(|c: char| !c.is_ascii_digit())?);
-        let n: i64 = num.parse().ok()?;
-        let mult = match unit.trim() {
-            "s" => 1,
-            "m" | "min" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return None,
-        };
-        Some(Availability::ObservedPlus { seconds: n * mult })
-    }
-
-    fn sql(&self, clock: &Clock) -> String {
-        match self {
-            Availability::IngestTime => format!("TIMESTAMP '{}'", clock.stamp().trim_end_matches('Z')),
-            Availability::ObservedTime => "observed_at".into(),
-            Availability::ObservedPlus { seconds } => format!("observed_at + INTERVAL {seconds} SECOND"),
-        }
-    }
-}
+use crate::config::{Availability, SourceConfig, Zone};
+use crate::reader::{self, Item};
+use crate::spec::{ColType, TableSpec};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FileReport {
+    pub source: String,
     pub table: String,
     pub file: String,
     pub batch_id: String,
     pub file_hash: String,
     pub skipped_already_ingested: bool,
+    /// Rows that an earlier, interrupted run had already committed.
+    pub resumed_after_row: u64,
+    pub chunks: u64,
     pub rows_read: u64,
     pub rows_ingested: u64,
     pub rows_unchanged: u64,
     pub rows_quarantined: u64,
 }
 
-struct Quarantined {
-    row: u64,
-    column: Option<String>,
-    reason: String,
-    raw: String,
+pub struct Ingest<'a> {
+    pub root: &'a Root,
+    pub catalog: &'a Catalog,
+    pub clock: &'a Clock,
+    pub chunk_rows: usize,
+    pub progress: &'a dyn Progress,
+}
+
+/// A parsed cell.
+enum Cell {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Time(i64),
 }
 
 enum Col {
@@ -151,280 +59,454 @@ enum Col {
     Time(TimestampMicrosecondBuilder),
 }
 
-/// Parse one cell; `Err(reason)` quarantines the row.
-fn parse_cell(t: ColType, raw: &str) -> std::result::Result<Option<Cell>, String> {
-    let v = raw.trim();
-    if v.is_empty() {
-        return Ok(None);
-    }
-    match t {
-        ColType::Str => Ok(Some(Cell::Str(v.to_string()))),
-        ColType::Count => match v.parse::<i64>() {
-            Ok(n) if n < 0 => Err(format!("negative count {n}")),
-            Ok(n) => Ok(Some(Cell::Int(n))),
-            Err(_) => Err(format!("not an integer: {v:?}")),
-        },
-        ColType::Float => match v.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(Some(Cell::Float(f))),
-            Ok(_) => Err(format!("not a finite number: {v:?}")),
-            Err(_) => Err(format!("not a number: {v:?}")),
-        },
-        ColType::Time => t0_core::clock::parse_utc(v)
-            .map(|t| Some(Cell::Time(t.timestamp_micros())))
-            .ok_or_else(|| format!("not a timestamp: {v:?}")),
-    }
-}
-
-enum Cell {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Time(i64),
-}
-
-/// Ingest one CSV file into `spec.table`. A file whose bytes were ingested before is skipped.
-#[allow(clippy::too_many_arguments)]
-pub fn ingest_csv(
-    root: &Root,
-    catalog: &Catalog,
-    clock: &Clock,
-    source: &str,
-    spec: &TableSpec,
-    availability: &Availability,
-    file: &Path,
-) -> Result<FileReport> {
-    let bytes = t0_core::fsio::read(file).map_err(|e| Error::BadInput(e.to_string()))?;
-    let file_hash = t0_core::blake3_hex(&bytes);
-    let batch_id = format!("{}-{}", spec.table, &file_hash[..16]);
-    let mut report = FileReport {
-        table: spec.table.into(),
-        file: file.display().to_string(),
-        batch_id: batch_id.clone(),
-        file_hash: file_hash.clone(),
-        ..Default::default()
-    };
-    let seen: i64 = catalog
-        .conn()
-        .query_row("SELECT count(*) FROM ingest_batches WHERE batch_id = ?", params![batch_id], |r| r.get(0))
-        .ctx(|| "ingest_batches lookup".into())?;
-    if seen > 0 {
-        report.skipped_already_ingested = true;
-        return Ok(report);
-    }
-
-    let bad_file = |msg: String| Error::BadInput(format!("{}: {msg}", file.display()));
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(bytes.as_slice());
-    let header = rdr.headers().map_err(|e| bad_file(format!("cannot read the header: {e}")))?.clone();
-    let mut positions = Vec::new();
-    for (name, _, required) in spec.columns {
-        let pos = header.iter().position(|h| h.trim() == *name);
-        if pos.is_none() && *required {
-            return Err(bad_file(format!(
-                "missing required column {name:?} (header has: {})",
-                header.iter().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        positions.push(pos);
-    }
-
-    let mut cols: Vec<Col> = spec
-        .columns
-        .iter()
-        .map(|(_, t, _)| match t {
+impl Col {
+    fn new(t: ColType) -> Self {
+        match t {
             ColType::Str => Col::Str(StringBuilder::new()),
             ColType::Count => Col::Int(Int64Builder::new()),
             ColType::Float => Col::Float(Float64Builder::new()),
             ColType::Time => Col::Time(TimestampMicrosecondBuilder::new()),
-        })
-        .collect();
-    let mut row_numbers = Int64Builder::new();
-    let mut quarantine = Vec::new();
-    let mut keys_seen: HashSet<Vec<u8>> = HashSet::new();
-    let key_idx: Vec<usize> =
-        spec.key.iter().map(|k| spec.columns.iter().position(|(c, _, _)| c == k).expect("key is a column")).collect();
-
-    for (i, rec) in rdr.byte_records().enumerate() {
-        // Line 1 is the header, so data row i sits on line i + 2.
-        let line = i as u64 + 2;
-        report.rows_read += 1;
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                quarantine.push(Quarantined {
-                    row: line,
-                    column: None,
-                    reason: format!("unreadable row: {e}"),
-                    raw: String::new(),
-                });
-                continue;
-            }
-        };
-        let raw = String::from_utf8_lossy(rec.as_slice()).into_owned();
-        if rec.len() != header.len() {
-            quarantine.push(Quarantined {
-                row: line,
-                column: None,
-                reason: format!("ragged row: {} fields, header has {}", rec.len(), header.len()),
-                raw,
-            });
-            continue;
         }
-        let mut cells = Vec::with_capacity(spec.columns.len());
-        let mut problem = None;
-        for ((name, t, required), pos) in spec.columns.iter().zip(&positions) {
-            let field = match pos {
-                Some(p) => match std::str::from_utf8(&rec[*p]) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        problem = Some((name, "invalid UTF-8".to_string()));
-                        break;
-                    }
-                },
-                None => "",
-            };
-            match parse_cell(*t, field) {
-                Ok(None) if *required => {
-                    problem = Some((name, "required value is empty".into()));
-                    break;
-                }
-                Ok(c) => cells.push(c),
-                Err(reason) => {
-                    problem = Some((name, reason));
-                    break;
-                }
-            }
-        }
-        if let Some((col, reason)) = problem {
-            quarantine.push(Quarantined { row: line, column: Some(col.to_string()), reason, raw });
-            continue;
-        }
-        let mut key = Vec::new();
-        for &k in &key_idx {
-            match &cells[k] {
-                Some(Cell::Str(s)) => key.extend_from_slice(s.as_bytes()),
-                Some(Cell::Time(t)) => key.extend_from_slice(&t.to_le_bytes()),
-                _ => {}
-            }
-            key.push(0);
-        }
-        if !keys_seen.insert(key) {
-            quarantine.push(Quarantined {
-                row: line,
-                column: None,
-                reason: format!("duplicate key ({}) within the file", spec.key.join(", ")),
-                raw,
-            });
-            continue;
-        }
-        for (col, cell) in cols.iter_mut().zip(cells) {
-            match (col, cell) {
-                (Col::Str(b), Some(Cell::Str(v))) => b.append_value(v),
-                (Col::Int(b), Some(Cell::Int(v))) => b.append_value(v),
-                (Col::Float(b), Some(Cell::Float(v))) => b.append_value(v),
-                (Col::Time(b), Some(Cell::Time(v))) => b.append_value(v),
-                (Col::Str(b), None) => b.append_null(),
-                (Col::Int(b), None) => b.append_null(),
-                (Col::Float(b), None) => b.append_null(),
-                (Col::Time(b), None) => b.append_null(),
-                _ => unreachable!("cell type follows column type"),
-            }
-        }
-        row_numbers.append_value(line as i64);
     }
-
-    // Immutable typed landing copy of the accepted rows, with their source line numbers.
-    let mut fields: Vec<Field> = spec
-        .columns
-        .iter()
-        .map(|(n, t, _)| {
-            let dt = match t {
-                ColType::Str => DataType::Utf8,
-                ColType::Count => DataType::Int64,
-                ColType::Float => DataType::Float64,
-                ColType::Time => DataType::Timestamp(TimeUnit::Microsecond, None),
-            };
-            Field::new(*n, dt, true)
-        })
-        .collect();
-    fields.push(Field::new("source_line", DataType::Int64, false));
-    let schema = Arc::new(Schema::new(fields));
-    let mut arrays: Vec<ArrayRef> = cols
-        .into_iter()
-        .map(|c| -> ArrayRef {
-            match c {
-                Col::Str(mut b) => Arc::new(b.finish()),
-                Col::Int(mut b) => Arc::new(b.finish()),
-                Col::Float(mut b) => Arc::new(b.finish()),
-                Col::Time(mut b) => Arc::new(b.finish()),
-            }
-        })
-        .collect();
-    arrays.push(Arc::new(row_numbers.finish()));
-    let batch = RecordBatch::try_new(schema.clone(), arrays).ctx(|| "landing batch".into())?;
-    let landing = root.join(format!("lake/raw/{source}/{batch_id}.parquet"));
-    t0_table::write_parquet(&landing, schema, &[batch])?;
-
-    let insert_cols: Vec<&str> = spec.columns.iter().map(|(c, _, _)| *c).collect();
-    let observed = spec.observed_col();
-    let select_cols = insert_cols.join(", ");
-    let key_match = spec.key.iter().map(|k| format!("c.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
-    let same_values =
-        insert_cols.iter().map(|c| format!("c.{c} IS NOT DISTINCT FROM s.{c}")).collect::<Vec<_>>().join(" AND ");
-    let partition = spec.key.join(", ");
-    let avail = availability.sql(clock).replace("observed_at", &format!("s.{observed}"));
-    let (target_cols, observed_expr) = if spec.table == "entities" {
-        (format!("{select_cols}, observed_at"), format!(", s.{observed}"))
-    } else {
-        (select_cols.clone(), String::new())
-    };
-    let s_cols = insert_cols.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
-    // A fact identical to the current version of its key is unchanged; a different one
-    // becomes version max + 1. Nothing is overwritten.
-    let sql = format!(
-        "INSERT INTO {table} ({target_cols}, available_at, version, batch_id)
-         SELECT {s_cols}{observed_expr}, {avail},
-                coalesce((SELECT max(c.version) FROM {table} c WHERE {key_match}), 0) + 1, ?
-         FROM read_parquet(?) s
-         WHERE NOT EXISTS (
-             SELECT 1 FROM (SELECT * FROM {table} QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY version DESC) = 1) c
-             WHERE {key_match} AND {same_values})",
-        table = spec.table,
-    );
-    let landing_str = landing.display().to_string();
-    let rel_landing = root.relative(&landing);
-    let accepted = report.rows_read - quarantine.len() as u64;
-    report.rows_quarantined = quarantine.len() as u64;
-    let file_str = file.display().to_string();
-    let now = clock.stamp();
-    catalog.transaction(|c| {
-        let inserted = c
-            .execute(&sql, params![batch_id, landing_str])
-            .ctx(|| format!("insert {} from {}", spec.table, file.display()))?;
-        report.rows_ingested = inserted as u64;
-        report.rows_unchanged = accepted - inserted as u64;
-        let mut app = c.appender("quarantine").ctx(|| "quarantine appender".into())?;
-        for q in &quarantine {
-            app.append_row(params![batch_id, file_str, q.row as i64, q.column, q.reason, q.raw])
-                .ctx(|| "quarantine row".into())?;
+    fn push(&mut self, c: Option<Cell>) {
+        match (self, c) {
+            (Col::Str(b), Some(Cell::Str(v))) => b.append_value(v),
+            (Col::Int(b), Some(Cell::Int(v))) => b.append_value(v),
+            (Col::Float(b), Some(Cell::Float(v))) => b.append_value(v),
+            (Col::Time(b), Some(Cell::Time(v))) => b.append_value(v),
+            (Col::Str(b), None) => b.append_null(),
+            (Col::Int(b), None) => b.append_null(),
+            (Col::Float(b), None) => b.append_null(),
+            (Col::Time(b), None) => b.append_null(),
+            _ => unreachable!("a cell is parsed by its column's type"),
         }
-        app.flush().ctx(|| "quarantine flush".into())?;
-        drop(app);
-        c.execute(
-            "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+    }
+    fn finish(self) -> ArrayRef {
+        match self {
+            Col::Str(mut b) => Arc::new(b.finish()),
+            Col::Int(mut b) => Arc::new(b.finish()),
+            Col::Float(mut b) => Arc::new(b.finish()),
+            Col::Time(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+fn arrow_type(t: ColType) -> DataType {
+    match t {
+        ColType::Str => DataType::Utf8,
+        ColType::Count => DataType::Int64,
+        ColType::Float => DataType::Float64,
+        ColType::Time => DataType::Timestamp(TimeUnit::Microsecond, None),
+    }
+}
+
+/// Parse a timestamp: with `format` if given (a `%z` in it carries the offset), else ISO-8601
+/// with or without offset; a time without offset is local to `zone`.
+pub fn parse_time(v: &str, format: Option<&str>, zone: Zone) -> std::result::Result<i64, String> {
+    let naive = match format {
+        Some(f) => {
+            if let Ok(t) = chrono::DateTime::parse_from_str(v, f) {
+                return Ok(t.timestamp_micros());
+            }
+            NaiveDateTime::parse_from_str(v, f).map_err(|_| format!("not a timestamp in format {f:?}: {v:?}"))?
+        }
+        None => {
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+                return Ok(t.timestamp_micros());
+            }
+            ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(v, f).ok())
+                .or_else(|| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+                .ok_or_else(|| format!("not a timestamp: {v:?}"))?
+        }
+    };
+    let local = match zone {
+        Zone::Fixed(z) => z.from_local_datetime(&naive).single().map(|t| t.timestamp_micros()),
+        Zone::Named(z) => z.from_local_datetime(&naive).single().map(|t| t.timestamp_micros()),
+    };
+    local.ok_or_else(|| format!("local time {v:?} is ambiguous or does not exist in the source's time zone"))
+}
+
+fn parse_cell(t: ColType, raw: &str, src: &SourceConfig, zone: Zone) -> std::result::Result<Cell, String> {
+    let v = raw.trim();
+    match t {
+        // Text is kept as it came (lossless); numbers and times ignore surrounding blanks.
+        ColType::Str => Ok(Cell::Str(raw.to_string())),
+        ColType::Count => match v.parse::<i64>() {
+            Ok(n) if n < 0 => Err(format!("negative count {n}")),
+            Ok(n) => Ok(Cell::Int(n)),
+            Err(_) => Err(format!("not an integer count: {v:?}")),
+        },
+        ColType::Float => match v.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(Cell::Float(f)),
+            Ok(_) => Err(format!("not a finite number: {v:?}")),
+            Err(_) => Err(format!("not a number: {v:?}")),
+        },
+        ColType::Time => parse_time(v, src.timestamp_format.as_deref(), zone).map(Cell::Time),
+    }
+}
+
+/// The canonical columns this source fills, with their types and whether they are required.
+fn used_columns(spec: &TableSpec, src: &SourceConfig) -> Vec<(&'static str, ColType, bool)> {
+    let by_column = src.availability() == Availability::Column;
+    spec.columns
+        .iter()
+        .filter(|(c, _, _)| *c != "available_at" || by_column)
+        .map(|&(c, t, req)| (c, t, req || (c == "available_at" && by_column)))
+        .collect()
+}
+
+fn stream_hash(file: &Path) -> Result<String> {
+    let f = std::fs::File::open(file).map_err(|e| Error::BadInput(format!("{}: {e}", file.display())))?;
+    let mut h = blake3::Hasher::new();
+    h.update_reader(f).map_err(|e| Error::BadInput(format!("{}: {e}", file.display())))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+struct Quarantined {
+    line: u64,
+    column: Option<String>,
+    reason: String,
+    raw: String,
+}
+
+impl Ingest<'_> {
+    pub fn file(&self, src: &SourceConfig, input_dir: &Path, file: &Path) -> Result<FileReport> {
+        let spec = src.spec();
+        let file_hash = stream_hash(file)?;
+        let batch_id = format!("{}-{}", src.name, &file_hash[..16]);
+        let file_str = file.display().to_string();
+        let mut rep = FileReport {
+            source: src.name.clone(),
+            table: spec.table.into(),
+            file: file_str.clone(),
+            batch_id: batch_id.clone(),
+            file_hash,
+            ..Default::default()
+        };
+        let conn = self.catalog.conn();
+        let done: i64 = conn
+            .query_row("SELECT count(*) FROM ingest_batches WHERE batch_id = ?", params![batch_id], |r| r.get(0))
+            .ctx(|| "ingest_batches lookup".into())?;
+        if done > 0 {
+            rep.skipped_already_ingested = true;
+            return Ok(rep);
+        }
+        let checkpoint: Option<(i64, i64, i64, i64, i64)> = conn
+            .query_row(
+                "SELECT chunks_done, rows_done, rows_ingested, rows_unchanged, rows_quarantined
+                 FROM ingest_checkpoints WHERE batch_id = ?",
+                params![batch_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .ctx(|| "checkpoint lookup".into())?;
+        if let Some((chunks, rows, ing, unch, quar)) = checkpoint {
+            rep.chunks = chunks as u64;
+            rep.resumed_after_row = rows as u64;
+            rep.rows_read = rows as u64;
+            rep.rows_ingested = ing as u64;
+            rep.rows_unchanged = unch as u64;
+            rep.rows_quarantined = quar as u64;
+            self.progress.note(&format!("{}: resuming after row {rows} ({chunks} chunks committed)", file.display()));
+        }
+
+        let format = src.format_of(file).ok_or_else(|| {
+            Error::BadInput(format!(
+                "{}: cannot tell the format from the extension; set `format` for source {}",
+                file.display(),
+                src.name
+            ))
+        })?;
+        let used = used_columns(spec, src);
+        let mut wanted: Vec<String> = used.iter().map(|(c, _, _)| src.source_column(c).to_string()).collect();
+        wanted.extend(src.attributes.iter().cloned());
+        let mut records = reader::open(file, format, &wanted, src.delimiter)?;
+        let missing_required: Vec<&String> = used
+            .iter()
+            .zip(&wanted)
+            .filter(|((_, _, req), w)| *req && records.missing().contains(w))
+            .map(|(_, w)| w)
+            .collect();
+        if !missing_required.is_empty() {
+            return Err(Error::BadInput(format!(
+                "{}: missing required column(s) {} for table {} (source {})",
+                file.display(),
+                missing_required.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "),
+                spec.table,
+                src.name
+            )));
+        }
+        for _ in 0..rep.resumed_after_row {
+            if records.next_item()?.is_none() {
+                break;
+            }
+        }
+        let media_root = src.media_root.as_ref().map(|m| input_dir.join(m));
+        let zone = src.zone();
+        let n_used = used.len();
+        let path_idx = used.iter().position(|(c, _, _)| *c == "path");
+
+        loop {
+            let mut cols: Vec<Col> = used.iter().map(|(_, t, _)| Col::new(*t)).collect();
+            let mut lines = Int64Builder::new();
+            let mut attrs = StringBuilder::new();
+            let mut hashes = StringBuilder::new();
+            let mut quarantine: Vec<Quarantined> = Vec::new();
+            let mut read = 0u64;
+            let mut accepted = 0u64;
+            while (read as usize) < self.chunk_rows {
+                let Some(item) = records.next_item()? else { break };
+                read += 1;
+                let rec = match item {
+                    Item::Bad { line, column, reason, raw } => {
+                        quarantine.push(Quarantined { line, column, reason, raw });
+                        continue;
+                    }
+                    Item::Row(r) => r,
+                };
+                let mut cells = Vec::with_capacity(n_used);
+                let mut problem: Option<(String, String)> = None;
+                for (i, (_, t, req)) in used.iter().enumerate() {
+                    let cell = match &rec.fields[i] {
+                        None if *req => Err("required value is empty".to_string()),
+                        None => Ok(None),
+                        Some(v) if v.len() > src.max_field_bytes => {
+                            Err(format!("field of {} bytes exceeds max_field_bytes {}", v.len(), src.max_field_bytes))
+                        }
+                        Some(v) => parse_cell(*t, v, src, zone).map(Some),
+                    };
+                    match cell {
+                        Ok(c) => cells.push(c),
+                        Err(reason) => {
+                            problem = Some((wanted[i].clone(), reason));
+                            break;
+                        }
+                    }
+                }
+                // Media: the path must resolve inside the media root to a readable file.
+                let mut content_hash = None;
+                if problem.is_none()
+                    && let (Some(pi), Some(root)) = (path_idx, media_root.as_ref())
+                    && let Some(Cell::Str(rel)) = &cells[pi]
+                {
+                    match crate::media::resolve(root, rel).and_then(|p| crate::media::hash(&p)) {
+                        Ok(h) => content_hash = Some(h),
+                        Err(reason) => problem = Some((wanted[pi].clone(), reason)),
+                    }
+                }
+                let mut attr_json = None;
+                if problem.is_none() && !src.attributes.is_empty() {
+                    let mut m = serde_json::Map::new();
+                    for (j, a) in src.attributes.iter().enumerate() {
+                        match &rec.fields[n_used + j] {
+                            Some(v) if v.len() > src.max_field_bytes => {
+                                problem =
+                                    Some((a.clone(), format!("field of {} bytes exceeds max_field_bytes", v.len())));
+                                break;
+                            }
+                            Some(v) => {
+                                m.insert(a.clone(), serde_json::Value::String(v.clone()));
+                            }
+                            None => {}
+                        }
+                    }
+                    attr_json = Some(serde_json::Value::Object(m).to_string());
+                }
+                if let Some((column, reason)) = problem {
+                    quarantine.push(Quarantined { line: rec.line, column: Some(column), reason, raw: rec.raw });
+                    continue;
+                }
+                for (col, cell) in cols.iter_mut().zip(cells) {
+                    col.push(cell);
+                }
+                lines.append_value(rec.line as i64);
+                attrs.append_option(attr_json);
+                hashes.append_option(content_hash);
+                accepted += 1;
+            }
+            if read == 0 {
+                break;
+            }
+            let chunk = rep.chunks;
+            let landing = self.root.join(format!("lake/raw/{}/{batch_id}/part-{chunk:05}.parquet", src.name));
+            let mut fields: Vec<Field> = used.iter().map(|(c, t, _)| Field::new(*c, arrow_type(*t), true)).collect();
+            let mut arrays: Vec<ArrayRef> = cols.into_iter().map(Col::finish).collect();
+            fields.push(Field::new("source_line", DataType::Int64, false));
+            arrays.push(Arc::new(lines.finish()));
+            fields.push(Field::new("attrs", DataType::Utf8, true));
+            arrays.push(Arc::new(attrs.finish()));
+            fields.push(Field::new("content_hash", DataType::Utf8, true));
+            arrays.push(Arc::new(hashes.finish()));
+            let schema = Arc::new(Schema::new(fields));
+            let batch = RecordBatch::try_new(schema.clone(), arrays).ctx(|| "landing batch".into())?;
+            // Rewritten identically if an earlier attempt died before its commit.
+            t0_table::write_parquet(&landing, schema, &[batch])?;
+
+            let parse_rejected = quarantine.len() as u64;
+            let mut after = rep.clone();
+            self.commit_chunk(
+                src,
+                spec,
+                &used,
+                &batch_id,
+                &file_str,
+                &landing,
+                &quarantine,
+                |c, inserted, rejected| {
+                    after.chunks = chunk + 1;
+                    after.rows_read += read;
+                    after.rows_ingested += inserted;
+                    after.rows_quarantined += parse_rejected + rejected;
+                    after.rows_unchanged += accepted - inserted - rejected;
+                    // The checkpoint commits with the chunk: a resume never double counts.
+                    c.execute(
+                        "INSERT OR REPLACE INTO ingest_checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        params![
+                            batch_id,
+                            src.name,
+                            file_str,
+                            after.chunks as i64,
+                            after.rows_read as i64,
+                            after.rows_ingested as i64,
+                            after.rows_unchanged as i64,
+                            after.rows_quarantined as i64
+                        ],
+                    )
+                    .map(|_| ())
+                },
+            )?;
+            rep = after;
+            self.progress.advance(read);
+            self.progress.note(&format!(
+                "{}: committed chunk {} ({} rows read)",
+                file.display(),
+                rep.chunks,
+                rep.rows_read
+            ));
+        }
+
+        let now = self.clock.stamp();
+        conn.execute(
+            "INSERT INTO ingest_batches (batch_id, source, file, file_hash, rows_read, rows_ingested, rows_quarantined,
+                                         landing_path, ingested_at, rows_unchanged)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), ?)",
             params![
                 batch_id,
-                source,
+                src.name,
                 file_str,
-                file_hash,
-                report.rows_read as i64,
-                report.rows_ingested as i64,
-                report.rows_quarantined as i64,
-                rel_landing,
-                now.trim_end_matches('Z')
+                rep.file_hash,
+                rep.rows_read as i64,
+                rep.rows_ingested as i64,
+                rep.rows_quarantined as i64,
+                format!("lake/raw/{}/{batch_id}", src.name),
+                now.trim_end_matches('Z'),
+                rep.rows_unchanged as i64
             ],
         )
         .ctx(|| "record ingest batch".into())?;
-        Ok(())
-    })?;
-    Ok(report)
+        Ok(rep)
+    }
+
+    /// Insert one landed chunk in one transaction, with its checkpoint, which is told the rows
+    /// inserted and the rows rejected here (duplicate keys within the file, unknown entities).
+    #[allow(clippy::too_many_arguments)]
+    fn commit_chunk(
+        &self,
+        src: &SourceConfig,
+        spec: &TableSpec,
+        used: &[(&'static str, ColType, bool)],
+        batch_id: &str,
+        file: &str,
+        landing: &Path,
+        quarantine: &[Quarantined],
+        checkpoint: impl FnOnce(&duckdb::Connection, u64, u64) -> std::result::Result<(), duckdb::Error>,
+    ) -> Result<()> {
+        let table = spec.table;
+        let key_match = spec.key.iter().map(|k| format!("c.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
+        let key_list = spec.key.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", ");
+        let mut reject = format!(
+            "WHEN row_number() OVER (PARTITION BY {key_list} ORDER BY s.source_line) > 1
+                  OR EXISTS (SELECT 1 FROM {table} c WHERE c.batch_id = {batch} AND {key_match})
+             THEN 'duplicate key ({}) within the file'",
+            spec.key.join(", "),
+            batch = quote_literal(batch_id),
+        );
+        for r in spec.entity_refs {
+            reject.push_str(&format!(
+                " WHEN NOT EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = s.{r}) THEN 'unknown entity in {r}: ' || s.{r}"
+            ));
+        }
+        let value_cols: Vec<&str> =
+            used.iter().map(|(c, _, _)| *c).filter(|c| *c != "available_at").collect::<Vec<_>>();
+        let mut insert_cols: Vec<String> = value_cols.iter().map(|c| c.to_string()).collect();
+        let mut select_cols: Vec<String> = value_cols.iter().map(|c| format!("s.{c}")).collect();
+        if table == "entities" {
+            insert_cols.push("observed_at".into());
+            select_cols.push("s.created_at".into());
+            insert_cols.push("attrs".into());
+            select_cols.push("s.attrs".into());
+        }
+        if table == "artifacts" {
+            insert_cols.push("content_hash".into());
+            select_cols.push("s.content_hash".into());
+        }
+        let same = insert_cols
+            .iter()
+            .map(|c| format!("c.{c} IS NOT DISTINCT FROM {}", select_for(c, &insert_cols, &select_cols)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let observed = format!("s.{}", spec.observed);
+        let avail = match src.availability() {
+            Availability::IngestTime => format!("TIMESTAMP '{}'", self.clock.stamp().trim_end_matches('Z')),
+            Availability::ObservedTime => observed.clone(),
+            Availability::ObservedPlus { seconds } => format!("{observed} + INTERVAL {seconds} SECOND"),
+            Availability::Column => "s.available_at".into(),
+        };
+        let partition = spec.key.join(", ");
+        let landing_lit = quote_literal(&landing.display().to_string());
+        let stage_sql = format!(
+            "CREATE OR REPLACE TEMP TABLE chunk AS
+             SELECT s.*, CASE {reject} END AS reject FROM read_parquet({landing_lit}) s"
+        );
+        // A fact identical to the current version of its key is unchanged; a different one
+        // becomes version max + 1. Nothing is overwritten.
+        let insert_sql = format!(
+            "INSERT INTO {table} ({cols}, available_at, version, batch_id)
+             SELECT {sel}, {avail},
+                    coalesce((SELECT max(c.version) FROM {table} c WHERE {key_match}), 0) + 1, ?
+             FROM chunk s
+             WHERE s.reject IS NULL AND NOT EXISTS (
+                 SELECT 1 FROM (SELECT * FROM {table} QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY version DESC) = 1) c
+                 WHERE {key_match} AND {same})",
+            cols = insert_cols.join(", "),
+            sel = select_cols.join(", "),
+        );
+        self.catalog.transaction(|c| {
+            c.execute_batch(&stage_sql).ctx(|| format!("stage chunk of {file}"))?;
+            let rejected = c
+                .execute(
+                    "INSERT INTO quarantine (batch_id, file, row_number, column_name, reason, raw)
+                     SELECT ?, ?, source_line, NULL, reject, NULL FROM chunk WHERE reject IS NOT NULL",
+                    params![batch_id, file],
+                )
+                .ctx(|| "quarantine rejected rows".into())?;
+            let inserted = c.execute(&insert_sql, params![batch_id]).ctx(|| format!("insert {table} from {file}"))?;
+            let mut app = c.appender("quarantine").ctx(|| "quarantine appender".into())?;
+            for q in quarantine {
+                app.append_row(params![batch_id, file, q.line as i64, q.column, q.reason, q.raw])
+                    .ctx(|| "quarantine row".into())?;
+            }
+            app.flush().ctx(|| "quarantine flush".into())?;
+            drop(app);
+            checkpoint(c, inserted as u64, rejected as u64).ctx(|| "checkpoint".into())?;
+            Ok(())
+        })
+    }
+}
+
+fn select_for(col: &str, insert_cols: &[String], select_cols: &[String]) -> String {
+    let i = insert_cols.iter().position(|c| c == col).expect("column listed");
+    select_cols[i].clone()
 }

@@ -126,7 +126,7 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
     let (stage, run_id) = t0_manifest::latest_producer(&catalog, "canonical.observations")?
         .ok_or_else(|| Error::Refused("no canonical data recorded: run `acquire` first".into()))?;
     let up = t0_manifest::load(root, &catalog, &stage, Some(&run_id))?;
-    let names: Vec<String> = t0_acquire::CANONICAL.iter().map(|(t, _)| t0_acquire::canonical_name(t)).collect();
+    let names: Vec<String> = t0_acquire::CANONICAL.iter().map(|t| t0_acquire::canonical_name(t)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let inputs = run.consume(&up, &names)?;
     let data_hash = data_hash(&inputs);

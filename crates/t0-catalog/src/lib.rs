@@ -12,7 +12,7 @@ use t0_core::error::Context;
 use t0_core::{Error, Result, Root};
 
 /// Ordered migrations; the index + 1 is the schema version. Never edit a shipped one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_acquire.sql")];
 
 pub use duckdb;
 

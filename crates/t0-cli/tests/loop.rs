@@ -2,8 +2,9 @@
 //! corrupt one byte (or one value) of each kind of stage output in a copy of the finished
 //! root and check that the next stage refuses with exit 3, naming what changed.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use t0_core::Root;
@@ -327,4 +328,57 @@ fn bad_usage_and_missing_upstream_follow_the_contract() {
     assert!(o.stderr.contains("no audit run"), "{}", o.stderr);
     let o = expect(dir.path(), "score", &["--now", "yesterday"], 2);
     assert!(o.stderr.contains("--now"), "{}", o.stderr);
+}
+
+#[test]
+fn a_killed_ingest_resumes_without_duplicating_rows() {
+    let data = tempfile::tempdir().unwrap();
+    let gen_args = ["generate", "--out", data.path().to_str().unwrap(), "--entities", "20000", "--media", "0"];
+    expect(data.path(), "acquire", &gen_args, 0);
+    let input = data.path().to_str().unwrap();
+    let chunk = ["--input", input, "--chunk-rows", "20000"];
+
+    let clean = tempfile::tempdir().unwrap();
+    expect(clean.path(), "acquire", &chunk, 0);
+
+    let killed = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin("acquire"))
+        .arg("--root")
+        .arg(killed.path())
+        .args(chunk)
+        .env("T0CLIP_NOW", NOW)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        if line.unwrap().contains("observations.csv: committed chunk 2 ") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the ingest finished before it could be killed");
+
+    let resumed = expect(killed.path(), "acquire", &[&chunk[..], &["--json"]].concat(), 0);
+    let report: serde_json::Value = serde_json::from_str(resumed.stdout.trim()).unwrap();
+    let obs = report["files"].as_array().unwrap().iter().find(|f| f["table"] == "observations").unwrap();
+    assert!(obs["resumed_after_row"].as_u64().unwrap() >= 40_000, "{obs}");
+
+    let hashes = |root: &Path| -> Vec<(String, u64)> {
+        let cat = t0_catalog::Catalog::open(&Root::new(root)).unwrap();
+        ["entities", "observations", "events", "interactions", "artifacts", "quarantine", "ingest_batches"]
+            .iter()
+            .map(|t| {
+                let sql = match *t {
+                    // Paths and ingest times differ between the two roots by construction.
+                    "ingest_batches" => "SELECT batch_id, rows_read, rows_ingested, rows_unchanged, rows_quarantined FROM ingest_batches".to_string(),
+                    "quarantine" => "SELECT batch_id, row_number, column_name, reason FROM quarantine".to_string(),
+                    _ => format!("SELECT * FROM {t}"),
+                };
+                cat.content_hash(&sql, &[], &[]).unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(hashes(killed.path()), hashes(clean.path()));
 }

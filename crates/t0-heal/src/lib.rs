@@ -184,9 +184,12 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
             )
             .ctx(|| "ledger head".into())?;
         for (entity, observed, version, _, new) in &rows {
+            // The new version copies every other column of the version it repairs.
             c.execute(
-                "INSERT INTO observations VALUES (?, CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP), ?, ?, ?, ?, ?)",
-                params![entity, observed, patched_ts, new[0], new[1], new[2], version + 1, format!("heal-{run_id}")],
+                "INSERT INTO observations (entity_id, observed_at, available_at, views, likes, comments, price, status, version, batch_id)
+                 SELECT entity_id, observed_at, CAST(? AS TIMESTAMP), ?, ?, ?, price, status, version + 1, ?
+                 FROM observations WHERE entity_id = ? AND observed_at = CAST(? AS TIMESTAMP) AND version = ?",
+                params![patched_ts, new[0], new[1], new[2], format!("heal-{run_id}"), entity, observed, version],
             )
             .ctx(|| format!("patch observation {entity}@{observed}"))?;
         }

@@ -5,10 +5,13 @@ use clap::{Parser, Subcommand};
 use t0_acquire::generate::{GenerateOptions, generate};
 use t0_cli::{Common, Outcome};
 
-/// Ingest source files (CSV) into canonical tables: typed, versioned, with observed_at and
-/// available_at; bad rows are quarantined with file, row, column and reason.
+/// Ingest source files (CSV, Parquet, NDJSON and the media they name) into canonical tables:
+/// typed, versioned, with observed_at and available_at. Bad rows are quarantined with file,
+/// row, column and reason; each file is landed as immutable Parquet; a file already ingested
+/// is skipped; an interrupted ingest resumes at its last committed chunk.
 ///
-/// Exit codes: 0 done, 2 usage/config error, 3 lock held, 4 unreadable input, 99 nothing new.
+/// Exit codes: 0 done, 2 usage/config error, 3 lock held, 4 a file that cannot be read at all,
+/// 99 nothing new.
 #[derive(Parser)]
 #[command(name = "acquire", version)]
 struct Cli {
@@ -16,53 +19,87 @@ struct Cli {
     common: Common,
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Directory holding the source files named in the config.
+    /// Directory holding the source files the mapping's globs select.
     #[arg(long, short)]
     input: Option<PathBuf>,
-    /// Source mapping (YAML). Default: entities/observations/events/artifacts.csv.
+    /// Source mapping (YAML, see configs/sources/clips.yaml). Default: the layout
+    /// `acquire generate` writes.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Rows per committed chunk: the unit of resume after an interruption.
+    #[arg(long, default_value_t = 250_000)]
+    chunk_rows: usize,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Write a seeded, deterministic clips dataset (CSV) with deliberate defects.
+    /// Write a seeded, deterministic clips dataset (CSV + PNG + WAV), optionally with defects.
     Generate {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+        /// Number of clips (channels are a tenth of it).
         #[arg(long, default_value_t = 200)]
         entities: u64,
+        /// Snapshots per clip (fewer for removed clips).
         #[arg(long, default_value_t = 8)]
         snapshots: u32,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Clips (the first N) with a thumbnail and an audio clip.
+        #[arg(long, default_value_t = 20)]
+        media: u64,
         /// Fraction of clips with a counter regression.
         #[arg(long, default_value_t = 0.03)]
         regressions: f64,
         /// Fraction of snapshot rows written twice.
         #[arg(long, default_value_t = 0.01)]
         duplicates: f64,
+        /// Fraction of snapshot rows that arrive days late.
+        #[arg(long, default_value_t = 0.02)]
+        late: f64,
+        /// Fraction of snapshot rows stamped a year ahead.
+        #[arg(long, default_value_t = 0.0)]
+        future: f64,
+        /// Fraction of extra snapshot rows for clips that do not exist.
+        #[arg(long, default_value_t = 0.0)]
+        orphans: f64,
     },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "acquire", |root, clock, progress| match &cli.cmd {
-        Some(Cmd::Generate { out, entities, snapshots, seed, regressions, duplicates }) => {
+        Some(Cmd::Generate {
+            out,
+            entities,
+            snapshots,
+            seed,
+            media,
+            regressions,
+            duplicates,
+            late,
+            future,
+            orphans,
+        }) => {
             let opt = GenerateOptions {
                 entities: *entities,
                 snapshots: *snapshots,
                 seed: *seed,
+                media: *media,
                 regressions: *regressions,
                 duplicates: *duplicates,
+                late: *late,
+                future: *future,
+                orphans: *orphans,
             };
-            let s = generate(out, &opt)?;
+            let s = generate(out, &opt, progress)?;
             let human = format!(
-                "wrote {} clips, {} channels, {} observations to {}",
+                "wrote {} clips, {} channels, {} observations, {} media files to {}",
                 s.clips,
                 s.channels,
                 s.observations,
+                s.media_files,
                 out.display()
             );
             Ok(Outcome::done(&s, human))
@@ -72,12 +109,22 @@ fn main() -> std::process::ExitCode {
                 .input
                 .clone()
                 .ok_or_else(|| t0_core::Error::Usage("--input DIR is required (or use `acquire generate`)".into()))?;
-            let args = t0_acquire::AcquireArgs { input, config: cli.config.clone() };
+            let args = t0_acquire::AcquireArgs { input, config: cli.config.clone(), chunk_rows: cli.chunk_rows };
             let r = t0_acquire::run(root, clock, &args, progress)?;
-            let human = format!(
+            let mut human = format!(
                 "run {}: {} rows read = {} ingested + {} unchanged + {} quarantined",
                 r.run_id, r.rows_read, r.rows_ingested, r.rows_unchanged, r.rows_quarantined
             );
+            for f in &r.files {
+                let state = if f.skipped_already_ingested { " (already ingested)".to_string() } else { String::new() };
+                human.push_str(&format!(
+                    "\n  {} -> {}: {} read, {} ingested, {} unchanged, {} quarantined{state}",
+                    f.file, f.table, f.rows_read, f.rows_ingested, f.rows_unchanged, f.rows_quarantined
+                ));
+            }
+            for s in &r.sources_without_files {
+                human.push_str(&format!("\n  source {s}: no file matched"));
+            }
             Ok(Outcome::done(&r, human))
         }
     })

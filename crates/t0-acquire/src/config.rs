@@ -1,0 +1,282 @@
+//! Source mappings (`configs/sources/*.yaml`): which files feed which canonical table, how
+//! their columns map, how their times are written, and when their facts became available.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use t0_core::{Error, Result};
+
+use crate::spec::{self, TableSpec};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireConfig {
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Parquet,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Name of the source: landing files go to `lake/raw/<name>/`.
+    pub name: String,
+    /// Canonical table: entities, observations, events, interactions or artifacts.
+    pub table: String,
+    /// File name pattern relative to the input directory (`*` and `?` wildcards).
+    pub glob: String,
+    /// Default: from the file extension (.csv, .parquet, .ndjson/.jsonl).
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Canonical column -> source column, for columns whose names differ.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// Source columns stored as JSON in `attrs` (entities only).
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    /// strftime format of timestamps without an offset; default accepts ISO-8601 forms.
+    #[serde(default)]
+    pub timestamp_format: Option<String>,
+    /// Zone of timestamps written without an offset: `UTC`, `+02:00` or an IANA name.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// `ingest_time`, `observed_time`, `observed_time + <n><s|m|h|d>` or `column`
+    /// (the mapped `available_at` column).
+    pub availability: String,
+    /// Directory that artifact paths are relative to (relative to the input directory).
+    #[serde(default)]
+    pub media_root: Option<String>,
+    /// A field longer than this is quarantined (bytes).
+    #[serde(default = "max_field")]
+    pub max_field_bytes: usize,
+    /// CSV delimiter.
+    #[serde(default = "comma")]
+    pub delimiter: char,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+fn max_field() -> usize {
+    1 << 20
+}
+fn comma() -> char {
+    ','
+}
+
+/// How `available_at` is derived for a source (DESIGN.md "Time: two clocks").
+#[derive(Debug, Clone, PartialEq)]
+pub enum Availability {
+    IngestTime,
+    ObservedTime,
+    ObservedPlus { seconds: i64 },
+    Column,
+}
+
+impl Availability {
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        match s {
+            "ingest_time" => return Some(Availability::IngestTime),
+            "observed_time" => return Some(Availability::ObservedTime),
+            "column" => return Some(Availability::Column),
+            _ => {}
+        }
+        let lag = s.strip_prefix("observed_time")?.trim().strip_prefix('+')?.trim();
+        let (num, unit) = lag.split_at(lag.find(|c: char| !c.is_ascii_digit())?);
+        let n: i64 = num.parse().ok()?;
+        let mult = match unit.trim() {
+            "s" => 1,
+            "m" | "min" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return None,
+        };
+        Some(Availability::ObservedPlus { seconds: n * mult })
+    }
+}
+
+/// A time zone for naive timestamps.
+#[derive(Debug, Clone, Copy)]
+pub enum Zone {
+    Fixed(chrono::FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    pub fn parse(s: &str) -> Option<Zone> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("utc") || s == "Z" {
+            return chrono::FixedOffset::east_opt(0).map(Zone::Fixed);
+        }
+        if let Some(rest) = s.strip_prefix('+').map(|r| (1, r)).or_else(|| s.strip_prefix('-').map(|r| (-1, r))) {
+            let (sign, hm) = rest;
+            let (h, m) = hm.split_once(':').unwrap_or((hm, "0"));
+            let secs = sign * (h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60);
+            return chrono::FixedOffset::east_opt(secs).map(Zone::Fixed);
+        }
+        s.parse::<chrono_tz::Tz>().ok().map(Zone::Named)
+    }
+}
+
+impl SourceConfig {
+    pub fn spec(&self) -> &'static TableSpec {
+        spec::spec(&self.table).expect("validated")
+    }
+
+    pub fn availability(&self) -> Availability {
+        Availability::parse(&self.availability).expect("validated")
+    }
+
+    pub fn zone(&self) -> Zone {
+        Zone::parse(&self.timezone).expect("validated")
+    }
+
+    /// The source column that feeds canonical column `c`.
+    pub fn source_column<'a>(&'a self, c: &'a str) -> &'a str {
+        self.columns.get(c).map(String::as_str).unwrap_or(c)
+    }
+
+    pub fn format_of(&self, file: &Path) -> Option<Format> {
+        self.format.or_else(|| match file.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" | "tsv" | "txt" => Some(Format::Csv),
+            "parquet" => Some(Format::Parquet),
+            "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
+            _ => None,
+        })
+    }
+}
+
+impl AcquireConfig {
+    /// The mapping used when no `--config` is given: the layout `acquire generate` writes.
+    pub fn default_clips() -> Self {
+        let src = |name: &str, table: &str, glob: &str, availability: &str| SourceConfig {
+            name: name.into(),
+            table: table.into(),
+            glob: glob.into(),
+            format: None,
+            columns: BTreeMap::new(),
+            attributes: Vec::new(),
+            timestamp_format: None,
+            timezone: utc(),
+            availability: availability.into(),
+            media_root: None,
+            max_field_bytes: max_field(),
+            delimiter: comma(),
+        };
+        let mut entities = src("entities", "entities", "entities*.csv", "observed_time");
+        entities.attributes = vec!["duration_s".into()];
+        let mut artifacts = src("artifacts", "artifacts", "artifacts*.csv", "observed_time");
+        artifacts.media_root = Some(".".into());
+        AcquireConfig {
+            sources: vec![
+                entities,
+                src("observations", "observations", "observations*.csv", "column"),
+                src("events", "events", "events*.csv", "observed_time + 1h"),
+                src("interactions", "interactions", "interactions*.csv", "observed_time"),
+                artifacts,
+            ],
+        }
+    }
+
+    /// Reject what cannot work before any file is read, naming the source and field.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |i: usize, s: &SourceConfig, msg: String| {
+            Error::config(origin, format!("sources[{i}] ({}): {msg}", s.name))
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            if !names.insert(&s.name) {
+                return Err(bad(i, s, "duplicate source name".into()));
+            }
+            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(bad(i, s, "name must be non-empty [A-Za-z0-9_-]".into()));
+            }
+            let Some(spec) = spec::spec(&s.table) else {
+                return Err(bad(i, s, format!("table: unknown canonical table {:?}", s.table)));
+            };
+            let Some(av) = Availability::parse(&s.availability) else {
+                return Err(bad(
+                    i,
+                    s,
+                    format!(
+                        "availability: {:?} is not ingest_time, observed_time, observed_time + <n>h or column",
+                        s.availability
+                    ),
+                ));
+            };
+            if av == Availability::Column && !spec.has_column("available_at") {
+                return Err(bad(i, s, "availability: column needs an available_at column".into()));
+            }
+            for c in s.columns.keys() {
+                if !spec.has_column(c) {
+                    return Err(bad(i, s, format!("columns: {c:?} is not a column of {}", s.table)));
+                }
+            }
+            if !s.attributes.is_empty() && s.table != "entities" {
+                return Err(bad(i, s, "attributes: only entities have attributes".into()));
+            }
+            if Zone::parse(&s.timezone).is_none() {
+                return Err(bad(i, s, format!("timezone: unknown zone {:?}", s.timezone)));
+            }
+            if s.table == "artifacts" && s.media_root.is_none() {
+                return Err(bad(i, s, "media_root: artifacts need a media root".into()));
+            }
+            if s.glob.contains("..") || Path::new(&s.glob).is_absolute() {
+                return Err(bad(i, s, "glob: must stay inside the input directory".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Match a file name against a pattern with `*` and `?`.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn availability_and_zones_parse() {
+        assert_eq!(Availability::parse("observed_time + 2h"), Some(Availability::ObservedPlus { seconds: 7200 }));
+        assert_eq!(Availability::parse("column"), Some(Availability::Column));
+        assert_eq!(Availability::parse("observed_time + 2 weeks"), None);
+        assert!(Zone::parse("Europe/Berlin").is_some());
+        assert!(Zone::parse("+05:30").is_some());
+        assert!(Zone::parse("Mars/Olympus").is_none());
+    }
+
+    #[test]
+    fn globs_match_whole_names() {
+        assert!(glob_match("observations*.csv", "observations.csv"));
+        assert!(glob_match("observations*.csv", "observations-2026-01.csv"));
+        assert!(!glob_match("observations*.csv", "observations.csv.bak"));
+        assert!(glob_match("part-?.parquet", "part-1.parquet"));
+    }
+
+    #[test]
+    fn the_default_mapping_is_valid() {
+        AcquireConfig::default_clips().validate("default").unwrap();
+    }
+}

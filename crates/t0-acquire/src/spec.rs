@@ -1,0 +1,114 @@
+//! The canonical tables as acquire sees them: columns read from sources, their types, the
+//! key that identifies one fact, and which columns must name a known entity.
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ColType {
+    Str,
+    /// A non-negative count.
+    Count,
+    Float,
+    Time,
+}
+
+pub struct TableSpec {
+    pub table: &'static str,
+    /// (column, type, required) as read from a source. `available_at` is only read under the
+    /// `column` availability policy; `path` of artifacts is resolved under the media root.
+    pub columns: &'static [(&'static str, ColType, bool)],
+    /// Columns that identify one fact; a changed fact becomes a new version.
+    pub key: &'static [&'static str],
+    /// The column carrying `observed_at`.
+    pub observed: &'static str,
+    /// Columns that must name a known entity (else the row is quarantined).
+    pub entity_refs: &'static [&'static str],
+    /// Key used by the canonical content hash (includes `version`).
+    pub hash_key: &'static [&'static str],
+}
+
+impl TableSpec {
+    pub fn has_column(&self, c: &str) -> bool {
+        self.columns.iter().any(|(n, _, _)| *n == c)
+    }
+}
+
+pub const SPECS: &[TableSpec] = &[
+    TableSpec {
+        table: "entities",
+        columns: &[
+            ("entity_id", ColType::Str, true),
+            ("kind", ColType::Str, true),
+            ("parent_id", ColType::Str, false),
+            ("created_at", ColType::Time, true),
+            ("available_at", ColType::Time, false),
+        ],
+        key: &["entity_id"],
+        observed: "created_at",
+        entity_refs: &[],
+        hash_key: &["entity_id", "version"],
+    },
+    TableSpec {
+        table: "observations",
+        columns: &[
+            ("entity_id", ColType::Str, true),
+            ("observed_at", ColType::Time, true),
+            ("views", ColType::Count, false),
+            ("likes", ColType::Count, false),
+            ("comments", ColType::Count, false),
+            ("price", ColType::Float, false),
+            ("status", ColType::Str, false),
+            ("available_at", ColType::Time, false),
+        ],
+        key: &["entity_id", "observed_at"],
+        observed: "observed_at",
+        entity_refs: &["entity_id"],
+        hash_key: &["entity_id", "observed_at", "version"],
+    },
+    TableSpec {
+        table: "events",
+        columns: &[
+            ("entity_id", ColType::Str, true),
+            ("event_type", ColType::Str, true),
+            ("value", ColType::Float, false),
+            ("observed_at", ColType::Time, true),
+            ("available_at", ColType::Time, false),
+        ],
+        key: &["entity_id", "event_type", "observed_at"],
+        observed: "observed_at",
+        entity_refs: &["entity_id"],
+        hash_key: &["entity_id", "event_type", "observed_at", "version"],
+    },
+    TableSpec {
+        table: "interactions",
+        columns: &[
+            ("source_id", ColType::Str, true),
+            ("target_id", ColType::Str, true),
+            ("type", ColType::Str, true),
+            ("value", ColType::Float, false),
+            ("observed_at", ColType::Time, true),
+            ("available_at", ColType::Time, false),
+        ],
+        key: &["source_id", "target_id", "type", "observed_at"],
+        observed: "observed_at",
+        entity_refs: &["source_id", "target_id"],
+        hash_key: &["source_id", "target_id", "type", "observed_at", "version"],
+    },
+    TableSpec {
+        table: "artifacts",
+        columns: &[
+            ("entity_id", ColType::Str, true),
+            ("kind", ColType::Str, true),
+            ("text", ColType::Str, false),
+            ("path", ColType::Str, false),
+            ("observed_at", ColType::Time, true),
+            ("available_at", ColType::Time, false),
+        ],
+        key: &["entity_id", "kind"],
+        observed: "observed_at",
+        entity_refs: &["entity_id"],
+        hash_key: &["entity_id", "kind", "version"],
+    },
+];
+
+pub fn spec(table: &str) -> Option<&'static TableSpec> {
+    SPECS.iter().find(|s| s.table == table)
+}
