@@ -1,8 +1,15 @@
-//! `audit`: runs checks over the canonical tables, stores findings with failing samples, and
-//! records a PASS/FAIL verdict bound to the content hash of the data it audited.
+//! `audit`: decides whether the canonical data is fit to certify. Runs the checks of the
+//! declarative contracts (`configs/contracts/*.yaml`) on a read-only connection, stores
+//! findings with samples of failing keys, and records a PASS/FAIL verdict bound to the content
+//! hash of the data it audited (write-audit-publish: certify accepts only that hash).
 //!
-//! Skeleton scope: a fixed set of real checks. Declarative YAML contracts, metric history
-//! and drift come with the audit issue.
+//! Not yet here (audit issue, in progress): row-count and metric anomalies against the stored
+//! history of earlier runs, and PSI/KS drift against a stored baseline.
+
+pub mod checks;
+pub mod contract;
+
+use std::path::{Path, PathBuf};
 
 use duckdb::params;
 use t0_catalog::{Catalog, RootLock};
@@ -10,85 +17,30 @@ use t0_core::error::Context;
 use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Location, StageRun};
 
+pub use contract::{Contract, Severity};
+
 pub const STAGE: &str = "audit";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Warn,
-    Error,
-}
-
-/// A check: a query returning one row per failing item as (`key` text).
-pub struct Check {
-    pub name: &'static str,
-    pub table: &'static str,
-    pub severity: Severity,
-    pub sql: &'static str,
-}
-
-/// The current version of each observation (the latest version of each key).
-const CURRENT_OBS: &str = "(SELECT * FROM observations QUALIFY row_number() OVER (PARTITION BY entity_id, observed_at ORDER BY version DESC) = 1)";
-
-pub fn checks() -> Vec<Check> {
-    vec![
-        Check {
-            name: "unique_version",
-            table: "observations",
-            severity: Severity::Error,
-            sql: "SELECT entity_id || '@' || observed_at || '#' || version FROM observations GROUP BY entity_id, observed_at, version HAVING count(*) > 1",
-        },
-        Check {
-            name: "orphan_reference",
-            table: "observations",
-            severity: Severity::Error,
-            sql: "SELECT DISTINCT o.entity_id FROM observations o ANTI JOIN entities e ON o.entity_id = e.entity_id",
-        },
-        Check {
-            name: "orphan_reference",
-            table: "artifacts",
-            severity: Severity::Error,
-            sql: "SELECT DISTINCT a.entity_id FROM artifacts a ANTI JOIN entities e ON a.entity_id = e.entity_id",
-        },
-        Check {
-            name: "available_before_observed",
-            table: "observations",
-            severity: Severity::Error,
-            sql: "SELECT entity_id || '@' || observed_at FROM observations WHERE available_at < observed_at",
-        },
-        Check {
-            name: "negative_count",
-            table: "observations",
-            severity: Severity::Error,
-            sql: "SELECT entity_id || '@' || observed_at FROM observations WHERE views < 0 OR likes < 0 OR comments < 0",
-        },
-        Check {
-            name: "monotonic_counter",
-            table: "observations",
-            severity: Severity::Error,
-            sql: "SELECT entity_id || '@' || observed_at FROM (
-                    SELECT *, max(views) OVER w AS max_views, max(likes) OVER w AS max_likes,
-                           max(comments) OVER w AS max_comments
-                    FROM CURRENT_OBS
-                    WINDOW w AS (PARTITION BY entity_id ORDER BY observed_at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
-                  WHERE views < max_views OR likes < max_likes OR comments < max_comments",
-        },
-        Check {
-            name: "entity_without_title",
-            table: "artifacts",
-            severity: Severity::Warn,
-            sql: "SELECT e.entity_id FROM entities e WHERE e.kind = 'clip' AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.entity_id = e.entity_id AND a.kind = 'title')",
-        },
-    ]
-}
+/// The contracts shipped in `configs/contracts/`, built in so the binary works anywhere.
+const BUILTIN: &[(&str, &str)] = &[
+    ("configs/contracts/artifacts.yaml", include_str!("../../../configs/contracts/artifacts.yaml")),
+    ("configs/contracts/entities.yaml", include_str!("../../../configs/contracts/entities.yaml")),
+    ("configs/contracts/events.yaml", include_str!("../../../configs/contracts/events.yaml")),
+    ("configs/contracts/interactions.yaml", include_str!("../../../configs/contracts/interactions.yaml")),
+    ("configs/contracts/observations.yaml", include_str!("../../../configs/contracts/observations.yaml")),
+];
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {
     pub check: String,
     pub table: String,
     pub severity: Severity,
+    /// Contract file and line of the check.
+    pub defined_at: String,
     pub failing: u64,
     pub sample: Vec<String>,
+    /// Why the check did not run, when it did not.
+    pub skipped: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -96,14 +48,20 @@ pub struct AuditReport {
     pub run_id: String,
     pub verdict: String,
     pub data_hash: String,
+    pub as_of: String,
     pub errors: u64,
     pub warnings: u64,
     pub findings: Vec<Finding>,
 }
 
 pub struct AuditArgs {
-    /// How many failing keys to keep per finding.
+    /// How many failing keys to keep per finding (the count is never capped).
     pub sample: usize,
+    /// Directory of contract files; default: the built-in `configs/contracts`.
+    pub contracts: Option<PathBuf>,
+    /// The pinned time freshness and future-timestamp checks measure against; default: the
+    /// newest `available_at` in the data (freshness checks are then skipped).
+    pub as_of: Option<String>,
 }
 
 /// blake3 over the canonical inputs' names and content hashes: what a verdict is bound to.
@@ -118,48 +76,91 @@ pub fn data_hash(inputs: &[t0_manifest::Output]) -> String {
     h.finalize().to_hex().to_string()
 }
 
+pub fn load_contracts(dir: Option<&Path>) -> Result<Vec<Contract>> {
+    match dir {
+        Some(d) => Contract::load_dir(d),
+        None => BUILTIN.iter().map(|(name, text)| Contract::parse(Path::new(name), text)).collect(),
+    }
+}
+
 pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress) -> Result<AuditReport> {
+    // A malformed contract is refused before anything runs.
+    let contracts = load_contracts(args.contracts.as_deref())?;
+    let as_of_pinned = match &args.as_of {
+        Some(s) => {
+            Some(t0_core::clock::parse_utc(s).ok_or_else(|| Error::Usage(format!("--as-of: cannot parse {s:?}")))?)
+        }
+        None => None,
+    };
     let _lock = RootLock::acquire(root)?;
-    let catalog = Catalog::open(root)?;
-    let config_hash = t0_core::config::value_hash(&("audit-skeleton-v1", args.sample));
-    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
-    let (stage, run_id) = t0_manifest::latest_producer(&catalog, "canonical.observations")?
+    // Every check, custom SQL included, runs on a read-only connection.
+    let ro = Catalog::open_read_only(root)?;
+    for c in &contracts {
+        checks::validate(&ro, c)?;
+    }
+    let config_hash = t0_core::config::value_hash(&(
+        &contracts.iter().map(|c| (&c.table, &c.columns, &c.checks)).collect::<Vec<_>>(),
+        args.sample,
+        &args.as_of,
+    ));
+    let mut run = StageRun::begin(root, &ro, STAGE, clock, config_hash);
+    let (stage, run_id) = t0_manifest::latest_producer(&ro, "canonical.observations")?
         .ok_or_else(|| Error::Refused("no canonical data recorded: run `acquire` first".into()))?;
-    let up = t0_manifest::load(root, &catalog, &stage, Some(&run_id))?;
+    let up = t0_manifest::load(root, &ro, &stage, Some(&run_id))?;
     let names: Vec<String> = t0_acquire::CANONICAL.iter().map(|t| t0_acquire::canonical_name(t)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let inputs = run.consume(&up, &names)?;
     let data_hash = data_hash(&inputs);
     let run_id = run.run_id("");
     run.ensure_new(&run_id)?;
-    t0_manifest::purge_unrecorded(&catalog, &run_id, &["audit_findings", "audit_verdicts"])?;
+    let as_of = match as_of_pinned {
+        Some(t) => t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        None => ro
+            .conn()
+            .query_row("SELECT coalesce(CAST(max(available_at) AS VARCHAR), '1970-01-01') FROM observations", [], |r| {
+                r.get(0)
+            })
+            .ctx(|| "data horizon".into())?,
+    };
 
-    let all = checks();
-    progress.phase("checks", Some(all.len() as u64));
+    let total: usize = contracts.iter().map(|c| c.checks.len()).sum();
+    progress.phase("checks", Some(total as u64));
     let mut findings = Vec::new();
-    for c in &all {
-        let sql = c.sql.replace("CURRENT_OBS", CURRENT_OBS);
-        let mut stmt = catalog.conn().prepare(&sql).ctx(|| format!("check {}", c.name))?;
-        let keys: Vec<String> = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .ctx(|| format!("check {}", c.name))?
-            .collect::<std::result::Result<_, _>>()
-            .ctx(|| format!("check {}", c.name))?;
-        let mut sorted = keys;
-        sorted.sort();
-        findings.push(Finding {
-            check: c.name.into(),
-            table: c.table.into(),
-            severity: c.severity,
-            failing: sorted.len() as u64,
-            sample: sorted.into_iter().take(args.sample).collect(),
-        });
-        progress.advance(1);
+    for c in &contracts {
+        for check in &c.checks {
+            let defined_at = format!("{}:{}", c.file.display(), check.line);
+            let mut f = Finding {
+                check: check.name.clone(),
+                table: c.table.clone(),
+                severity: check.severity,
+                defined_at,
+                failing: 0,
+                sample: Vec::new(),
+                skipped: None,
+            };
+            if matches!(check.kind, contract::Kind::Freshness { .. }) && args.as_of.is_none() {
+                f.skipped = Some("freshness needs a pinned --as-of".into());
+            } else {
+                let keys = checks::run_check(&ro, &checks::failing_sql(&c.table, check, &as_of))
+                    .map_err(|e| c.error_at(check.line, format!("{}: {e}", check.name)))?;
+                f.failing = keys.len() as u64;
+                f.sample = keys.into_iter().take(args.sample).collect();
+            }
+            findings.push(f);
+            progress.advance(1);
+        }
     }
     progress.finish();
     let failing = |s: Severity| findings.iter().filter(|f| f.severity == s && f.failing > 0).count() as u64;
     let (errors, warnings) = (failing(Severity::Error), failing(Severity::Warn));
     let verdict = if errors == 0 { "PASS" } else { "FAIL" };
+
+    // Record through a writable connection, opened once the read-only one is closed.
+    let pending = run.detach();
+    drop(ro);
+    let catalog = Catalog::open(root)?;
+    let run = pending.attach(root, &catalog);
+    t0_manifest::purge_unrecorded(&catalog, &run_id, &["audit_findings", "audit_verdicts"])?;
     let now = clock.stamp();
     catalog.transaction(|c| {
         for f in &findings {
@@ -188,11 +189,12 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
             root,
             &catalog,
             "audit.findings",
-            table("audit_findings", &["check_name", "table_name"]),
+            table("audit_findings", &["table_name", "check_name"]),
         )?,
         t0_manifest::record_output(root, &catalog, "audit.verdict", table("audit_verdicts", &["run_id"]))?,
     ];
-    let report = AuditReport { run_id: run_id.clone(), verdict: verdict.into(), data_hash, errors, warnings, findings };
+    let report =
+        AuditReport { run_id: run_id.clone(), verdict: verdict.into(), data_hash, as_of, errors, warnings, findings };
     run.finish(&run_id, Some(verdict), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
 }

@@ -33,6 +33,28 @@ impl Catalog {
         Ok(cat)
     }
 
+    /// Open an existing catalog read-only: nothing run on this connection can change it (used
+    /// for user-supplied SQL). Refuses a root without a catalog.
+    pub fn open_read_only(root: &Root) -> Result<Self> {
+        let path = root.catalog();
+        if !path.exists() {
+            return Err(Error::Refused(format!("no catalog at {}: run `acquire` first", path.display())));
+        }
+        let cfg = config()?.access_mode(duckdb::AccessMode::ReadOnly).ctx(|| "duckdb config".into())?;
+        let conn = Connection::open_with_flags(&path, cfg)
+            .map_err(|e| Error::internal(format!("open catalog {} read-only", path.display()), e))?;
+        let cat = Catalog { conn };
+        if cat.schema_version()? != MIGRATIONS.len() {
+            return Err(Error::Refused(format!(
+                "catalog {} is at schema version {}, this build expects {}: run a writing stage first",
+                path.display(),
+                cat.schema_version()?,
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(cat)
+    }
+
     /// An in-memory catalog (tests, scratch work) with the same settings and schema.
     pub fn in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory_with_flags(config()?).ctx(|| "open in-memory catalog".into())?;

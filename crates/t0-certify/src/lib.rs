@@ -19,7 +19,6 @@ use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Loaded, Location, StageRun};
 
 pub const STAGE: &str = "certify";
-pub const SURFACE_KEY: &[&str] = &["entity_id", "t0"];
 
 /// The feature-store SQL shipped in `configs/feature-stores/`, built in so the binary works
 /// from any directory; `--stores DIR` reads another copy instead.
@@ -225,13 +224,8 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
                 catalog.query_arrow(&format!("SELECT * FROM surface_{entry} ORDER BY entity_id, t0"), &[])?;
             let rel = format!("lake/surfaces/{entry}/{run_id}/surface.parquet");
             t0_table::write_parquet(&root.join(&rel), schema, &batches)?;
-            let key = SURFACE_KEY.iter().map(|k| k.to_string()).collect();
-            let out = t0_manifest::record_output(
-                root,
-                &catalog,
-                &format!("surface.{entry}"),
-                Location::Parquet { path: rel.clone(), key },
-            )?;
+            let out =
+                t0_manifest::record_output(root, &catalog, &format!("surface.{entry}"), Location::per_entity_t0(&rel))?;
             result.status = "CERTIFIED".into();
             result.dataset_hash = Some(out.content_hash.clone());
             result.rows = out.rows.unwrap_or(0);
@@ -267,8 +261,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         )?;
         let rel = format!("lake/labels/{run_id}/labels.parquet");
         t0_table::write_parquet(&root.join(&rel), schema, &batches)?;
-        let key = SURFACE_KEY.iter().map(|k| k.to_string()).collect();
-        let out = t0_manifest::record_output(root, &catalog, "labels", Location::Parquet { path: rel.clone(), key })?;
+        let out = t0_manifest::record_output(root, &catalog, "labels", Location::per_entity_t0(&rel))?;
         label_rows = out.rows.unwrap_or(0);
         labels_path = Some(rel);
         outputs.push(out);

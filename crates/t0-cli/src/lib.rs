@@ -25,6 +25,14 @@ pub struct Common {
     pub quiet: bool,
 }
 
+/// How old a certificate a consuming stage accepts.
+#[derive(Debug, Clone, Args)]
+pub struct Freshness {
+    /// Refuse certificates older than this many days (by --now).
+    #[arg(long, default_value_t = 30)]
+    pub max_age_days: i64,
+}
+
 /// What a stage hands back to be printed and turned into an exit code.
 pub struct Outcome {
     pub json: serde_json::Value,

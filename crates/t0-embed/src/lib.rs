@@ -155,12 +155,7 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
     .ctx(|| "embedding batch".into())?;
     let rel = format!("lake/embeddings/text/{MODEL}/{run_id}/embeddings.parquet");
     t0_table::write_parquet(&root.join(&rel), schema, &[batch])?;
-    let out = t0_manifest::record_output(
-        root,
-        &catalog,
-        "embeddings.text",
-        Location::Parquet { path: rel.clone(), key: vec!["entity_id".into(), "t0".into()] },
-    )?;
+    let out = t0_manifest::record_output(root, &catalog, "embeddings.text", Location::per_entity_t0(rel.clone()))?;
     let report = EmbedReport {
         run_id: run_id.clone(),
         model: MODEL.into(),

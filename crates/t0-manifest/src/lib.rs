@@ -86,6 +86,12 @@ pub enum Location {
 }
 
 impl Location {
+    /// A Parquet dataset with one row per (entity_id, t0): surfaces, labels, embeddings,
+    /// predictions.
+    pub fn per_entity_t0(path: impl Into<String>) -> Self {
+        Location::Parquet { path: path.into(), key: vec!["entity_id".into(), "t0".into()] }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Location::Table { table, run_id: None, .. } => format!("catalog table {table}"),
@@ -292,6 +298,31 @@ pub fn latest_producer(catalog: &Catalog, name: &str) -> Result<Option<(String, 
     }
 }
 
+/// A [`StageRun`] without its catalog connection.
+pub struct Detached {
+    stage: &'static str,
+    clock: Clock,
+    config_hash: String,
+    started_at: String,
+    upstream: Vec<UpstreamRef>,
+    inputs: Vec<Output>,
+}
+
+impl Detached {
+    pub fn attach<'a>(self, root: &'a Root, catalog: &'a Catalog) -> StageRun<'a> {
+        StageRun {
+            root,
+            catalog,
+            stage: self.stage,
+            clock: self.clock,
+            config_hash: self.config_hash,
+            started_at: self.started_at,
+            upstream: self.upstream,
+            inputs: self.inputs,
+        }
+    }
+}
+
 /// One stage run in progress: collects verified inputs and upstream references, derives the
 /// deterministic run id, and records the manifest at the end.
 pub struct StageRun<'a> {
@@ -316,6 +347,19 @@ impl<'a> StageRun<'a> {
             started_at: clock.stamp(),
             upstream: Vec::new(),
             inputs: Vec::new(),
+        }
+    }
+
+    /// Let go of the catalog connection, keeping what the run has gathered (a stage that reads
+    /// through a read-only connection and records through a writable one opened later).
+    pub fn detach(self) -> Detached {
+        Detached {
+            stage: self.stage,
+            clock: self.clock,
+            config_hash: self.config_hash,
+            started_at: self.started_at,
+            upstream: self.upstream,
+            inputs: self.inputs,
         }
     }
 

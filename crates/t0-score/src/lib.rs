@@ -125,12 +125,7 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
             ("explanation", Arc::new(StringArray::from(expl))),
         ],
     )?;
-    let out = t0_manifest::record_output(
-        root,
-        &catalog,
-        "predictions",
-        Location::Parquet { path: rel.clone(), key: vec!["entity_id".into(), "t0".into()] },
-    )?;
+    let out = t0_manifest::record_output(root, &catalog, "predictions", Location::per_entity_t0(rel.clone()))?;
     let report = ScoreReport {
         run_id: run_id.clone(),
         model_run: train.manifest.run_id.clone(),

@@ -254,12 +254,7 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
         &frame.t0,
         vec![("split", Arc::new(StringArray::from(split_names)))],
     )?;
-    outputs.push(t0_manifest::record_output(
-        root,
-        &catalog,
-        "run.split",
-        Location::Parquet { path: split_rel, key: vec!["entity_id".into(), "t0".into()] },
-    )?);
+    outputs.push(t0_manifest::record_output(root, &catalog, "run.split", Location::per_entity_t0(split_rel))?);
     let pred_rel = format!("{dir}/predictions.parquet");
     let ids: Vec<String> = test.iter().map(|&i| frame.entity_id[i].clone()).collect();
     let t0s: Vec<i64> = test.iter().map(|&i| frame.t0[i]).collect();
@@ -272,12 +267,7 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
             ("prediction", Arc::new(Float64Array::from(preds.clone()))),
         ],
     )?;
-    outputs.push(t0_manifest::record_output(
-        root,
-        &catalog,
-        "run.predictions",
-        Location::Parquet { path: pred_rel, key: vec!["entity_id".into(), "t0".into()] },
-    )?);
+    outputs.push(t0_manifest::record_output(root, &catalog, "run.predictions", Location::per_entity_t0(pred_rel))?);
 
     let report = TrainReport { run_id: run_id.clone(), snapshot: dir, metrics, leaderboard };
     run.finish(&run_id, None, outputs, serde_json::to_value(&report).expect("plain struct"))?;

@@ -3,25 +3,37 @@ use clap::Parser;
 use t0_cli::{Common, Outcome};
 use t0_core::ExitCode;
 
-/// Run the data checks over the canonical tables, store findings with samples of failing
-/// keys, and record a PASS/FAIL verdict bound to the content hash of the audited data.
+/// Run the checks of the data contracts (configs/contracts/*.yaml: schema, not-null, unique,
+/// allowed values, ranges, regexes, references, freshness, lateness, future timestamps,
+/// monotonic counters, duplicate snapshots, status transitions, custom SELECTs) over the
+/// canonical tables on a read-only connection; store findings with samples of failing keys;
+/// record a PASS/FAIL verdict bound to the content hash of the audited data.
 ///
-/// Exit codes: 0 PASS, 1 FAIL (error-level findings), 3 upstream mismatch or lock held,
-/// 99 this data was already audited.
+/// Exit codes: 0 PASS, 1 FAIL (error-level findings), 2 malformed contract (file, line and
+/// problem), 3 upstream mismatch or lock held, 99 this data was already audited.
 #[derive(Parser)]
 #[command(name = "audit", version)]
 struct Cli {
     #[command(flatten)]
     common: Common,
-    /// Failing keys kept per finding.
+    /// Failing keys kept per finding (the count is never capped).
     #[arg(long, default_value_t = 20)]
     sample: usize,
+    /// Directory of contract files. Default: the built-in configs/contracts.
+    #[arg(long)]
+    contracts: Option<std::path::PathBuf>,
+    /// Pinned time for freshness and future-timestamp checks (never the wall clock). Default:
+    /// the newest available_at in the data; freshness checks are then skipped.
+    #[arg(long)]
+    as_of: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "audit", |root, clock, progress| {
-        let r = t0_audit::run(root, clock, &t0_audit::AuditArgs { sample: cli.sample }, progress)?;
+        let args =
+            t0_audit::AuditArgs { sample: cli.sample, contracts: cli.contracts.clone(), as_of: cli.as_of.clone() };
+        let r = t0_audit::run(root, clock, &args, progress)?;
         let mut human =
             format!("run {}: {} ({} error, {} warning checks failing)", r.run_id, r.verdict, r.errors, r.warnings);
         for f in r.findings.iter().filter(|f| f.failing > 0) {

@@ -1,6 +1,6 @@
 //! `calibrate`: interval coverage on matured outcomes and the acceptance state.
 use clap::Parser;
-use t0_cli::{Common, Outcome};
+use t0_cli::{Common, Freshness, Outcome};
 use t0_core::ExitCode;
 
 /// Join the latest predictions to matured outcomes, measure interval coverage and decide the
@@ -23,9 +23,8 @@ struct Cli {
     /// Fewer matured predictions than this cannot PASS.
     #[arg(long, default_value_t = 20)]
     min_matured: u64,
-    /// Refuse certificates older than this many days.
-    #[arg(long, default_value_t = 30)]
-    max_age_days: i64,
+    #[command(flatten)]
+    freshness: Freshness,
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,7 +38,7 @@ fn main() -> std::process::ExitCode {
         let r = t0_calibrate::run(
             root,
             clock,
-            &t0_calibrate::CalibrateArgs { thresholds, max_age_days: cli.max_age_days },
+            &t0_calibrate::CalibrateArgs { thresholds, max_age_days: cli.freshness.max_age_days },
             progress,
         )?;
         let human = format!(

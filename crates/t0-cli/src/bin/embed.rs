@@ -1,6 +1,6 @@
 //! `embed`: vectors from the certified text surface.
 use clap::Parser;
-use t0_cli::{Common, Outcome};
+use t0_cli::{Common, Freshness, Outcome};
 
 /// Embed the certified text surface into one vector per (entity, T0).
 ///
@@ -13,15 +13,15 @@ use t0_cli::{Common, Outcome};
 struct Cli {
     #[command(flatten)]
     common: Common,
-    /// Refuse certificates older than this many days.
-    #[arg(long, default_value_t = 30)]
-    max_age_days: i64,
+    #[command(flatten)]
+    freshness: Freshness,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "embed", |root, clock, progress| {
-        let r = t0_embed::run(root, clock, &t0_embed::EmbedArgs { max_age_days: cli.max_age_days }, progress)?;
+        let r =
+            t0_embed::run(root, clock, &t0_embed::EmbedArgs { max_age_days: cli.freshness.max_age_days }, progress)?;
         let human = format!("run {}: {} vectors ({}, placeholder) -> {}", r.run_id, r.rows, r.model, r.path);
         Ok(Outcome::done(&r, human))
     })

@@ -1,6 +1,6 @@
 //! `score`: predictions with intervals and explanations at new T0s.
 use clap::Parser;
-use t0_cli::{Common, Outcome};
+use t0_cli::{Common, Freshness, Outcome};
 
 /// Score the certified surface at new T0s with the latest train-suite run: predictions,
 /// intervals and the top contributing features per row.
@@ -15,9 +15,8 @@ struct Cli {
     /// Score rows with T0 at or after this UTC time. Default: the model's test block.
     #[arg(long)]
     t0_from: Option<String>,
-    /// Refuse certificates older than this many days.
-    #[arg(long, default_value_t = 30)]
-    max_age_days: i64,
+    #[command(flatten)]
+    freshness: Freshness,
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,7 +29,12 @@ fn main() -> std::process::ExitCode {
             ),
             None => None,
         };
-        let r = t0_score::run(root, clock, &t0_score::ScoreArgs { max_age_days: cli.max_age_days, t0_from }, progress)?;
+        let r = t0_score::run(
+            root,
+            clock,
+            &t0_score::ScoreArgs { max_age_days: cli.freshness.max_age_days, t0_from },
+            progress,
+        )?;
         let human = format!(
             "run {}: {} predictions from T0 {} (model {}) -> {}",
             r.run_id, r.rows, r.t0_from, r.model_run, r.path

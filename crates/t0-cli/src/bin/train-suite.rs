@@ -1,6 +1,6 @@
 //! `train-suite`: train on certified surfaces with a chronological split.
 use clap::Parser;
-use t0_cli::{Common, Outcome};
+use t0_cli::{Common, Freshness, Outcome};
 
 /// Train the model suite on the certified surfaces, embeddings and labels with a
 /// chronological train/valid/test split, and write an immutable run snapshot under runs/.
@@ -12,15 +12,15 @@ use t0_cli::{Common, Outcome};
 struct Cli {
     #[command(flatten)]
     common: Common,
-    /// Refuse certificates older than this many days.
-    #[arg(long, default_value_t = 30)]
-    max_age_days: i64,
+    #[command(flatten)]
+    freshness: Freshness,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "train-suite", |root, clock, progress| {
-        let r = t0_train::run(root, clock, &t0_train::TrainArgs { max_age_days: cli.max_age_days }, progress)?;
+        let r =
+            t0_train::run(root, clock, &t0_train::TrainArgs { max_age_days: cli.freshness.max_age_days }, progress)?;
         let m = &r.metrics;
         let human = format!(
             "run {} -> {}: test RMSE {:.4} (baseline {:.4}), interval coverage {:.3}; {}/{}/{} rows train/valid/test",

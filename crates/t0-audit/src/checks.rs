@@ -1,0 +1,232 @@
+//! Each contract check as one SQL query that returns the keys of what fails, and the static
+//! validation of a contract against the catalog (tables, columns, types, regexes, SQL).
+
+use std::collections::BTreeMap;
+
+use t0_catalog::{Catalog, quote_literal};
+use t0_core::Result;
+
+use crate::contract::{Check, Contract, Kind};
+
+/// Columns of `table` in the catalog with their DuckDB types; empty when the table is unknown.
+pub fn schema(catalog: &Catalog, table: &str) -> Result<BTreeMap<String, String>> {
+    let mut stmt = catalog
+        .conn()
+        .prepare("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?")
+        .map_err(|e| t0_core::Error::internal("read schema", e))?;
+    let rows = stmt
+        .query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(|e| t0_core::Error::internal("read schema", e))?;
+    rows.collect::<std::result::Result<_, _>>().map_err(|e| t0_core::Error::internal("read schema", e))
+}
+
+/// The columns that identify one fact of a canonical table (versions share them).
+fn fact_key(table: &str) -> Option<&'static [&'static str]> {
+    t0_acquire::spec::spec(table).map(|s| s.key)
+}
+
+/// The rows a check sees: the current version of each fact, or every stored row.
+fn source(table: &str, all_versions: bool) -> String {
+    match (fact_key(table), all_versions) {
+        (Some(key), false) => format!(
+            "(SELECT * FROM {table} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY version DESC) = 1)",
+            key.join(", ")
+        ),
+        _ => table.to_string(),
+    }
+}
+
+fn key_text(table: &str) -> String {
+    match fact_key(table) {
+        Some(key) => format!("concat_ws('|', {})", key.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", ")),
+        None => "CAST(t.rowid AS VARCHAR)".into(),
+    }
+}
+
+fn list(values: &[String]) -> String {
+    values.iter().map(|v| quote_literal(v)).collect::<Vec<_>>().join(", ")
+}
+
+/// The query of one check: one row per failing item, its first column a text key.
+pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
+    let t = source(table, check.all_versions);
+    let k = key_text(table);
+    let as_of = format!("TIMESTAMP {}", quote_literal(as_of));
+    match &check.kind {
+        Kind::NotNull { columns } => {
+            let cond = columns.iter().map(|c| format!("t.{c} IS NULL")).collect::<Vec<_>>().join(" OR ");
+            format!("SELECT {k} FROM {t} t WHERE {cond}")
+        }
+        Kind::Unique { columns } => {
+            let cols = columns.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+            format!("SELECT concat_ws('|', {cols}) FROM {t} t GROUP BY {cols} HAVING count(*) > 1")
+        }
+        Kind::AllowedValues { column, values } => {
+            format!(
+                "SELECT {k} FROM {t} t WHERE t.{column} IS NOT NULL AND CAST(t.{column} AS VARCHAR) NOT IN ({})",
+                list(values)
+            )
+        }
+        Kind::Range { column, min, max } => {
+            let mut cond = Vec::new();
+            if let Some(m) = min {
+                cond.push(format!("t.{column} < {m}"));
+            }
+            if let Some(m) = max {
+                cond.push(format!("t.{column} > {m}"));
+            }
+            if cond.is_empty() {
+                cond.push("false".into());
+            }
+            format!("SELECT {k} FROM {t} t WHERE {}", cond.join(" OR "))
+        }
+        Kind::Regex { column, pattern } => format!(
+            "SELECT {k} FROM {t} t WHERE t.{column} IS NOT NULL AND NOT regexp_full_match(CAST(t.{column} AS VARCHAR), {})",
+            quote_literal(pattern)
+        ),
+        Kind::References { column, table: other, key } => format!(
+            "SELECT {k} FROM {t} t WHERE t.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {other} r WHERE r.{key} = t.{column})"
+        ),
+        Kind::Freshness { column, max_age_hours } => format!(
+            "SELECT 'newest {column}: ' || coalesce(CAST(max(t.{column}) AS VARCHAR), 'none') FROM {t} t
+             HAVING max(t.{column}) IS NULL OR max(t.{column}) < {as_of} - INTERVAL {} SECOND",
+            (max_age_hours * 3600.0).round() as i64
+        ),
+        Kind::Lateness { max_lag_hours } => format!(
+            "SELECT {k} FROM {t} t WHERE date_diff('second', t.observed_at, t.available_at) > {}",
+            (max_lag_hours * 3600.0).round() as i64
+        ),
+        Kind::FutureTimestamps => format!(
+            "SELECT {k} FROM {t} t WHERE t.observed_at > t.available_at OR t.observed_at > {as_of} OR t.available_at > {as_of}"
+        ),
+        Kind::Monotonic { key, order, columns } => {
+            let maxes =
+                columns.iter().map(|c| format!("max(t.{c}) OVER w AS prev_max_{c}")).collect::<Vec<_>>().join(", ");
+            let cond = columns.iter().map(|c| format!("{c} < prev_max_{c}")).collect::<Vec<_>>().join(" OR ");
+            format!(
+                "SELECT k FROM (SELECT {k} AS k, t.*, {maxes} FROM {t} t
+                    WINDOW w AS (PARTITION BY {} ORDER BY t.{order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
+                 WHERE {cond}",
+                key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+            )
+        }
+        Kind::DuplicateSnapshots { key, order, columns, within_seconds } => {
+            let same = columns
+                .iter()
+                .map(|c| format!("t.{c} IS NOT DISTINCT FROM lag(t.{c}) OVER w"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!(
+                "SELECT k FROM (SELECT {k} AS k, ({same}) AND date_diff('second', lag(t.{order}) OVER w, t.{order}) <= {within_seconds} AS dup
+                    FROM {t} t WINDOW w AS (PARTITION BY {} ORDER BY t.{order}))
+                 WHERE dup",
+                key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+            )
+        }
+        Kind::StatusTransitions { key, order, column, terminal } => format!(
+            "SELECT k FROM (SELECT {k} AS k, t.{column} AS status,
+                    bool_or(t.{column} IN ({terms})) OVER (PARTITION BY {keys} ORDER BY t.{order}
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS after_terminal
+                 FROM {t} t)
+             WHERE after_terminal AND status NOT IN ({terms})",
+            terms = list(terminal),
+            keys = key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+        ),
+        Kind::Sql { query } => format!("SELECT * FROM ({}) q", query.trim().trim_end_matches(';')),
+    }
+}
+
+/// Columns a check names on its own table.
+fn columns_of(kind: &Kind) -> Vec<&String> {
+    match kind {
+        Kind::NotNull { columns } | Kind::Unique { columns } => columns.iter().collect(),
+        Kind::AllowedValues { column, .. }
+        | Kind::Range { column, .. }
+        | Kind::Regex { column, .. }
+        | Kind::References { column, .. }
+        | Kind::Freshness { column, .. } => vec![column],
+        Kind::Lateness { .. } | Kind::FutureTimestamps | Kind::Sql { .. } => Vec::new(),
+        Kind::Monotonic { key, order, columns } | Kind::DuplicateSnapshots { key, order, columns, .. } => {
+            key.iter().chain(columns).chain(std::iter::once(order)).collect()
+        }
+        Kind::StatusTransitions { key, order, column, .. } => key.iter().chain([order, column]).collect(),
+    }
+}
+
+/// Refuse a contract that cannot run: unknown table or column, wrong type, bad regex,
+/// non-SELECT or invalid custom SQL. Names the file and line.
+pub fn validate(catalog: &Catalog, c: &Contract) -> Result<()> {
+    let cols = schema(catalog, &c.table)?;
+    if cols.is_empty() {
+        return Err(c.error_at(1, format!("unknown table {:?}", c.table)));
+    }
+    for (name, ty) in &c.columns {
+        match cols.get(name) {
+            None => return Err(c.error_at(1, format!("columns: {name:?} is not a column of {}", c.table))),
+            Some(actual) if !actual.eq_ignore_ascii_case(ty) => {
+                return Err(c.error_at(1, format!("columns: {name} is {actual}, the contract expects {ty}")));
+            }
+            _ => {}
+        }
+    }
+    for check in &c.checks {
+        let bad = |msg: String| Err(c.error_at(check.line, format!("{}: {msg}", check.name)));
+        for col in columns_of(&check.kind) {
+            if !cols.contains_key(col) {
+                return bad(format!("unknown column {col:?} of {}", c.table));
+            }
+        }
+        if matches!(check.kind, Kind::Lateness { .. } | Kind::FutureTimestamps)
+            && !(cols.contains_key("observed_at") && cols.contains_key("available_at"))
+        {
+            return bad(format!("{} has no observed_at/available_at", c.table));
+        }
+        match &check.kind {
+            Kind::References { table, key, .. } => {
+                let other = schema(catalog, table)?;
+                if !other.contains_key(key) {
+                    return bad(format!("references: {table}.{key} does not exist"));
+                }
+            }
+            Kind::Regex { pattern, .. } => {
+                if let Err(e) =
+                    catalog.conn().query_row("SELECT regexp_matches('', ?)", [pattern], |r| r.get::<_, bool>(0))
+                {
+                    return bad(format!("bad regex {pattern:?}: {e}"));
+                }
+            }
+            Kind::Sql { query } => {
+                let q = query.trim().trim_end_matches(';').trim();
+                let head = q.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+                if !(head == "select" || head == "with") || q.contains(';') {
+                    return bad("custom SQL must be a single SELECT (or WITH ... SELECT) statement".into());
+                }
+                if let Err(e) = catalog.conn().prepare(&format!("SELECT * FROM ({q}) LIMIT 0")) {
+                    return bad(format!("custom SQL does not prepare: {e}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Run a check's query and return the failing keys as text, sorted.
+pub fn run_check(catalog: &Catalog, sql: &str) -> Result<Vec<String>> {
+    use arrow::array::{Array, AsArray};
+    let (_, batches) = catalog.query_arrow(sql, &[])?;
+    let mut keys = Vec::new();
+    for b in &batches {
+        if b.num_columns() == 0 {
+            continue;
+        }
+        let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| t0_core::Error::internal("check result", e))?;
+        let s = col.as_string::<i32>();
+        for i in 0..s.len() {
+            keys.push(if s.is_valid(i) { s.value(i).to_string() } else { "NULL".into() });
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}

@@ -1,0 +1,204 @@
+//! Every contract check type against data that passes and data that fails, and malformed
+//! contracts refused with file, line and problem before any check runs.
+
+use t0_acquire::AcquireArgs;
+use t0_audit::{AuditArgs, AuditReport};
+use t0_core::{Clock, Error, ExitCode, NoProgress, Root};
+
+struct Env {
+    root: tempfile::TempDir,
+    contracts: tempfile::TempDir,
+}
+
+const ENTITIES: &str = "entity_id,kind,parent_id,created_at
+ch1,channel,,2026-01-01 00:00:00
+c1,clip,ch1,2026-01-02 00:00:00
+c2,clip,ch1,2026-01-02 00:00:00
+c3,clip,ch9,2026-01-02 00:00:00
+";
+// c1 regresses (100 -> 80); c2 is captured twice within 30 s, and one row arrives 15 days late.
+const OBSERVATIONS: &str = "entity_id,observed_at,views,likes,comments,available_at
+c1,2026-01-03 00:00:00,100,0,0,2026-01-03 01:00:00
+c1,2026-01-04 00:00:00,80,0,0,2026-01-04 01:00:00
+c2,2026-01-03 00:00:00,10,0,0,2026-01-03 01:00:00
+c2,2026-01-03 00:00:30,10,0,0,2026-01-03 01:00:00
+c2,2026-01-05 00:00:00,20,0,0,2026-01-20 00:00:00
+";
+// c1 is removed and then live again; c2 is sold last.
+const EVENTS: &str = "entity_id,event_type,value,observed_at
+c1,removed,,2026-01-05 00:00:00
+c1,live,,2026-01-06 00:00:00
+c2,sold,9.5,2026-01-07 00:00:00
+";
+
+fn env() -> Env {
+    let input = tempfile::tempdir().unwrap();
+    for (name, body) in [("entities.csv", ENTITIES), ("observations.csv", OBSERVATIONS), ("events.csv", EVENTS)] {
+        std::fs::write(input.path().join(name), body).unwrap();
+    }
+    let env = Env { root: tempfile::tempdir().unwrap(), contracts: tempfile::tempdir().unwrap() };
+    let args = AcquireArgs { input: input.path().to_path_buf(), config: None, chunk_rows: 1000 };
+    t0_acquire::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
+    env
+}
+
+fn clock() -> Clock {
+    Clock::from_arg(Some("2026-02-01T00:00:00Z")).unwrap()
+}
+
+impl Env {
+    fn audit(&self, contract: &str, as_of: Option<&str>) -> Result<AuditReport, Error> {
+        for e in std::fs::read_dir(self.contracts.path()).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        std::fs::write(self.contracts.path().join("c.yaml"), contract).unwrap();
+        let args = AuditArgs {
+            sample: 5,
+            contracts: Some(self.contracts.path().to_path_buf()),
+            as_of: as_of.map(str::to_string),
+        };
+        t0_audit::run(&Root::new(self.root.path()), clock(), &args, &NoProgress)
+    }
+
+    /// Failing count of the single check in `contract`.
+    fn failing(&self, contract: &str, as_of: Option<&str>) -> u64 {
+        let r = self.audit(contract, as_of).unwrap_or_else(|e| panic!("{contract}\n{e}"));
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(r.verdict, if f.failing > 0 { "FAIL" } else { "PASS" });
+        f.failing
+    }
+}
+
+fn c(table: &str, check: &str) -> String {
+    format!("table: {table}\nchecks:\n  - {check}\n")
+}
+
+#[test]
+fn every_check_type_passes_and_fails() {
+    let env = env();
+    let cases: &[(&str, &str, Option<&str>, u64)] = &[
+        ("entities", "{type: not_null, columns: [entity_id, kind]}", None, 0),
+        ("entities", "{type: not_null, columns: [parent_id]}", None, 1),
+        ("entities", "{type: unique, columns: [entity_id]}", None, 0),
+        ("entities", "{type: unique, columns: [parent_id]}", None, 1),
+        ("entities", "{type: allowed_values, column: kind, values: [channel, clip]}", None, 0),
+        ("entities", "{type: allowed_values, column: kind, values: [clip]}", None, 1),
+        ("observations", "{type: range, column: views, min: 0}", None, 0),
+        ("observations", "{type: range, column: views, max: 50}", None, 2),
+        ("entities", "{type: regex, column: entity_id, pattern: 'c[0-9]+|ch[0-9]+'}", None, 0),
+        ("entities", "{type: regex, column: entity_id, pattern: 'c[0-9]+'}", None, 1),
+        ("observations", "{type: references, column: entity_id, table: entities, key: entity_id}", None, 0),
+        ("entities", "{type: references, column: parent_id, table: entities, key: entity_id}", None, 1),
+        (
+            "observations",
+            "{type: freshness, column: available_at, max_age_hours: 720}",
+            Some("2026-01-25T00:00:00Z"),
+            0,
+        ),
+        ("observations", "{type: freshness, column: available_at, max_age_hours: 24}", Some("2026-01-25T00:00:00Z"), 1),
+        ("observations", "{type: lateness, max_lag_hours: 1000}", None, 0),
+        ("observations", "{type: lateness, max_lag_hours: 240}", None, 1),
+        ("observations", "{type: future_timestamps}", Some("2026-06-01T00:00:00Z"), 0),
+        ("observations", "{type: future_timestamps}", Some("2026-01-04T12:00:00Z"), 1),
+        ("observations", "{type: monotonic, key: [entity_id], order: observed_at, columns: [likes]}", None, 0),
+        ("observations", "{type: monotonic, key: [entity_id], order: observed_at, columns: [views, likes]}", None, 1),
+        (
+            "observations",
+            "{type: duplicate_snapshots, key: [entity_id], order: observed_at, columns: [views], within_seconds: 10}",
+            None,
+            0,
+        ),
+        (
+            "observations",
+            "{type: duplicate_snapshots, key: [entity_id], order: observed_at, columns: [views]}",
+            None,
+            1,
+        ),
+        (
+            "events",
+            "{type: status_transitions, key: [entity_id], order: observed_at, column: event_type, terminal: [sold]}",
+            None,
+            0,
+        ),
+        (
+            "events",
+            "{type: status_transitions, key: [entity_id], order: observed_at, column: event_type, terminal: [removed, sold]}",
+            None,
+            1,
+        ),
+        ("observations", "{type: sql, query: 'SELECT entity_id FROM observations WHERE views > 1000'}", None, 0),
+        (
+            "observations",
+            "{type: sql, query: 'WITH v AS (SELECT * FROM observations) SELECT entity_id FROM v WHERE views > 90'}",
+            None,
+            1,
+        ),
+    ];
+    for (table, check, as_of, want) in cases {
+        assert_eq!(env.failing(&c(table, check), *as_of), *want, "{table}: {check}");
+    }
+}
+
+#[test]
+fn samples_are_capped_but_counts_are_not() {
+    let env = env();
+    let r = env.audit(&c("observations", "{type: range, column: views, max: 0}"), None).unwrap();
+    let f = &r.findings[0];
+    assert_eq!(f.failing, 5);
+    let r = {
+        let args = AuditArgs { sample: 2, contracts: Some(env.contracts.path().to_path_buf()), as_of: None };
+        t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap()
+    };
+    assert_eq!((r.findings[0].failing, r.findings[0].sample.len()), (5, 2));
+    assert!(f.defined_at.ends_with("c.yaml:3"), "{}", f.defined_at);
+}
+
+#[test]
+fn warn_level_failures_do_not_fail_the_verdict() {
+    let env = env();
+    let r = env.audit(&c("entities", "{type: not_null, columns: [parent_id], severity: warn}"), None).unwrap();
+    assert_eq!((r.verdict.as_str(), r.errors, r.warnings), ("PASS", 0, 1));
+}
+
+/// A malformed contract exits 2 naming file and line, and nothing is recorded.
+fn refused(env: &Env, contract: &str, line: usize, needle: &str) {
+    let e = env.audit(contract, None).unwrap_err();
+    assert_eq!(e.exit_code(), ExitCode::Usage, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("c.yaml: line {line}: ")), "{msg}");
+    assert!(msg.contains(needle), "{msg} lacks {needle}");
+}
+
+#[test]
+fn malformed_contracts_are_refused_before_any_check_runs() {
+    let env = env();
+    let head = "table: observations\nchecks:\n  - {type: not_null, columns: [entity_id]}\n";
+    refused(&env, &format!("{head}  - {{type: range, column: viewz, min: 0}}\n"), 4, "unknown column \"viewz\"");
+    refused(&env, &format!("{head}  - {{type: regex, column: entity_id, pattern: 'c[0-9'}}\n"), 4, "bad regex");
+    refused(&env, &format!("{head}  - {{type: sql, query: 'DELETE FROM observations'}}\n"), 4, "single SELECT");
+    refused(
+        &env,
+        &format!("{head}  - {{type: sql, query: 'SELECT 1; DROP TABLE observations'}}\n"),
+        4,
+        "single SELECT",
+    );
+    refused(&env, &format!("{head}  - {{type: nonsense, column: views}}\n"), 4, "unknown variant `nonsense`");
+    refused(&env, &format!("{head}  - {{type: range, column: views, minimum: 0}}\n"), 4, "unknown field `minimum`");
+    refused(&env, "table: nothing_here\nchecks: []\n", 1, "unknown table");
+    let cat = t0_catalog::Catalog::open(&Root::new(env.root.path())).unwrap();
+    let n: i64 = cat.conn().query_row("SELECT count(*) FROM audit_findings", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 0, "a refused contract must not record findings");
+}
+
+#[test]
+fn the_shipped_contracts_are_valid_and_find_the_fixture_defects() {
+    let env = env();
+    let args = AuditArgs { sample: 5, contracts: None, as_of: None };
+    let r = t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
+    let failing = |name: &str| r.findings.iter().filter(|f| f.check == name).map(|f| f.failing).sum::<u64>();
+    assert_eq!(failing("monotonic_counter"), 1);
+    assert_eq!(failing("revived_after_terminal"), 1);
+    assert_eq!(failing("orphan_parent"), 1);
+    assert_eq!(r.verdict, "FAIL");
+}
