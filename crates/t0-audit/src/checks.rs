@@ -26,7 +26,7 @@ fn fact_key(table: &str) -> Option<&'static [&'static str]> {
 }
 
 /// The rows a check sees: the current version of each fact, or every stored row.
-fn source(table: &str, all_versions: bool) -> String {
+pub fn source(table: &str, all_versions: bool) -> String {
     match (fact_key(table), all_versions) {
         (Some(key), false) => format!(
             "(SELECT * FROM {table} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY version DESC) = 1)",
@@ -133,6 +133,9 @@ pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
             keys = key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
         ),
         Kind::Sql { query } => format!("SELECT * FROM ({}) q", query.trim().trim_end_matches(';')),
+        Kind::RowCount { .. } | Kind::Metric { .. } | Kind::Drift { .. } => {
+            unreachable!("stateful checks are evaluated by crate::stateful")
+        }
     }
 }
 
@@ -145,7 +148,12 @@ fn columns_of(kind: &Kind) -> Vec<&String> {
         | Kind::Regex { column, .. }
         | Kind::References { column, .. }
         | Kind::Freshness { column, .. } => vec![column],
-        Kind::Lateness { .. } | Kind::FutureTimestamps | Kind::Sql { .. } => Vec::new(),
+        Kind::Lateness { .. }
+        | Kind::FutureTimestamps
+        | Kind::Sql { .. }
+        | Kind::RowCount { .. }
+        | Kind::Metric { .. } => Vec::new(),
+        Kind::Drift { column, .. } => vec![column],
         Kind::Monotonic { key, order, columns } | Kind::DuplicateSnapshots { key, order, columns, .. } => {
             key.iter().chain(columns).chain(std::iter::once(order)).collect()
         }
@@ -186,6 +194,12 @@ pub fn validate(catalog: &Catalog, c: &Contract) -> Result<()> {
                 let other = schema(catalog, table)?;
                 if !other.contains_key(key) {
                     return bad(format!("references: {table}.{key} does not exist"));
+                }
+            }
+            Kind::Metric { expr, .. } => {
+                let sql = format!("SELECT CAST(({expr}) AS DOUBLE) FROM {} t", source(&c.table, check.all_versions));
+                if expr.contains(';') || catalog.conn().prepare(&sql).is_err() {
+                    return bad(format!("metric expression {expr:?} is not a valid aggregate over {}", c.table));
                 }
             }
             Kind::Regex { pattern, .. } => {

@@ -80,6 +80,36 @@ pub enum Kind {
     Sql {
         query: String,
     },
+    /// The table's row count against the history of earlier audit runs.
+    RowCount {
+        max_abs_change: Option<f64>,
+        max_rel_change: Option<f64>,
+        max_z: Option<f64>,
+        #[serde(default = "ten")]
+        window: usize,
+    },
+    /// An aggregate (`expr`, e.g. `avg(views)`) against the history of earlier audit runs.
+    Metric {
+        metric: String,
+        expr: String,
+        max_abs_change: Option<f64>,
+        max_rel_change: Option<f64>,
+        max_z: Option<f64>,
+        #[serde(default = "ten")]
+        window: usize,
+    },
+    /// Distribution drift of a numeric column against its stored baseline (taken by the first
+    /// audit that runs the check, or by `--rebaseline`): PSI over baseline deciles and a
+    /// two-sample KS statistic evaluated at the baseline's percentiles.
+    Drift {
+        column: String,
+        max_psi: Option<f64>,
+        max_ks: Option<f64>,
+    },
+}
+
+fn ten() -> usize {
+    10
 }
 
 fn one_minute() -> i64 {

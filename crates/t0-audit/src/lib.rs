@@ -2,12 +2,12 @@
 //! declarative contracts (`configs/contracts/*.yaml`) on a read-only connection, stores
 //! findings with samples of failing keys, and records a PASS/FAIL verdict bound to the content
 //! hash of the data it audited (write-audit-publish: certify accepts only that hash).
-//!
-//! Not yet here (audit issue, in progress): row-count and metric anomalies against the stored
-//! history of earlier runs, and PSI/KS drift against a stored baseline.
+//! Anomaly checks compare row counts and metrics with the history earlier runs stored in
+//! `audit_metrics`; drift checks compare a column's distribution with its stored baseline.
 
 pub mod checks;
 pub mod contract;
+pub mod stateful;
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +62,8 @@ pub struct AuditArgs {
     /// The pinned time freshness and future-timestamp checks measure against; default: the
     /// newest `available_at` in the data (freshness checks are then skipped).
     pub as_of: Option<String>,
+    /// Take new drift baselines instead of comparing with the stored ones.
+    pub rebaseline: bool,
 }
 
 /// blake3 over the canonical inputs' names and content hashes: what a verdict is bound to.
@@ -102,6 +104,7 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
         &contracts.iter().map(|c| (&c.table, &c.columns, &c.checks)).collect::<Vec<_>>(),
         args.sample,
         &args.as_of,
+        args.rebaseline,
     ));
     let mut run = StageRun::begin(root, &ro, STAGE, clock, config_hash);
     let (stage, run_id) = t0_manifest::latest_producer(&ro, "canonical.observations")?
@@ -126,6 +129,8 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
     let total: usize = contracts.iter().map(|c| c.checks.len()).sum();
     progress.phase("checks", Some(total as u64));
     let mut findings = Vec::new();
+    let mut metrics: Vec<(String, String, f64)> = Vec::new();
+    let mut baselines: Vec<(String, String, String, i64)> = Vec::new();
     for c in &contracts {
         for check in &c.checks {
             let defined_at = format!("{}:{}", c.file.display(), check.line);
@@ -138,7 +143,17 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
                 sample: Vec::new(),
                 skipped: None,
             };
-            if matches!(check.kind, contract::Kind::Freshness { .. }) && args.as_of.is_none() {
+            if stateful::is_stateful(&check.kind) {
+                let o = stateful::evaluate(&ro, &c.table, check, args.rebaseline)
+                    .map_err(|e| c.error_at(check.line, format!("{}: {e}", check.name)))?;
+                f.failing = o.failing.len() as u64;
+                f.sample = o.failing.into_iter().take(args.sample).collect();
+                f.skipped = o.skipped;
+                metrics.extend(o.metrics.into_iter().map(|(m, v)| (c.table.clone(), m, v)));
+                if let Some((col, json, rows)) = o.baseline {
+                    baselines.push((c.table.clone(), col, json, rows));
+                }
+            } else if matches!(check.kind, contract::Kind::Freshness { .. }) && args.as_of.is_none() {
                 f.skipped = Some("freshness needs a pinned --as-of".into());
             } else {
                 let keys = checks::run_check(&ro, &checks::failing_sql(&c.table, check, &as_of))
@@ -151,6 +166,18 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
         }
     }
     progress.finish();
+    // Every audited table's row count joins the history, checked or not.
+    let mut tables: Vec<&str> = contracts.iter().map(|c| c.table.as_str()).collect();
+    tables.dedup();
+    for t in tables {
+        if !metrics.iter().any(|(mt, m, _)| mt == t && m == "row_count") {
+            let n: i64 = ro
+                .conn()
+                .query_row(&format!("SELECT count(*) FROM {}", checks::source(t, false)), [], |r| r.get(0))
+                .ctx(|| format!("row count of {t}"))?;
+            metrics.push((t.to_string(), "row_count".into(), n as f64));
+        }
+    }
     let failing = |s: Severity| findings.iter().filter(|f| f.severity == s && f.failing > 0).count() as u64;
     let (errors, warnings) = (failing(Severity::Error), failing(Severity::Warn));
     let verdict = if errors == 0 { "PASS" } else { "FAIL" };
@@ -160,7 +187,11 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
     drop(ro);
     let catalog = Catalog::open(root)?;
     let run = pending.attach(root, &catalog);
-    t0_manifest::purge_unrecorded(&catalog, &run_id, &["audit_findings", "audit_verdicts"])?;
+    t0_manifest::purge_unrecorded(
+        &catalog,
+        &run_id,
+        &["audit_findings", "audit_verdicts", "audit_metrics", "audit_baselines"],
+    )?;
     let now = clock.stamp();
     catalog.transaction(|c| {
         for f in &findings {
@@ -171,6 +202,20 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
                 params![run_id, f.check, f.table, sev, f.failing as i64, sample],
             )
             .ctx(|| "record finding".into())?;
+        }
+        for (t, m, v) in &metrics {
+            c.execute(
+                "INSERT INTO audit_metrics VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+                params![run_id, t, m, if v.is_finite() { Some(*v) } else { None }, now.trim_end_matches('Z')],
+            )
+            .ctx(|| "record metric".into())?;
+        }
+        for (t, col, json, rows) in &baselines {
+            c.execute(
+                "INSERT INTO audit_baselines VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+                params![t, col, run_id, json, rows, now.trim_end_matches('Z')],
+            )
+            .ctx(|| "record drift baseline".into())?;
         }
         c.execute(
             "INSERT INTO audit_verdicts VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",

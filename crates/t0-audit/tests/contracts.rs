@@ -56,6 +56,7 @@ impl Env {
             sample: 5,
             contracts: Some(self.contracts.path().to_path_buf()),
             as_of: as_of.map(str::to_string),
+            rebaseline: false,
         };
         t0_audit::run(&Root::new(self.root.path()), clock(), &args, &NoProgress)
     }
@@ -147,7 +148,12 @@ fn samples_are_capped_but_counts_are_not() {
     let f = &r.findings[0];
     assert_eq!(f.failing, 5);
     let r = {
-        let args = AuditArgs { sample: 2, contracts: Some(env.contracts.path().to_path_buf()), as_of: None };
+        let args = AuditArgs {
+            sample: 2,
+            contracts: Some(env.contracts.path().to_path_buf()),
+            as_of: None,
+            rebaseline: false,
+        };
         t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap()
     };
     assert_eq!((r.findings[0].failing, r.findings[0].sample.len()), (5, 2));
@@ -194,11 +200,65 @@ fn malformed_contracts_are_refused_before_any_check_runs() {
 #[test]
 fn the_shipped_contracts_are_valid_and_find_the_fixture_defects() {
     let env = env();
-    let args = AuditArgs { sample: 5, contracts: None, as_of: None };
+    let args = AuditArgs { sample: 5, contracts: None, as_of: None, rebaseline: false };
     let r = t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
     let failing = |name: &str| r.findings.iter().filter(|f| f.check == name).map(|f| f.failing).sum::<u64>();
     assert_eq!(failing("monotonic_counter"), 1);
     assert_eq!(failing("revived_after_terminal"), 1);
     assert_eq!(failing("orphan_parent"), 1);
     assert_eq!(r.verdict, "FAIL");
+}
+
+#[test]
+fn anomalies_and_drift_compare_with_earlier_runs() {
+    let input = tempfile::tempdir().unwrap();
+    let opt = t0_acquire::generate::GenerateOptions { entities: 300, media: 0, ..Default::default() };
+    t0_acquire::generate::generate(input.path(), &opt, &NoProgress).unwrap();
+    let env = Env { root: tempfile::tempdir().unwrap(), contracts: tempfile::tempdir().unwrap() };
+    let root = Root::new(env.root.path());
+    let acquire = || {
+        let args = AcquireArgs { input: input.path().to_path_buf(), config: None, chunk_rows: 100_000 };
+        t0_acquire::run(&root, clock(), &args, &NoProgress).unwrap();
+    };
+    acquire();
+    let contract = "table: observations
+checks:
+  - {type: row_count, max_rel_change: 0.5, max_z: 3}
+  - {type: metric, metric: mean_log_views, expr: 'avg(ln(1 + views))', max_abs_change: 0.5}
+  - {type: drift, column: views, max_psi: 0.25, max_ks: 0.2}
+";
+    let by = |r: &AuditReport| r.findings.iter().map(|f| (f.failing, f.skipped.is_some())).collect::<Vec<_>>();
+
+    // First run: nothing to compare with; history and baseline are taken.
+    let r1 = env.audit(contract, None).unwrap();
+    assert_eq!(by(&r1), vec![(0, true), (0, true), (0, true)], "{:?}", r1.findings);
+
+    // A few ordinary rows: within every limit.
+    let rows = |n: usize, views: i64, month: u32| -> String {
+        let mut s = String::from("entity_id,observed_at,views,likes,comments,available_at\n");
+        for i in 0..n {
+            let (d, h) = (1 + i / 24 % 28, i % 24);
+            s += &format!(
+                "clip{:07},2026-{month:02}-{d:02} {h:02}:00:00,{views},0,0,2026-{month:02}-{d:02} {h:02}:30:00\n",
+                i % 300
+            );
+        }
+        s
+    };
+    std::fs::write(input.path().join("observations-b.csv"), rows(10, 400, 6)).unwrap();
+    acquire();
+    let r2 = env.audit(contract, None).unwrap();
+    assert_eq!(by(&r2), vec![(0, false), (0, false), (0, false)], "{:?}", r2.findings);
+
+    // Thousands of rows with enormous counts: the count jumps, the mean moves, the
+    // distribution drifts.
+    std::fs::write(input.path().join("observations-c.csv"), rows(3000, 100_000_000, 7)).unwrap();
+    acquire();
+    let r3 = env.audit(contract, None).unwrap();
+    let f = &r3.findings;
+    assert_eq!(f[0].failing, 1, "{:?}", f[0]);
+    assert!(f[0].sample[0].contains("relative change"), "{:?}", f[0]);
+    assert_eq!(f[1].failing, 1, "{:?}", f[1]);
+    assert_eq!(f[2].failing, 2, "PSI and KS both: {:?}", f[2]);
+    assert_eq!(r3.verdict, "FAIL");
 }

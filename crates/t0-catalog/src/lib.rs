@@ -12,7 +12,11 @@ use t0_core::error::Context;
 use t0_core::{Error, Result, Root};
 
 /// Ordered migrations; the index + 1 is the schema version. Never edit a shipped one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_acquire.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_acquire.sql"),
+    include_str!("migrations/0003_audit_history.sql"),
+];
 
 pub use duckdb;
 

@@ -26,13 +26,20 @@ struct Cli {
     /// the newest available_at in the data; freshness checks are then skipped.
     #[arg(long)]
     as_of: Option<String>,
+    /// Take new drift baselines instead of comparing with the stored ones.
+    #[arg(long)]
+    rebaseline: bool,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "audit", |root, clock, progress| {
-        let args =
-            t0_audit::AuditArgs { sample: cli.sample, contracts: cli.contracts.clone(), as_of: cli.as_of.clone() };
+        let args = t0_audit::AuditArgs {
+            sample: cli.sample,
+            contracts: cli.contracts.clone(),
+            as_of: cli.as_of.clone(),
+            rebaseline: cli.rebaseline,
+        };
         let r = t0_audit::run(root, clock, &args, progress)?;
         let mut human =
             format!("run {}: {} ({} error, {} warning checks failing)", r.run_id, r.verdict, r.errors, r.warnings);
