@@ -95,7 +95,12 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
         None => None,
     };
     let _lock = RootLock::acquire(root)?;
-    // Every check, custom SQL included, runs on a read-only connection.
+    if !root.catalog().exists() {
+        return Err(Error::Refused(format!("no catalog at {}: run `acquire` first", root.catalog().display())));
+    }
+    // Bring an older catalog's schema up to date (a writable open migrates), then run every
+    // check, custom SQL included, on a read-only connection.
+    drop(Catalog::open(root)?);
     let ro = Catalog::open_read_only(root)?;
     for c in &contracts {
         checks::validate(&ro, c)?;
