@@ -40,7 +40,7 @@ export T0CLIP_NOW=2026-04-01T00:00:00Z
 "$bin/acquire" -q --root "$root" --input "$data" --config "$work/entities.yaml"
 /usr/bin/time -f "%e %M" -o "$work/t0.time" \
     "$bin/acquire" -q --root "$root" --input "$data" --config "$work/observations.yaml" --chunk-rows 1000000
-read -r t0_s t0_kb < "$work/t0.time"
+read -r t0_s t0_kb < <(tail -n 1 "$work/t0.time")
 
 cat > "$work/duckdb_read_csv.py" <<'PY'
 import sys, duckdb
@@ -52,7 +52,7 @@ PY
 rm -f "$work/peer.duckdb"
 /usr/bin/time -f "%e %M" -o "$work/peer.time" \
     "$venv/bin/python" "$work/duckdb_read_csv.py" "$work/peer.duckdb" "$data/observations.csv" > "$work/peer.rows"
-read -r peer_s peer_kb < "$work/peer.time"
+read -r peer_s peer_kb < <(tail -n 1 "$work/peer.time")
 
 python3 - "$rows" "$t0_s" "$t0_kb" "$peer_s" "$peer_kb" "$(cat "$work/peer.rows")" <<'PY'
 import sys

@@ -19,7 +19,7 @@ as_of=2026-12-01T00:00:00Z
 export T0CLIP_NOW=$as_of
 rows=$("$venv/bin/python" -c "import duckdb,sys; c=duckdb.connect(sys.argv[1], read_only=True); print(c.execute('select (select count(*) from observations)+(select count(*) from entities)').fetchone()[0])" "$root/catalog.duckdb")
 /usr/bin/time -f "%e %M" -o "$work/audit.time" "$bin/audit" -q --root "$root" --as-of "$as_of" --json > "$work/audit.json" || true
-read -r a_s a_kb < "$work/audit.time"
+read -r a_s a_kb < <(tail -n 1 "$work/audit.time")
 
 "$venv/bin/python" - "$root/catalog.duckdb" "$work" <<'PY'
 import duckdb, sys
@@ -29,7 +29,7 @@ for t in ["observations", "entities"]:
 PY
 /usr/bin/time -f "%e %M" -o "$work/pandas.time" "$venv/bin/python" bench/audit_pandas.py \
     "$work/observations.parquet" "$work/entities.parquet" "2026-12-01 00:00:00" > "$work/pandas.json"
-read -r p_s p_kb < "$work/pandas.time"
+read -r p_s p_kb < <(tail -n 1 "$work/pandas.time")
 
 python3 - "$rows" "$a_s" "$a_kb" "$p_s" "$p_kb" "$work/audit.json" "$work/pandas.json" <<'PY'
 import json, sys

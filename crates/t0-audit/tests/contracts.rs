@@ -192,6 +192,12 @@ fn malformed_contracts_are_refused_before_any_check_runs() {
     refused(&env, &format!("{head}  - {{type: nonsense, column: views}}\n"), 4, "unknown variant `nonsense`");
     refused(&env, &format!("{head}  - {{type: range, column: views, minimum: 0}}\n"), 4, "unknown field `minimum`");
     refused(&env, "table: nothing_here\nchecks: []\n", 1, "unknown table");
+    refused(
+        &env,
+        "table: observations\ncolumns: {views: VARCHAR}\nchecks: []\n",
+        1,
+        "views is BIGINT, the contract expects VARCHAR",
+    );
     let cat = t0_catalog::Catalog::open(&Root::new(env.root.path())).unwrap();
     let n: i64 = cat.conn().query_row("SELECT count(*) FROM audit_findings", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0, "a refused contract must not record findings");
