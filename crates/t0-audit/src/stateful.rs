@@ -148,37 +148,20 @@ pub fn evaluate(catalog: &Catalog, table: &str, check: &Check, rebaseline: bool)
     let from = source(table, check.all_versions);
     let mut out = Outcome::default();
     match &check.kind {
-        Kind::RowCount { max_abs_change, max_rel_change, max_z, window } => {
+        Kind::RowCount { max_abs_change, max_rel_change, max_z, window }
+        | Kind::Metric { max_abs_change, max_rel_change, max_z, window, .. } => {
+            let (metric, expr) = match &check.kind {
+                Kind::Metric { metric, expr, .. } => (metric.as_str(), expr.as_str()),
+                _ => ("row_count", "count(*)"),
+            };
             let limits = Limits {
                 max_abs_change: *max_abs_change,
                 max_rel_change: *max_rel_change,
                 max_z: *max_z,
                 window: *window,
             };
-            anomaly(
-                catalog,
-                table,
-                "row_count",
-                &format!("SELECT CAST(count(*) AS DOUBLE) FROM {from} t"),
-                &limits,
-                &mut out,
-            )?;
-        }
-        Kind::Metric { metric, expr, max_abs_change, max_rel_change, max_z, window } => {
-            let limits = Limits {
-                max_abs_change: *max_abs_change,
-                max_rel_change: *max_rel_change,
-                max_z: *max_z,
-                window: *window,
-            };
-            anomaly(
-                catalog,
-                table,
-                metric,
-                &format!("SELECT CAST(({expr}) AS DOUBLE) FROM {from} t"),
-                &limits,
-                &mut out,
-            )?;
+            let sql = format!("SELECT CAST(({expr}) AS DOUBLE) FROM {from} t");
+            anomaly(catalog, table, metric, &sql, &limits, &mut out)?;
         }
         Kind::Drift { column, max_psi, max_ks } => {
             let stored: Option<String> = catalog

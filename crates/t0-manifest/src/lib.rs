@@ -298,7 +298,7 @@ pub fn latest_producer(catalog: &Catalog, name: &str) -> Result<Option<(String, 
     }
 }
 
-/// A [`StageRun`] without its catalog connection.
+/// A [`StageRun`] without its catalog connection: everything the run has gathered.
 pub struct Detached {
     stage: &'static str,
     clock: Clock,
@@ -310,57 +310,29 @@ pub struct Detached {
 
 impl Detached {
     pub fn attach<'a>(self, root: &'a Root, catalog: &'a Catalog) -> StageRun<'a> {
-        StageRun {
-            root,
-            catalog,
-            stage: self.stage,
-            clock: self.clock,
-            config_hash: self.config_hash,
-            started_at: self.started_at,
-            upstream: self.upstream,
-            inputs: self.inputs,
-        }
+        StageRun { root, catalog, state: self }
     }
 }
 
 /// One stage run in progress: collects verified inputs and upstream references, derives the
 /// deterministic run id, and records the manifest at the end.
 pub struct StageRun<'a> {
-    pub root: &'a Root,
-    pub catalog: &'a Catalog,
-    pub stage: &'static str,
-    pub clock: Clock,
-    pub config_hash: String,
-    started_at: String,
-    upstream: Vec<UpstreamRef>,
-    inputs: Vec<Output>,
+    root: &'a Root,
+    catalog: &'a Catalog,
+    state: Detached,
 }
 
 impl<'a> StageRun<'a> {
     pub fn begin(root: &'a Root, catalog: &'a Catalog, stage: &'static str, clock: Clock, config_hash: String) -> Self {
-        StageRun {
-            root,
-            catalog,
-            stage,
-            clock,
-            config_hash,
-            started_at: clock.stamp(),
-            upstream: Vec::new(),
-            inputs: Vec::new(),
-        }
+        let state =
+            Detached { stage, clock, config_hash, started_at: clock.stamp(), upstream: Vec::new(), inputs: Vec::new() };
+        StageRun { root, catalog, state }
     }
 
     /// Let go of the catalog connection, keeping what the run has gathered (a stage that reads
     /// through a read-only connection and records through a writable one opened later).
     pub fn detach(self) -> Detached {
-        Detached {
-            stage: self.stage,
-            clock: self.clock,
-            config_hash: self.config_hash,
-            started_at: self.started_at,
-            upstream: self.upstream,
-            inputs: self.inputs,
-        }
+        self.state
     }
 
     /// Verify the named outputs of `up` and record them as inputs of this run.
@@ -371,34 +343,34 @@ impl<'a> StageRun<'a> {
             verify_output(self.root, self.catalog, &up.manifest, out)?;
             got.push(out.clone());
         }
-        if !self.upstream.iter().any(|u| u.manifest_hash == up.manifest_hash) {
-            self.upstream.push(UpstreamRef {
+        if !self.state.upstream.iter().any(|u| u.manifest_hash == up.manifest_hash) {
+            self.state.upstream.push(UpstreamRef {
                 stage: up.manifest.stage.clone(),
                 run_id: up.manifest.run_id.clone(),
                 manifest_hash: up.manifest_hash.clone(),
             });
         }
-        self.inputs.extend(got.iter().cloned());
+        self.state.inputs.extend(got.iter().cloned());
         Ok(got)
     }
 
     /// Add an input this stage read directly (source files for acquire).
     pub fn add_input(&mut self, out: Output) {
-        self.inputs.push(out);
+        self.state.inputs.push(out);
     }
 
     pub fn inputs(&self) -> &[Output] {
-        &self.inputs
+        &self.state.inputs
     }
 
     /// Deterministic run id: the same inputs, config, code and `extra` give the same id.
     pub fn run_id(&self, extra: &str) -> String {
         let mut h = blake3::Hasher::new();
-        for part in [self.stage, t0_core::CODE_VERSION, &self.config_hash, extra] {
+        for part in [self.state.stage, t0_core::CODE_VERSION, &self.state.config_hash, extra] {
             h.update(part.as_bytes());
             h.update(&[0]);
         }
-        for i in &self.inputs {
+        for i in &self.state.inputs {
             h.update(i.name.as_bytes());
             h.update(&[0]);
             h.update(i.content_hash.as_bytes());
@@ -414,15 +386,15 @@ impl<'a> StageRun<'a> {
             .conn()
             .query_row(
                 "SELECT count(*) FROM manifests WHERE stage = ? AND run_id = ?",
-                params![self.stage, run_id],
+                params![self.state.stage, run_id],
                 |r| r.get(0),
             )
             .ctx(|| "manifest lookup".into())?;
         if n > 0 {
             return Err(Error::NothingToDo(format!(
                 "{} run {run_id} already done for these inputs ({})",
-                self.stage,
-                self.root.relative(&self.root.manifest(self.stage, run_id))
+                self.state.stage,
+                self.root.relative(&self.root.manifest(self.state.stage, run_id))
             )));
         }
         Ok(())
@@ -438,41 +410,41 @@ impl<'a> StageRun<'a> {
     ) -> Result<Manifest> {
         let manifest = Manifest {
             schema: MANIFEST_SCHEMA,
-            stage: self.stage.to_string(),
+            stage: self.state.stage.to_string(),
             run_id: run_id.to_string(),
             status: "succeeded".into(),
             gate: gate.map(str::to_string),
-            inputs: self.inputs,
+            inputs: self.state.inputs,
             outputs,
-            config_hash: self.config_hash,
+            config_hash: self.state.config_hash,
             code_version: t0_core::CODE_VERSION.to_string(),
-            upstream: self.upstream,
-            started_at: self.started_at,
-            finished_at: self.clock.stamp(),
+            upstream: self.state.upstream,
+            started_at: self.state.started_at,
+            finished_at: self.state.clock.stamp(),
             summary,
         };
         let mut bytes = serde_json::to_vec_pretty(&manifest).ctx(|| "serialise manifest".into())?;
         bytes.push(b'\n');
-        let path = self.root.manifest(self.stage, run_id);
+        let path = self.root.manifest(self.state.stage, run_id);
         // A file left by a crashed run that never reached the catalog may be replaced; a recorded
         // run never reaches here (`ensure_new`).
         t0_core::fsio::write_atomic(&path, &bytes)?;
         let hash = t0_core::blake3_hex(&bytes);
         let rel = self.root.relative(&path);
-        let now = self.clock.stamp();
+        let now = self.state.clock.stamp();
         self.catalog.transaction(|c| {
             let seq: i64 = c
                 .query_row("SELECT coalesce(max(seq), 0) + 1 FROM manifests", [], |r| r.get(0))
                 .ctx(|| "manifest seq".into())?;
             c.execute(
                 "INSERT INTO manifests VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
-                params![seq, self.stage, run_id, "succeeded", rel, hash, now.trim_end_matches('Z')],
+                params![seq, self.state.stage, run_id, "succeeded", rel, hash, now.trim_end_matches('Z')],
             )
             .ctx(|| "record manifest".into())?;
             for o in &manifest.outputs {
                 c.execute(
                     "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?)",
-                    params![seq, o.name, self.stage, run_id, o.content_hash, o.rows.map(|r| r as i64)],
+                    params![seq, o.name, self.state.stage, run_id, o.content_hash, o.rows.map(|r| r as i64)],
                 )
                 .ctx(|| "record output".into())?;
             }
