@@ -109,6 +109,17 @@ pub const SPECS: &[TableSpec] = &[
     },
 ];
 
+/// The current state of a canonical table as SQL: the newest version of each fact, without
+/// facts whose newest version is a tombstone when `live_only`.
+pub fn current_sql(table: &str, live_only: bool) -> Option<String> {
+    let s = spec(table)?;
+    let live = if live_only { " AND NOT deleted" } else { "" };
+    Some(format!(
+        "(SELECT * FROM {table} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY version DESC) = 1{live})",
+        s.key.join(", ")
+    ))
+}
+
 pub fn spec(table: &str) -> Option<&'static TableSpec> {
     SPECS.iter().find(|s| s.table == table)
 }

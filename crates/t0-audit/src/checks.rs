@@ -27,11 +27,8 @@ fn fact_key(table: &str) -> Option<&'static [&'static str]> {
 
 /// The rows a check sees: the current version of each fact, or every stored row.
 pub fn source(table: &str, all_versions: bool) -> String {
-    match (fact_key(table), all_versions) {
-        (Some(key), false) => format!(
-            "(SELECT * FROM {table} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY version DESC) = 1)",
-            key.join(", ")
-        ),
+    match t0_acquire::spec::current_sql(table, true) {
+        Some(current) if !all_versions => current,
         _ => table.to_string(),
     }
 }

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_acquire.sql"),
     include_str!("migrations/0003_audit_history.sql"),
+    include_str!("migrations/0004_heal.sql"),
 ];
 
 pub use duckdb;

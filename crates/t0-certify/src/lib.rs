@@ -246,16 +246,15 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     if all_ok {
         let (schema, batches) = catalog.query_arrow(
             &format!(
-                "WITH cur AS (
-                    SELECT * FROM observations
-                    QUALIFY row_number() OVER (PARTITION BY entity_id, observed_at ORDER BY version DESC) = 1)
+                "WITH cur AS {current}
                  SELECT g.entity_id, g.t0, CAST({h} AS BIGINT) AS horizon_hours,
                         CASE WHEN max(o.observed_at) >= g.t0 + INTERVAL {h} HOUR
                              THEN ln(1 + arg_max(o.views, o.observed_at) FILTER (WHERE o.observed_at <= g.t0 + INTERVAL {h} HOUR))
                         END AS y_log_views
                  FROM t0_grid g LEFT JOIN cur o ON o.entity_id = g.entity_id
                  GROUP BY g.entity_id, g.t0 ORDER BY g.entity_id, g.t0",
-                h = cfg.horizon_hours
+                h = cfg.horizon_hours,
+                current = t0_acquire::spec::current_sql("observations", true).expect("canonical table"),
             ),
             &[],
         )?;
