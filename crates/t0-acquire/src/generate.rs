@@ -2,8 +2,10 @@
 //! enters through the same ingest path as user data: channels and short videos, snapshots at
 //! irregular times with heavy-tailed growth (log-normal popularity, saturation, viral
 //! outliers), removals, titles whose words carry signal, PNG thumbnails and WAV clips whose
-//! content follows popularity, channel->clip interactions, and optional defects (duplicates,
-//! counter regressions, late-arriving rows, future timestamps, orphans) for audit and heal.
+//! content follows popularity, channel->clip interactions, a status per snapshot (live, then
+//! removed for removed clips), and optional defects (duplicates, counter regressions,
+//! late-arriving rows, future timestamps, orphans, near-duplicate stale captures, revived
+//! removed clips, misspelled statuses, likes above views) for audit and heal.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -59,6 +61,15 @@ pub struct GenerateOptions {
     pub future: f64,
     /// Fraction of extra snapshot rows for clips that do not exist.
     pub orphans: f64,
+    /// Fraction of snapshot rows captured a second time seconds later from a stale cache
+    /// (same counters, status `stale`).
+    pub near_duplicates: f64,
+    /// Fraction of removed clips that get one more snapshot claiming `live` (a revival).
+    pub revivals: f64,
+    /// Fraction of snapshot rows whose status is spelled off-vocabulary (`LIVE`, `Active`).
+    pub status_noise: f64,
+    /// Fraction of snapshot rows whose likes exceed their views (a counter mix-up).
+    pub like_spikes: f64,
 }
 
 impl Default for GenerateOptions {
@@ -73,6 +84,10 @@ impl Default for GenerateOptions {
             late: 0.02,
             future: 0.0,
             orphans: 0.0,
+            near_duplicates: 0.01,
+            revivals: 0.5,
+            status_noise: 0.01,
+            like_spikes: 0.005,
         }
     }
 }
@@ -91,6 +106,10 @@ pub struct GenerateSummary {
     pub injected_late: u64,
     pub injected_future: u64,
     pub injected_orphans: u64,
+    pub injected_near_duplicates: u64,
+    pub injected_revivals: u64,
+    pub injected_status_noise: u64,
+    pub injected_like_spikes: u64,
 }
 
 const EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
@@ -194,6 +213,10 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
         ("late", opt.late),
         ("future", opt.future),
         ("orphans", opt.orphans),
+        ("near-duplicates", opt.near_duplicates),
+        ("revivals", opt.revivals),
+        ("status-noise", opt.status_noise),
+        ("like-spikes", opt.like_spikes),
     ] {
         if !(0.0..=1.0).contains(&p) {
             return Err(Error::Usage(format!("--{name} is a fraction between 0 and 1, got {p}")));
@@ -209,7 +232,7 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
     let mut rng = Rng::new(opt.seed);
     let mut s = GenerateSummary::default();
     let mut ent = Out::create(out, "entities.csv", "entity_id,kind,parent_id,created_at,duration_s")?;
-    let mut obs = Out::create(out, "observations.csv", "entity_id,observed_at,views,likes,comments,available_at")?;
+    let mut obs = Out::create(out, "observations.csv", "entity_id,observed_at,views,likes,comments,available_at,status")?;
     let mut evt = Out::create(out, "events.csv", "entity_id,event_type,value,observed_at")?;
     let mut int = Out::create(out, "interactions.csv", "source_id,target_id,type,value,observed_at")?;
     let mut art = Out::create(out, "artifacts.csv", "entity_id,kind,text,path,observed_at")?;
@@ -275,10 +298,22 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
         let regress_at = rng.chance(opt.regressions).then(|| 1 + rng.below(opt.snapshots.max(2) as u64 - 1) as u32);
         let mut t = created;
         let mut last_views = 0i64;
+        let mut last_counts = (0i64, 0i64, 0i64);
         for k in 0..opt.snapshots {
             // Irregular captures: frequent early, sparse later (about 3 weeks at 8 snapshots).
             t += (3600.0 * (2.0 + 10.0 * rng.uniform()) * (1.0 + k as f64).powf(1.4)) as i64;
             if removed_at.is_some_and(|r| t > r) {
+                // The first capture after the removal sees the clip gone, counters frozen.
+                let (v, l, c) = last_counts;
+                obs.line(format_args!("{id},{},{v},{l},{c},{},removed", ts(t), ts(t + 3600)))?;
+                s.observations += 1;
+                if rng.chance(opt.revivals) {
+                    // A stale mirror later reports the removed clip as live again.
+                    let t2 = t + 3600 * (6 + rng.below(48) as i64);
+                    obs.line(format_args!("{id},{},{v},{l},{c},{},live", ts(t2), ts(t2 + 3600)))?;
+                    s.observations += 1;
+                    s.injected_revivals += 1;
+                }
                 break;
             }
             let age_h = (t - created) as f64 / 3600.0;
@@ -290,8 +325,13 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
                 views = views * 7 / 10; // the platform reported fewer views than before
                 s.injected_regressions += 1;
             }
-            let likes = (views as f64 * like_rate) as i64;
+            let mut likes = (views as f64 * like_rate) as i64;
             let comments = likes / 10;
+            last_counts = (views, likes, comments);
+            if rng.chance(opt.like_spikes) {
+                likes = views + 1 + views / 2; // likes and views swapped by the crawler
+                s.injected_like_spikes += 1;
+            }
             let mut observed = t;
             let mut available = t + 3600;
             if rng.chance(opt.late) {
@@ -303,15 +343,32 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
                 available = observed + 3600;
                 s.injected_future += 1;
             }
+            let status = if rng.chance(opt.status_noise) {
+                s.injected_status_noise += 1;
+                ["LIVE", "Active"][rng.below(2) as usize]
+            } else {
+                "live"
+            };
             let line = format!("{id},{},{views},{likes},{comments},{}", ts(observed), ts(available));
-            obs.line(format_args!("{line}"))?;
+            obs.line(format_args!("{line},{status}"))?;
             s.observations += 1;
             if rng.chance(opt.duplicates) {
-                obs.line(format_args!("{line}"))?;
+                obs.line(format_args!("{line},{status}"))?;
                 s.injected_duplicates += 1;
             }
+            if rng.chance(opt.near_duplicates) {
+                let lag = 1 + rng.below(50) as i64;
+                let (o2, a2) = (ts(observed + lag), ts(available + lag));
+                obs.line(format_args!("{id},{o2},{views},{likes},{comments},{a2},stale"))?;
+                s.observations += 1;
+                s.injected_near_duplicates += 1;
+            }
             if rng.chance(opt.orphans) {
-                obs.line(format_args!("ghost{i:07},{},{views},{likes},{comments},{}", ts(observed), ts(available)))?;
+                obs.line(format_args!(
+                    "ghost{i:07},{},{views},{likes},{comments},{},live",
+                    ts(observed),
+                    ts(available)
+                ))?;
                 s.injected_orphans += 1;
             }
         }

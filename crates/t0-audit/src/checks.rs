@@ -67,10 +67,10 @@ pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
         Kind::Range { column, min, max } => {
             let mut cond = Vec::new();
             if let Some(m) = min {
-                cond.push(format!("t.{column} < {m}"));
+                cond.push(format!("t.{column} < {}", m.sql("t")));
             }
             if let Some(m) = max {
-                cond.push(format!("t.{column} > {m}"));
+                cond.push(format!("t.{column} > {}", m.sql("t")));
             }
             if cond.is_empty() {
                 cond.push("false".into());
@@ -120,15 +120,9 @@ pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
                 key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
             )
         }
-        Kind::StatusTransitions { key, order, column, terminal } => format!(
-            "SELECT k FROM (SELECT {k} AS k, t.{column} AS status,
-                    bool_or(t.{column} IN ({terms})) OVER (PARTITION BY {keys} ORDER BY t.{order}
-                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS after_terminal
-                 FROM {t} t)
-             WHERE after_terminal AND status NOT IN ({terms})",
-            terms = list(terminal),
-            keys = key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
-        ),
+        Kind::StatusTransitions { key, order, column, terminal, require_event, revival_event } => {
+            status_violations_sql(&t, key, order, column, terminal, require_event, revival_event.as_deref(), &k)
+        }
         Kind::Sql { query } => format!("SELECT * FROM ({}) q", query.trim().trim_end_matches(';')),
         Kind::RowCount { .. } | Kind::Metric { .. } | Kind::Drift { .. } => {
             unreachable!("stateful checks are evaluated by crate::stateful")
@@ -136,12 +130,63 @@ pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
     }
 }
 
+/// Rows of a status column that break the state machine: a non-terminal state after a
+/// terminal one with no revival event between, or a state entered without its proving event.
+#[allow(clippy::too_many_arguments)]
+fn status_violations_sql(
+    t: &str,
+    key: &[String],
+    order: &str,
+    column: &str,
+    terminal: &[String],
+    require_event: &BTreeMap<String, String>,
+    revival_event: Option<&str>,
+    k: &str,
+) -> String {
+    let terms = list(terminal);
+    let keys = key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+    let events = source("events", false);
+    let revived = match revival_event {
+        Some(ev) => format!(
+            "NOT EXISTS (SELECT 1 FROM {events} e WHERE e.entity_id = s.entity_id AND e.event_type = {}
+                           AND e.observed_at > s.terminal_at AND e.observed_at <= s.ord)",
+            quote_literal(ev)
+        ),
+        None => "true".into(),
+    };
+    let unproven = if require_event.is_empty() {
+        "false".to_string()
+    } else {
+        let arms = require_event
+            .iter()
+            .map(|(state, ev)| format!("WHEN {} THEN {}", quote_literal(state), quote_literal(ev)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!(
+            "(CASE s.status {arms} END) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {events} e
+                WHERE e.entity_id = s.entity_id AND e.event_type = (CASE s.status {arms} END) AND e.observed_at <= s.ord)"
+        )
+    };
+    format!(
+        "SELECT k FROM (SELECT {k} AS k, t.{column} AS status, t.{order} AS ord, t.entity_id AS entity_id,
+                max(CASE WHEN t.{column} IN ({terms}) THEN t.{order} END) OVER (PARTITION BY {keys} ORDER BY t.{order}
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS terminal_at
+             FROM {t} t) s
+         WHERE (s.terminal_at IS NOT NULL AND s.status NOT IN ({terms}) AND {revived}) OR ({unproven})"
+    )
+}
+
 /// Columns a check names on its own table.
 fn columns_of(kind: &Kind) -> Vec<&String> {
     match kind {
         Kind::NotNull { columns } | Kind::Unique { columns } => columns.iter().collect(),
+        Kind::Range { column, min, max } => std::iter::once(column)
+            .chain([min, max].into_iter().flatten().filter_map(|b| match b {
+                crate::contract::Bound::Column(c) => Some(c),
+                crate::contract::Bound::Value(_) => None,
+            }))
+            .collect(),
         Kind::AllowedValues { column, .. }
-        | Kind::Range { column, .. }
         | Kind::Regex { column, .. }
         | Kind::References { column, .. }
         | Kind::Freshness { column, .. } => vec![column],

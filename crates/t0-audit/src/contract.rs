@@ -32,8 +32,8 @@ pub enum Kind {
     },
     Range {
         column: String,
-        min: Option<f64>,
-        max: Option<f64>,
+        min: Option<Bound>,
+        max: Option<Bound>,
     },
     Regex {
         column: String,
@@ -69,12 +69,17 @@ pub enum Kind {
         #[serde(default = "one_minute")]
         within_seconds: i64,
     },
-    /// A live state after a terminal one, per key in `order`.
+    /// A live state after a terminal one, per key in `order` (unless an event of type
+    /// `revival_event` lies between them), or a state entered without the event that proves it
+    /// (`require_event`: state -> event type, at or before the snapshot, in `events`).
     StatusTransitions {
         key: Vec<String>,
         order: String,
         column: String,
         terminal: Vec<String>,
+        #[serde(default)]
+        require_event: BTreeMap<String, String>,
+        revival_event: Option<String>,
     },
     /// A SELECT returning one row per failing item (first column: its key), run read-only.
     Sql {
@@ -106,6 +111,23 @@ pub enum Kind {
         max_psi: Option<f64>,
         max_ks: Option<f64>,
     },
+}
+
+/// A range bound: a number, or another column of the same row (`max: views`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Bound {
+    Value(f64),
+    Column(String),
+}
+
+impl Bound {
+    pub fn sql(&self, alias: &str) -> String {
+        match self {
+            Bound::Value(v) => format!("{v}"),
+            Bound::Column(c) => format!("{alias}.{c}"),
+        }
+    }
 }
 
 fn ten() -> usize {
@@ -140,31 +162,6 @@ fn at(file: &Path, line: usize, msg: impl std::fmt::Display) -> Error {
     Error::config(file, format!("line {line}: {msg}"))
 }
 
-/// Line numbers of the items of the top-level `checks:` sequence, in order.
-fn item_lines(text: &str) -> Vec<usize> {
-    let mut lines = Vec::new();
-    let mut inside = false;
-    let mut indent = None;
-    for (i, l) in text.lines().enumerate() {
-        let t = l.trim_start();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        let depth = l.len() - t.len();
-        if depth == 0 {
-            inside = t.starts_with("checks:");
-            continue;
-        }
-        if inside && (t.starts_with("- ") || t == "-") {
-            let d = *indent.get_or_insert(depth);
-            if depth == d {
-                lines.push(i + 1);
-            }
-        }
-    }
-    lines
-}
-
 impl Contract {
     pub fn load(file: &Path) -> Result<Contract> {
         let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
@@ -191,7 +188,7 @@ impl Contract {
             Some(v) => serde_yaml::from_value(v.clone()).map_err(|e| at(file, 1, format!("columns: {e}")))?,
             None => BTreeMap::new(),
         };
-        let lines = item_lines(text);
+        let lines = t0_core::config::item_lines(text, "checks");
         let mut checks = Vec::new();
         let items = match map.get("checks") {
             Some(serde_yaml::Value::Sequence(s)) => s.clone(),
@@ -257,6 +254,6 @@ mod tests {
     fn finds_the_line_of_each_check() {
         let text =
             "table: t\n# c\nchecks:\n  - type: not_null\n    columns: [a]\n\n  - type: unique\n    columns: [a]\n";
-        assert_eq!(item_lines(text), vec![4, 7]);
+        assert_eq!(t0_core::config::item_lines(text, "checks"), vec![4, 7]);
     }
 }

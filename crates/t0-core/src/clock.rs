@@ -50,6 +50,11 @@ pub fn format_utc(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// `YYYY-MM-DD HH:MM:SS.ffffff`: a UTC instant as DuckDB reads a `TIMESTAMP` literal.
+pub fn sql_timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
 /// Parse RFC 3339, or a naive `YYYY-MM-DD[ T]HH:MM:SS[.f]` / `YYYY-MM-DD` taken as UTC.
 pub fn parse_utc(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();

@@ -21,3 +21,30 @@ pub fn value_hash<T: serde::Serialize>(value: &T) -> String {
     let json = serde_json::to_vec(value).expect("serialising plain config structs cannot fail");
     crate::blake3_hex(&json)
 }
+
+/// 1-based line numbers of the items of the top-level sequence `key:` in a YAML text, in
+/// order, so errors about the n-th item can name its line.
+pub fn item_lines(text: &str, key: &str) -> Vec<usize> {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    let mut indent = None;
+    let head = format!("{key}:");
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let depth = l.len() - t.len();
+        if depth == 0 {
+            inside = t.starts_with(&head);
+            continue;
+        }
+        if inside && (t.starts_with("- ") || t == "-") {
+            let d = *indent.get_or_insert(depth);
+            if depth == d {
+                lines.push(i + 1);
+            }
+        }
+    }
+    lines
+}

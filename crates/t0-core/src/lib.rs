@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod fsio;
 pub mod progress;
 pub mod root;

@@ -1,10 +1,20 @@
-//! `heal`: deterministic repairs of what audit found, recorded cell by cell in an append-only,
-//! hash-chained ledger. Repairs append new versions with `available_at = patched_at`, so an
-//! as-of replay before the repair still sees the original data.
+//! `heal`: deterministic repairs of what audit found, under declared rules, recorded cell by
+//! cell in an append-only, hash-chained ledger.
 //!
-//! Skeleton scope: one rule (monotonic counter repair, carry the running maximum forward) and
-//! `verify-ledger`. YAML rules, dedupe, clamps, state machine, revert and quarantine come with
-//! the heal issue.
+//! Invariants:
+//! - Repairs never overwrite: each appends a new version of the fact with
+//!   `available_at = max(patched_at, the repaired version's available_at)`, so an as-of replay
+//!   before the repair sees the original data. A removed fact is a tombstone version.
+//! - All patches of a run, their ledger entries and quarantine rows commit in one transaction.
+//! - Every ledger entry carries the hash of the one before; `verify_ledger` recomputes the chain.
+//! - A rule runs only while the audit it answers reports its finding failing, and only on data
+//!   that audit saw; a second heal on healed (and re-audited) data makes zero patches.
+
+pub mod apply;
+pub mod rules;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use duckdb::params;
 use t0_catalog::{Catalog, RootLock};
@@ -12,219 +22,331 @@ use t0_core::error::Context;
 use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Location, StageRun};
 
+pub use apply::{GENESIS, Patch, entry_hash};
+use rules::{PlanContext, RuleSet};
+
 pub const STAGE: &str = "heal";
 
-pub const RULE_ID: &str = "monotonic_counter.carry_max";
-pub const RULE_VERSION: u32 = 1;
-const COUNTERS: [&str; 3] = ["views", "likes", "comments"];
-
-/// The hash that starts the ledger chain.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-fn rule_hash() -> String {
-    t0_core::blake3_hex(format!("{RULE_ID}@{RULE_VERSION}:max(counter) over preceding snapshots").as_bytes())
+/// The batch id of the versions a heal run appends.
+pub fn batch_id(run_id: &str) -> String {
+    format!("heal-{run_id}")
 }
 
-/// One ledger entry, before hashing.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Patch {
-    pub table: String,
-    pub row_key: String,
-    pub column: String,
-    pub old: Option<String>,
-    pub new: Option<String>,
+pub struct HealArgs {
+    pub dry_run: bool,
+    /// Rules file; the built-in `configs/heal/rules.yaml` when `None`.
+    pub rules: Option<PathBuf>,
+    /// Patches kept in the report (the ledger has them all).
+    pub limit: usize,
 }
 
-/// The hash of one ledger entry: covers every field and the previous entry's hash.
-#[allow(clippy::too_many_arguments)]
-pub fn entry_hash(
-    seq: i64,
-    run_id: &str,
-    p: &Patch,
-    rule_id: &str,
-    rule_hash: &str,
-    finding: &str,
-    patched_at: &str,
-    prev: &str,
-) -> String {
-    let mut h = blake3::Hasher::new();
-    for part in [
-        &seq.to_string(),
-        run_id,
-        &p.table,
-        &p.row_key,
-        &p.column,
-        p.old.as_deref().unwrap_or("\u{0}NULL"),
-        p.new.as_deref().unwrap_or("\u{0}NULL"),
-        rule_id,
-        rule_hash,
-        finding,
-        patched_at,
-        prev,
-    ] {
-        h.update(part.as_bytes());
-        h.update(&[0x1f]);
+impl Default for HealArgs {
+    fn default() -> Self {
+        HealArgs { dry_run: false, rules: None, limit: 50 }
     }
-    h.finalize().to_hex().to_string()
+}
+
+/// What one rule did (or would do) in a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleReport {
+    pub id: String,
+    pub version: u32,
+    pub rule_hash: String,
+    pub answers: String,
+    /// `<audit run>:<check>` when the audit reports the finding failing; `None` when the rule
+    /// did not run.
+    pub finding: Option<String>,
+    /// Why the rule did not run.
+    pub skipped: Option<String>,
+    pub rows: u64,
+    pub cells: u64,
+    pub tombstones: u64,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct HealReport {
     pub run_id: String,
     pub dry_run: bool,
+    pub audit_run: String,
+    pub rules_source: String,
     pub rows_repaired: u64,
     pub cells_patched: u64,
+    pub quarantined: u64,
+    pub rules: Vec<RuleReport>,
+    /// The first `limit` patches in ledger order.
     pub patches: Vec<Patch>,
+    pub patches_truncated: bool,
 }
 
-pub struct HealArgs {
-    pub dry_run: bool,
+/// The failing count of each check of an audit run, by (table, check name).
+fn open_findings(catalog: &Catalog, audit_run: &str) -> Result<BTreeMap<(String, String), i64>> {
+    let mut stmt = catalog
+        .conn()
+        .prepare("SELECT table_name, check_name, failing FROM audit_findings WHERE run_id = ?")
+        .ctx(|| "read findings".into())?;
+    let rows = stmt
+        .query_map(params![audit_run], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+        .ctx(|| "read findings".into())?;
+    rows.collect::<std::result::Result<_, _>>().ctx(|| "read findings".into())
 }
 
-/// Observations whose counters fall below the running maximum of earlier snapshots, with the
-/// repaired values.
-const REPAIR_SQL: &str = "
-WITH cur AS (
-    SELECT * FROM observations
-    QUALIFY row_number() OVER (PARTITION BY entity_id, observed_at ORDER BY version DESC) = 1
-), fixed AS (
-    SELECT *,
-        greatest(views, max(views) OVER w) AS views_fix,
-        greatest(likes, max(likes) OVER w) AS likes_fix,
-        greatest(comments, max(comments) OVER w) AS comments_fix
-    FROM cur
-    WINDOW w AS (PARTITION BY entity_id ORDER BY observed_at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-)
-SELECT entity_id, CAST(observed_at AS VARCHAR), version, views, views_fix, likes, likes_fix, comments, comments_fix
-FROM fixed
-WHERE views_fix IS DISTINCT FROM views OR likes_fix IS DISTINCT FROM likes OR comments_fix IS DISTINCT FROM comments
-ORDER BY entity_id, observed_at";
+/// Remove what a heal or revert that crashed between its commit and its manifest left behind:
+/// versions, ledger entries and quarantine rows of runs no manifest records.
+fn purge_unrecorded_runs(catalog: &Catalog) -> Result<Vec<String>> {
+    let mut stmt = catalog
+        .conn()
+        .prepare(
+            "SELECT DISTINCT run_id FROM heal_ledger
+             WHERE run_id NOT IN (SELECT run_id FROM manifests WHERE stage = 'heal') ORDER BY run_id",
+        )
+        .ctx(|| "find unrecorded heal runs".into())?;
+    let runs: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .ctx(|| "find unrecorded heal runs".into())?
+        .collect::<std::result::Result<_, _>>()
+        .ctx(|| "find unrecorded heal runs".into())?;
+    for run in &runs {
+        catalog.transaction(|c| {
+            for t in t0_acquire::CANONICAL {
+                c.execute(&format!("DELETE FROM {t} WHERE batch_id = ?"), params![batch_id(run)])
+                    .ctx(|| format!("purge {t}"))?;
+            }
+            c.execute("DELETE FROM heal_ledger WHERE run_id = ?", params![run]).ctx(|| "purge ledger".into())?;
+            c.execute("DELETE FROM heal_quarantine WHERE run_id = ?", params![run])
+                .ctx(|| "purge quarantine".into())?;
+            c.execute("UPDATE heal_quarantine SET released_by = NULL WHERE released_by = ?", params![run])
+                .ctx(|| "purge releases".into())?;
+            Ok(())
+        })?;
+    }
+    Ok(runs)
+}
 
-type Row = (String, String, i32, [Option<i64>; 3], [Option<i64>; 3]);
-
+/// Apply (or, with `dry_run`, plan) the rules that answer the latest audit's failing findings.
 pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) -> Result<HealReport> {
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
-    let mut run = StageRun::begin(root, &catalog, STAGE, clock, rule_hash());
+    let ruleset = RuleSet::load(args.rules.as_deref())?;
+    ruleset.validate(&catalog)?;
+    let mut run = StageRun::begin(root, &catalog, STAGE, clock, ruleset.hash.clone());
     let audit = t0_manifest::load(root, &catalog, "audit", None)?;
     run.consume(&audit, &["audit.findings"])?;
+    let run_id = run.run_id("");
+    // The same audit answered with the same rules by the same code: already done.
+    if !args.dry_run {
+        run.ensure_new(&run_id)?;
+    }
     // The audit must have seen the data as it is now: stale findings are not repaired.
     for input in audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.")) {
         t0_manifest::verify_output(root, &catalog, &audit.manifest, input).map_err(|e| {
-            Error::Refused(format!(
-                "the canonical data changed after audit run {}: audit again ({e})",
-                audit.manifest.run_id
-            ))
+            Error::Refused(format!("the canonical data changed after audit run {}: audit again ({e})", audit.manifest.run_id))
         })?;
     }
-    let finding_open: i64 = catalog
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM audit_findings WHERE run_id = ? AND check_name = 'monotonic_counter' AND failing > 0",
-            params![audit.manifest.run_id],
-            |r| r.get(0),
-        )
-        .ctx(|| "read findings".into())?;
-    let finding = format!("{}:monotonic_counter", audit.manifest.run_id);
-    let run_id = run.run_id("");
-
-    progress.phase("plan repairs", None);
-    let rows: Vec<Row> = if finding_open > 0 {
-        let mut stmt = catalog.conn().prepare(REPAIR_SQL).ctx(|| "plan repairs".into())?;
-        stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, [r.get(3)?, r.get(5)?, r.get(7)?], [r.get(4)?, r.get(6)?, r.get(8)?]))
-        })
-        .ctx(|| "plan repairs".into())?
-        .collect::<std::result::Result<_, _>>()
-        .ctx(|| "plan repairs".into())?
-    } else {
-        Vec::new()
-    };
-    let mut patches = Vec::new();
-    for (entity, observed, _, old, new) in &rows {
-        for (i, col) in COUNTERS.iter().enumerate() {
-            if old[i] != new[i] {
-                patches.push(Patch {
-                    table: "observations".into(),
-                    row_key: format!("{entity}@{observed}"),
-                    column: col.to_string(),
-                    old: old[i].map(|v| v.to_string()),
-                    new: new[i].map(|v| v.to_string()),
-                });
-            }
+    if !args.dry_run {
+        for r in purge_unrecorded_runs(&catalog)? {
+            progress.note(&format!("removed the uncommitted leftovers of crashed heal run {r}"));
         }
     }
+    let audit_run = audit.manifest.run_id.clone();
+    let findings = open_findings(&catalog, &audit_run)?;
+
+    let patched_at = clock.stamp();
+    let now = t0_core::clock::sql_timestamp(clock.now());
+    let batch = batch_id(&run_id);
+    let mut reports = Vec::new();
+    let mut planned: Vec<(usize, Vec<apply::PlannedCell>)> = Vec::new();
+    progress.phase("heal", Some(ruleset.rules.len() as u64));
+    // Plan and apply rule after rule inside one transaction; a dry run rolls it back.
+    let outcome = catalog.transaction(|c| {
+        for (i, rule) in ruleset.rules.iter().enumerate() {
+            let mut rep = RuleReport {
+                id: rule.id.clone(),
+                version: rule.version,
+                rule_hash: rule.hash(),
+                answers: rule.answers.clone(),
+                finding: None,
+                skipped: None,
+                rows: 0,
+                cells: 0,
+                tombstones: 0,
+            };
+            match findings.get(&(rule.table.clone(), rule.answers.clone())) {
+                None => rep.skipped = Some(format!("audit run {audit_run} has no check {} on {}", rule.answers, rule.table)),
+                Some(0) => rep.skipped = Some(format!("{} passes", rule.answers)),
+                Some(_) => {
+                    rep.finding = Some(format!("{audit_run}:{}", rule.answers));
+                    let ctx = PlanContext { now: now.clone(), types: rules::table_columns(&catalog, &rule.table)? };
+                    let mut cells = Vec::new();
+                    for plan in rule.plans(&ctx) {
+                        cells.extend(apply::apply_plan(c, &rule.table, &ctx.types, &plan, &now, &batch)?);
+                    }
+                    rep.rows = apply::distinct_rows(&cells);
+                    rep.cells = cells.len() as u64;
+                    rep.tombstones = cells.iter().filter(|p| p.is_tombstone()).count() as u64;
+                    planned.push((i, cells));
+                }
+            }
+            progress.note(&format!(
+                "rule {} ({}): {}",
+                rule.id,
+                rule.answers,
+                match &rep.skipped {
+                    Some(why) => format!("skipped, {why}"),
+                    None => format!("{} cells in {} rows", rep.cells, rep.rows),
+                }
+            ));
+            progress.advance(1);
+            reports.push(rep);
+            t0_core::fault::pause_point("heal.apply");
+        }
+        let total: usize = planned.iter().map(|(_, c)| c.len()).sum();
+        if args.dry_run || total == 0 {
+            return Err(Error::NothingToDo(String::new()));
+        }
+        let entries = planned.iter().flat_map(|(i, cells)| {
+            let rule = &ruleset.rules[*i];
+            let finding = reports[*i].finding.clone().unwrap_or_default();
+            cells.iter().map(move |p| apply::LedgerEntry {
+                patch: p.patch(&rule.table),
+                rule_id: format!("{}@{}", rule.id, rule.version),
+                rule_hash: rule.hash(),
+                finding: finding.clone(),
+            })
+        });
+        apply::append_ledger(c, &run_id, &patched_at, entries)?;
+        for (i, cells) in &planned {
+            let rule = &ruleset.rules[*i];
+            apply::record_quarantine(c, &run_id, &rule.table, &rule.id, cells, &now)?;
+        }
+        t0_core::fault::pause_point("heal.commit");
+        Ok(())
+    });
     progress.finish();
+    let mut all: Vec<Patch> = Vec::new();
+    let mut quarantined = 0;
+    for (i, cells) in &planned {
+        let rule = &ruleset.rules[*i];
+        quarantined += cells.iter().filter(|p| p.reason.is_some()).count() as u64;
+        all.extend(cells.iter().map(|p| p.patch(&rule.table)));
+    }
     let mut report = HealReport {
         run_id: run_id.clone(),
         dry_run: args.dry_run,
-        rows_repaired: rows.len() as u64,
-        cells_patched: patches.len() as u64,
-        patches,
+        audit_run,
+        rules_source: ruleset.source.display().to_string(),
+        rows_repaired: reports.iter().map(|r| r.rows).sum(),
+        cells_patched: all.len() as u64,
+        quarantined,
+        rules: reports,
+        patches_truncated: all.len() > args.limit,
+        patches: all.into_iter().take(args.limit).collect(),
     };
-    if args.dry_run {
-        return Ok(report);
-    }
-    if rows.is_empty() {
-        return Err(Error::NothingToDo("no open finding that a heal rule answers; nothing to repair".into()));
-    }
-    run.ensure_new(&run_id)?;
-
-    let patched_at = clock.stamp();
-    let patched_ts = patched_at.trim_end_matches('Z').to_string();
-    let rh = rule_hash();
-    progress.phase("apply", Some(rows.len() as u64));
-    // All patches of a run and their ledger entries commit in one transaction.
-    catalog.transaction(|c| {
-        let (mut seq, mut prev): (i64, String) = c
-            .query_row(
-                "SELECT coalesce(max(seq), 0), coalesce(arg_max(entry_hash, seq), ?) FROM heal_ledger",
-                params![GENESIS],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .ctx(|| "ledger head".into())?;
-        for (entity, observed, version, _, new) in &rows {
-            // The new version copies every other column of the version it repairs.
-            c.execute(
-                "INSERT INTO observations (entity_id, observed_at, available_at, views, likes, comments, price, status, version, batch_id)
-                 SELECT entity_id, observed_at, CAST(? AS TIMESTAMP), ?, ?, ?, price, status, version + 1, ?
-                 FROM observations WHERE entity_id = ? AND observed_at = CAST(? AS TIMESTAMP) AND version = ?",
-                params![patched_ts, new[0], new[1], new[2], format!("heal-{run_id}"), entity, observed, version],
-            )
-            .ctx(|| format!("patch observation {entity}@{observed}"))?;
+    match outcome {
+        Ok(()) => {}
+        Err(Error::NothingToDo(_)) if args.dry_run => return Ok(report),
+        Err(Error::NothingToDo(_)) => {
+            return Err(Error::NothingToDo(format!(
+                "no rule found anything to repair in audit run {}'s findings",
+                report.audit_run
+            )));
         }
-        for p in &report.patches {
-            seq += 1;
-            let h = entry_hash(seq, &run_id, p, RULE_ID, &rh, &finding, &patched_at, &prev);
-            c.execute(
-                "INSERT INTO heal_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP), ?, ?)",
-                params![
-                    seq, run_id, p.table, p.row_key, p.column, p.old, p.new, RULE_ID, rh, finding, patched_ts, prev, h
-                ],
-            )
-            .ctx(|| "append ledger entry".into())?;
-            prev = h;
-        }
-        Ok(())
-    })?;
-    progress.advance(rows.len() as u64);
-    progress.finish();
+        Err(e) => return Err(e),
+    }
 
     let mut outputs = t0_acquire::canonical_outputs(root, &catalog)?;
-    outputs.push(t0_manifest::record_output(
-        root,
-        &catalog,
-        "heal.ledger",
-        Location::Table { table: "heal_ledger".into(), key: vec!["seq".into()], run_id: Some(run_id.clone()) },
-    )?);
-    // The manifest keeps counts; the full diff lives in the ledger.
+    outputs.push(ledger_output(root, &catalog, &run_id)?);
     let summary = serde_json::json!({
-        "run_id": run_id, "rows_repaired": report.rows_repaired, "cells_patched": report.cells_patched,
-        "rule": RULE_ID, "rule_hash": rh, "patched_at": patched_at,
+        "run_id": run_id, "audit_run": report.audit_run, "rows_repaired": report.rows_repaired,
+        "cells_patched": report.cells_patched, "quarantined": report.quarantined,
+        "rules": report.rules, "patched_at": patched_at,
     });
     run.finish(&run_id, None, outputs, summary)?;
-    report.patches.truncate(50);
+    report.dry_run = false;
     Ok(report)
+}
+
+fn ledger_output(root: &Root, catalog: &Catalog, run_id: &str) -> Result<t0_manifest::Output> {
+    t0_manifest::record_output(
+        root,
+        catalog,
+        "heal.ledger",
+        Location::Table { table: "heal_ledger".into(), key: vec!["seq".into()], run_id: Some(run_id.into()) },
+    )
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RevertReport {
+    pub run_id: String,
+    pub reverted_run: String,
+    pub rows_restored: u64,
+    pub cells_restored: u64,
+    pub patches: Vec<Patch>,
+    pub patches_truncated: bool,
+}
+
+/// Restore the pre-images of every cell that heal run `target` changed, as new versions with
+/// their own ledger entries. Refuses when a later change touched one of those cells.
+pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &dyn Progress) -> Result<RevertReport> {
+    let _lock = RootLock::acquire(root)?;
+    let catalog = Catalog::open(root)?;
+    let reverted = t0_manifest::load(root, &catalog, STAGE, Some(target))
+        .map_err(|_| Error::Usage(format!("no heal run {target} is recorded (see manifests/heal/)")))?;
+    // The data must be what the chain says it is before we build on it.
+    let mut run = StageRun::begin(root, &catalog, STAGE, clock, t0_core::blake3_hex(format!("revert:{target}").as_bytes()));
+    let (stage, producer) = t0_manifest::latest_producer(&catalog, "canonical.observations")?
+        .ok_or_else(|| Error::Refused("no canonical data is recorded".into()))?;
+    let latest = t0_manifest::load(root, &catalog, &stage, Some(&producer))?;
+    let names: Vec<String> = t0_acquire::CANONICAL.iter().map(|t| t0_acquire::canonical_name(t)).collect();
+    run.consume(&latest, &names.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let _ = reverted;
+    let run_id = run.run_id(&format!("revert:{target}"));
+    run.ensure_new(&run_id)?;
+    purge_unrecorded_runs(&catalog)?;
+
+    let patched_at = clock.stamp();
+    let now = t0_core::clock::sql_timestamp(clock.now());
+    let batch = batch_id(&run_id);
+    let rule_id = format!("revert:{target}");
+    let rule_hash = t0_core::blake3_hex(rule_id.as_bytes());
+    progress.phase("revert", None);
+    let mut restored = Vec::new();
+    catalog.transaction(|c| {
+        for table in t0_acquire::CANONICAL {
+            let types = rules::table_columns(&catalog, table)?;
+            restored.extend(apply::revert_table(c, table, &types, target, &now, &batch)?.into_iter().map(|p| (table, p)));
+        }
+        if restored.is_empty() {
+            return Err(Error::NothingToDo(format!("every cell heal run {target} changed already holds its pre-image")));
+        }
+        let entries = restored.iter().map(|(t, p)| apply::LedgerEntry {
+            patch: p.patch(t),
+            rule_id: rule_id.clone(),
+            rule_hash: rule_hash.clone(),
+            finding: rule_id.clone(),
+        });
+        apply::append_ledger(c, &run_id, &patched_at, entries)?;
+        c.execute("UPDATE heal_quarantine SET released_by = ? WHERE run_id = ? AND released_by IS NULL", params![run_id, target])
+            .ctx(|| "release quarantine".into())?;
+        Ok(())
+    })?;
+    progress.finish();
+    let mut outputs = t0_acquire::canonical_outputs(root, &catalog)?;
+    outputs.push(ledger_output(root, &catalog, &run_id)?);
+    let rows = restored.iter().map(|(t, p)| (*t, p.rid)).collect::<std::collections::BTreeSet<_>>().len() as u64;
+    let summary = serde_json::json!({
+        "run_id": run_id, "reverted_run": target, "rows_restored": rows,
+        "cells_restored": restored.len(), "patched_at": patched_at,
+    });
+    run.finish(&run_id, None, outputs, summary)?;
+    let cells = restored.len() as u64;
+    Ok(RevertReport {
+        run_id,
+        reverted_run: target.to_string(),
+        rows_restored: rows,
+        cells_restored: cells,
+        patches_truncated: restored.len() > limit,
+        patches: restored.into_iter().take(limit).map(|(t, p)| p.patch(t)).collect(),
+    })
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -238,45 +360,5 @@ pub struct LedgerCheck {
 /// Recompute the ledger's hash chain from the first entry.
 pub fn verify_ledger(root: &Root) -> Result<LedgerCheck> {
     let catalog = Catalog::open(root)?;
-    let mut stmt = catalog
-        .conn()
-        .prepare(
-            "SELECT seq, run_id, table_name, row_key, column_name, old_value, new_value, rule_id, rule_hash, finding,
-                    strftime(patched_at, '%Y-%m-%dT%H:%M:%S.%fZ'), prev_hash, entry_hash
-             FROM heal_ledger ORDER BY seq",
-        )
-        .ctx(|| "read ledger".into())?;
-    let mut rows = stmt.query([]).ctx(|| "read ledger".into())?;
-    let mut prev = GENESIS.to_string();
-    let mut n = 0u64;
-    while let Some(r) = rows.next().ctx(|| "read ledger".into())? {
-        n += 1;
-        let get = |i: usize| -> Result<String> { r.get::<_, String>(i).ctx(|| "ledger field".into()) };
-        let seq: i64 = r.get(0).ctx(|| "seq".into())?;
-        let p = Patch {
-            table: get(2)?,
-            row_key: get(3)?,
-            column: get(4)?,
-            old: r.get(5).ctx(|| "old".into())?,
-            new: r.get(6).ctx(|| "new".into())?,
-        };
-        let (stored_prev, stored) = (get(11)?, get(12)?);
-        if stored_prev != prev {
-            return Ok(LedgerCheck {
-                entries: n,
-                first_broken: Some(seq),
-                reason: Some("prev_hash does not link to the entry before".into()),
-            });
-        }
-        let h = entry_hash(seq, &get(1)?, &p, &get(7)?, &get(8)?, &get(9)?, &get(10)?, &prev);
-        if h != stored {
-            return Ok(LedgerCheck {
-                entries: n,
-                first_broken: Some(seq),
-                reason: Some("entry_hash does not match the entry's fields".into()),
-            });
-        }
-        prev = stored;
-    }
-    Ok(LedgerCheck { entries: n, first_broken: None, reason: None })
+    apply::verify_chain(&catalog)
 }

@@ -12,5 +12,7 @@ CREATE TABLE heal_quarantine (
     row_key     VARCHAR NOT NULL,
     rule_id     VARCHAR NOT NULL,
     reason      VARCHAR NOT NULL,
-    patched_at  TIMESTAMP NOT NULL
+    patched_at  TIMESTAMP NOT NULL,
+    -- The revert run that restored the row, if any.
+    released_by VARCHAR
 );

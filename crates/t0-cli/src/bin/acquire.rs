@@ -64,6 +64,18 @@ enum Cmd {
         /// Fraction of extra snapshot rows for clips that do not exist.
         #[arg(long, default_value_t = 0.0)]
         orphans: f64,
+        /// Fraction of snapshot rows captured again seconds later from a stale cache.
+        #[arg(long, default_value_t = 0.01)]
+        near_duplicates: f64,
+        /// Fraction of removed clips that a stale mirror later reports live again.
+        #[arg(long, default_value_t = 0.5)]
+        revivals: f64,
+        /// Fraction of snapshot rows with an off-vocabulary status (LIVE, Active).
+        #[arg(long, default_value_t = 0.01)]
+        status_noise: f64,
+        /// Fraction of snapshot rows whose likes exceed their views.
+        #[arg(long, default_value_t = 0.005)]
+        like_spikes: f64,
     },
 }
 
@@ -81,6 +93,10 @@ fn main() -> std::process::ExitCode {
             late,
             future,
             orphans,
+            near_duplicates,
+            revivals,
+            status_noise,
+            like_spikes,
         }) => {
             let opt = GenerateOptions {
                 entities: *entities,
@@ -92,6 +108,10 @@ fn main() -> std::process::ExitCode {
                 late: *late,
                 future: *future,
                 orphans: *orphans,
+                near_duplicates: *near_duplicates,
+                revivals: *revivals,
+                status_noise: *status_noise,
+                like_spikes: *like_spikes,
             };
             let s = generate(out, &opt, progress)?;
             let human = format!(

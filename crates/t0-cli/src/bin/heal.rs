@@ -1,14 +1,22 @@
 //! `heal`: deterministic repairs with a hash-chained ledger.
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 use t0_cli::{Common, Outcome};
 use t0_core::ExitCode;
+use t0_heal::Patch;
 
-/// Repair what the latest audit found under deterministic rules. Each changed cell is
-/// appended to a hash-chained ledger; repaired rows are new versions whose available_at is
-/// the repair time, so replays before the repair see the original data.
+/// Repair what the latest audit found under the declared rules (configs/heal/rules.yaml).
 ///
-/// Exit codes: 0 repaired, 1 ledger broken (verify-ledger), 3 audit missing/stale or lock
-/// held, 99 nothing to repair.
+/// A rule runs only while the audit reports the finding it answers as failing. Repairs never
+/// overwrite: each repaired row is a new version whose available_at is the repair time (a
+/// removed row is a tombstone version), so an as-of replay before the repair sees the
+/// original data. Every changed cell is one entry of an append-only ledger chained by hash.
+/// All patches of a run commit in one transaction.
+///
+/// Exit codes: 0 repaired · 1 verify-ledger found a broken entry · 2 bad rules file or
+/// unknown run · 3 audit missing or stale, revert conflicts, lock held · 99 nothing to
+/// repair (or this run is already done).
 #[derive(Parser)]
 #[command(name = "heal", version)]
 struct Cli {
@@ -16,20 +24,42 @@ struct Cli {
     common: Common,
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Print the planned patches; change nothing.
+    /// Print the planned patches cell by cell; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Rules file (default: the built-in configs/heal/rules.yaml).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Patches listed in the output (the ledger holds them all).
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
     /// Recompute the ledger's hash chain and report the first broken entry.
     VerifyLedger,
+    /// Restore the pre-images of every cell heal run RUN changed, as new versions with their
+    /// own ledger entries (refused if a later change touched those cells).
+    Revert {
+        /// The heal run id (see manifests/heal/).
+        run: String,
+    },
+}
+
+fn list(human: &mut String, patches: &[Patch], truncated: bool) {
+    for p in patches {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
+        human.push_str(&format!("\n  {} {} {}: {} -> {}", p.table, p.row_key, p.column, show(&p.old), show(&p.new)));
+    }
+    if truncated {
+        human.push_str("\n  ... (--limit N for more; the ledger holds every entry)");
+    }
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run(&cli.common, "heal", |root, clock, progress| match cli.cmd {
+    t0_cli::run(&cli.common, "heal", |root, clock, progress| match &cli.cmd {
         Some(Cmd::VerifyLedger) => {
             let c = t0_heal::verify_ledger(root)?;
             match c.first_broken {
@@ -40,14 +70,33 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Some(Cmd::Revert { run }) => {
+            let r = t0_heal::revert(root, clock, run, cli.limit, progress)?;
+            let mut human = format!(
+                "run {}: restored {} cells in {} rows changed by heal run {}",
+                r.run_id, r.cells_restored, r.rows_restored, r.reverted_run
+            );
+            list(&mut human, &r.patches, r.patches_truncated);
+            Ok(Outcome::done(&r, human))
+        }
         None => {
-            let r = t0_heal::run(root, clock, &t0_heal::HealArgs { dry_run: cli.dry_run }, progress)?;
+            let args =
+                t0_heal::HealArgs { dry_run: cli.dry_run, rules: cli.rules.clone(), limit: cli.limit };
+            let r = t0_heal::run(root, clock, &args, progress)?;
             let verb = if r.dry_run { "would patch" } else { "patched" };
-            let mut human = format!("run {}: {verb} {} cells in {} rows", r.run_id, r.cells_patched, r.rows_repaired);
+            let mut human = format!(
+                "run {}: {verb} {} cells in {} rows ({} quarantined), answering audit run {}",
+                r.run_id, r.cells_patched, r.rows_repaired, r.quarantined, r.audit_run
+            );
+            for rule in &r.rules {
+                let what = match &rule.skipped {
+                    Some(why) => format!("skipped: {why}"),
+                    None => format!("{} cells, {} rows, {} removed", rule.cells, rule.rows, rule.tombstones),
+                };
+                human.push_str(&format!("\n  {}@{} ({}): {what}", rule.id, rule.version, rule.answers));
+            }
             if r.dry_run {
-                for p in r.patches.iter().take(20) {
-                    human.push_str(&format!("\n  {} {} {}: {:?} -> {:?}", p.table, p.row_key, p.column, p.old, p.new));
-                }
+                list(&mut human, &r.patches, r.patches_truncated);
             }
             Ok(Outcome::done(&r, human))
         }

@@ -1,0 +1,351 @@
+//! Applying a plan: new versions for the planned cells, ledger entries chained by hash, and the
+//! inverse (revert) computed from the ledger.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use duckdb::{Connection, params};
+use t0_catalog::{Catalog, quote_literal};
+use t0_core::error::Context;
+use t0_core::{Error, Result};
+
+/// The hash that starts the ledger chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Columns a patch may never set: they describe the version itself.
+const VERSION_COLUMNS: [&str; 4] = ["available_at", "version", "batch_id", "observed_at"];
+
+/// One changed cell as the ledger records it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Patch {
+    pub table: String,
+    pub row_key: String,
+    pub column: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// One changed cell of a plan: the rowid of the version it repairs, and for removals made by
+/// a quarantine, the reason.
+#[derive(Debug, Clone)]
+pub struct PlannedCell {
+    pub rid: i64,
+    pub row_key: String,
+    pub column: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl PlannedCell {
+    pub fn patch(&self, table: &str) -> Patch {
+        Patch {
+            table: table.to_string(),
+            row_key: self.row_key.clone(),
+            column: self.column.clone(),
+            old: self.old.clone(),
+            new: self.new.clone(),
+        }
+    }
+    pub fn is_tombstone(&self) -> bool {
+        self.column == "deleted" && self.new.as_deref() == Some("true")
+    }
+}
+
+pub fn distinct_rows(cells: &[PlannedCell]) -> u64 {
+    cells.iter().map(|c| c.rid).collect::<BTreeSet<_>>().len() as u64
+}
+
+/// Materialise `plan` (a query yielding `__rid, row_key, column_name, old_value, new_value,
+/// reason`), append one new version per planned row, and return the cells in ledger order
+/// (row key, then column).
+pub fn apply_plan(
+    c: &Connection,
+    table: &str,
+    types: &BTreeMap<String, String>,
+    plan: &str,
+    now: &str,
+    batch: &str,
+) -> Result<Vec<PlannedCell>> {
+    c.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE heal_step AS {plan}")).ctx(|| format!("plan on {table}"))?;
+    let cells = read_step(c)?;
+    if !cells.is_empty() {
+        insert_versions(c, table, types, &cells, now, batch)?;
+    }
+    c.execute_batch("DROP TABLE heal_step").ctx(|| "drop plan".into())?;
+    Ok(cells)
+}
+
+fn read_step(c: &Connection) -> Result<Vec<PlannedCell>> {
+    let mut stmt = c
+        .prepare(
+            "SELECT __rid, row_key, column_name, old_value, new_value, reason FROM heal_step
+             ORDER BY row_key, column_name",
+        )
+        .ctx(|| "read plan".into())?;
+    let cells: Vec<PlannedCell> = stmt
+        .query_map([], |r| {
+            Ok(PlannedCell {
+                rid: r.get(0)?,
+                row_key: r.get(1)?,
+                column: r.get(2)?,
+                old: r.get(3)?,
+                new: r.get(4)?,
+                reason: r.get(5)?,
+            })
+        })
+        .ctx(|| "read plan".into())?
+        .collect::<std::result::Result<_, _>>()
+        .ctx(|| "read plan".into())?;
+    let mut seen = BTreeSet::new();
+    for p in &cells {
+        if !seen.insert((p.rid, p.column.as_str())) {
+            return Err(Error::internal("plan", format!("cell {} {} planned twice", p.row_key, p.column)));
+        }
+        if VERSION_COLUMNS.contains(&p.column.as_str()) {
+            return Err(Error::internal("plan", format!("a patch may not set {}", p.column)));
+        }
+    }
+    Ok(cells)
+}
+
+/// One new version per planned row: the repaired version's values with the planned cells
+/// replaced, `version + 1`, the heal batch, and an availability no earlier than the repaired
+/// version's (a repair cannot be known before the fact it repairs).
+fn insert_versions(
+    c: &Connection,
+    table: &str,
+    types: &BTreeMap<String, String>,
+    cells: &[PlannedCell],
+    now: &str,
+    batch: &str,
+) -> Result<()> {
+    let columns: BTreeSet<&str> = cells.iter().map(|p| p.column.as_str()).collect();
+    let mut pivot = Vec::new();
+    let mut replace = Vec::new();
+    for (i, col) in columns.iter().enumerate() {
+        let ty = types.get(*col).ok_or_else(|| Error::internal("plan", format!("{table} has no column {col}")))?;
+        let q = quote_literal(col);
+        pivot.push(format!(
+            "bool_or(column_name = {q}) AS __has_{i}, max(new_value) FILTER (WHERE column_name = {q}) AS __new_{i}"
+        ));
+        replace.push(format!("CASE WHEN p.__has_{i} THEN CAST(p.__new_{i} AS {ty}) ELSE t.{col} END AS {col}"));
+    }
+    let sql = format!(
+        "INSERT INTO {table} BY NAME
+         SELECT t.* REPLACE ({}, greatest(t.available_at, TIMESTAMP {now}) AS available_at,
+                             t.version + 1 AS version, {} AS batch_id)
+         FROM {table} t JOIN (SELECT __rid, {} FROM heal_step GROUP BY __rid) p ON t.rowid = p.__rid",
+        replace.join(", "),
+        quote_literal(batch),
+        pivot.join(", "),
+        now = quote_literal(now),
+    );
+    let n = c.execute(&sql, []).ctx(|| format!("append repaired versions to {table}"))?;
+    let rows = distinct_rows(cells);
+    if n as u64 != rows {
+        return Err(Error::internal("apply", format!("{table}: planned {rows} rows, appended {n}")));
+    }
+    Ok(())
+}
+
+/// The hash of one ledger entry: covers every field and the previous entry's hash.
+#[allow(clippy::too_many_arguments)]
+pub fn entry_hash(
+    seq: i64,
+    run_id: &str,
+    p: &Patch,
+    rule_id: &str,
+    rule_hash: &str,
+    finding: &str,
+    patched_at: &str,
+    prev: &str,
+) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in [
+        &seq.to_string(),
+        run_id,
+        &p.table,
+        &p.row_key,
+        &p.column,
+        p.old.as_deref().unwrap_or("\u{0}NULL"),
+        p.new.as_deref().unwrap_or("\u{0}NULL"),
+        rule_id,
+        rule_hash,
+        finding,
+        patched_at,
+        prev,
+    ] {
+        h.update(part.as_bytes());
+        h.update(&[0x1f]);
+    }
+    h.finalize().to_hex().to_string()
+}
+
+pub struct LedgerEntry {
+    pub patch: Patch,
+    /// `<rule id>@<version>`, or `revert:<run>`.
+    pub rule_id: String,
+    pub rule_hash: String,
+    /// `<audit run>:<check>`, or `revert:<run>`.
+    pub finding: String,
+}
+
+/// Append entries after the ledger's head, each chained to the one before.
+pub fn append_ledger(
+    c: &Connection,
+    run_id: &str,
+    patched_at: &str,
+    entries: impl Iterator<Item = LedgerEntry>,
+) -> Result<u64> {
+    let (mut seq, mut prev): (i64, String) = c
+        .query_row(
+            "SELECT coalesce(max(seq), 0), coalesce(arg_max(entry_hash, seq), ?) FROM heal_ledger",
+            params![GENESIS],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ctx(|| "ledger head".into())?;
+    let ts = patched_at.trim_end_matches('Z');
+    let mut app = c.appender("heal_ledger").ctx(|| "ledger appender".into())?;
+    let mut n = 0;
+    for e in entries {
+        seq += 1;
+        let h = entry_hash(seq, run_id, &e.patch, &e.rule_id, &e.rule_hash, &e.finding, patched_at, &prev);
+        let p = &e.patch;
+        app.append_row(params![
+            seq,
+            run_id,
+            p.table,
+            p.row_key,
+            p.column,
+            p.old,
+            p.new,
+            e.rule_id,
+            e.rule_hash,
+            e.finding,
+            ts,
+            prev,
+            h
+        ])
+        .ctx(|| "append ledger entry".into())?;
+        prev = h;
+        n += 1;
+    }
+    app.flush().ctx(|| "append ledger entries".into())?;
+    Ok(n)
+}
+
+/// Record the rows a quarantine removed, with their reasons.
+pub fn record_quarantine(
+    c: &Connection,
+    run_id: &str,
+    table: &str,
+    rule_id: &str,
+    cells: &[PlannedCell],
+    now: &str,
+) -> Result<()> {
+    let mut app = c.appender("heal_quarantine").ctx(|| "quarantine appender".into())?;
+    for p in cells.iter().filter(|p| p.is_tombstone()) {
+        if let Some(reason) = &p.reason {
+            app.append_row(params![run_id, table, p.row_key, rule_id, reason, now, None::<String>])
+                .ctx(|| "append quarantine row".into())?;
+        }
+    }
+    app.flush().ctx(|| "append quarantine rows".into())
+}
+
+/// Plan and apply the inverse of `target`'s changes on `table`: every cell it changed goes
+/// back to its pre-image. Cells already holding the pre-image are skipped; a cell holding
+/// neither the pre-image nor what `target` wrote was changed since, and refuses the revert.
+pub fn revert_table(
+    c: &Connection,
+    table: &str,
+    types: &BTreeMap<String, String>,
+    target: &str,
+    now: &str,
+    batch: &str,
+) -> Result<Vec<PlannedCell>> {
+    let spec = t0_acquire::spec::spec(table).expect("canonical table");
+    let current = format!(
+        "(SELECT rowid AS __rid, * FROM {table} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY version DESC) = 1)",
+        spec.key.join(", ")
+    );
+    let value = format!(
+        "CASE l.column_name {} END",
+        types.keys().map(|col| format!("WHEN {} THEN CAST(t.{col} AS VARCHAR)", quote_literal(col))).collect::<String>()
+    );
+    let joined = format!(
+        "WITH l AS (
+            SELECT row_key, column_name, first(old_value ORDER BY seq) AS pre, last(new_value ORDER BY seq) AS post
+            FROM heal_ledger WHERE run_id = {run} AND table_name = {tbl} GROUP BY row_key, column_name)
+         SELECT t.__rid, l.row_key, l.column_name, {value} AS cur, l.pre, l.post
+         FROM l LEFT JOIN {current} t ON {} = l.row_key",
+        super::rules::key_text(table),
+        run = quote_literal(target),
+        tbl = quote_literal(table),
+    );
+    let conflicts: Vec<(String, String)> = {
+        let mut stmt = c
+            .prepare(&format!(
+                "SELECT row_key, column_name FROM ({joined})
+                 WHERE __rid IS NULL OR (cur IS DISTINCT FROM pre AND cur IS DISTINCT FROM post)
+                 ORDER BY row_key, column_name LIMIT 5"
+            ))
+            .ctx(|| "check revert".into())?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ctx(|| "check revert".into())?
+            .collect::<std::result::Result<_, _>>()
+            .ctx(|| "check revert".into())?
+    };
+    if !conflicts.is_empty() {
+        let cells = conflicts.iter().map(|(k, col)| format!("{table} {k} {col}")).collect::<Vec<_>>().join(", ");
+        return Err(Error::Refused(format!(
+            "cells heal run {target} changed were changed again since (e.g. {cells}): revert the later run first"
+        )));
+    }
+    let plan = format!(
+        "SELECT __rid, row_key, column_name, cur AS old_value, pre AS new_value, CAST(NULL AS VARCHAR) AS reason
+         FROM ({joined}) WHERE cur IS DISTINCT FROM pre"
+    );
+    apply_plan(c, table, types, &plan, now, batch)
+}
+
+/// Recompute the ledger's hash chain from the first entry; report the first broken one.
+pub fn verify_chain(catalog: &Catalog) -> Result<super::LedgerCheck> {
+    let mut stmt = catalog
+        .conn()
+        .prepare(
+            "SELECT seq, run_id, table_name, row_key, column_name, old_value, new_value, rule_id, rule_hash, finding,
+                    strftime(patched_at, '%Y-%m-%dT%H:%M:%S.%fZ'), prev_hash, entry_hash
+             FROM heal_ledger ORDER BY seq",
+        )
+        .ctx(|| "read ledger".into())?;
+    let mut rows = stmt.query([]).ctx(|| "read ledger".into())?;
+    let mut prev = GENESIS.to_string();
+    let mut n = 0u64;
+    let broken = |n, seq, reason: &str| super::LedgerCheck { entries: n, first_broken: Some(seq), reason: Some(reason.into()) };
+    while let Some(r) = rows.next().ctx(|| "read ledger".into())? {
+        n += 1;
+        let get = |i: usize| -> Result<String> { r.get::<_, String>(i).ctx(|| "ledger field".into()) };
+        let seq: i64 = r.get(0).ctx(|| "seq".into())?;
+        if seq != n as i64 {
+            return Ok(broken(n, seq, "sequence numbers are not contiguous (an entry was removed or inserted)"));
+        }
+        let p = Patch {
+            table: get(2)?,
+            row_key: get(3)?,
+            column: get(4)?,
+            old: r.get(5).ctx(|| "old".into())?,
+            new: r.get(6).ctx(|| "new".into())?,
+        };
+        let (stored_prev, stored) = (get(11)?, get(12)?);
+        if stored_prev != prev {
+            return Ok(broken(n, seq, "prev_hash does not link to the entry before"));
+        }
+        let h = entry_hash(seq, &get(1)?, &p, &get(7)?, &get(8)?, &get(9)?, &get(10)?, &prev);
+        if h != stored {
+            return Ok(broken(n, seq, "entry_hash does not match the entry's fields"));
+        }
+        prev = stored;
+    }
+    Ok(super::LedgerCheck { entries: n, first_broken: None, reason: None })
+}
