@@ -232,7 +232,8 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
     let mut rng = Rng::new(opt.seed);
     let mut s = GenerateSummary::default();
     let mut ent = Out::create(out, "entities.csv", "entity_id,kind,parent_id,created_at,duration_s")?;
-    let mut obs = Out::create(out, "observations.csv", "entity_id,observed_at,views,likes,comments,available_at,status")?;
+    let mut obs =
+        Out::create(out, "observations.csv", "entity_id,observed_at,views,likes,comments,available_at,status")?;
     let mut evt = Out::create(out, "events.csv", "entity_id,event_type,value,observed_at")?;
     let mut int = Out::create(out, "interactions.csv", "source_id,target_id,type,value,observed_at")?;
     let mut art = Out::create(out, "artifacts.csv", "entity_id,kind,text,path,observed_at")?;

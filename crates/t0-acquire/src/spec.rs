@@ -120,6 +120,19 @@ pub fn current_sql(table: &str, live_only: bool) -> Option<String> {
     ))
 }
 
+/// Replace each `{current:<table>}` in user SQL (contracts, rules) by the current live rows of
+/// that canonical table.
+pub fn expand_current(sql: &str) -> String {
+    let mut out = sql.to_string();
+    for s in SPECS {
+        let tag = format!("{{current:{}}}", s.table);
+        if out.contains(&tag) {
+            out = out.replace(&tag, &current_sql(s.table, true).expect("canonical table"));
+        }
+    }
+    out
+}
+
 pub fn spec(table: &str) -> Option<&'static TableSpec> {
     SPECS.iter().find(|s| s.table == table)
 }

@@ -81,18 +81,31 @@ pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
             "SELECT {k} FROM {t} t WHERE t.{column} IS NOT NULL AND NOT regexp_full_match(CAST(t.{column} AS VARCHAR), {})",
             quote_literal(pattern)
         ),
+        // The referenced rows are the current live ones too: a removed (tombstoned) entity
+        // leaves its references orphaned.
         Kind::References { column, table: other, key } => format!(
-            "SELECT {k} FROM {t} t WHERE t.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {other} r WHERE r.{key} = t.{column})"
+            "SELECT {k} FROM {t} t WHERE t.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} r WHERE r.{key} = t.{column})",
+            source(other, false)
         ),
         Kind::Freshness { column, max_age_hours } => format!(
             "SELECT 'newest {column}: ' || coalesce(CAST(max(t.{column}) AS VARCHAR), 'none') FROM {t} t
              HAVING max(t.{column}) IS NULL OR max(t.{column}) < {as_of} - INTERVAL {} SECOND",
             (max_age_hours * 3600.0).round() as i64
         ),
-        Kind::Lateness { max_lag_hours } => format!(
-            "SELECT {k} FROM {t} t WHERE date_diff('second', t.observed_at, t.available_at) > {}",
-            (max_lag_hours * 3600.0).round() as i64
-        ),
+        // A fact's lateness is when it first became known: a repair appends a version long
+        // after the observation without making the fact late.
+        Kind::Lateness { max_lag_hours } => {
+            let lag = (max_lag_hours * 3600.0).round() as i64;
+            match fact_key(table) {
+                Some(key) if !check.all_versions => format!(
+                    "SELECT {k} FROM (SELECT *, min(available_at) OVER (PARTITION BY {keys}) AS __first_known FROM {table}
+                                      QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY version DESC) = 1 AND NOT deleted) t
+                     WHERE date_diff('second', t.observed_at, t.__first_known) > {lag}",
+                    keys = key.join(", ")
+                ),
+                _ => format!("SELECT {k} FROM {t} t WHERE date_diff('second', t.observed_at, t.available_at) > {lag}"),
+            }
+        }
         Kind::FutureTimestamps => format!(
             "SELECT {k} FROM {t} t WHERE t.observed_at > t.available_at OR t.observed_at > {as_of} OR t.available_at > {as_of}"
         ),
@@ -123,7 +136,9 @@ pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
         Kind::StatusTransitions { key, order, column, terminal, require_event, revival_event } => {
             status_violations_sql(&t, key, order, column, terminal, require_event, revival_event.as_deref(), &k)
         }
-        Kind::Sql { query } => format!("SELECT * FROM ({}) q", query.trim().trim_end_matches(';')),
+        Kind::Sql { query } => {
+            format!("SELECT * FROM ({}) q", t0_acquire::spec::expand_current(query.trim().trim_end_matches(';')))
+        }
         Kind::RowCount { .. } | Kind::Metric { .. } | Kind::Drift { .. } => {
             unreachable!("stateful checks are evaluated by crate::stateful")
         }
@@ -257,6 +272,7 @@ pub fn validate(catalog: &Catalog, c: &Contract) -> Result<()> {
                 if !(head == "select" || head == "with") || q.contains(';') {
                     return bad("custom SQL must be a single SELECT (or WITH ... SELECT) statement".into());
                 }
+                let q = t0_acquire::spec::expand_current(q);
                 if let Err(e) = catalog.conn().prepare(&format!("SELECT * FROM ({q}) LIMIT 0")) {
                     return bad(format!("custom SQL does not prepare: {e}"));
                 }

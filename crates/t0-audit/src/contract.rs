@@ -82,6 +82,7 @@ pub enum Kind {
         revival_event: Option<String>,
     },
     /// A SELECT returning one row per failing item (first column: its key), run read-only.
+    /// `{current:<table>}` stands for the current live rows of a canonical table.
     Sql {
         query: String,
     },
@@ -244,16 +245,4 @@ fn default_name(kind: &Kind) -> String {
         })
         .unwrap_or_default();
     if what.is_empty() { ty } else { format!("{ty}({what})") }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_line_of_each_check() {
-        let text =
-            "table: t\n# c\nchecks:\n  - type: not_null\n    columns: [a]\n\n  - type: unique\n    columns: [a]\n";
-        assert_eq!(t0_core::config::item_lines(text, "checks"), vec![4, 7]);
-    }
 }

@@ -382,3 +382,52 @@ fn a_killed_ingest_resumes_without_duplicating_rows() {
     };
     assert_eq!(hashes(killed.path()), hashes(clean.path()));
 }
+
+#[test]
+fn a_heal_killed_before_commit_leaves_no_partial_change() {
+    let killed = tempfile::tempdir().unwrap();
+    expect(killed.path(), "acquire", &["--input", fixture().to_str().unwrap()], 0);
+    expect(killed.path(), "audit", &[], 1);
+    let clean = tempfile::tempdir().unwrap();
+    copy_dir(killed.path(), clean.path());
+
+    // Every rule has appended its versions inside the open transaction when heal pauses.
+    let mut child = Command::new(bin("heal"))
+        .arg("--root")
+        .arg(killed.path())
+        .env("T0CLIP_NOW", NOW)
+        .env("T0CLIP_PAUSE_AT", "heal.commit")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut applied = 0;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        applied += line.contains(" cells in ") as usize;
+        if line.contains("paused at heal.commit") {
+            break;
+        }
+    }
+    assert!(applied > 0, "heal paused before applying any rule");
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+
+    let state = |root: &Path| -> Vec<(String, u64)> {
+        let cat = t0_catalog::Catalog::open(&Root::new(root)).unwrap();
+        ["entities", "observations", "events", "heal_ledger", "heal_quarantine"]
+            .iter()
+            .map(|t| cat.content_hash(&format!("SELECT * FROM {t}"), &[], &[]).unwrap())
+            .chain(std::iter::once(
+                cat.content_hash("SELECT stage, run_id FROM manifests WHERE stage = 'heal'", &[], &[]).unwrap(),
+            ))
+            .collect()
+    };
+    // Nothing of the killed run is visible: the catalog is exactly the audited one.
+    assert_eq!(state(killed.path()), state(clean.path()));
+    // And the next heal does exactly what an uninterrupted one does.
+    expect(killed.path(), "heal", &[], 0);
+    expect(clean.path(), "heal", &[], 0);
+    assert_eq!(state(killed.path()), state(clean.path()));
+    expect(killed.path(), "heal", &["verify-ledger"], 0);
+}

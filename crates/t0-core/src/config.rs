@@ -48,3 +48,13 @@ pub fn item_lines(text: &str, key: &str) -> Vec<usize> {
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_line_of_each_item() {
+        let text = "table: t\n# c\nchecks:\n  - type: not_null\n    columns: [a]\n\n  - type: unique\n    columns: [a]\nother:\n  - x\n";
+        assert_eq!(super::item_lines(text, "checks"), vec![4, 7]);
+        assert_eq!(super::item_lines(text, "other"), vec![10]);
+    }
+}

@@ -269,20 +269,40 @@ pub fn revert_table(
         "(SELECT rowid AS __rid, * FROM {table} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY version DESC) = 1)",
         spec.key.join(", ")
     );
-    let value = format!(
-        "CASE l.column_name {} END",
-        types.keys().map(|col| format!("WHEN {} THEN CAST(t.{col} AS VARCHAR)", quote_literal(col))).collect::<String>()
-    );
-    let joined = format!(
-        "WITH l AS (
-            SELECT row_key, column_name, first(old_value ORDER BY seq) AS pre, last(new_value ORDER BY seq) AS post
-            FROM heal_ledger WHERE run_id = {run} AND table_name = {tbl} GROUP BY row_key, column_name)
-         SELECT t.__rid, l.row_key, l.column_name, {value} AS cur, l.pre, l.post
-         FROM l LEFT JOIN {current} t ON {} = l.row_key",
-        super::rules::key_text(table),
-        run = quote_literal(target),
-        tbl = quote_literal(table),
-    );
+    let changed: Vec<String> = {
+        let mut stmt = c
+            .prepare("SELECT DISTINCT column_name FROM heal_ledger WHERE run_id = ? AND table_name = ? ORDER BY 1")
+            .ctx(|| "read ledger".into())?;
+        stmt.query_map(params![target, table], |r| r.get(0))
+            .ctx(|| "read ledger".into())?
+            .collect::<std::result::Result<_, _>>()
+            .ctx(|| "read ledger".into())?
+    };
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = super::rules::key_text(table);
+    // Per changed column: its pre-image (first old value), what the run wrote (last new
+    // value) and the current value, by row.
+    let joined = changed
+        .iter()
+        .map(|col| {
+            if !types.contains_key(col) {
+                return Err(Error::internal("revert", format!("the ledger names {table}.{col}, which does not exist")));
+            }
+            Ok(format!(
+                "SELECT t.__rid, l.row_key, l.column_name, CAST(t.{col} AS VARCHAR) AS cur, l.pre, l.post
+                 FROM (SELECT row_key, column_name, first(old_value ORDER BY seq) AS pre, last(new_value ORDER BY seq) AS post
+                       FROM heal_ledger WHERE run_id = {run} AND table_name = {tbl} AND column_name = {c}
+                       GROUP BY row_key, column_name) l
+                 LEFT JOIN {current} t ON {key} = l.row_key",
+                run = quote_literal(target),
+                tbl = quote_literal(table),
+                c = quote_literal(col),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?
+        .join(" UNION ALL ");
     let conflicts: Vec<(String, String)> = {
         let mut stmt = c
             .prepare(&format!(
@@ -322,7 +342,8 @@ pub fn verify_chain(catalog: &Catalog) -> Result<super::LedgerCheck> {
     let mut rows = stmt.query([]).ctx(|| "read ledger".into())?;
     let mut prev = GENESIS.to_string();
     let mut n = 0u64;
-    let broken = |n, seq, reason: &str| super::LedgerCheck { entries: n, first_broken: Some(seq), reason: Some(reason.into()) };
+    let broken =
+        |n, seq, reason: &str| super::LedgerCheck { entries: n, first_broken: Some(seq), reason: Some(reason.into()) };
     while let Some(r) = rows.next().ctx(|| "read ledger".into())? {
         n += 1;
         let get = |i: usize| -> Result<String> { r.get::<_, String>(i).ctx(|| "ledger field".into()) };

@@ -139,7 +139,10 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     // The audit must have seen the data as it is now: stale findings are not repaired.
     for input in audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.")) {
         t0_manifest::verify_output(root, &catalog, &audit.manifest, input).map_err(|e| {
-            Error::Refused(format!("the canonical data changed after audit run {}: audit again ({e})", audit.manifest.run_id))
+            Error::Refused(format!(
+                "the canonical data changed after audit run {}: audit again ({e})",
+                audit.manifest.run_id
+            ))
         })?;
     }
     if !args.dry_run {
@@ -171,7 +174,9 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
                 tombstones: 0,
             };
             match findings.get(&(rule.table.clone(), rule.answers.clone())) {
-                None => rep.skipped = Some(format!("audit run {audit_run} has no check {} on {}", rule.answers, rule.table)),
+                None => {
+                    rep.skipped = Some(format!("audit run {audit_run} has no check {} on {}", rule.answers, rule.table))
+                }
                 Some(0) => rep.skipped = Some(format!("{} passes", rule.answers)),
                 Some(_) => {
                     rep.finding = Some(format!("{audit_run}:{}", rule.answers));
@@ -292,7 +297,8 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
     let reverted = t0_manifest::load(root, &catalog, STAGE, Some(target))
         .map_err(|_| Error::Usage(format!("no heal run {target} is recorded (see manifests/heal/)")))?;
     // The data must be what the chain says it is before we build on it.
-    let mut run = StageRun::begin(root, &catalog, STAGE, clock, t0_core::blake3_hex(format!("revert:{target}").as_bytes()));
+    let mut run =
+        StageRun::begin(root, &catalog, STAGE, clock, t0_core::blake3_hex(format!("revert:{target}").as_bytes()));
     let (stage, producer) = t0_manifest::latest_producer(&catalog, "canonical.observations")?
         .ok_or_else(|| Error::Refused("no canonical data is recorded".into()))?;
     let latest = t0_manifest::load(root, &catalog, &stage, Some(&producer))?;
@@ -313,10 +319,13 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
     catalog.transaction(|c| {
         for table in t0_acquire::CANONICAL {
             let types = rules::table_columns(&catalog, table)?;
-            restored.extend(apply::revert_table(c, table, &types, target, &now, &batch)?.into_iter().map(|p| (table, p)));
+            restored
+                .extend(apply::revert_table(c, table, &types, target, &now, &batch)?.into_iter().map(|p| (table, p)));
         }
         if restored.is_empty() {
-            return Err(Error::NothingToDo(format!("every cell heal run {target} changed already holds its pre-image")));
+            return Err(Error::NothingToDo(format!(
+                "every cell heal run {target} changed already holds its pre-image"
+            )));
         }
         let entries = restored.iter().map(|(t, p)| apply::LedgerEntry {
             patch: p.patch(t),
@@ -325,8 +334,11 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
             finding: rule_id.clone(),
         });
         apply::append_ledger(c, &run_id, &patched_at, entries)?;
-        c.execute("UPDATE heal_quarantine SET released_by = ? WHERE run_id = ? AND released_by IS NULL", params![run_id, target])
-            .ctx(|| "release quarantine".into())?;
+        c.execute(
+            "UPDATE heal_quarantine SET released_by = ? WHERE run_id = ? AND released_by IS NULL",
+            params![run_id, target],
+        )
+        .ctx(|| "release quarantine".into())?;
         Ok(())
     })?;
     progress.finish();

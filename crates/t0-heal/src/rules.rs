@@ -141,8 +141,8 @@ impl RuleSet {
     }
 
     pub fn parse(file: &Path, text: &str) -> Result<RuleSet> {
-        let doc: serde_yaml::Value = serde_yaml::from_str(text)
-            .map_err(|e| at(file, e.location().map(|l| l.line()).unwrap_or(0), e))?;
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| at(file, e.location().map(|l| l.line()).unwrap_or(0), e))?;
         let map = doc.as_mapping().ok_or_else(|| at(file, 1, "a rules file is a mapping with `rules:`"))?;
         if let Some(k) = map.keys().filter_map(|k| k.as_str()).find(|k| *k != "rules") {
             return Err(at(file, 1, format!("unknown key {k:?} (expected rules)")));
@@ -173,9 +173,11 @@ impl RuleSet {
             let when = text_field("where", false)?;
             let _ = text_field("description", false)?;
             let version = match m.remove("version") {
-                Some(v) => v.as_u64().filter(|v| *v >= 1 && *v <= u32::MAX as u64).ok_or_else(|| {
-                    at(file, line, format!("rule {id}: `version` must be a positive integer"))
-                })? as u32,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|v| *v >= 1 && *v <= u32::MAX as u64)
+                    .ok_or_else(|| at(file, line, format!("rule {id}: `version` must be a positive integer")))?
+                    as u32,
                 None => return Err(at(file, line, format!("rule {id}: missing `version`"))),
             };
             if !m.contains_key("fix") {
@@ -209,7 +211,11 @@ impl RuleSet {
             if let Fix::StateMachine { key, .. } = &r.fix
                 && !key.iter().any(|k| k == "entity_id")
             {
-                return Err(at(&self.source, r.line, format!("rule {}: events are matched on entity_id, so the key must include it", r.id)));
+                return Err(at(
+                    &self.source,
+                    r.line,
+                    format!("rule {}: events are matched on entity_id, so the key must include it", r.id),
+                ));
             }
             let ctx = PlanContext { now: "2000-01-01 00:00:00".into(), types: cols };
             for sql in r.plans(&ctx) {
@@ -288,13 +294,8 @@ impl Rule {
 
     fn condition(&self, ctx: &PlanContext) -> String {
         let Some(w) = &self.when else { return "true".into() };
-        let mut w = w.replace("{now}", &format!("TIMESTAMP {}", quote_literal(&ctx.now)));
-        for s in t0_acquire::spec::SPECS {
-            let tag = format!("{{current:{}}}", s.table);
-            if w.contains(&tag) {
-                w = w.replace(&tag, &t0_acquire::spec::current_sql(s.table, true).expect("canonical table"));
-            }
-        }
+        let w = w.replace("{now}", &format!("TIMESTAMP {}", quote_literal(&ctx.now)));
+        let w = t0_acquire::spec::expand_current(&w);
         format!("({w})")
     }
 
@@ -446,7 +447,8 @@ impl Rule {
                             .join(" UNION ALL "),
                     ],
                     Policy::Drop => {
-                        let any = columns.iter().map(|c| format!("t.{c} < t.__max_{c}")).collect::<Vec<_>>().join(" OR ");
+                        let any =
+                            columns.iter().map(|c| format!("t.{c} < t.__max_{c}")).collect::<Vec<_>>().join(" OR ");
                         vec![format!("SELECT {} FROM {windowed} t WHERE ({any}) AND {cond}", tombstone("NULL"))]
                     }
                 }

@@ -80,8 +80,7 @@ fn main() -> std::process::ExitCode {
             Ok(Outcome::done(&r, human))
         }
         None => {
-            let args =
-                t0_heal::HealArgs { dry_run: cli.dry_run, rules: cli.rules.clone(), limit: cli.limit };
+            let args = t0_heal::HealArgs { dry_run: cli.dry_run, rules: cli.rules.clone(), limit: cli.limit };
             let r = t0_heal::run(root, clock, &args, progress)?;
             let verb = if r.dry_run { "would patch" } else { "patched" };
             let mut human = format!(
