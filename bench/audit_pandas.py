@@ -45,7 +45,7 @@ same = pd.Series(True, index=s.index)
 for c in ["views", "likes", "comments"]:
     same &= s[c].eq(g[c].shift(1))
 dt = (s["observed_at"] - g["observed_at"].shift(1)).dt.total_seconds()
-out["observations.duplicate_snapshots(views,likes,comments)"] = int((same & (dt <= 60)).sum())
+out["observations.duplicate_snapshots"] = int((same & (dt <= 60)).sum())
 # entities
 out["entities.not_null(entity_id,kind,created_at)"] = int(ent[["entity_id", "kind", "created_at"]].isna().any(axis=1).sum())
 out["entities.allowed_values(kind)"] = int((ent["kind"].notna() & ~ent["kind"].isin(["channel", "clip"])).sum())
