@@ -27,7 +27,9 @@ SELECT g.entity_id,
        date_diff('second', h.last_seen, g.t0) / 3600.0              AS hours_since_last,
        h.views_t0 / greatest(date_diff('second', s.created_at, h.last_seen) / 3600.0, 1.0)
                                                                     AS views_per_hour,
-       coalesce(c.channel_clips, 0)                                 AS channel_clips
+       coalesce(c.channel_clips, 0)                                 AS channel_clips,
+       -- A static attribute kept by acquire in `attrs` (JSON text; read without the JSON extension).
+       TRY_CAST(regexp_extract(s.attrs, '"duration_s":\s*"?([0-9.]+)', 1) AS DOUBLE) AS duration_s
 FROM t0_grid g
 LEFT JOIN self_asof s    ON s.entity_id = g.entity_id AND s.t0 = g.t0
 LEFT JOIN base_history h ON h.entity_id = g.entity_id AND h.t0 = g.t0

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_acquire.sql"),
     include_str!("migrations/0003_audit_history.sql"),
     include_str!("migrations/0004_heal.sql"),
+    include_str!("migrations/0005_certify.sql"),
 ];
 
 pub use duckdb;

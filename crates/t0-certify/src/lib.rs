@@ -2,15 +2,19 @@
 //! proves their SQL closures free of wall-clock and label reads, and writes them to Parquet
 //! with a certificate. Labels are written beside them, outside every certified closure.
 //!
-//! Skeleton scope: entrypoints `base` and `text`, a T0 grid of "created + offset", one horizon
-//! label. Anchors, priors, WOE, SLA gating and dataset-hash baselines come with the certify
-//! issue.
+//! Stores (`configs/feature-stores/`): `base` (latest visible snapshot, static attributes),
+//! `history` (windowed counts, growth, velocity), `priors` (matured-outcome cohort anchors with
+//! a fallback ladder and an out-of-fold WOE), `modality` (SLA-gated artifact columns) and
+//! `text` (the title, input of embed). Parameters reach the SQL through the one-row
+//! `certify_params` table, so the files themselves are fixed and hashed.
 
 pub mod sqlcheck;
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use duckdb::arrow::array::RecordBatch;
+use duckdb::arrow::datatypes::SchemaRef;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
 use t0_catalog::{Catalog, RootLock};
@@ -26,16 +30,135 @@ const BUILTIN_SQL: &[(&str, &str)] = &[
     ("asof.sql", include_str!("../../../configs/feature-stores/asof.sql")),
     ("base.sql", include_str!("../../../configs/feature-stores/base.sql")),
     ("text.sql", include_str!("../../../configs/feature-stores/text.sql")),
+    ("history.sql", include_str!("../../../configs/feature-stores/history.sql")),
+    ("outcomes.sql", include_str!("../../../configs/feature-stores/outcomes.sql")),
+    ("priors.sql", include_str!("../../../configs/feature-stores/priors.sql")),
+    ("modality.sql", include_str!("../../../configs/feature-stores/modality.sql")),
 ];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertifyConfig {
-    /// T0 of each clip: its creation time plus this many hours.
-    pub t0_offset_hours: i64,
+    #[serde(default)]
+    pub t0: GridConfig,
     /// Label horizon in hours after T0.
     pub horizon_hours: i64,
+    #[serde(default)]
+    pub priors: PriorConfig,
+    #[serde(default)]
+    pub sla: SlaConfig,
+    /// T0 days (YYYY-MM-DD) whose dataset hash is a baseline; default: the days already
+    /// baselined for a store, or else the earliest `baseline_days_default` T0 days.
+    #[serde(default)]
+    pub baseline_days: Vec<String>,
+    #[serde(default = "three")]
+    pub baseline_days_default: usize,
     pub stores: Vec<StoreConfig>,
+}
+
+fn three() -> usize {
+    3
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum GridMode {
+    /// One T0 per entity: its first observation plus `offset_hours`.
+    FirstSeen,
+    /// T0 = first observation + `offset_hours` + i * `every_days`, while the entity is live
+    /// (before its removal event) and its T0 is within the data (`max_per_entity` at most).
+    EveryKDays,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    pub mode: GridMode,
+    pub offset_hours: i64,
+    #[serde(default = "seven")]
+    pub every_days: i64,
+    #[serde(default = "twelve")]
+    pub max_per_entity: i64,
+}
+
+fn seven() -> i64 {
+    7
+}
+fn twelve() -> i64 {
+    12
+}
+
+impl Default for GridConfig {
+    fn default() -> Self {
+        GridConfig { mode: GridMode::FirstSeen, offset_hours: 24, every_days: 7, max_per_entity: 12 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorConfig {
+    /// The outcome anchors summarise: views this many hours after creation.
+    pub prior_horizon_hours: i64,
+    /// Outcomes count only if known strictly before T0 minus this (then cut to the day).
+    pub embargo_hours: i64,
+    /// The tail outcome: views at the prior horizon at or above this.
+    pub tail_views: f64,
+    /// Smallest effective sample size a cohort needs before the ladder falls back.
+    pub min_ess: f64,
+    /// Half-life of the recency weights of the effective sample size.
+    pub half_life_days: f64,
+    /// WOE folds are contiguous blocks of this many days.
+    pub fold_days: i64,
+}
+
+impl Default for PriorConfig {
+    fn default() -> Self {
+        PriorConfig {
+            prior_horizon_hours: 72,
+            embargo_hours: 24,
+            tail_views: 2500.0,
+            min_ess: 5.0,
+            half_life_days: 30.0,
+            fold_days: 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaConfig {
+    /// An artifact counts only if it arrived within this many hours of being observed.
+    pub hours: i64,
+    /// Gated columns: certification fails if one is non-NULL while its artifact was late.
+    pub gated: Vec<GatedColumn>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatedColumn {
+    pub store: String,
+    pub column: String,
+    /// Artifact kind the column derives from.
+    pub artifact: String,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        let g = |column: &str, artifact: &str| GatedColumn {
+            store: "modality".into(),
+            column: column.into(),
+            artifact: artifact.into(),
+        };
+        SlaConfig {
+            hours: 6,
+            gated: vec![
+                g("title_words", "title"),
+                g("title_chars", "title"),
+                g("thumbnail_hash", "thumbnail"),
+                g("audio_hash", "audio"),
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -44,22 +167,33 @@ pub struct StoreConfig {
     pub entrypoint: String,
     /// SQL files of the closure, in execution order; the last defines `surface_<entrypoint>`.
     pub files: Vec<String>,
-    /// A strict store fails on view-definition drift against its last certificate.
+    /// A strict store fails on view-definition or dataset drift against its baselines; a
+    /// tolerant one records the drift in its notes and rebaselines.
     #[serde(default)]
     pub strict: bool,
 }
 
 impl Default for CertifyConfig {
     fn default() -> Self {
-        let store = |e: &str, strict| StoreConfig {
+        let store = |e: &str, blocks: &[&str], strict| StoreConfig {
             entrypoint: e.into(),
-            files: vec!["asof.sql".into(), format!("{e}.sql")],
+            files: std::iter::once("asof.sql").chain(blocks.iter().copied()).map(str::to_string).collect(),
             strict,
         };
         CertifyConfig {
-            t0_offset_hours: 24,
+            t0: GridConfig::default(),
             horizon_hours: 168,
-            stores: vec![store("base", true), store("text", false)],
+            priors: PriorConfig::default(),
+            sla: SlaConfig::default(),
+            baseline_days: Vec::new(),
+            baseline_days_default: 3,
+            stores: vec![
+                store("base", &["base.sql"], true),
+                store("history", &["history.sql"], true),
+                store("priors", &["outcomes.sql", "priors.sql"], false),
+                store("modality", &["modality.sql"], true),
+                store("text", &["text.sql"], false),
+            ],
         }
     }
 }
@@ -118,7 +252,8 @@ fn ts(t: &str) -> String {
     t.trim_end_matches('Z').to_string()
 }
 
-pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progress) -> Result<CertifyReport> {
+/// Load the config (or the default) and each store's closure: (store, [(file, sql)]).
+pub fn load_config(args: &CertifyArgs) -> Result<(CertifyConfig, String, Vec<(StoreConfig, Vec<(String, String)>)>)> {
     let (cfg, cfg_hash) = match &args.config {
         Some(p) => t0_core::config::load_yaml::<CertifyConfig>(p)?,
         None => {
@@ -134,8 +269,157 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
             .iter()
             .map(|f| Ok((f.clone(), read_sql(args.stores_dir.as_deref(), f)?)))
             .collect::<Result<Vec<_>>>()?;
-        closures.push((s, files));
+        closures.push((s.clone(), files));
     }
+    Ok((cfg, cfg_hash, closures))
+}
+
+/// Create the T0 grid and the parameter row every feature block reads (temp tables of the
+/// connection). The grid only decides *when* decisions are made; features read the data as
+/// of each T0 through the as-of views.
+pub fn prepare(catalog: &Catalog, cfg: &CertifyConfig) -> Result<()> {
+    let p = &cfg.priors;
+    let entities = t0_acquire::spec::current_sql("entities", true).expect("canonical table");
+    let events = t0_acquire::spec::current_sql("events", true).expect("canonical table");
+    let off = cfg.t0.offset_hours;
+    let grid = match cfg.t0.mode {
+        GridMode::FirstSeen => "SELECT f.entity_id, f.first_seen + to_hours(CAST(p.off AS BIGINT)) AS t0 FROM first f, p".to_string(),
+        GridMode::EveryKDays => format!(
+            "SELECT f.entity_id, f.first_seen + to_hours(CAST(p.off AS BIGINT)) + to_days(CAST(r.i * {k} AS INTEGER)) AS t0
+             FROM first f CROSS JOIN p CROSS JOIN range(0, {n}) r(i)
+             LEFT JOIN (SELECT entity_id, min(observed_at) AS ended_at FROM {events}
+                        WHERE event_type IN ('removed', 'sold') GROUP BY entity_id) x ON x.entity_id = f.entity_id
+             WHERE x.ended_at IS NULL OR f.first_seen + to_hours(CAST(p.off AS BIGINT)) + to_days(CAST(r.i * {k} AS INTEGER)) < x.ended_at",
+            k = cfg.t0.every_days,
+            n = cfg.t0.max_per_entity.max(1),
+        ),
+    };
+    let sql = format!(
+        "CREATE OR REPLACE TEMP TABLE t0_grid AS
+         WITH p AS (SELECT {off} AS off),
+              first AS (SELECT e.entity_id, min(e.observed_at) AS first_seen FROM entities e
+                        WHERE e.kind = 'clip' AND e.entity_id IN (SELECT entity_id FROM {entities})
+                        GROUP BY e.entity_id),
+              grid AS ({grid}),
+              horizon AS (SELECT max(available_at) AS as_of FROM observations)
+         SELECT g.entity_id, g.t0 FROM grid g, horizon WHERE g.t0 <= horizon.as_of
+         ORDER BY g.entity_id, g.t0;
+         CREATE OR REPLACE TEMP TABLE certify_params AS
+         SELECT CAST({} AS BIGINT) AS prior_horizon_hours, CAST({} AS BIGINT) AS embargo_hours,
+                CAST({} AS DOUBLE) AS tail_log_views, CAST({} AS DOUBLE) AS min_ess,
+                CAST({} AS DOUBLE) AS half_life_days, CAST({} AS BIGINT) AS fold_days,
+                CAST({} AS BIGINT) AS sla_hours, CAST({} AS BIGINT) AS horizon_hours;",
+        p.prior_horizon_hours,
+        p.embargo_hours,
+        (1.0 + p.tail_views).ln(),
+        p.min_ess,
+        p.half_life_days,
+        p.fold_days.max(1),
+        cfg.sla.hours,
+        cfg.horizon_hours,
+    );
+    catalog.conn().execute_batch(&sql).ctx(|| "build T0 grid".into())
+}
+
+/// Run a store's closure and return its surface, ordered by (entity_id, t0).
+pub fn build_surface(
+    catalog: &Catalog,
+    entry: &str,
+    files: &[(String, String)],
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    for (name, sql) in files {
+        catalog.conn().execute_batch(sql).map_err(|e| Error::config(name, format!("feature-store SQL failed: {e}")))?;
+    }
+    catalog.query_arrow(&format!("SELECT * FROM surface_{entry} ORDER BY entity_id, t0"), &[])
+}
+
+/// Gated columns of `entry` that are non-NULL although no version of their artifact visible
+/// at T0 arrived within the SLA. Checked against the canonical table, not the store's views.
+fn sla_violations(catalog: &Catalog, cfg: &CertifyConfig, entry: &str) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for g in cfg.sla.gated.iter().filter(|g| g.store == entry) {
+        let n: i64 = catalog
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM surface_{entry} s WHERE s.{col} IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM artifacts a WHERE a.entity_id = s.entity_id AND a.kind = ? AND NOT a.deleted
+                          AND a.observed_at <= s.t0 AND a.available_at <= s.t0
+                          AND a.available_at <= a.observed_at + to_hours(CAST(? AS BIGINT)))",
+                    col = g.column
+                ),
+                params![g.artifact, cfg.sla.hours],
+                |r| r.get(0),
+            )
+            .map_err(|e| Error::config(format!("surface_{entry}"), format!("SLA check of {}: {e}", g.column)))?;
+        if n > 0 {
+            notes.push(format!(
+                "SLA violation: {entry}.{} is non-NULL in {n} rows whose {} artifact was not available within {} h by T0",
+                g.column, g.artifact, cfg.sla.hours
+            ));
+        }
+    }
+    Ok(notes)
+}
+
+/// Dataset hashes of the surface's rows on each baseline T0 day, compared with the stored
+/// baselines. Returns (day, hash, rows) for every day and the drift notes.
+fn dataset_baselines(
+    catalog: &Catalog,
+    cfg: &CertifyConfig,
+    entry: &str,
+    rebaseline: bool,
+) -> Result<(Vec<(String, String, u64)>, Vec<String>)> {
+    let conn = catalog.conn();
+    let strings = |sql: &str, p: &[&dyn duckdb::ToSql]| -> Result<Vec<String>> {
+        let mut stmt = conn.prepare(sql).ctx(|| "baselines".into())?;
+        let rows = stmt.query_map(p, |r| r.get::<_, String>(0)).ctx(|| "baselines".into())?;
+        rows.collect::<std::result::Result<_, _>>().ctx(|| "baselines".into())
+    };
+    let mut days = cfg.baseline_days.clone();
+    if days.is_empty() {
+        days = strings(
+            "SELECT DISTINCT CAST(t0_day AS VARCHAR) FROM certify_baselines WHERE entrypoint = ? ORDER BY 1",
+            &[&entry],
+        )?;
+    }
+    if days.is_empty() || rebaseline && cfg.baseline_days.is_empty() {
+        days = strings(
+            &format!(
+                "SELECT DISTINCT CAST(CAST(t0 AS DATE) AS VARCHAR) FROM surface_{entry} ORDER BY 1 LIMIT {}",
+                cfg.baseline_days_default
+            ),
+            &[],
+        )?;
+    }
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for day in days {
+        let (hash, rows) = catalog.content_hash(
+            &format!("SELECT * FROM surface_{entry} WHERE CAST(t0 AS DATE) = CAST(? AS DATE)"),
+            &[&day],
+            &["entity_id", "t0"],
+        )?;
+        let previous: Option<String> = conn
+            .query_row(
+                "SELECT dataset_hash FROM certify_baselines WHERE entrypoint = ? AND t0_day = CAST(? AS DATE)
+                 ORDER BY recorded_at DESC, run_id DESC LIMIT 1",
+                params![entry, day],
+                |r| r.get(0),
+            )
+            .ok();
+        if let Some(prev) = previous.filter(|p| *p != hash)
+            && !rebaseline
+        {
+            notes.push(format!("dataset drift on T0 day {day}: baseline {prev}, now {hash} ({rows} rows)"));
+        }
+        out.push((day, hash, rows));
+    }
+    Ok((out, notes))
+}
+
+pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progress) -> Result<CertifyReport> {
+    let (cfg, cfg_hash, closures) = load_config(args)?;
     let defs: Vec<&str> = closures.iter().map(|(s, _)| s.entrypoint.as_str()).collect();
     let config_hash = t0_core::blake3_hex(
         format!(
@@ -169,23 +453,13 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     }
     let run_id = run.run_id(&defs.join(","));
     run.ensure_new(&run_id)?;
-    t0_manifest::purge_unrecorded(&catalog, &run_id, &["certificates"])?;
-
+    t0_manifest::purge_unrecorded(&catalog, &run_id, &["certificates", "certify_baselines"])?;
+    prepare(&catalog, &cfg)?;
     let conn = catalog.conn();
-    conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE t0_grid AS
-         WITH horizon AS (SELECT max(available_at) AS as_of FROM observations)
-         SELECT e.entity_id, min(e.created_at) + INTERVAL {off} HOUR AS t0
-         FROM entities e, horizon
-         WHERE e.kind = 'clip'
-         GROUP BY e.entity_id, horizon.as_of
-         HAVING min(e.created_at) + INTERVAL {off} HOUR <= horizon.as_of",
-        off = cfg.t0_offset_hours
-    ))
-    .ctx(|| "build T0 grid".into())?;
 
     let mut stores = Vec::new();
     let mut outputs = Vec::new();
+    let mut baselines: Vec<(String, Vec<(String, String, u64)>)> = Vec::new();
     let mut all_ok = true;
     progress.phase("surfaces", Some(closures.len() as u64));
     for (store, files) in &closures {
@@ -193,19 +467,18 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         let vdh = view_def_hash(files);
         let mut notes: Vec<String> =
             files.iter().flat_map(|(name, sql)| sqlcheck::violations(name, &sqlcheck::normalise(sql))).collect();
-        if store.strict && !args.rebaseline {
-            let previous: Option<String> = conn
-                .query_row(
-                    "SELECT view_def_hash FROM certificates WHERE entrypoint = ? AND status = 'CERTIFIED' ORDER BY certified_at DESC, run_id DESC LIMIT 1",
-                    params![entry],
-                    |r| r.get(0),
-                )
-                .ok();
-            if let Some(prev) = previous.filter(|p| *p != vdh) {
-                notes.push(format!(
-                    "view-definition drift in strict store {entry}: baseline {prev}, now {vdh} (pass --rebaseline to accept)"
-                ));
-            }
+        let previous: Option<String> = conn
+            .query_row(
+                "SELECT view_def_hash FROM certificates WHERE entrypoint = ? AND status = 'CERTIFIED' ORDER BY certified_at DESC, run_id DESC LIMIT 1",
+                params![entry],
+                |r| r.get(0),
+            )
+            .ok();
+        let mut drift = Vec::new();
+        if let Some(prev) = previous.filter(|p| *p != vdh)
+            && !args.rebaseline
+        {
+            drift.push(format!("view-definition drift in store {entry}: baseline {prev}, now {vdh}"));
         }
         let mut result = StoreResult {
             entrypoint: entry.clone(),
@@ -214,26 +487,39 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
             dataset_hash: None,
             rows: 0,
             path: None,
-            notes,
+            notes: Vec::new(),
         };
-        if result.notes.is_empty() {
-            for (name, sql) in files {
-                conn.execute_batch(sql).map_err(|e| Error::config(name, format!("feature-store SQL failed: {e}")))?;
+        // A closure that reads the clock or a label never runs.
+        if notes.is_empty() {
+            let (schema, batches) = build_surface(&catalog, entry, files)?;
+            notes.extend(sla_violations(&catalog, &cfg, entry)?);
+            let (days, dataset_drift) = dataset_baselines(&catalog, &cfg, entry, args.rebaseline)?;
+            drift.extend(dataset_drift);
+            if store.strict && !drift.is_empty() {
+                notes.extend(drift.iter().map(|d| format!("{d} (strict store; --rebaseline accepts it)")));
             }
-            let (schema, batches) =
-                catalog.query_arrow(&format!("SELECT * FROM surface_{entry} ORDER BY entity_id, t0"), &[])?;
-            let rel = format!("lake/surfaces/{entry}/{run_id}/surface.parquet");
-            t0_table::write_parquet(&root.join(&rel), schema, &batches)?;
-            let out =
-                t0_manifest::record_output(root, &catalog, &format!("surface.{entry}"), Location::per_entity_t0(&rel))?;
-            result.status = "CERTIFIED".into();
-            result.dataset_hash = Some(out.content_hash.clone());
-            result.rows = out.rows.unwrap_or(0);
-            result.path = Some(rel);
-            outputs.push(out);
-        } else {
-            all_ok = false;
+            if notes.is_empty() {
+                if !drift.is_empty() {
+                    notes.extend(drift.iter().map(|d| format!("{d} (drift-tolerant store: recorded and rebaselined)")));
+                }
+                let rel = format!("lake/surfaces/{entry}/{run_id}/surface.parquet");
+                t0_table::write_parquet(&root.join(&rel), schema, &batches)?;
+                let out = t0_manifest::record_output(
+                    root,
+                    &catalog,
+                    &format!("surface.{entry}"),
+                    Location::per_entity_t0(&rel),
+                )?;
+                result.status = "CERTIFIED".into();
+                result.dataset_hash = Some(out.content_hash.clone());
+                result.rows = out.rows.unwrap_or(0);
+                result.path = Some(rel);
+                outputs.push(out);
+                baselines.push((entry.clone(), days));
+            }
         }
+        result.notes = notes;
+        all_ok &= result.status == "CERTIFIED";
         stores.push(result);
         progress.advance(1);
     }
@@ -244,20 +530,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     let mut labels_path = None;
     let mut label_rows = 0;
     if all_ok {
-        let (schema, batches) = catalog.query_arrow(
-            &format!(
-                "WITH cur AS {current}
-                 SELECT g.entity_id, g.t0, CAST({h} AS BIGINT) AS horizon_hours,
-                        CASE WHEN max(o.observed_at) >= g.t0 + INTERVAL {h} HOUR
-                             THEN ln(1 + arg_max(o.views, o.observed_at) FILTER (WHERE o.observed_at <= g.t0 + INTERVAL {h} HOUR))
-                        END AS y_log_views
-                 FROM t0_grid g LEFT JOIN cur o ON o.entity_id = g.entity_id
-                 GROUP BY g.entity_id, g.t0 ORDER BY g.entity_id, g.t0",
-                h = cfg.horizon_hours,
-                current = t0_acquire::spec::current_sql("observations", true).expect("canonical table"),
-            ),
-            &[],
-        )?;
+        let (schema, batches) = catalog.query_arrow(&labels_sql(&cfg), &[])?;
         let rel = format!("lake/labels/{run_id}/labels.parquet");
         t0_table::write_parquet(&root.join(&rel), schema, &batches)?;
         let out = t0_manifest::record_output(root, &catalog, "labels", Location::per_entity_t0(&rel))?;
@@ -273,10 +546,12 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         .ctx(|| "T0 range".into())?;
     let now = clock.stamp();
     for s in &stores {
+        let days = baselines.iter().find(|(e, _)| *e == s.entrypoint).map(|(_, d)| d.clone()).unwrap_or_default();
         let cert = serde_json::json!({
             "entrypoint": s.entrypoint, "status": s.status, "view_def_hash": s.view_def_hash,
             "dataset_hash": s.dataset_hash, "t0_min": t0_min, "t0_max": t0_max, "rows": s.rows,
             "certified_at": now, "run_id": run_id, "notes": s.notes,
+            "baselines": days.iter().map(|(d, h, n)| serde_json::json!({"t0_day": d, "dataset_hash": h, "rows": n})).collect::<Vec<_>>(),
             "upstream": [{"stage": "audit", "run_id": audit.manifest.run_id, "manifest_hash": audit.manifest_hash}],
         });
         let rel = format!("lake/surfaces/{}/{run_id}/certificate.json", s.entrypoint);
@@ -294,11 +569,52 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
             params![run_id, s.entrypoint, s.status, ts(&now), s.view_def_hash, s.dataset_hash.clone().unwrap_or_default(), t0_min, t0_max, s.rows as i64, s.notes.join("; ")],
         )
         .ctx(|| "record certificate".into())?;
+        for (day, hash, rows) in &days {
+            conn.execute(
+                "INSERT INTO certify_baselines VALUES (?, ?, CAST(? AS DATE), ?, ?, CAST(? AS TIMESTAMP))",
+                params![run_id, s.entrypoint, day, hash, *rows as i64, ts(&now)],
+            )
+            .ctx(|| "record baseline".into())?;
+        }
     }
     let status = if all_ok { "CERTIFIED" } else { "FAILED" };
     let report = CertifyReport { run_id: run_id.clone(), status: status.into(), stores, labels_path, label_rows };
     run.finish(&run_id, Some(status), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
+}
+
+/// Labels from the current (fully repaired) data, one row per grid (entity, T0):
+/// - `y_log_views`: ln(1 + views) at T0 + horizon, from the last snapshot at or before it;
+///   NULL when the entity was not observed that far;
+/// - `y_tail`: that outcome at or above the tail threshold;
+/// - `tte_hours` / `event`: hours from T0 to the first removal (status or event) after T0,
+///   right-censored at the last observation when none is seen.
+pub fn labels_sql(cfg: &CertifyConfig) -> String {
+    let obs = t0_acquire::spec::current_sql("observations", true).expect("canonical table");
+    let events = t0_acquire::spec::current_sql("events", true).expect("canonical table");
+    format!(
+        "WITH cur AS {obs},
+         ends AS (SELECT entity_id, observed_at FROM {events} WHERE event_type IN ('removed', 'sold')
+                  UNION ALL SELECT entity_id, observed_at FROM cur WHERE status IN ('removed', 'sold')),
+         y AS (SELECT g.entity_id, g.t0,
+                      CASE WHEN max(o.observed_at) >= g.t0 + INTERVAL {h} HOUR
+                           THEN ln(1 + arg_max(o.views, o.observed_at) FILTER (WHERE o.observed_at <= g.t0 + INTERVAL {h} HOUR))
+                      END AS y_log_views,
+                      max(o.observed_at) AS last_seen
+               FROM t0_grid g LEFT JOIN cur o ON o.entity_id = g.entity_id
+               GROUP BY g.entity_id, g.t0),
+         e AS (SELECT g.entity_id, g.t0, min(x.observed_at) AS ended_at
+               FROM t0_grid g JOIN ends x ON x.entity_id = g.entity_id AND x.observed_at > g.t0
+               GROUP BY g.entity_id, g.t0)
+         SELECT y.entity_id, y.t0, CAST({h} AS BIGINT) AS horizon_hours, y.y_log_views,
+                CASE WHEN y.y_log_views IS NOT NULL THEN y.y_log_views >= {tail} END AS y_tail,
+                greatest(date_diff('second', y.t0, coalesce(e.ended_at, y.last_seen)), 0) / 3600.0 AS tte_hours,
+                e.ended_at IS NOT NULL AS event
+         FROM y LEFT JOIN e ON e.entity_id = y.entity_id AND e.t0 = y.t0
+         ORDER BY y.entity_id, y.t0",
+        h = cfg.horizon_hours,
+        tail = (1.0 + cfg.priors.tail_views).ln(),
+    )
 }
 
 /// The downstream guard: the latest certify run must be CERTIFIED and not older than

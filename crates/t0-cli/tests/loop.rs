@@ -284,20 +284,24 @@ fn a_block_acceptance_stops_the_next_score() {
 }
 
 #[test]
-fn a_time_token_in_a_feature_store_fails_certification() {
+fn a_time_token_or_a_label_read_in_a_feature_store_fails_certification() {
     let dir = copy_of_pristine();
     let stores = dir.path().join("stores");
     std::fs::create_dir(&stores).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/feature-stores");
-    for f in ["asof.sql", "base.sql", "text.sql"] {
-        std::fs::copy(src.join(f), stores.join(f)).unwrap();
-    }
+    copy_dir(&src, &stores);
+    // A block that reads a label object fails too, with its reason.
+    let history = std::fs::read_to_string(stores.join("history.sql")).unwrap();
+    let peeking = history.replace("FROM obs_asof o", "FROM obs_asof o LEFT JOIN labels_latest l USING (entity_id, t0)");
+    assert_ne!(history, peeking);
+    std::fs::write(stores.join("history.sql"), peeking).unwrap();
     let base = std::fs::read_to_string(stores.join("base.sql")).unwrap();
     let leaky = base.replace("AS hours_since_last", "AS hours_since_last, date_diff('second', g.t0, now()) AS leak");
     assert_ne!(base, leaky);
     std::fs::write(stores.join("base.sql"), leaky).unwrap();
     let o = expect(dir.path(), "certify", &["--stores", stores.to_str().unwrap(), "--rebaseline"], 1);
     assert!(o.stderr.contains("time token `now`"), "{}", o.stderr);
+    assert!(o.stderr.contains("history.sql: label object `labels_latest`"), "{}", o.stderr);
     // A FAILED certificate blocks everything downstream.
     let o = expect(dir.path(), "embed", &[], 3);
     assert!(o.stderr.contains("FAILED"), "{}", o.stderr);
