@@ -253,7 +253,12 @@ fn ts(t: &str) -> String {
 }
 
 /// Load the config (or the default) and each store's closure: (store, [(file, sql)]).
-pub fn load_config(args: &CertifyArgs) -> Result<(CertifyConfig, String, Vec<(StoreConfig, Vec<(String, String)>)>)> {
+/// A store's SQL closure: (file name, SQL) in execution order.
+pub type Closure = Vec<(String, String)>;
+/// A baseline T0 day: (day, dataset hash, rows).
+type DayHash = (String, String, u64);
+
+pub fn load_config(args: &CertifyArgs) -> Result<(CertifyConfig, String, Vec<(StoreConfig, Closure)>)> {
     let (cfg, cfg_hash) = match &args.config {
         Some(p) => t0_core::config::load_yaml::<CertifyConfig>(p)?,
         None => {
@@ -369,7 +374,7 @@ fn dataset_baselines(
     cfg: &CertifyConfig,
     entry: &str,
     rebaseline: bool,
-) -> Result<(Vec<(String, String, u64)>, Vec<String>)> {
+) -> Result<(Vec<DayHash>, Vec<String>)> {
     let conn = catalog.conn();
     let strings = |sql: &str, p: &[&dyn duckdb::ToSql]| -> Result<Vec<String>> {
         let mut stmt = conn.prepare(sql).ctx(|| "baselines".into())?;
@@ -459,7 +464,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
 
     let mut stores = Vec::new();
     let mut outputs = Vec::new();
-    let mut baselines: Vec<(String, Vec<(String, String, u64)>)> = Vec::new();
+    let mut baselines: Vec<(String, Vec<DayHash>)> = Vec::new();
     let mut all_ok = true;
     progress.phase("surfaces", Some(closures.len() as u64));
     for (store, files) in &closures {
