@@ -258,7 +258,14 @@ pub type Closure = Vec<(String, String)>;
 /// A baseline T0 day: (day, dataset hash, rows).
 type DayHash = (String, String, u64);
 
-pub fn load_config(args: &CertifyArgs) -> Result<(CertifyConfig, String, Vec<(StoreConfig, Closure)>)> {
+/// A loaded configuration: the config, its hash, and each store with its closure.
+pub struct LoadedConfig {
+    pub cfg: CertifyConfig,
+    pub hash: String,
+    pub closures: Vec<(StoreConfig, Closure)>,
+}
+
+pub fn load_config(args: &CertifyArgs) -> Result<LoadedConfig> {
     let (cfg, cfg_hash) = match &args.config {
         Some(p) => t0_core::config::load_yaml::<CertifyConfig>(p)?,
         None => {
@@ -276,7 +283,7 @@ pub fn load_config(args: &CertifyArgs) -> Result<(CertifyConfig, String, Vec<(St
             .collect::<Result<Vec<_>>>()?;
         closures.push((s.clone(), files));
     }
-    Ok((cfg, cfg_hash, closures))
+    Ok(LoadedConfig { cfg, hash: cfg_hash, closures })
 }
 
 /// Create the T0 grid and the parameter row every feature block reads (temp tables of the
@@ -424,7 +431,7 @@ fn dataset_baselines(
 }
 
 pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progress) -> Result<CertifyReport> {
-    let (cfg, cfg_hash, closures) = load_config(args)?;
+    let LoadedConfig { cfg, hash: cfg_hash, closures } = load_config(args)?;
     let defs: Vec<&str> = closures.iter().map(|(s, _)| s.entrypoint.as_str()).collect();
     let config_hash = t0_core::blake3_hex(
         format!(
