@@ -1,0 +1,387 @@
+//! The leakage red team.
+//! 1. Facts from after T0 — rows observed after every T0, rows observed before T0 but known
+//!    only after every T0, and heal repairs made after every T0 of rows visible at T0 — leave
+//!    every certified feature value identical. The same attack on a store whose as-of view
+//!    drops the availability filter changes values: the test can fail.
+//! 2. (in crates/t0-cli/tests/loop.rs) a block reading a label object or the clock fails.
+//! 3. On random small histories (versions, tombstones, late rows), every base and history
+//!    value equals a brute-force as-of computation written here, independently of the SQL.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use t0_acquire::AcquireArgs;
+use t0_audit::AuditArgs;
+use t0_catalog::Catalog;
+use t0_certify::{CertifyArgs, CertifyConfig, GridMode};
+use t0_core::{Clock, NoProgress, Root};
+
+fn clock(at: &str) -> Clock {
+    Clock::from_arg(Some(at)).unwrap()
+}
+
+fn audit(root: &Root, at: &str) -> String {
+    let args = AuditArgs { sample: 3, contracts: None, as_of: Some(at.into()), rebaseline: false };
+    t0_audit::run(root, clock(at), &args, &NoProgress).unwrap().verdict
+}
+
+/// Audit, heal while the audit fails, until it passes.
+fn audit_heal(root: &Root, at: &str) {
+    for _ in 0..3 {
+        if audit(root, at) == "PASS" {
+            return;
+        }
+        let args = t0_heal::HealArgs::default();
+        t0_heal::run(root, clock(at), &args, &NoProgress).unwrap();
+    }
+    panic!("audit still fails after heal");
+}
+
+fn certify(root: &Root, at: &str, stores: Option<&Path>, rebaseline: bool) -> t0_certify::CertifyReport {
+    let args = CertifyArgs { config: None, stores_dir: stores.map(Path::to_path_buf), rebaseline };
+    t0_certify::run(root, clock(at), &args, &NoProgress).unwrap()
+}
+
+fn surfaces(root: &Root, r: &t0_certify::CertifyReport) -> BTreeMap<String, PathBuf> {
+    r.stores.iter().filter_map(|s| Some((s.entrypoint.clone(), root.join(s.path.as_ref()?)))).collect()
+}
+
+/// Rows of `before` that `after` does not reproduce exactly (same key, same values).
+fn changed_rows(before: &Path, after: &Path) -> u64 {
+    let cat = Catalog::in_memory().unwrap();
+    let q = |p: &Path| t0_catalog::quote_literal(&p.display().to_string());
+    cat.conn()
+        .query_row(
+            &format!(
+                "SELECT count(*) FROM (SELECT * FROM read_parquet({}) EXCEPT SELECT * FROM read_parquet({}))",
+                q(before),
+                q(after)
+            ),
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+}
+
+/// Append CSV rows to a new source file (acquire ingests each file once).
+fn write_source(dir: &Path, name: &str, header: &str, rows: &[String]) {
+    let mut body = format!("{header}\n");
+    for r in rows {
+        body.push_str(r);
+        body.push('\n');
+    }
+    std::fs::write(dir.join(name), body).unwrap();
+}
+
+struct Attack {
+    changed: BTreeMap<String, u64>,
+    compared: BTreeMap<String, u64>,
+    second: t0_certify::CertifyReport,
+}
+
+/// Certify a generated history, inject facts from after every T0, repair after every T0,
+/// certify again, and count the rows of the first surfaces that changed.
+fn attack(stores: Option<&Path>) -> Attack {
+    let data = tempfile::tempdir().unwrap();
+    let opt = t0_acquire::generate::GenerateOptions { entities: 300, media: 0, ..Default::default() };
+    t0_acquire::generate::generate(data.path(), &opt, &NoProgress).unwrap();
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::new(root_dir.path());
+    let t1 = "2026-04-01T00:00:00Z";
+    let acquire = |at: &str| {
+        let args = AcquireArgs { input: data.path().to_path_buf(), config: None, chunk_rows: 100_000 };
+        t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
+    };
+    acquire(t1);
+    audit_heal(&root, t1);
+    let first = certify(&root, t1, stores, false);
+    assert_eq!(first.status, "CERTIFIED", "{:?}", first.stores);
+    let before = surfaces(&root, &first);
+
+    // Every T0 and every availability so far lie before `after`.
+    let cat = Catalog::open(&root).unwrap();
+    let grid: Vec<(String, String, String)> = {
+        let mut stmt = cat
+            .conn()
+            .prepare(
+                "SELECT e.entity_id, CAST(min(e.observed_at) AS VARCHAR),
+                        CAST((SELECT max(available_at) FROM observations) AS VARCHAR)
+                 FROM entities e WHERE e.kind = 'clip' GROUP BY e.entity_id ORDER BY 1",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    };
+    drop(cat);
+    let after = "2026-06-01 00:00:00";
+    assert!(grid.iter().all(|(_, _, horizon)| horizon.as_str() < after));
+    let mut rows = Vec::new();
+    for (i, (id, created, _)) in grid.iter().enumerate() {
+        // (b) observed an hour after creation, before T0, known only after every T0; its huge
+        //     count also makes heal carry it forward onto the snapshots visible at T0 (c).
+        rows.push(format!("{id},{},1000000000,0,0,{after},live", shift(created, 1)));
+        // (a) observed and known after every T0.
+        if i % 2 == 0 {
+            rows.push(format!("{id},2026-06-02 00:00:00,2000000000,0,0,2026-06-02 01:00:00,live"));
+        }
+    }
+    write_source(
+        data.path(),
+        "observations-late.csv",
+        "entity_id,observed_at,views,likes,comments,available_at,status",
+        &rows,
+    );
+    let t2 = "2026-06-10T00:00:00Z";
+    acquire(t2);
+    audit_heal(&root, t2);
+    let cat = Catalog::open(&root).unwrap();
+    let repaired: i64 = cat
+        .conn()
+        .query_row("SELECT count(*) FROM heal_ledger WHERE patched_at >= TIMESTAMP '2026-06-10 00:00:00'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(repaired > 0, "the attack should make heal repair rows after T0");
+    drop(cat);
+    let second = certify(&root, t2, stores, stores.is_some());
+    let after_paths = surfaces(&root, &second);
+    let mut changed = BTreeMap::new();
+    let mut compared = BTreeMap::new();
+    for (entry, path) in &before {
+        let other =
+            after_paths.get(entry).unwrap_or_else(|| panic!("{entry} not certified again: {:?}", second.stores));
+        changed.insert(entry.clone(), changed_rows(path, other));
+        compared.insert(
+            entry.clone(),
+            t0_table::read_parquet(path).map(|(_, b)| b.iter().map(|b| b.num_rows() as u64).sum()).unwrap(),
+        );
+    }
+    Attack { changed, compared, second }
+}
+
+fn shift(ts: &str, hours: i64) -> String {
+    let t = t0_core::clock::parse_utc(ts).unwrap() + chrono::Duration::hours(hours);
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+#[test]
+fn facts_from_after_t0_change_no_certified_value() {
+    let a = attack(None);
+    assert_eq!(a.second.status, "CERTIFIED", "strict stores saw drift: {:?}", a.second.stores);
+    for (entry, n) in &a.changed {
+        assert!(a.compared[entry] >= 300, "{entry}: only {} rows compared", a.compared[entry]);
+        assert_eq!(*n, 0, "{entry}: {n} of {} rows changed after the attack", a.compared[entry]);
+    }
+}
+
+#[test]
+fn the_red_team_catches_a_store_without_the_availability_filter() {
+    let stores = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/feature-stores");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), stores.path().join(e.file_name())).unwrap();
+    }
+    let asof = std::fs::read_to_string(stores.path().join("asof.sql")).unwrap();
+    let leaky = asof.replace("AND o.available_at <= g.t0", "");
+    assert_ne!(asof, leaky);
+    std::fs::write(stores.path().join("asof.sql"), leaky).unwrap();
+    let a = attack(Some(stores.path()));
+    // Late rows and the repairs now reach the surfaces that read snapshots.
+    assert!(a.changed["base"] > 0, "{:?}", a.changed);
+    assert!(a.changed["history"] > 0, "{:?}", a.changed);
+}
+
+// --- 3. property test ------------------------------------------------------------------------
+
+/// splitmix64, the test's own source of randomness.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Version {
+    entity: String,
+    observed: i64,
+    available: i64,
+    version: i32,
+    views: i64,
+    likes: i64,
+    deleted: bool,
+}
+
+const HOUR: i64 = 3600;
+const START: i64 = 1_767_225_600; // 2026-01-01
+
+fn sql_ts(secs: i64) -> String {
+    format!("TIMESTAMP '{}'", chrono::DateTime::from_timestamp(secs, 0).unwrap().format("%Y-%m-%d %H:%M:%S"))
+}
+
+/// A random history: a few clips, snapshots at random hours with random lateness, some facts
+/// restated later (a new version, maybe a tombstone).
+fn history(rng: &mut Rng) -> (Vec<(String, i64)>, Vec<Version>) {
+    let mut clips = Vec::new();
+    let mut rows = Vec::new();
+    for c in 0..(2 + rng.below(4)) {
+        let id = format!("c{c}");
+        let created = START + rng.below(72) as i64 * HOUR;
+        clips.push((id.clone(), created));
+        let mut t = created;
+        let mut views = 0;
+        for _ in 0..rng.below(12) {
+            t += (1 + rng.below(30) as i64) * HOUR;
+            views += rng.below(500) as i64;
+            let lag = if rng.below(4) == 0 { (24 + rng.below(200) as i64) * HOUR } else { rng.below(3) as i64 * HOUR };
+            let v = Version {
+                entity: id.clone(),
+                observed: t,
+                available: t + lag,
+                version: 1,
+                views,
+                likes: views / 10,
+                deleted: false,
+            };
+            rows.push(v.clone());
+            if rng.below(5) == 0 {
+                // A restatement (a repair) known later: other values, or a tombstone.
+                let later = v.available + (1 + rng.below(100) as i64) * HOUR;
+                let deleted = rng.below(3) == 0;
+                rows.push(Version { available: later, version: 2, views: v.views + 7, deleted, ..v });
+            }
+        }
+    }
+    (clips, rows)
+}
+
+fn load(cat: &Catalog, clips: &[(String, i64)], rows: &[Version]) {
+    for (id, created) in clips {
+        cat.conn()
+            .execute_batch(&format!(
+                "INSERT INTO entities (entity_id, kind, parent_id, created_at, observed_at, available_at, version, batch_id)
+                 VALUES ('{id}', 'clip', 'ch', {t}, {t}, {t}, 1, 'b')",
+                t = sql_ts(*created)
+            ))
+            .unwrap();
+    }
+    for v in rows {
+        cat.conn()
+            .execute_batch(&format!(
+                "INSERT INTO observations (entity_id, observed_at, available_at, views, likes, comments, version, batch_id, status, deleted)
+                 VALUES ('{}', {}, {}, {}, {}, 0, {}, 'b', 'live', {})",
+                v.entity,
+                sql_ts(v.observed),
+                sql_ts(v.available),
+                v.views,
+                v.likes,
+                v.version,
+                v.deleted
+            ))
+            .unwrap();
+    }
+}
+
+/// The snapshots visible at `t0`: newest version per observed time among those observed and
+/// available by then, tombstones dropped; sorted by observed time.
+fn visible(rows: &[Version], entity: &str, t0: i64) -> Vec<Version> {
+    let mut newest: BTreeMap<i64, &Version> = BTreeMap::new();
+    for v in rows.iter().filter(|v| v.entity == entity && v.observed <= t0 && v.available <= t0) {
+        let e = newest.entry(v.observed).or_insert(v);
+        if v.version > e.version {
+            *e = v;
+        }
+    }
+    newest.into_values().filter(|v| !v.deleted).cloned().collect()
+}
+
+fn values(cat: &Catalog, sql: &str) -> Vec<Vec<Option<f64>>> {
+    let mut stmt = cat.conn().prepare(sql).unwrap();
+    let n = stmt.column_count();
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().unwrap() {
+        out.push((0..n).map(|i| r.get::<_, Option<f64>>(i).unwrap()).collect());
+    }
+    out
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+        _ => false,
+    }
+}
+
+#[test]
+fn surfaces_equal_a_brute_force_as_of_on_random_histories() {
+    let mut cfg = CertifyConfig::default();
+    cfg.t0.mode = GridMode::EveryKDays;
+    cfg.t0.every_days = 1;
+    cfg.t0.offset_hours = 6;
+    let args = CertifyArgs { config: None, stores_dir: None, rebaseline: false };
+    let closures = t0_certify::load_config(&args).unwrap().closures;
+    let files = |e: &str| closures.iter().find(|(s, _)| s.entrypoint == e).unwrap().1.clone();
+    let mut rng = Rng(20261124);
+    let mut checked = 0;
+    for case in 0..40 {
+        let (clips, rows) = history(&mut rng);
+        let cat = Catalog::in_memory().unwrap();
+        load(&cat, &clips, &rows);
+        t0_certify::prepare(&cat, &cfg).unwrap();
+        t0_certify::build_surface(&cat, "base", &files("base")).unwrap();
+        t0_certify::build_surface(&cat, "history", &files("history")).unwrap();
+        let got = values(
+            &cat,
+            "SELECT CAST(substr(b.entity_id, 2) AS DOUBLE), epoch(b.t0), b.views_t0, b.likes_t0, b.n_snapshots,
+                    b.hours_since_last, h.views_gain_24h, h.views_gain_72h, h.snapshots_24h, h.log_growth_72h
+             FROM surface_base b JOIN surface_history h USING (entity_id, t0) ORDER BY b.entity_id, b.t0",
+        );
+        for row in got {
+            let entity = format!("c{}", row[0].unwrap() as i64);
+            let t0 = row[1].unwrap() as i64;
+            let created = clips.iter().find(|(id, _)| *id == entity).unwrap().1;
+            let vis = visible(&rows, &entity, t0);
+            let last = vis.last();
+            // The last visible snapshot at or before `t`, or 0 if the clip was created since.
+            let at_or_before = |t: i64| -> Option<f64> {
+                match vis.iter().rev().find(|v| v.observed <= t) {
+                    Some(v) => Some(v.views as f64),
+                    None if created >= t => Some(0.0),
+                    None => None,
+                }
+            };
+            let v_t0 = last.map(|v| v.views as f64);
+            let gain = |h: i64| Some(v_t0? - at_or_before(t0 - h * HOUR)?);
+            let expected = [
+                v_t0,
+                last.map(|v| v.likes as f64),
+                Some(vis.len() as f64),
+                last.map(|v| (t0 - v.observed) as f64 / 3600.0),
+                gain(24),
+                gain(72),
+                Some(vis.iter().filter(|v| v.observed > t0 - 24 * HOUR).count() as f64),
+                (|| Some((1.0 + v_t0?).ln() - (1.0 + at_or_before(t0 - 72 * HOUR)?).ln()))(),
+            ];
+            for (i, want) in expected.iter().enumerate() {
+                assert!(
+                    close(row[i + 2], *want),
+                    "case {case}, {entity} at {t0}: column {} is {:?}, brute force {:?}\nrows: {rows:?}",
+                    i + 2,
+                    row[i + 2],
+                    want
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} (entity, T0) rows checked");
+}
