@@ -47,6 +47,10 @@ verify-ledger:
 certify *args:
     {{just_executable()}} _run certify "" {{args}}
 
+# Labels for the latest certified run (outside every feature closure).
+labels *args:
+    {{just_executable()}} _run certify "" labels {{args}}
+
 embed *args:
     {{just_executable()}} _run embed "" {{args}}
 
@@ -59,7 +63,7 @@ score *args:
 calibrate *args:
     {{just_executable()}} _run calibrate "" {{args}}
 
-# The closed loop: acquire -> audit -> heal -> audit -> certify -> embed -> train-suite -> score -> calibrate.
+# The closed loop: acquire -> audit -> heal -> audit -> certify -> labels -> embed -> train-suite -> score -> calibrate.
 # A first audit may fail (heal answers it); 99 (nothing to do) is fine when re-run on the same root.
 loop input="fixtures/clips": build
     {{just_executable()}} _run acquire 99 --input "{{input}}"
@@ -67,6 +71,7 @@ loop input="fixtures/clips": build
     {{just_executable()}} _run heal 99
     {{just_executable()}} _run audit 99
     {{just_executable()}} _run certify 99
+    {{just_executable()}} _run certify 99 labels
     {{just_executable()}} _run embed 99
     {{just_executable()}} _run train-suite 99
     {{just_executable()}} _run score 99

@@ -43,8 +43,9 @@ with DAG(
     heal = stage("heal", "heal")
     audit = stage("audit", "audit")
     certify = stage("certify", "certify")
+    labels = stage("labels", "certify", tail=" labels")
     embed = stage("embed", "embed")
     train = stage("train_suite", "train-suite")
     score = stage("score", "score")
     calibrate = stage("calibrate", "calibrate")
-    acquire >> audit_raw >> heal >> audit >> certify >> embed >> train >> score >> calibrate
+    acquire >> audit_raw >> heal >> audit >> certify >> labels >> embed >> train >> score >> calibrate

@@ -1,14 +1,17 @@
 -- Entrypoint `priors`: cohort anchors of matured outcomes with a fallback ladder. A clip's own
 -- channel is used when its effective sample size (Kish, recency-weighted) reaches `min_ess`;
--- otherwise all clips; otherwise nothing (prior_level = 'none').
+-- otherwise all clips; otherwise nothing (prior_level = 'none'). Float sums run in entity order
+-- so that the same data gives bit-identical values whatever the thread schedule.
 CREATE OR REPLACE TEMP VIEW prior_channel AS
-SELECT cutoff, channel, count(*) AS n, median(outcome) AS med, sum(w * tail) / sum(w) AS tail_rate,
-       pow(sum(w), 2) / sum(w * w) AS ess
+SELECT cutoff, channel, count(*) AS n, median(outcome) AS med,
+       sum(w * tail ORDER BY entity_id) / sum(w ORDER BY entity_id) AS tail_rate,
+       pow(sum(w ORDER BY entity_id), 2) / sum(w * w ORDER BY entity_id) AS ess
 FROM prior_facts GROUP BY cutoff, channel;
 
 CREATE OR REPLACE TEMP VIEW prior_global AS
-SELECT cutoff, count(*) AS n, median(outcome) AS med, sum(w * tail) / sum(w) AS tail_rate,
-       pow(sum(w), 2) / sum(w * w) AS ess
+SELECT cutoff, count(*) AS n, median(outcome) AS med,
+       sum(w * tail ORDER BY entity_id) / sum(w ORDER BY entity_id) AS tail_rate,
+       pow(sum(w ORDER BY entity_id), 2) / sum(w * w ORDER BY entity_id) AS ess
 FROM prior_facts GROUP BY cutoff;
 
 CREATE OR REPLACE TEMP VIEW priors_ladder AS

@@ -121,7 +121,8 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
     }
     let preds = run.consume(&score, &["predictions"])?;
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
-    let labels = run.consume(&cert, &["labels"])?;
+    let labels = t0_certify::labels::labels_for(root, &catalog, &cert)?;
+    let labels = run.consume(&labels, &["labels"])?;
     let run_id = run.run_id("");
     run.ensure_new(&run_id)?;
     t0_manifest::purge_unrecorded(&catalog, &run_id, &["acceptance"])?;

@@ -8,6 +8,7 @@
 //! `text` (the title, input of embed). Parameters reach the SQL through the one-row
 //! `certify_params` table, so the files themselves are fixed and hashed.
 
+pub mod labels;
 pub mod sqlcheck;
 
 use std::path::{Path, PathBuf};
@@ -221,8 +222,6 @@ pub struct CertifyReport {
     pub run_id: String,
     pub status: String,
     pub stores: Vec<StoreResult>,
-    pub labels_path: Option<String>,
-    pub label_rows: u64,
 }
 
 fn read_sql(dir: Option<&Path>, file: &str) -> Result<String> {
@@ -537,20 +536,6 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     }
     progress.finish();
 
-    // Labels: outcomes after T0, built from the current (fully repaired) data and kept out of
-    // every feature closure. Joined only by train-suite and calibrate.
-    let mut labels_path = None;
-    let mut label_rows = 0;
-    if all_ok {
-        let (schema, batches) = catalog.query_arrow(&labels_sql(&cfg), &[])?;
-        let rel = format!("lake/labels/{run_id}/labels.parquet");
-        t0_table::write_parquet(&root.join(&rel), schema, &batches)?;
-        let out = t0_manifest::record_output(root, &catalog, "labels", Location::per_entity_t0(&rel))?;
-        label_rows = out.rows.unwrap_or(0);
-        labels_path = Some(rel);
-        outputs.push(out);
-    }
-
     let (t0_min, t0_max): (Option<String>, Option<String>) = conn
         .query_row("SELECT CAST(min(t0) AS VARCHAR), CAST(max(t0) AS VARCHAR) FROM t0_grid", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -590,12 +575,13 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         }
     }
     let status = if all_ok { "CERTIFIED" } else { "FAILED" };
-    let report = CertifyReport { run_id: run_id.clone(), status: status.into(), stores, labels_path, label_rows };
+    let report = CertifyReport { run_id: run_id.clone(), status: status.into(), stores };
     run.finish(&run_id, Some(status), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
 }
 
-/// Labels from the current (fully repaired) data, one row per grid (entity, T0):
+/// Labels (`certify labels`) from the current (fully repaired) data, one row per grid
+/// (entity, T0), never part of a feature closure:
 /// - `y_log_views`: ln(1 + views) at T0 + horizon, from the last snapshot at or before it;
 ///   NULL when the entity was not observed that far;
 /// - `y_tail`: that outcome at or above the tail threshold;

@@ -385,3 +385,60 @@ fn surfaces_equal_a_brute_force_as_of_on_random_histories() {
     }
     assert!(checked > 100, "only {checked} (entity, T0) rows checked");
 }
+
+// --- labels ------------------------------------------------------------------------------------
+
+#[test]
+fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
+    let cat = Catalog::in_memory().unwrap();
+    let h = HOUR;
+    let clips = vec![("c0".to_string(), START), ("c1".to_string(), START), ("c2".to_string(), START)];
+    let snap = |e: &str, at: i64, views: i64| Version {
+        entity: e.into(),
+        observed: START + at * h,
+        available: START + at * h,
+        version: 1,
+        views,
+        likes: 0,
+        deleted: false,
+    };
+    // c0: observed past T0 + 168 h -> outcome from the last snapshot at or before it; no removal.
+    // c1: last seen 100 h after T0 -> no outcome, censored at 100 h.
+    // c2: removed (event) 50 h after T0; 9000 views at the horizon -> tail.
+    let rows = vec![
+        snap("c0", 30, 10),
+        snap("c0", 150, 400),
+        snap("c0", 300, 900),
+        snap("c1", 30, 10),
+        snap("c1", 124, 20),
+        snap("c2", 30, 10),
+        snap("c2", 190, 9000),
+        snap("c2", 200, 9100),
+    ];
+    load(&cat, &clips, &rows);
+    cat.conn()
+        .execute_batch(&format!(
+            "INSERT INTO events (entity_id, event_type, value, observed_at, available_at, version, batch_id)
+             VALUES ('c2', 'removed', NULL, {t}, {t}, 1, 'b')",
+            t = sql_ts(START + 74 * h)
+        ))
+        .unwrap();
+    let cfg = CertifyConfig::default(); // T0 = creation + 24 h, horizon 168 h, tail at 2500 views
+    t0_certify::prepare(&cat, &cfg).unwrap();
+    let got = values(
+        &cat,
+        &format!(
+            "SELECT y_log_views, CAST(y_tail AS DOUBLE), tte_hours, CAST(event AS DOUBLE) FROM ({}) ORDER BY entity_id",
+            t0_certify::labels_sql(&cfg)
+        ),
+    );
+    let want = [
+        [Some(401f64.ln()), Some(0.0), Some(276.0), Some(0.0)],
+        [None, None, Some(100.0), Some(0.0)],
+        [Some(9001f64.ln()), Some(1.0), Some(50.0), Some(1.0)],
+    ];
+    assert_eq!(got.len(), 3);
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.iter().zip(w).all(|(a, b)| close(*a, b)), "{g:?} vs {w:?}");
+    }
+}

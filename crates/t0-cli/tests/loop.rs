@@ -70,6 +70,7 @@ fn full_loop(root: &Path) {
     expect(root, "heal", &[], 0);
     expect(root, "audit", &[], 0);
     expect(root, "certify", &[], 0);
+    expect(root, "certify", &["labels"], 0);
     expect(root, "embed", &[], 0);
     expect(root, "train-suite", &[], 0);
     expect(root, "score", &[], 0);
@@ -154,7 +155,7 @@ fn file_case(prefix: &str, suffix: &str, stage: &str) {
 #[test]
 fn the_loop_leaves_manifests_model_predictions_and_acceptance() {
     let root = pristine();
-    for stage in ["acquire", "audit", "heal", "certify", "embed", "train-suite", "score", "calibrate"] {
+    for stage in ["acquire", "audit", "heal", "certify", "labels", "embed", "train-suite", "score", "calibrate"] {
         let dir = root.join("manifests").join(stage);
         let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
         assert!(n >= 1, "no manifest for {stage}");
@@ -176,6 +177,7 @@ fn rerunning_a_stage_on_the_same_inputs_is_nothing_to_do() {
     expect(dir.path(), "audit", &[], 99);
     expect(dir.path(), "heal", &[], 99);
     expect(dir.path(), "certify", &[], 99);
+    expect(dir.path(), "certify", &["labels"], 99);
     expect(dir.path(), "train-suite", &[], 99);
 }
 
@@ -434,4 +436,16 @@ fn a_heal_killed_before_commit_leaves_no_partial_change() {
     expect(clean.path(), "heal", &[], 0);
     assert_eq!(state(killed.path()), state(clean.path()));
     expect(killed.path(), "heal", &["verify-ledger"], 0);
+}
+
+#[test]
+fn labels_must_belong_to_the_certified_run_that_trains() {
+    let dir = copy_of_pristine();
+    // A new certification (same data, rebaselined) has no labels yet.
+    expect(dir.path(), "certify", &["--rebaseline"], 0);
+    expect(dir.path(), "embed", &[], 0);
+    let o = expect(dir.path(), "train-suite", &[], 3);
+    assert!(o.stderr.contains("certify labels"), "{}", o.stderr);
+    expect(dir.path(), "certify", &["labels"], 0);
+    expect(dir.path(), "train-suite", &[], 0);
 }

@@ -97,7 +97,9 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, t0_core::blake3_hex(MODEL.as_bytes()));
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
     let inputs = run.consume(&cert, &["surface.text"])?;
-    let run_id = run.run_id("");
+    // The certificate is part of the provenance: a re-certification (even of equal content)
+    // gets its own embeddings run, which is what train-suite checks.
+    let run_id = run.run_id(&cert.manifest.run_id);
     run.ensure_new(&run_id)?;
     let abs = inputs[0].path(root)?;
     let path = root.relative(&abs);

@@ -114,9 +114,13 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
     let emb = embed_for(root, &catalog, &cert)?;
-    let cin = run.consume(&cert, &["surface.base", "labels"])?;
+    let labels = t0_certify::labels::labels_for(root, &catalog, &cert)?;
+    let mut cin = run.consume(&cert, &["surface.base"])?;
+    cin.extend(run.consume(&labels, &["labels"])?);
     let ein = run.consume(&emb, &["embeddings.text"])?;
-    let run_id = run.run_id("");
+    // Provenance includes the certificate: a model trained under another certification is
+    // another run, as score and calibrate check.
+    let run_id = run.run_id(&cert.manifest.run_id);
     run.ensure_new(&run_id)?;
 
     progress.phase("load features", None);

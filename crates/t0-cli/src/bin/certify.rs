@@ -1,13 +1,14 @@
 //! `certify`: build and certify the T0 feature surfaces.
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use t0_cli::{Common, Outcome};
 use t0_core::ExitCode;
 
 /// Build the T0 feature surfaces through as-of views (a row is visible at T0 only if it was
 /// observed and available by T0), check each SQL closure for wall-clock and label reads and
-/// view-definition drift, and export certified surfaces, certificates and labels.
+/// view-definition and dataset drift and SLA violations, and export certified surfaces with
+/// their certificates. `certify labels` then builds the outcomes for that run's T0 grid.
 ///
 /// Exit codes: 0 CERTIFIED, 1 FAILED, 2 bad config/SQL, 3 audit not passed/stale or lock held,
 /// 99 already certified for this data and definition.
@@ -22,9 +23,19 @@ struct Cli {
     /// Directory of feature-store SQL files. Default: the built-in configs/feature-stores.
     #[arg(long)]
     stores: Option<PathBuf>,
-    /// Accept a changed view definition in a strict store as its new baseline.
+    /// Accept a changed view definition or dataset in a strict store as its new baseline.
     #[arg(long)]
     rebaseline: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the labels (horizon outcome, tail flag, time to removal with censoring) for every
+    /// (entity, T0) of the latest certified run, from the current data. Outside every feature
+    /// closure; joined only by train-suite and calibrate.
+    Labels,
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +46,14 @@ fn main() -> std::process::ExitCode {
             stores_dir: cli.stores.clone(),
             rebaseline: cli.rebaseline,
         };
+        if let Some(Cmd::Labels) = cli.cmd {
+            let r = t0_certify::labels::run(root, clock, &args, progress)?;
+            let human = format!(
+                "run {}: {} labels ({} matured) for certify run {} -> {}",
+                r.run_id, r.rows, r.matured, r.certify_run, r.path
+            );
+            return Ok(Outcome::done(&r, human));
+        }
         let r = t0_certify::run(root, clock, &args, progress)?;
         let mut human = format!("run {}: {}", r.run_id, r.status);
         for s in &r.stores {
