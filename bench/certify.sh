@@ -16,7 +16,7 @@ cargo build --release --workspace --bins
 "$venv/bin/python" -c "import duckdb, pandas, pyarrow" 2>/dev/null || "$venv/bin/pip" install --quiet duckdb pandas pyarrow
 data="$work/certify-$entities-$snapshots"
 root="$work/root-certify-$entities-$snapshots"
-now=2026-12-01T00:00:00Z
+now=2028-01-01T00:00:00Z  # 30 irregular snapshots reach into 2027
 export T0CLIP_NOW=$now
 if [ ! -f "$data/observations.csv" ]; then
     # Late rows (two clocks matter) but no defects that need heal.

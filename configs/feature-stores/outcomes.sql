@@ -32,7 +32,7 @@ UNION
 SELECT r.entity_id, r.visible_at FROM outcome_rows r JOIN outcome_matured m USING (entity_id)
 WHERE r.visible_at > m.matured_at;
 
-CREATE OR REPLACE TEMP VIEW outcome_known AS
+CREATE OR REPLACE TEMP TABLE outcome_known AS
 WITH visible AS (
     SELECT m.entity_id, m.moment, r.observed_at, r.views, r.deleted
     FROM outcome_moments m
@@ -53,8 +53,9 @@ SELECT DISTINCT g.t0,
        date_trunc('day', g.t0 - to_hours(CAST(p.embargo_hours AS BIGINT)))::TIMESTAMP AS cutoff
 FROM t0_grid g, certify_params p;
 
--- Outcomes known strictly before each cutoff, with recency weights for the effective sample size.
-CREATE OR REPLACE TEMP VIEW prior_facts AS
+-- Outcomes known strictly before each cutoff, with recency weights for the effective sample size
+-- (tables, not views: three aggregates read them).
+CREATE OR REPLACE TEMP TABLE prior_facts AS
 SELECT c.cutoff, k.entity_id, k.channel, k.created_at, k.outcome,
        CAST(k.outcome >= p.tail_log_views AS DOUBLE) AS tail,
        pow(0.5, date_diff('second', k.known_from, c.cutoff) / 86400.0 / p.half_life_days) AS w

@@ -114,22 +114,7 @@ pub enum Kind {
     },
 }
 
-/// A range bound: a number, or another column of the same row (`max: views`).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
-#[serde(untagged)]
-pub enum Bound {
-    Value(f64),
-    Column(String),
-}
-
-impl Bound {
-    pub fn sql(&self, alias: &str) -> String {
-        match self {
-            Bound::Value(v) => format!("{v}"),
-            Bound::Column(c) => format!("{alias}.{c}"),
-        }
-    }
-}
+pub use t0_core::config::Bound;
 
 fn ten() -> usize {
     10

@@ -22,6 +22,24 @@ pub fn value_hash<T: serde::Serialize>(value: &T) -> String {
     crate::blake3_hex(&json)
 }
 
+/// A bound in a contract or rule: a number, or another column of the same row (`max: views`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Bound {
+    Value(f64),
+    Column(String),
+}
+
+impl Bound {
+    /// The bound as SQL over the row aliased `alias`.
+    pub fn sql(&self, alias: &str) -> String {
+        match self {
+            Bound::Value(v) => format!("{v}"),
+            Bound::Column(c) => format!("{alias}.{c}"),
+        }
+    }
+}
+
 /// 1-based line numbers of the items of the top-level sequence `key:` in a YAML text, in
 /// order, so errors about the n-th item can name its line.
 pub fn item_lines(text: &str, key: &str) -> Vec<usize> {

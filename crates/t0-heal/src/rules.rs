@@ -15,22 +15,7 @@ use t0_core::{Error, Result};
 pub const DEFAULT_RULES: &str = include_str!("../../../configs/heal/rules.yaml");
 pub const DEFAULT_RULES_NAME: &str = "configs/heal/rules.yaml (built-in)";
 
-/// A clamp bound: a number, or another column of the same row (`max: views`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(untagged)]
-pub enum Bound {
-    Value(f64),
-    Column(String),
-}
-
-impl Bound {
-    fn sql(&self) -> String {
-        match self {
-            Bound::Value(v) => format!("{v}"),
-            Bound::Column(c) => format!("t.{c}"),
-        }
-    }
-}
+pub use t0_core::config::Bound;
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -409,12 +394,12 @@ impl Rule {
                 let mut fixed = format!("t.{column}");
                 let mut out = Vec::new();
                 if let Some(m) = min {
-                    fixed = format!("greatest({fixed}, {})", m.sql());
-                    out.push(format!("t.{column} < {}", m.sql()));
+                    fixed = format!("greatest({fixed}, {})", m.sql("t"));
+                    out.push(format!("t.{column} < {}", m.sql("t")));
                 }
                 if let Some(m) = max {
-                    fixed = format!("least({fixed}, {})", m.sql());
-                    out.push(format!("t.{column} > {}", m.sql()));
+                    fixed = format!("least({fixed}, {})", m.sql("t"));
+                    out.push(format!("t.{column} > {}", m.sql("t")));
                 }
                 if out.is_empty() {
                     out.push("false".into());
