@@ -23,7 +23,7 @@ if [ ! -f "$data/observations.csv" ]; then
     "$bin/acquire" -q generate --out "$data" --entities "$entities" --snapshots "$snapshots" --media 0 \
         --regressions 0 --duplicates 0 --near-duplicates 0 --revivals 0 --status-noise 0 --like-spikes 0 --late 0.05
 fi
-rm -rf "$root"
+rm -rf "$root" "$root-base"
 "$bin/acquire" -q --root "$root" --input "$data" --chunk-rows 1000000
 "$bin/audit" -q --root "$root" --as-of "$now"
 cp -r "$root" "$root-base"
