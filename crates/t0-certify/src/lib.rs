@@ -209,6 +209,8 @@ pub struct CertifyArgs {
 #[derive(Debug, Serialize)]
 pub struct StoreResult {
     pub entrypoint: String,
+    /// The closure's files, in order (the guard re-hashes them).
+    pub files: Vec<String>,
     pub status: String,
     pub view_def_hash: String,
     pub dataset_hash: Option<String>,
@@ -220,6 +222,8 @@ pub struct StoreResult {
 #[derive(Debug, Serialize)]
 pub struct CertifyReport {
     pub run_id: String,
+    /// Where the store SQL came from (absolute); `None` for the built-in stores.
+    pub stores_dir: Option<String>,
     pub status: String,
     pub stores: Vec<StoreResult>,
 }
@@ -493,6 +497,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         }
         let mut result = StoreResult {
             entrypoint: entry.clone(),
+            files: files.iter().map(|(f, _)| f.clone()).collect(),
             status: "FAILED".into(),
             view_def_hash: vdh.clone(),
             dataset_hash: None,
@@ -575,7 +580,11 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         }
     }
     let status = if all_ok { "CERTIFIED" } else { "FAILED" };
-    let report = CertifyReport { run_id: run_id.clone(), status: status.into(), stores };
+    let stores_dir = match &args.stores_dir {
+        Some(d) => Some(std::fs::canonicalize(d).map_err(|e| Error::io(d, e))?.display().to_string()),
+        None => None,
+    };
+    let report = CertifyReport { run_id: run_id.clone(), stores_dir, status: status.into(), stores };
     run.finish(&run_id, Some(status), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
 }
@@ -638,7 +647,35 @@ pub fn guard(root: &Root, catalog: &Catalog, clock: &Clock, max_age_days: i64) -
             age.num_days()
         )));
     }
+    view_def_unchanged(&cert)?;
     Ok(cert)
+}
+
+/// Refuse a certificate whose stores' SQL has changed since it was issued: re-hash each
+/// certified closure from where it was read (the built-in stores, or the recorded directory).
+fn view_def_unchanged(cert: &Loaded) -> Result<()> {
+    let summary = &cert.manifest.summary;
+    let dir = summary["stores_dir"].as_str().map(PathBuf::from);
+    for s in summary["stores"].as_array().into_iter().flatten().filter(|s| s["status"] == "CERTIFIED") {
+        let entry = s["entrypoint"].as_str().unwrap_or_default();
+        let files: Vec<String> =
+            s["files"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_string)).collect();
+        let closure =
+            files
+                .iter()
+                .map(|f| Ok((f.clone(), read_sql(dir.as_deref(), f)?)))
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| Error::Refused(format!("store {entry} of certify run {}: {e}", cert.manifest.run_id)))?;
+        let now = view_def_hash(&closure);
+        let certified = s["view_def_hash"].as_str().unwrap_or_default();
+        if now != certified {
+            return Err(Error::Refused(format!(
+                "view-definition drift: store {entry} was certified (run {}) as {certified}, its SQL now hashes to {now}; certify again",
+                cert.manifest.run_id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// View-definition hash the certificate recorded for `entrypoint`.

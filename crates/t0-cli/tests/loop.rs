@@ -449,3 +449,20 @@ fn labels_must_belong_to_the_certified_run_that_trains() {
     expect(dir.path(), "certify", &["labels"], 0);
     expect(dir.path(), "train-suite", &[], 0);
 }
+
+#[test]
+fn a_store_edited_after_certification_is_refused_downstream() {
+    let dir = copy_of_pristine();
+    let stores = dir.path().join("stores");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/feature-stores"), &stores);
+    // Same SQL as the built-in stores: --rebaseline makes it a new run that records the directory.
+    expect(dir.path(), "certify", &["--stores", stores.to_str().unwrap(), "--rebaseline"], 0);
+    expect(dir.path(), "embed", &[], 0);
+    // Reformatting does not move the view-definition hash; a semantic edit does.
+    let text = std::fs::read_to_string(stores.join("text.sql")).unwrap();
+    std::fs::write(stores.join("text.sql"), format!("-- a comment\n{text}")).unwrap();
+    expect(dir.path(), "certify", &["labels"], 0);
+    std::fs::write(stores.join("text.sql"), text.replace("a.text AS title", "upper(a.text) AS title")).unwrap();
+    let o = expect(dir.path(), "train-suite", &[], 3);
+    assert!(o.stderr.contains("view-definition drift: store text"), "{}", o.stderr);
+}
