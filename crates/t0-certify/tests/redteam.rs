@@ -6,6 +6,7 @@
 //! 2. (in crates/t0-cli/tests/loop.rs) a block reading a label object or the clock fails.
 //! 3. On random small histories (versions, tombstones, late rows), every base and history
 //!    value equals a brute-force as-of computation written here, independently of the SQL.
+//! Also: labels, the SLA gate, and drift in strict and tolerant stores.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -441,4 +442,109 @@ fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
     for (g, w) in got.iter().zip(want) {
         assert!(g.iter().zip(w).all(|(a, b)| close(*a, b)), "{g:?} vs {w:?}");
     }
+}
+
+// --- certification gates ---------------------------------------------------------------------
+
+fn store_copy(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/feature-stores");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        std::fs::write(dir.path().join(&name), edit(&name, std::fs::read_to_string(e.path()).unwrap())).unwrap();
+    }
+    dir
+}
+
+fn store<'a>(r: &'a t0_certify::CertifyReport, entry: &str) -> &'a t0_certify::StoreResult {
+    r.stores.iter().find(|s| s.entrypoint == entry).unwrap()
+}
+
+#[test]
+fn late_artifacts_stay_null_and_an_ungated_column_fails_the_sla() {
+    let data = tempfile::tempdir().unwrap();
+    let opt = t0_acquire::generate::GenerateOptions { entities: 120, media: 40, ..Default::default() };
+    t0_acquire::generate::generate(data.path(), &opt, &NoProgress).unwrap();
+    // Artifacts reach the store 12 h after they were observed: later than the 6 h SLA.
+    let mapping =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/sources/clips.yaml"))
+            .unwrap();
+    let (head, tail) = mapping.split_at(mapping.find("  - name: artifacts").unwrap());
+    let late = format!("{head}{}", tail.replace("availability: observed_time", "availability: observed_time + 12h"));
+    assert_ne!(late, mapping);
+    let cfg = data.path().join("late.yaml");
+    std::fs::write(&cfg, late).unwrap();
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::new(root_dir.path());
+    let at = "2026-04-01T00:00:00Z";
+    let args = AcquireArgs { input: data.path().to_path_buf(), config: Some(cfg), chunk_rows: 100_000 };
+    t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
+    audit_heal(&root, at);
+
+    let ok = certify(&root, at, None, false);
+    assert_eq!(ok.status, "CERTIFIED", "{:?}", ok.stores);
+    let surface = root.join(store(&ok, "modality").path.as_ref().unwrap());
+    let cat = Catalog::in_memory().unwrap();
+    let lit = t0_catalog::quote_literal(&surface.display().to_string());
+    let non_null: i64 = cat
+        .conn()
+        .query_row(
+            &format!("SELECT count(title_words) + count(thumbnail_hash) + count(audio_hash) FROM read_parquet({lit})"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(non_null, 0, "late artifacts must not reach gated columns");
+
+    // The same store without the gate on the title: certification fails and says why.
+    let ungated =
+        store_copy(
+            |name, sql| {
+                if name == "modality.sql" { sql.replace("CASE WHEN ti.on_time", "CASE WHEN true") } else { sql }
+            },
+        );
+    let r = certify(&root, at, Some(ungated.path()), true);
+    assert_eq!(r.status, "FAILED");
+    let notes = store(&r, "modality").notes.join("; ");
+    assert!(notes.contains("SLA violation: modality.title_words"), "{notes}");
+    assert!(notes.contains("modality.title_chars"), "{notes}");
+}
+
+#[test]
+fn drift_fails_a_strict_store_and_is_recorded_by_a_tolerant_one() {
+    let data = tempfile::tempdir().unwrap();
+    let opt = t0_acquire::generate::GenerateOptions { entities: 120, media: 0, ..Default::default() };
+    t0_acquire::generate::generate(data.path(), &opt, &NoProgress).unwrap();
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::new(root_dir.path());
+    let at = "2026-04-01T00:00:00Z";
+    let args = AcquireArgs { input: data.path().to_path_buf(), config: None, chunk_rows: 100_000 };
+    t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
+    audit_heal(&root, at);
+    assert_eq!(certify(&root, at, None, false).status, "CERTIFIED");
+
+    // Layout and comments do not move a view-definition hash: the same certification again.
+    let cosmetic = store_copy(|_, sql| format!("-- reviewed\n{}", sql.replace("\n", "\n\n")));
+    let args = CertifyArgs { config: None, stores_dir: Some(cosmetic.path().to_path_buf()), rebaseline: false };
+    let e = t0_certify::run(&root, clock(at), &args, &NoProgress).unwrap_err();
+    assert_eq!(e.exit_code(), t0_core::ExitCode::NothingToDo, "{e}");
+
+    // A semantic edit: the strict base store fails, the tolerant text store records it.
+    let edited = store_copy(|name, sql| match name {
+        "base.sql" => sql.replace("coalesce(c.channel_clips, 0)", "coalesce(c.channel_clips, 0) + 1"),
+        "text.sql" => sql.replace("a.text AS title", "lower(a.text) AS title"),
+        _ => sql,
+    });
+    let r = certify(&root, at, Some(edited.path()), false);
+    assert_eq!(r.status, "FAILED");
+    let base = store(&r, "base").notes.join("; ");
+    assert!(base.contains("view-definition drift in store base") && base.contains("strict store"), "{base}");
+    assert!(base.contains("dataset drift on T0 day"), "{base}");
+    let text = store(&r, "text");
+    assert_eq!(text.status, "CERTIFIED");
+    assert!(text.notes.join("; ").contains("drift-tolerant store: recorded and rebaselined"), "{:?}", text.notes);
+    // --rebaseline accepts the new definition.
+    let r = certify(&root, at, Some(edited.path()), true);
+    assert_eq!(r.status, "CERTIFIED", "{:?}", r.stores);
 }
