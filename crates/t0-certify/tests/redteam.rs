@@ -6,6 +6,7 @@
 //! 2. (in crates/t0-cli/tests/loop.rs) a block reading a label object or the clock fails.
 //! 3. On random small histories (versions, tombstones, late rows), every base and history
 //!    value equals a brute-force as-of computation written here, independently of the SQL.
+//!
 //! Also: labels, the SLA gate, and drift in strict and tolerant stores.
 
 use std::collections::BTreeMap;
