@@ -150,7 +150,7 @@ fn at(file: &Path, line: usize, msg: impl std::fmt::Display) -> Error {
 
 impl Contract {
     pub fn load(file: &Path) -> Result<Contract> {
-        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+        let text = t0_core::config::read_text(file)?;
         Contract::parse(file, &text)
     }
 
@@ -205,7 +205,7 @@ impl Contract {
     /// Load every `*.yaml` in `dir`, in name order.
     pub fn load_dir(dir: &Path) -> Result<Vec<Contract>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
+            .map_err(|e| t0_core::config::unreadable(dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
             .collect();

@@ -230,7 +230,7 @@ pub struct CertifyReport {
 
 fn read_sql(dir: Option<&Path>, file: &str) -> Result<String> {
     match dir {
-        Some(d) => std::fs::read_to_string(d.join(file)).map_err(|e| Error::io(d.join(file), e)),
+        Some(d) => t0_core::config::read_text(&d.join(file)),
         None => BUILTIN_SQL
             .iter()
             .find(|(n, _)| *n == file)
@@ -581,7 +581,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     }
     let status = if all_ok { "CERTIFIED" } else { "FAILED" };
     let stores_dir = match &args.stores_dir {
-        Some(d) => Some(std::fs::canonicalize(d).map_err(|e| Error::io(d, e))?.display().to_string()),
+        Some(d) => Some(std::fs::canonicalize(d).map_err(|e| t0_core::config::unreadable(d, e))?.display().to_string()),
         None => None,
     };
     let report = CertifyReport { run_id: run_id.clone(), stores_dir, status: status.into(), stores };

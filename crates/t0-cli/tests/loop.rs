@@ -334,6 +334,13 @@ fn bad_usage_and_missing_upstream_follow_the_contract() {
     assert!(o.stderr.contains("no audit run"), "{}", o.stderr);
     let o = expect(dir.path(), "score", &["--now", "yesterday"], 2);
     assert!(o.stderr.contains("--now"), "{}", o.stderr);
+    // A configuration file the user names but that cannot be read is a usage error, named.
+    for (stage, flag) in
+        [("heal", "--rules"), ("certify", "--config"), ("certify", "--stores"), ("audit", "--contracts")]
+    {
+        let o = expect(dir.path(), stage, &[flag, "/no/such/file"], 2);
+        assert!(o.stderr.contains("/no/such/file") && o.stderr.contains("cannot read"), "{stage}: {}", o.stderr);
+    }
 }
 
 #[test]

@@ -7,12 +7,23 @@ use crate::{Error, Result};
 /// Load a YAML file into `T`, naming the file, line and column on error. Returns the value and
 /// the blake3 of the file's bytes (the config hash recorded in manifests).
 pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<(T, String)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
     let value = serde_yaml::from_slice(&bytes).map_err(|e| {
         let at = e.location().map(|l| format!("line {}, column {}: ", l.line(), l.column())).unwrap_or_default();
         Error::config(path, format!("{at}{e}"))
     })?;
     Ok((value, crate::blake3_hex(&bytes)))
+}
+
+/// A configuration file the user named cannot be read: a usage error (exit 2), not an
+/// internal one.
+pub fn unreadable(path: &Path, e: std::io::Error) -> Error {
+    Error::config(path, format!("cannot read: {e}"))
+}
+
+/// Read a configuration text file the user named (contracts, rules, store SQL).
+pub fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| unreadable(path, e))
 }
 
 /// Hash of a configuration value that was not read from a file (defaults, CLI flags), made

@@ -118,7 +118,7 @@ impl RuleSet {
     pub fn load(path: Option<&Path>) -> Result<RuleSet> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                let text = t0_core::config::read_text(p)?;
                 RuleSet::parse(p, &text)
             }
             None => RuleSet::parse(Path::new(DEFAULT_RULES_NAME), DEFAULT_RULES),
