@@ -17,7 +17,8 @@ use t0_core::ExitCode;
 struct Cli {
     #[command(flatten)]
     common: Common,
-    /// Certify config (YAML): T0 offset, label horizon, stores.
+    /// Certify config (YAML): T0 grid (`t0`), label horizon, priors, SLA, baseline days and stores
+    /// (see the README). Default: the built-in configuration.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Directory of feature-store SQL files. Default: the built-in configs/feature-stores.
