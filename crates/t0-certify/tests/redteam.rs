@@ -549,3 +549,11 @@ fn drift_fails_a_strict_store_and_is_recorded_by_a_tolerant_one() {
     let r = certify(&root, at, Some(edited.path()), true);
     assert_eq!(r.status, "CERTIFIED", "{:?}", r.stores);
 }
+
+#[test]
+fn the_shipped_config_is_the_built_in_default() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/certify.yaml");
+    let (shipped, _) = t0_core::config::load_yaml::<CertifyConfig>(&path).unwrap();
+    let json = |c: &CertifyConfig| serde_json::to_value(c).unwrap();
+    assert_eq!(json(&shipped), json(&CertifyConfig::default()));
+}
