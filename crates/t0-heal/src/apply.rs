@@ -65,14 +65,50 @@ pub fn apply_plan(
     plan: &str,
     now: &str,
     batch: &str,
+    working: Option<&str>,
 ) -> Result<Vec<PlannedCell>> {
     c.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE heal_step AS {plan}")).ctx(|| format!("plan on {table}"))?;
     let cells = read_step(c)?;
     if !cells.is_empty() {
         insert_versions(c, table, types, &cells, now, batch)?;
+        if let Some(w) = working {
+            refresh_working(c, table, w, batch)?;
+        }
     }
     c.execute_batch("DROP TABLE heal_step").ctx(|| "drop plan".into())?;
     Ok(cells)
+}
+
+/// The working table of current live rows (`__rid`, every column) a heal run plans against,
+/// built once per table: later rules see earlier patches without re-deriving the current state
+/// of the whole table.
+pub fn create_working(c: &Connection, table: &str) -> Result<String> {
+    let name = format!("heal_current_{table}");
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {}",
+        super::rules::current_with_rowid(table)
+    ))
+    .ctx(|| format!("current rows of {table}"))?;
+    Ok(name)
+}
+
+/// After a step: the repaired versions replace the rows they repaired in the working table
+/// (tombstones just leave it).
+fn refresh_working(c: &Connection, table: &str, working: &str, batch: &str) -> Result<()> {
+    let spec = t0_acquire::spec::spec(table).expect("canonical table");
+    c.execute_batch(&format!(
+        "DELETE FROM {working} WHERE __rid IN (SELECT __rid FROM heal_step);
+         INSERT INTO {working}
+         SELECT * FROM (
+             SELECT t.rowid AS __rid, t.* FROM {table} t
+             WHERE t.batch_id = {batch} AND {key} IN (SELECT row_key FROM heal_step)
+             QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY t.version DESC) = 1)
+         WHERE NOT deleted;",
+        batch = quote_literal(batch),
+        key = super::rules::key_text(table),
+        keys = spec.key.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", "),
+    ))
+    .ctx(|| format!("refresh current rows of {table}"))
 }
 
 fn read_step(c: &Connection) -> Result<Vec<PlannedCell>> {
@@ -326,7 +362,7 @@ pub fn revert_table(
         "SELECT __rid, row_key, column_name, cur AS old_value, pre AS new_value, CAST(NULL AS VARCHAR) AS reason
          FROM ({joined}) WHERE cur IS DISTINCT FROM pre"
     );
-    apply_plan(c, table, types, &plan, now, batch)
+    apply_plan(c, table, types, &plan, now, batch, None)
 }
 
 /// Recompute the ledger's hash chain from the first entry; report the first broken one.

@@ -158,6 +158,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     let batch = batch_id(&run_id);
     let mut reports = Vec::new();
     let mut planned: Vec<(usize, Vec<apply::PlannedCell>)> = Vec::new();
+    let mut working: BTreeMap<String, String> = BTreeMap::new();
     progress.phase("heal", Some(ruleset.rules.len() as u64));
     // Plan and apply rule after rule inside one transaction; a dry run rolls it back.
     let outcome = catalog.transaction(|c| {
@@ -180,10 +181,27 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
                 Some(0) => rep.skipped = Some(format!("{} passes", rule.answers)),
                 Some(_) => {
                     rep.finding = Some(format!("{audit_run}:{}", rule.answers));
-                    let ctx = PlanContext { now: now.clone(), types: rules::table_columns(&catalog, &rule.table)? };
+                    let current = match working.get(&rule.table) {
+                        Some(w) => w.clone(),
+                        None => {
+                            let w = apply::create_working(c, &rule.table)?;
+                            working.insert(rule.table.clone(), w.clone());
+                            w
+                        }
+                    };
+                    let types = rules::table_columns(&catalog, &rule.table)?;
+                    let ctx = PlanContext { now: now.clone(), types, current };
                     let mut cells = Vec::new();
                     for plan in rule.plans(&ctx) {
-                        cells.extend(apply::apply_plan(c, &rule.table, &ctx.types, &plan, &now, &batch)?);
+                        cells.extend(apply::apply_plan(
+                            c,
+                            &rule.table,
+                            &ctx.types,
+                            &plan,
+                            &now,
+                            &batch,
+                            Some(&ctx.current),
+                        )?);
                     }
                     rep.rows = apply::distinct_rows(&cells);
                     rep.cells = cells.len() as u64;

@@ -202,7 +202,8 @@ impl RuleSet {
                     format!("rule {}: events are matched on entity_id, so the key must include it", r.id),
                 ));
             }
-            let ctx = PlanContext { now: "2000-01-01 00:00:00".into(), types: cols };
+            let ctx =
+                PlanContext { now: "2000-01-01 00:00:00".into(), types: cols, current: current_with_rowid(&r.table) };
             for sql in r.plans(&ctx) {
                 if let Err(e) = catalog.conn().prepare(&format!("SELECT * FROM ({sql}) LIMIT 0")) {
                     return Err(at(&self.source, r.line, format!("rule {}: its plan does not prepare: {e}", r.id)));
@@ -230,6 +231,9 @@ pub struct PlanContext {
     /// `YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC.
     pub now: String,
     pub types: BTreeMap<String, String>,
+    /// The relation holding the table's current live rows with `__rid` (a query, or the
+    /// working table a heal run keeps up to date).
+    pub current: String,
 }
 
 /// The current live rows of a canonical table, with the rowid of each as `__rid`.
@@ -287,7 +291,7 @@ impl Rule {
     /// The plan queries of this rule, applied one after another (a state machine first removes
     /// unproven terminal rows, then stops revivals among the rest).
     pub fn plans(&self, ctx: &PlanContext) -> Vec<String> {
-        let cur = current_with_rowid(&self.table);
+        let cur = ctx.current.as_str();
         let k = key_text(&self.table);
         let cond = self.condition(ctx);
         let cell = |col: &str, old: &str, new: &str, reason: &str| {
