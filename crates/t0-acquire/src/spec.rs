@@ -120,6 +120,13 @@ pub fn current_sql(table: &str, live_only: bool) -> Option<String> {
     ))
 }
 
+/// The text key of a fact over rows aliased `t` (`k1|k2`): audit's failing samples and heal's
+/// ledger entries name facts the same way.
+pub fn key_text(table: &str) -> Option<String> {
+    let key = spec(table)?.key;
+    Some(format!("concat_ws('|', {})", key.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", ")))
+}
+
 /// Replace each `{current:<table>}` in user SQL (contracts, rules) by the current live rows of
 /// that canonical table.
 pub fn expand_current(sql: &str) -> String {

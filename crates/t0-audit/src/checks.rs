@@ -8,18 +8,6 @@ use t0_core::Result;
 
 use crate::contract::{Check, Contract, Kind};
 
-/// Columns of `table` in the catalog with their DuckDB types; empty when the table is unknown.
-pub fn schema(catalog: &Catalog, table: &str) -> Result<BTreeMap<String, String>> {
-    let mut stmt = catalog
-        .conn()
-        .prepare("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?")
-        .map_err(|e| t0_core::Error::internal("read schema", e))?;
-    let rows = stmt
-        .query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(|e| t0_core::Error::internal("read schema", e))?;
-    rows.collect::<std::result::Result<_, _>>().map_err(|e| t0_core::Error::internal("read schema", e))
-}
-
 /// The columns that identify one fact of a canonical table (versions share them).
 fn fact_key(table: &str) -> Option<&'static [&'static str]> {
     t0_acquire::spec::spec(table).map(|s| s.key)
@@ -34,10 +22,7 @@ pub fn source(table: &str, all_versions: bool) -> String {
 }
 
 fn key_text(table: &str) -> String {
-    match fact_key(table) {
-        Some(key) => format!("concat_ws('|', {})", key.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", ")),
-        None => "CAST(t.rowid AS VARCHAR)".into(),
-    }
+    t0_acquire::spec::key_text(table).unwrap_or_else(|| "CAST(t.rowid AS VARCHAR)".into())
 }
 
 fn list(values: &[String]) -> String {
@@ -221,7 +206,7 @@ fn columns_of(kind: &Kind) -> Vec<&String> {
 /// Refuse a contract that cannot run: unknown table or column, wrong type, bad regex,
 /// non-SELECT or invalid custom SQL. Names the file and line.
 pub fn validate(catalog: &Catalog, c: &Contract) -> Result<()> {
-    let cols = schema(catalog, &c.table)?;
+    let cols = catalog.column_types(&c.table)?;
     if cols.is_empty() {
         return Err(c.error_at(1, format!("unknown table {:?}", c.table)));
     }
@@ -248,7 +233,7 @@ pub fn validate(catalog: &Catalog, c: &Contract) -> Result<()> {
         }
         match &check.kind {
             Kind::References { table, key, .. } => {
-                let other = schema(catalog, table)?;
+                let other = catalog.column_types(table)?;
                 if !other.contains_key(key) {
                     return bad(format!("references: {table}.{key} does not exist"));
                 }

@@ -119,6 +119,18 @@ impl Catalog {
         Ok((hash, rows))
     }
 
+    /// Column name -> DuckDB type of `table` (empty when there is no such table).
+    pub fn column_types(&self, table: &str) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?")
+            .ctx(|| format!("read schema of {table}"))?;
+        let rows = stmt
+            .query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .ctx(|| format!("read schema of {table}"))?;
+        rows.collect::<std::result::Result<_, _>>().ctx(|| format!("read schema of {table}"))
+    }
+
     /// Next value of a monotone sequence column (`seq`) of `table`.
     pub fn next_seq(&self, table: &str) -> Result<i64> {
         self.conn

@@ -158,7 +158,8 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     let batch = batch_id(&run_id);
     let mut reports = Vec::new();
     let mut planned: Vec<(usize, Vec<apply::PlannedCell>)> = Vec::new();
-    let mut working: BTreeMap<String, String> = BTreeMap::new();
+    // Per table: the working table of current rows and the column types.
+    let mut working: BTreeMap<String, (String, BTreeMap<String, String>)> = BTreeMap::new();
     progress.phase("heal", Some(ruleset.rules.len() as u64));
     // Plan and apply rule after rule inside one transaction; a dry run rolls it back.
     let outcome = catalog.transaction(|c| {
@@ -181,15 +182,14 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
                 Some(0) => rep.skipped = Some(format!("{} passes", rule.answers)),
                 Some(_) => {
                     rep.finding = Some(format!("{audit_run}:{}", rule.answers));
-                    let current = match working.get(&rule.table) {
+                    let (current, types) = match working.get(&rule.table) {
                         Some(w) => w.clone(),
                         None => {
-                            let w = apply::create_working(c, &rule.table)?;
+                            let w = (apply::create_working(c, &rule.table)?, catalog.column_types(&rule.table)?);
                             working.insert(rule.table.clone(), w.clone());
                             w
                         }
                     };
-                    let types = rules::table_columns(&catalog, &rule.table)?;
                     let ctx = PlanContext { now: now.clone(), types, current };
                     let mut cells = Vec::new();
                     for plan in rule.plans(&ctx) {
@@ -252,7 +252,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
         quarantined += cells.iter().filter(|p| p.reason.is_some()).count() as u64;
         all.extend(cells.iter().map(|p| p.patch(&rule.table)));
     }
-    let mut report = HealReport {
+    let report = HealReport {
         run_id: run_id.clone(),
         dry_run: args.dry_run,
         audit_run,
@@ -284,7 +284,6 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
         "rules": report.rules, "patched_at": patched_at,
     });
     run.finish(&run_id, None, outputs, summary)?;
-    report.dry_run = false;
     Ok(report)
 }
 
@@ -312,7 +311,7 @@ pub struct RevertReport {
 pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &dyn Progress) -> Result<RevertReport> {
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
-    let reverted = t0_manifest::load(root, &catalog, STAGE, Some(target))
+    t0_manifest::load(root, &catalog, STAGE, Some(target))
         .map_err(|_| Error::Usage(format!("no heal run {target} is recorded (see manifests/heal/)")))?;
     // The data must be what the chain says it is before we build on it.
     let mut run =
@@ -322,7 +321,6 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
     let latest = t0_manifest::load(root, &catalog, &stage, Some(&producer))?;
     let names: Vec<String> = t0_acquire::CANONICAL.iter().map(|t| t0_acquire::canonical_name(t)).collect();
     run.consume(&latest, &names.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let _ = reverted;
     let run_id = run.run_id(&format!("revert:{target}"));
     run.ensure_new(&run_id)?;
     purge_unrecorded_runs(&catalog)?;
@@ -336,7 +334,7 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
     let mut restored = Vec::new();
     catalog.transaction(|c| {
         for table in t0_acquire::CANONICAL {
-            let types = rules::table_columns(&catalog, table)?;
+            let types = catalog.column_types(table)?;
             restored
                 .extend(apply::revert_table(c, table, &types, target, &now, &batch)?.into_iter().map(|p| (table, p)));
         }

@@ -187,7 +187,7 @@ impl RuleSet {
     /// Check every rule against the catalog: its columns exist and each of its plans prepares.
     pub fn validate(&self, catalog: &Catalog) -> Result<()> {
         for r in &self.rules {
-            let cols = table_columns(catalog, &r.table)?;
+            let cols = catalog.column_types(&r.table)?;
             for c in r.columns() {
                 if !cols.contains_key(c) {
                     return Err(at(&self.source, r.line, format!("rule {}: {} has no column {c:?}", r.id, r.table)));
@@ -214,18 +214,6 @@ impl RuleSet {
     }
 }
 
-/// Column name -> DuckDB type of a table.
-pub fn table_columns(catalog: &Catalog, table: &str) -> Result<BTreeMap<String, String>> {
-    let mut stmt = catalog
-        .conn()
-        .prepare("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position")
-        .map_err(|e| Error::internal("read schema", e))?;
-    let rows = stmt
-        .query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(|e| Error::internal("read schema", e))?;
-    rows.collect::<std::result::Result<_, _>>().map_err(|e| Error::internal("read schema", e))
-}
-
 /// What plans need besides the rule: the heal time and the table's column types.
 pub struct PlanContext {
     /// `YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC.
@@ -245,10 +233,9 @@ pub fn current_with_rowid(table: &str) -> String {
     )
 }
 
-/// The text key of a fact, the same as audit's failing samples (`k1|k2`).
+/// The text key of a fact (`k1|k2`), the same as audit's failing samples.
 pub fn key_text(table: &str) -> String {
-    let key = t0_acquire::spec::spec(table).expect("canonical table").key;
-    format!("concat_ws('|', {})", key.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", "))
+    t0_acquire::spec::key_text(table).expect("canonical table")
 }
 
 fn list(values: &[String]) -> String {
