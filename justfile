@@ -1,6 +1,8 @@
 # t0-clip: the closed loop, one recipe per stage.
 #   just loop                 # whole loop on the embedded fixture into $T0CLIP_ROOT (.t0clip)
 #   just audit --json         # one stage, extra flags passed through
+#   just loop-gapminder       # the gapminder example project (a real public panel)
+# The project is the built-in clips example unless T0CLIP_PROJECT names a project directory.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 set positional-arguments := false
 
@@ -77,3 +79,8 @@ loop input="fixtures/clips": build
     {{just_executable()}} _run score 99
     {{just_executable()}} _run calibrate "1 99"
     @echo "results under {{root}}: manifests/, lake/, runs/, calib/, metrics/ and catalog.duckdb"
+
+# The gapminder example project (142 countries every five years, 1952-2007) through the loop,
+# into its own root.
+loop-gapminder: build
+    T0CLIP_PROJECT=projects/gapminder T0CLIP_ROOT="{{root}}-gapminder" {{just_executable()}} loop fixtures/gapminder

@@ -2,8 +2,9 @@
 
 Exit codes follow the t0-clip contract: 99 ("nothing to do") skips a task, 3 (refused) and
 1 (gate said no) fail it. The first audit may fail by design (heal answers its findings), so
-its exit 1 is accepted. Set T0CLIP_BIN (directory of the stage binaries), T0CLIP_ROOT and
-T0CLIP_INPUT in the worker's environment or as Airflow Variables.
+its exit 1 is accepted. Set T0CLIP_BIN (directory of the stage binaries), T0CLIP_ROOT,
+T0CLIP_INPUT and T0CLIP_PROJECT (a project directory; default: the built-in clips example) in
+the worker's environment.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from airflow.sdk import DAG
 BIN = os.environ.get("T0CLIP_BIN", "target/debug")
 ROOT = os.environ.get("T0CLIP_ROOT", ".t0clip")
 INPUT = os.environ.get("T0CLIP_INPUT", "fixtures/clips")
+PROJECT = os.environ.get("T0CLIP_PROJECT", "")
 
 
 def stage(task_id: str, command: str, **kwargs) -> BashOperator:
     return BashOperator(
         task_id=task_id,
-        bash_command=f'"{BIN}/{command}" --root "{ROOT}"' + kwargs.pop("tail", ""),
+        bash_command=f'"{BIN}/{command}" --root "{ROOT}"'
+        + (f' --project "{PROJECT}"' if PROJECT else "")
+        + kwargs.pop("tail", ""),
         skip_on_exit_code=99,
         # A skipped stage (nothing new) must not skip the rest of the loop.
         trigger_rule="none_failed",

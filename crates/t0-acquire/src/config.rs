@@ -1,4 +1,4 @@
-//! Source mappings (`configs/sources/*.yaml`): which files feed which canonical table, how
+//! Source mappings (a project's `sources.yaml`): which files feed which canonical table, how
 //! their columns map, how their times are written, and when their facts became available.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use t0_core::{Error, Result};
 
-use crate::spec::{self, TableSpec};
+use t0_project::Project;
+use t0_project::vocab::{self as spec, TableSpec};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -38,9 +39,17 @@ pub struct SourceConfig {
     /// Canonical column -> source column, for columns whose names differ.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
-    /// Source columns stored as JSON in `attrs` (entities only).
+    /// Source columns stored as JSON in `attrs` (of entities, or of the entities an
+    /// observations source registers).
     #[serde(default)]
     pub attributes: Vec<String>,
+    /// (observations) The file also introduces its entities: each entity id not known yet is
+    /// registered with this kind, first seen at its earliest row (a panel in one file).
+    #[serde(default)]
+    pub entities: Option<EntityRegistration>,
+    /// Source columns deliberately not ingested (others that nothing reads are reported).
+    #[serde(default)]
+    pub ignore: Vec<String>,
     /// strftime format of timestamps without an offset; default accepts ISO-8601 forms.
     #[serde(default)]
     pub timestamp_format: Option<String>,
@@ -69,6 +78,12 @@ fn max_field() -> usize {
 }
 fn comma() -> char {
     ','
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityRegistration {
+    pub kind: String,
 }
 
 /// How `available_at` is derived for a source (DESIGN.md "Time: two clocks").
@@ -155,39 +170,8 @@ impl SourceConfig {
 }
 
 impl AcquireConfig {
-    /// The mapping used when no `--config` is given: the layout `acquire generate` writes.
-    pub fn default_clips() -> Self {
-        let src = |name: &str, table: &str, glob: &str, availability: &str| SourceConfig {
-            name: name.into(),
-            table: table.into(),
-            glob: glob.into(),
-            format: None,
-            columns: BTreeMap::new(),
-            attributes: Vec::new(),
-            timestamp_format: None,
-            timezone: utc(),
-            availability: availability.into(),
-            media_root: None,
-            max_field_bytes: max_field(),
-            delimiter: comma(),
-        };
-        let mut entities = src("entities", "entities", "entities*.csv", "observed_time");
-        entities.attributes = vec!["duration_s".into()];
-        let mut artifacts = src("artifacts", "artifacts", "artifacts*.csv", "observed_time");
-        artifacts.media_root = Some(".".into());
-        AcquireConfig {
-            sources: vec![
-                entities,
-                src("observations", "observations", "observations*.csv", "column"),
-                src("events", "events", "events*.csv", "observed_time + 1h"),
-                src("interactions", "interactions", "interactions*.csv", "observed_time"),
-                artifacts,
-            ],
-        }
-    }
-
     /// Reject what cannot work before any file is read, naming the source and field.
-    pub fn validate(&self, origin: &str) -> Result<()> {
+    pub fn validate(&self, origin: &str, project: &Project) -> Result<()> {
         let bad = |i: usize, s: &SourceConfig, msg: String| {
             Error::config(origin, format!("sources[{i}] ({}): {msg}", s.name))
         };
@@ -216,12 +200,29 @@ impl AcquireConfig {
                 return Err(bad(i, s, "availability: column needs an available_at column".into()));
             }
             for c in s.columns.keys() {
-                if !spec.has_column(c) {
-                    return Err(bad(i, s, format!("columns: {c:?} is not a column of {}", s.table)));
+                let measure = s.table == "observations" && project.measure(c).is_some();
+                if !spec.has_column(c) && !measure {
+                    let hint = if s.table == "observations" {
+                        format!(
+                            " (roles: entity_id, observed_at, available_at; measures of project {}: {})",
+                            project.name(),
+                            project.measures().iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+                        )
+                    } else {
+                        String::new()
+                    };
+                    return Err(bad(i, s, format!("columns: {c:?} is not a column of {}{hint}", s.table)));
                 }
             }
-            if !s.attributes.is_empty() && s.table != "entities" {
-                return Err(bad(i, s, "attributes: only entities have attributes".into()));
+            if s.entities.is_some() && s.table != "observations" {
+                return Err(bad(i, s, "entities: only an observations source registers entities".into()));
+            }
+            if !s.attributes.is_empty() && s.table != "entities" && s.entities.is_none() {
+                return Err(bad(
+                    i,
+                    s,
+                    "attributes: only entities have attributes (or an observations source with `entities:`)".into(),
+                ));
             }
             if Zone::parse(&s.timezone).is_none() {
                 return Err(bad(i, s, format!("timezone: unknown zone {:?}", s.timezone)));
@@ -273,10 +274,5 @@ mod tests {
         assert!(glob_match("observations*.csv", "observations-2026-01.csv"));
         assert!(!glob_match("observations*.csv", "observations.csv.bak"));
         assert!(glob_match("part-?.parquet", "part-1.parquet"));
-    }
-
-    #[test]
-    fn the_default_mapping_is_valid() {
-        AcquireConfig::default_clips().validate("default").unwrap();
     }
 }

@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::{NaiveDateTime, TimeZone};
@@ -17,7 +19,8 @@ use t0_core::{Clock, Error, Progress, Result, Root};
 
 use crate::config::{Availability, SourceConfig, Zone};
 use crate::reader::{self, Item};
-use crate::spec::{ColType, TableSpec};
+use t0_project::Project;
+use t0_project::vocab::{ColType, TableSpec};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FileReport {
@@ -34,6 +37,13 @@ pub struct FileReport {
     pub rows_ingested: u64,
     pub rows_unchanged: u64,
     pub rows_quarantined: u64,
+    /// Columns of the file that neither the mapping nor the project reads: not ingested, and
+    /// said so (declare them as measures or attributes, or list them under `ignore`).
+    pub unread_columns: Vec<String>,
+    /// Columns the mapping says to ignore.
+    pub ignored_columns: Vec<String>,
+    /// Entities first seen in this file (sources with `entities:`).
+    pub entities_registered: u64,
 }
 
 pub struct Ingest<'a> {
@@ -42,6 +52,7 @@ pub struct Ingest<'a> {
     pub clock: &'a Clock,
     pub chunk_rows: usize,
     pub progress: &'a dyn Progress,
+    pub project: &'a Project,
 }
 
 /// A parsed cell.
@@ -49,6 +60,7 @@ enum Cell {
     Str(String),
     Int(i64),
     Float(f64),
+    Bool(bool),
     Time(i64),
 }
 
@@ -56,6 +68,7 @@ enum Col {
     Str(StringBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
+    Bool(BooleanBuilder),
     Time(TimestampMicrosecondBuilder),
 }
 
@@ -63,8 +76,9 @@ impl Col {
     fn new(t: ColType) -> Self {
         match t {
             ColType::Str => Col::Str(StringBuilder::new()),
-            ColType::Count => Col::Int(Int64Builder::new()),
+            ColType::Count | ColType::Integer => Col::Int(Int64Builder::new()),
             ColType::Float => Col::Float(Float64Builder::new()),
+            ColType::Bool => Col::Bool(BooleanBuilder::new()),
             ColType::Time => Col::Time(TimestampMicrosecondBuilder::new()),
         }
     }
@@ -73,10 +87,12 @@ impl Col {
             (Col::Str(b), Some(Cell::Str(v))) => b.append_value(v),
             (Col::Int(b), Some(Cell::Int(v))) => b.append_value(v),
             (Col::Float(b), Some(Cell::Float(v))) => b.append_value(v),
+            (Col::Bool(b), Some(Cell::Bool(v))) => b.append_value(v),
             (Col::Time(b), Some(Cell::Time(v))) => b.append_value(v),
             (Col::Str(b), None) => b.append_null(),
             (Col::Int(b), None) => b.append_null(),
             (Col::Float(b), None) => b.append_null(),
+            (Col::Bool(b), None) => b.append_null(),
             (Col::Time(b), None) => b.append_null(),
             _ => unreachable!("a cell is parsed by its column's type"),
         }
@@ -86,6 +102,7 @@ impl Col {
             Col::Str(mut b) => Arc::new(b.finish()),
             Col::Int(mut b) => Arc::new(b.finish()),
             Col::Float(mut b) => Arc::new(b.finish()),
+            Col::Bool(mut b) => Arc::new(b.finish()),
             Col::Time(mut b) => Arc::new(b.finish()),
         }
     }
@@ -94,8 +111,9 @@ impl Col {
 fn arrow_type(t: ColType) -> DataType {
     match t {
         ColType::Str => DataType::Utf8,
-        ColType::Count => DataType::Int64,
+        ColType::Count | ColType::Integer => DataType::Int64,
         ColType::Float => DataType::Float64,
+        ColType::Bool => DataType::Boolean,
         ColType::Time => DataType::Timestamp(TimeUnit::Microsecond, None),
     }
 }
@@ -108,7 +126,19 @@ pub fn parse_time(v: &str, format: Option<&str>, zone: Zone) -> std::result::Res
             if let Ok(t) = chrono::DateTime::parse_from_str(v, f) {
                 return Ok(t.timestamp_micros());
             }
-            NaiveDateTime::parse_from_str(v, f).map_err(|_| format!("not a timestamp in format {f:?}: {v:?}"))?
+            // A format without time (or without day / month: `%Y`, `%Y-%m`) means its start.
+            NaiveDateTime::parse_from_str(v, f)
+                .ok()
+                .or_else(|| chrono::NaiveDate::parse_from_str(v, f).ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+                .or_else(|| {
+                    let (v, f) = if f.contains("%m") {
+                        (format!("{v}|01"), format!("{f}|%d"))
+                    } else {
+                        (format!("{v}|01|01"), format!("{f}|%m|%d"))
+                    };
+                    chrono::NaiveDate::parse_from_str(&v, &f).ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+                })
+                .ok_or_else(|| format!("not a timestamp in format {f:?}: {v:?}"))?
         }
         None => {
             if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
@@ -138,6 +168,12 @@ fn parse_cell(t: ColType, raw: &str, src: &SourceConfig, zone: Zone) -> std::res
             Ok(n) => Ok(Cell::Int(n)),
             Err(_) => Err(format!("not an integer count: {v:?}")),
         },
+        ColType::Integer => v.parse::<i64>().map(Cell::Int).map_err(|_| format!("not an integer: {v:?}")),
+        ColType::Bool => match v.to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" | "yes" | "y" => Ok(Cell::Bool(true)),
+            "false" | "f" | "0" | "no" | "n" => Ok(Cell::Bool(false)),
+            _ => Err(format!("not a boolean (true/false, 1/0, yes/no): {v:?}")),
+        },
         ColType::Float => match v.parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(Cell::Float(f)),
             Ok(_) => Err(format!("not a finite number: {v:?}")),
@@ -147,14 +183,20 @@ fn parse_cell(t: ColType, raw: &str, src: &SourceConfig, zone: Zone) -> std::res
     }
 }
 
-/// The canonical columns this source fills, with their types and whether they are required.
-fn used_columns(spec: &TableSpec, src: &SourceConfig) -> Vec<(&'static str, ColType, bool)> {
+/// The canonical columns this source fills, with their types and whether they are required:
+/// the table's role columns and, for observations, the project's measures.
+pub fn used_columns(spec: &TableSpec, src: &SourceConfig, project: &Project) -> Vec<(String, ColType, bool)> {
     let by_column = src.availability() == Availability::Column;
-    spec.columns
+    let mut cols: Vec<(String, ColType, bool)> = spec
+        .columns
         .iter()
         .filter(|(c, _, _)| *c != "available_at" || by_column)
-        .map(|&(c, t, req)| (c, t, req || (c == "available_at" && by_column)))
-        .collect()
+        .map(|&(c, t, req)| (c.to_string(), t, req || (c == "available_at" && by_column)))
+        .collect();
+    if spec.table == "observations" {
+        cols.extend(project.measures().iter().map(|m| (m.name.clone(), m.ty.col_type(), m.required)));
+    }
+    cols
 }
 
 fn stream_hash(file: &Path) -> Result<String> {
@@ -219,10 +261,16 @@ impl Ingest<'_> {
                 src.name
             ))
         })?;
-        let used = used_columns(spec, src);
+        let used = used_columns(spec, src, self.project);
         let mut wanted: Vec<String> = used.iter().map(|(c, _, _)| src.source_column(c).to_string()).collect();
         wanted.extend(src.attributes.iter().cloned());
         let mut records = reader::open(file, format, &wanted, src.delimiter)?;
+        let unread = |cols: Vec<String>| -> (Vec<String>, Vec<String>) {
+            let (ignored, unread): (Vec<String>, Vec<String>) =
+                cols.into_iter().filter(|c| !wanted.contains(c)).partition(|c| src.ignore.contains(c));
+            (unread, ignored)
+        };
+        (rep.unread_columns, rep.ignored_columns) = unread(records.columns());
         let missing_required: Vec<&String> = used
             .iter()
             .zip(&wanted)
@@ -246,7 +294,7 @@ impl Ingest<'_> {
         let media_root = src.media_root.as_ref().map(|m| input_dir.join(m));
         let zone = src.zone();
         let n_used = used.len();
-        let path_idx = used.iter().position(|(c, _, _)| *c == "path");
+        let path_idx = used.iter().position(|(c, _, _)| c == "path");
 
         loop {
             let mut cols: Vec<Col> = used.iter().map(|(_, t, _)| Col::new(*t)).collect();
@@ -331,7 +379,8 @@ impl Ingest<'_> {
             }
             let chunk = rep.chunks;
             let landing = self.root.join(format!("lake/raw/{}/{batch_id}/part-{chunk:05}.parquet", src.name));
-            let mut fields: Vec<Field> = used.iter().map(|(c, t, _)| Field::new(*c, arrow_type(*t), true)).collect();
+            let mut fields: Vec<Field> =
+                used.iter().map(|(c, t, _)| Field::new(c.as_str(), arrow_type(*t), true)).collect();
             let mut arrays: Vec<ArrayRef> = cols.into_iter().map(Col::finish).collect();
             fields.push(Field::new("source_line", DataType::Int64, false));
             arrays.push(Arc::new(lines.finish()));
@@ -346,7 +395,7 @@ impl Ingest<'_> {
 
             let parse_rejected = quarantine.len() as u64;
             let mut after = rep.clone();
-            self.commit_chunk(
+            let registered = self.commit_chunk(
                 src,
                 spec,
                 &used,
@@ -378,6 +427,7 @@ impl Ingest<'_> {
                 },
             )?;
             rep = after;
+            rep.entities_registered += registered;
             self.progress.advance(read);
             self.progress.note(&format!(
                 "{}: committed chunk {} ({} rows read)",
@@ -387,6 +437,8 @@ impl Ingest<'_> {
             ));
         }
 
+        // NDJSON learns its keys while reading.
+        (rep.unread_columns, rep.ignored_columns) = unread(records.columns());
         let now = self.clock.stamp();
         conn.execute(
             "INSERT INTO ingest_batches (batch_id, source, file, file_hash, rows_read, rows_ingested, rows_quarantined,
@@ -416,13 +468,13 @@ impl Ingest<'_> {
         &self,
         src: &SourceConfig,
         spec: &TableSpec,
-        used: &[(&'static str, ColType, bool)],
+        used: &[(String, ColType, bool)],
         batch_id: &str,
         file: &str,
         landing: &Path,
         quarantine: &[Quarantined],
         checkpoint: impl FnOnce(&duckdb::Connection, u64, u64) -> std::result::Result<(), duckdb::Error>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let table = spec.table;
         let key_match = spec.key.iter().map(|k| format!("c.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
         let key_list = spec.key.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", ");
@@ -438,10 +490,11 @@ impl Ingest<'_> {
                 " WHEN NOT EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = s.{r}) THEN 'unknown entity in {r}: ' || s.{r}"
             ));
         }
+        // Quoted: a measure may be named like an SQL keyword.
         let value_cols: Vec<&str> =
-            used.iter().map(|(c, _, _)| *c).filter(|c| *c != "available_at").collect::<Vec<_>>();
-        let mut insert_cols: Vec<String> = value_cols.iter().map(|c| c.to_string()).collect();
-        let mut select_cols: Vec<String> = value_cols.iter().map(|c| format!("s.{c}")).collect();
+            used.iter().map(|(c, _, _)| c.as_str()).filter(|c| *c != "available_at").collect::<Vec<_>>();
+        let mut insert_cols: Vec<String> = value_cols.iter().map(|c| format!("\"{c}\"")).collect();
+        let mut select_cols: Vec<String> = value_cols.iter().map(|c| format!("s.\"{c}\"")).collect();
         if table == "entities" {
             insert_cols.push("observed_at".into());
             select_cols.push("s.created_at".into());
@@ -483,7 +536,24 @@ impl Ingest<'_> {
             cols = insert_cols.join(", "),
             sel = select_cols.join(", "),
         );
+        // A panel file may carry its entities: register each id not known yet, first seen at
+        // its earliest row here (attributes from that row), before references are checked.
+        let register = src.entities.as_ref().map(|e| {
+            format!(
+                "INSERT INTO entities (entity_id, kind, parent_id, created_at, observed_at, available_at, version, batch_id, attrs)
+                 SELECT s.entity_id, {kind}, NULL, min(s.observed_at), min(s.observed_at), min({avail}), 1, ?,
+                        arg_min(s.attrs, s.observed_at)
+                 FROM read_parquet({landing_lit}) s
+                 WHERE NOT EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = s.entity_id)
+                 GROUP BY s.entity_id",
+                kind = quote_literal(&e.kind),
+            )
+        });
         self.catalog.transaction(|c| {
+            let registered = match &register {
+                Some(sql) => c.execute(sql, params![batch_id]).ctx(|| format!("register entities of {file}"))? as u64,
+                None => 0,
+            };
             c.execute_batch(&stage_sql).ctx(|| format!("stage chunk of {file}"))?;
             let rejected = c
                 .execute(
@@ -501,7 +571,7 @@ impl Ingest<'_> {
             app.flush().ctx(|| "quarantine flush".into())?;
             drop(app);
             checkpoint(c, inserted as u64, rejected as u64).ctx(|| "checkpoint".into())?;
-            Ok(())
+            Ok(registered)
         })
     }
 }

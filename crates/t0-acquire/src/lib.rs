@@ -3,50 +3,33 @@
 //! resumable, and it accounts for every row.
 
 pub mod config;
-pub mod generate;
+pub mod infer;
 pub mod ingest;
 pub mod media;
 pub mod reader;
-pub mod spec;
 
 use std::path::{Path, PathBuf};
 
 use t0_catalog::{Catalog, RootLock};
 use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Location, StageRun};
+use t0_project::Project;
+pub use t0_project::vocab::{CANONICAL, canonical_name};
 
 pub use config::{AcquireConfig, Availability, SourceConfig};
 pub use ingest::FileReport;
 
 pub const STAGE: &str = "acquire";
 
-/// The canonical tables, in dependency order (entities first).
-pub const CANONICAL: &[&str] = &["entities", "observations", "events", "interactions", "artifacts"];
-
-/// Output name of a canonical table in manifests.
-pub fn canonical_name(table: &str) -> String {
-    format!("canonical.{table}")
-}
-
-/// Describe every canonical table as a manifest output.
-pub fn canonical_outputs(root: &Root, catalog: &Catalog) -> Result<Vec<t0_manifest::Output>> {
-    CANONICAL
-        .iter()
-        .map(|t| {
-            let key = spec::spec(t).expect("canonical table").hash_key;
-            let loc = Location::Table {
-                table: t.to_string(),
-                key: key.iter().map(|k| k.to_string()).collect(),
-                run_id: None,
-            };
-            t0_manifest::record_output(root, catalog, &canonical_name(t), loc)
-        })
-        .collect()
-}
+pub use t0_project::canonical_outputs;
 
 pub struct AcquireArgs {
+    pub project: Project,
     pub input: PathBuf,
+    /// Source mapping; default: the project's.
     pub config: Option<PathBuf>,
+    /// Add measures the project declares that a root with data lacks (a recorded change).
+    pub evolve_schema: bool,
     /// Rows per committed chunk (the unit of resume).
     pub chunk_rows: usize,
 }
@@ -61,19 +44,20 @@ pub struct AcquireReport {
     pub rows_ingested: u64,
     pub rows_unchanged: u64,
     pub rows_quarantined: u64,
+    /// The change made to the measure columns of `observations`, if any.
+    pub schema_change: Option<t0_project::schema::SchemaChange>,
 }
 
-pub fn load_config(path: Option<&Path>) -> Result<(AcquireConfig, String)> {
-    let (cfg, hash) = match path {
-        Some(p) => t0_core::config::load_yaml::<AcquireConfig>(p)?,
-        None => {
-            let c = AcquireConfig::default_clips();
-            let h = t0_core::config::value_hash(&c);
-            (c, h)
-        }
+/// The source mapping (`path`, else the project's) validated against the project. Returns
+/// the mapping and the hash of its text and the project's.
+pub fn load_config(path: Option<&Path>, project: &Project) -> Result<(AcquireConfig, String)> {
+    let (name, text) = match path {
+        Some(p) => (p.display().to_string(), t0_core::config::read_text(p)?),
+        None => project.read(&project.def.sources)?,
     };
-    let origin = path.map(|p| p.display().to_string()).unwrap_or_else(|| "<default config>".into());
-    cfg.validate(&origin)?;
+    let cfg: AcquireConfig = t0_core::config::parse_yaml(&name, &text)?;
+    cfg.validate(&name, project)?;
+    let hash = t0_core::blake3_hex(format!("{}|{}", t0_core::blake3_hex(text.as_bytes()), project.hash).as_bytes());
     Ok((cfg, hash))
 }
 
@@ -97,7 +81,7 @@ fn matching_files(input: &Path, src: &SourceConfig) -> Result<Vec<PathBuf>> {
 }
 
 pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progress) -> Result<AcquireReport> {
-    let (cfg, config_hash) = load_config(args.config.as_deref())?;
+    let (cfg, config_hash) = load_config(args.config.as_deref(), &args.project)?;
     if !args.input.is_dir() {
         return Err(Error::Usage(format!("--input {} is not a directory", args.input.display())));
     }
@@ -106,8 +90,16 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
     }
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
+    let schema_change = t0_project::schema::ensure(&catalog, &args.project, args.evolve_schema, &clock.stamp())?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
-    let ingest = ingest::Ingest { root, catalog: &catalog, clock: &clock, chunk_rows: args.chunk_rows, progress };
+    let ingest = ingest::Ingest {
+        root,
+        catalog: &catalog,
+        clock: &clock,
+        chunk_rows: args.chunk_rows,
+        progress,
+        project: &args.project,
+    };
     // Entities first, so references from the other tables can be checked against them.
     let mut sources: Vec<&SourceConfig> = cfg.sources.iter().collect();
     sources.sort_by_key(|s| CANONICAL.iter().position(|t| *t == s.table));
@@ -141,6 +133,7 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
         rows_quarantined: files.iter().map(|f| f.rows_quarantined).sum(),
         sources_without_files: without,
         files,
+        schema_change,
     };
     if report.files.iter().all(|f| f.skipped_already_ingested) {
         return Err(Error::NothingToDo(if report.files.is_empty() {

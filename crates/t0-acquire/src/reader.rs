@@ -32,6 +32,9 @@ pub enum Item {
 pub trait Records {
     /// Wanted columns the file does not have (CSV and Parquet know this up front).
     fn missing(&self) -> &[String];
+    /// Every column of the file (CSV header, Parquet schema; for NDJSON the keys seen so far),
+    /// so that a column no mapping reads is reported, never silently dropped.
+    fn columns(&self) -> Vec<String>;
     fn next_item(&mut self) -> Result<Option<Item>>;
 }
 
@@ -57,6 +60,7 @@ struct CsvRecords {
     reader: csv::Reader<BufReader<File>>,
     positions: Vec<Option<usize>>,
     header_len: usize,
+    names: Vec<String>,
     missing: Vec<String>,
     wanted: Vec<String>,
     record: csv::ByteRecord,
@@ -88,6 +92,7 @@ impl CsvRecords {
             reader,
             positions,
             header_len: header.len(),
+            names,
             missing,
             wanted: wanted.to_vec(),
             record: csv::ByteRecord::new(),
@@ -98,6 +103,10 @@ impl CsvRecords {
 impl Records for CsvRecords {
     fn missing(&self) -> &[String] {
         &self.missing
+    }
+
+    fn columns(&self) -> Vec<String> {
+        self.names.clone()
     }
 
     fn next_item(&mut self) -> Result<Option<Item>> {
@@ -149,6 +158,7 @@ struct NdjsonRecords {
     wanted: Vec<String>,
     line: u64,
     buf: Vec<u8>,
+    seen: std::collections::BTreeSet<String>,
 }
 
 impl NdjsonRecords {
@@ -159,6 +169,7 @@ impl NdjsonRecords {
             wanted: wanted.to_vec(),
             line: 0,
             buf: Vec::new(),
+            seen: Default::default(),
         })
     }
 }
@@ -166,6 +177,10 @@ impl NdjsonRecords {
 impl Records for NdjsonRecords {
     fn missing(&self) -> &[String] {
         &[]
+    }
+
+    fn columns(&self) -> Vec<String> {
+        self.seen.iter().cloned().collect()
     }
 
     fn next_item(&mut self) -> Result<Option<Item>> {
@@ -195,6 +210,11 @@ impl Records for NdjsonRecords {
             let Some(obj) = value.as_object() else {
                 return bad("not a JSON object".into());
             };
+            for k in obj.keys() {
+                if !self.seen.contains(k) {
+                    self.seen.insert(k.clone());
+                }
+            }
             let fields = self
                 .wanted
                 .iter()
@@ -215,6 +235,7 @@ struct ParquetRecords {
     reader: ParquetRecordBatchReader,
     positions: Vec<Option<usize>>,
     missing: Vec<String>,
+    names: Vec<String>,
     columns: Vec<Option<ArrayRef>>,
     row_in_batch: usize,
     rows_in_batch: usize,
@@ -236,6 +257,7 @@ impl ParquetRecords {
             reader,
             positions,
             missing,
+            names: schema.fields().iter().map(|f| f.name().clone()).collect(),
             columns: Vec::new(),
             row_in_batch: 0,
             rows_in_batch: 0,
@@ -247,6 +269,10 @@ impl ParquetRecords {
 impl Records for ParquetRecords {
     fn missing(&self) -> &[String] {
         &self.missing
+    }
+
+    fn columns(&self) -> Vec<String> {
+        self.names.clone()
     }
 
     fn next_item(&mut self) -> Result<Option<Item>> {

@@ -10,19 +10,19 @@ use crate::contract::{Check, Contract, Kind};
 
 /// The columns that identify one fact of a canonical table (versions share them).
 fn fact_key(table: &str) -> Option<&'static [&'static str]> {
-    t0_acquire::spec::spec(table).map(|s| s.key)
+    t0_project::vocab::spec(table).map(|s| s.key)
 }
 
 /// The rows a check sees: the current version of each fact, or every stored row.
 pub fn source(table: &str, all_versions: bool) -> String {
-    match t0_acquire::spec::current_sql(table, true) {
+    match t0_project::vocab::current_sql(table, true) {
         Some(current) if !all_versions => current,
         _ => table.to_string(),
     }
 }
 
 fn key_text(table: &str) -> String {
-    t0_acquire::spec::key_text(table).unwrap_or_else(|| "CAST(t.rowid AS VARCHAR)".into())
+    t0_project::vocab::key_text(table).unwrap_or_else(|| "CAST(t.rowid AS VARCHAR)".into())
 }
 
 fn list(values: &[String]) -> String {
@@ -122,7 +122,7 @@ pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
             status_violations_sql(&t, key, order, column, terminal, require_event, revival_event.as_deref(), &k)
         }
         Kind::Sql { query } => {
-            format!("SELECT * FROM ({}) q", t0_acquire::spec::expand_current(query.trim().trim_end_matches(';')))
+            format!("SELECT * FROM ({}) q", t0_project::vocab::expand_current(query.trim().trim_end_matches(';')))
         }
         Kind::RowCount { .. } | Kind::Metric { .. } | Kind::Drift { .. } => {
             unreachable!("stateful checks are evaluated by crate::stateful")
@@ -257,7 +257,7 @@ pub fn validate(catalog: &Catalog, c: &Contract) -> Result<()> {
                 if !(head == "select" || head == "with") || q.contains(';') {
                     return bad("custom SQL must be a single SELECT (or WITH ... SELECT) statement".into());
                 }
-                let q = t0_acquire::spec::expand_current(q);
+                let q = t0_project::vocab::expand_current(q);
                 if let Err(e) = catalog.conn().prepare(&format!("SELECT * FROM ({q}) LIMIT 0")) {
                     return bad(format!("custom SQL does not prepare: {e}"));
                 }

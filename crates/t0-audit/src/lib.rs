@@ -21,15 +21,6 @@ pub use contract::{Contract, Severity};
 
 pub const STAGE: &str = "audit";
 
-/// The contracts shipped in `configs/contracts/`, built in so the binary works anywhere.
-const BUILTIN: &[(&str, &str)] = &[
-    ("configs/contracts/artifacts.yaml", include_str!("../../../configs/contracts/artifacts.yaml")),
-    ("configs/contracts/entities.yaml", include_str!("../../../configs/contracts/entities.yaml")),
-    ("configs/contracts/events.yaml", include_str!("../../../configs/contracts/events.yaml")),
-    ("configs/contracts/interactions.yaml", include_str!("../../../configs/contracts/interactions.yaml")),
-    ("configs/contracts/observations.yaml", include_str!("../../../configs/contracts/observations.yaml")),
-];
-
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {
     pub check: String,
@@ -55,9 +46,10 @@ pub struct AuditReport {
 }
 
 pub struct AuditArgs {
+    pub project: t0_project::Project,
     /// How many failing keys to keep per finding (the count is never capped).
     pub sample: usize,
-    /// Directory of contract files; default: the built-in `configs/contracts`.
+    /// Directory of contract files; default: the project's.
     pub contracts: Option<PathBuf>,
     /// The pinned time freshness and future-timestamp checks measure against; default: the
     /// newest `available_at` in the data (freshness checks are then skipped).
@@ -78,16 +70,21 @@ pub fn data_hash(inputs: &[t0_manifest::Output]) -> String {
     h.finalize().to_hex().to_string()
 }
 
-pub fn load_contracts(dir: Option<&Path>) -> Result<Vec<Contract>> {
+/// Contracts from `dir`, else the project's contract folder.
+pub fn load_contracts(dir: Option<&Path>, project: &t0_project::Project) -> Result<Vec<Contract>> {
     match dir {
         Some(d) => Contract::load_dir(d),
-        None => BUILTIN.iter().map(|(name, text)| Contract::parse(Path::new(name), text)).collect(),
+        None => project
+            .read_dir(&project.def.contracts, &["yaml", "yml"])?
+            .iter()
+            .map(|(name, text)| Contract::parse(Path::new(name), text))
+            .collect(),
     }
 }
 
 pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress) -> Result<AuditReport> {
     // A malformed contract is refused before anything runs.
-    let contracts = load_contracts(args.contracts.as_deref())?;
+    let contracts = load_contracts(args.contracts.as_deref(), &args.project)?;
     let as_of_pinned = match &args.as_of {
         Some(s) => {
             Some(t0_core::clock::parse_utc(s).ok_or_else(|| Error::Usage(format!("--as-of: cannot parse {s:?}")))?)
@@ -102,6 +99,7 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
     // check, custom SQL included, on a read-only connection.
     drop(Catalog::open(root)?);
     let ro = Catalog::open_read_only(root)?;
+    t0_project::schema::check(&ro, &args.project)?;
     for c in &contracts {
         checks::validate(&ro, c)?;
     }
@@ -115,7 +113,8 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
     let (stage, run_id) = t0_manifest::latest_producer(&ro, "canonical.observations")?
         .ok_or_else(|| Error::Refused("no canonical data recorded: run `acquire` first".into()))?;
     let up = t0_manifest::load(root, &ro, &stage, Some(&run_id))?;
-    let names: Vec<String> = t0_acquire::CANONICAL.iter().map(|t| t0_acquire::canonical_name(t)).collect();
+    let names: Vec<String> =
+        t0_project::vocab::CANONICAL.iter().map(|t| t0_project::vocab::canonical_name(t)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let inputs = run.consume(&up, &names)?;
     let data_hash = data_hash(&inputs);

@@ -37,7 +37,13 @@ fn env() -> Env {
         std::fs::write(input.path().join(name), body).unwrap();
     }
     let env = Env { root: tempfile::tempdir().unwrap(), contracts: tempfile::tempdir().unwrap() };
-    let args = AcquireArgs { input: input.path().to_path_buf(), config: None, chunk_rows: 1000 };
+    let args = AcquireArgs {
+        project: t0_project::Project::builtin(),
+        evolve_schema: false,
+        input: input.path().to_path_buf(),
+        config: None,
+        chunk_rows: 1000,
+    };
     t0_acquire::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
     env
 }
@@ -53,6 +59,7 @@ impl Env {
         }
         std::fs::write(self.contracts.path().join("c.yaml"), contract).unwrap();
         let args = AuditArgs {
+            project: t0_project::Project::builtin(),
             sample: 5,
             contracts: Some(self.contracts.path().to_path_buf()),
             as_of: as_of.map(str::to_string),
@@ -149,6 +156,7 @@ fn samples_are_capped_but_counts_are_not() {
     assert_eq!(f.failing, 5);
     let r = {
         let args = AuditArgs {
+            project: t0_project::Project::builtin(),
             sample: 2,
             contracts: Some(env.contracts.path().to_path_buf()),
             as_of: None,
@@ -206,7 +214,13 @@ fn malformed_contracts_are_refused_before_any_check_runs() {
 #[test]
 fn the_shipped_contracts_are_valid_and_find_the_fixture_defects() {
     let env = env();
-    let args = AuditArgs { sample: 5, contracts: None, as_of: None, rebaseline: false };
+    let args = AuditArgs {
+        project: t0_project::Project::builtin(),
+        sample: 5,
+        contracts: None,
+        as_of: None,
+        rebaseline: false,
+    };
     let r = t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
     let failing = |name: &str| r.findings.iter().filter(|f| f.check == name).map(|f| f.failing).sum::<u64>();
     assert_eq!(failing("monotonic_counter"), 1);
@@ -218,12 +232,18 @@ fn the_shipped_contracts_are_valid_and_find_the_fixture_defects() {
 #[test]
 fn anomalies_and_drift_compare_with_earlier_runs() {
     let input = tempfile::tempdir().unwrap();
-    let opt = t0_acquire::generate::GenerateOptions { entities: 300, media: 0, ..Default::default() };
-    t0_acquire::generate::generate(input.path(), &opt, &NoProgress).unwrap();
+    let opt = t0_clips_gen::GenerateOptions { entities: 300, media: 0, ..Default::default() };
+    t0_clips_gen::generate(input.path(), &opt, &NoProgress).unwrap();
     let env = Env { root: tempfile::tempdir().unwrap(), contracts: tempfile::tempdir().unwrap() };
     let root = Root::new(env.root.path());
     let acquire = || {
-        let args = AcquireArgs { input: input.path().to_path_buf(), config: None, chunk_rows: 100_000 };
+        let args = AcquireArgs {
+            project: t0_project::Project::builtin(),
+            evolve_schema: false,
+            input: input.path().to_path_buf(),
+            config: None,
+            chunk_rows: 100_000,
+        };
         t0_acquire::run(&root, clock(), &args, &NoProgress).unwrap();
     };
     acquire();

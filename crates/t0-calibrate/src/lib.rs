@@ -127,17 +127,19 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
     run.ensure_new(&run_id)?;
     t0_manifest::purge_unrecorded(&catalog, &run_id, &["acceptance"])?;
     let lit = |o: &t0_manifest::Output| Ok::<_, Error>(t0_catalog::quote_literal(&o.path(root)?.display().to_string()));
-    let nominal = t0_train::read_model(root, train.manifest.output("run.model")?)?.nominal;
+    let model = t0_train::read_model(root, train.manifest.output("run.model")?)?;
+    let nominal = model.nominal;
+    let y = format!("l.\"{}\"", model.target);
 
     progress.phase("join outcomes", None);
     let (scored, matured, coverage, mae): (i64, i64, Option<f64>, Option<f64>) = catalog
         .conn()
         .query_row(
             &format!(
-                "SELECT count(*), count(l.y_log_views),
-                        avg(CASE WHEN l.y_log_views IS NULL THEN NULL
-                                 WHEN l.y_log_views BETWEEN p.lower AND p.upper THEN 1.0 ELSE 0.0 END),
-                        avg(abs(l.y_log_views - p.prediction))
+                "SELECT count(*), count({y}),
+                        avg(CASE WHEN {y} IS NULL THEN NULL
+                                 WHEN CAST({y} AS DOUBLE) BETWEEN p.lower AND p.upper THEN 1.0 ELSE 0.0 END),
+                        avg(abs(CAST({y} AS DOUBLE) - p.prediction))
                  FROM read_parquet({}) p
                  LEFT JOIN read_parquet({}) l ON l.entity_id = p.entity_id AND l.t0 = p.t0",
                 lit(&preds[0])?,

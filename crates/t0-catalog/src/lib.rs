@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_audit_history.sql"),
     include_str!("migrations/0004_heal.sql"),
     include_str!("migrations/0005_certify.sql"),
+    include_str!("migrations/0006_project_schema.sql"),
 ];
 
 pub use duckdb;

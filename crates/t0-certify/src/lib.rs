@@ -11,6 +11,7 @@
 pub mod labels;
 pub mod sqlcheck;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -22,30 +23,19 @@ use t0_catalog::{Catalog, RootLock};
 use t0_core::error::Context;
 use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Loaded, Location, StageRun};
+use t0_project::Project;
 
 pub const STAGE: &str = "certify";
-
-/// The feature-store SQL shipped in `configs/feature-stores/`, built in so the binary works
-/// from any directory; `--stores DIR` reads another copy instead.
-const BUILTIN_SQL: &[(&str, &str)] = &[
-    ("asof.sql", include_str!("../../../configs/feature-stores/asof.sql")),
-    ("base.sql", include_str!("../../../configs/feature-stores/base.sql")),
-    ("text.sql", include_str!("../../../configs/feature-stores/text.sql")),
-    ("history.sql", include_str!("../../../configs/feature-stores/history.sql")),
-    ("outcomes.sql", include_str!("../../../configs/feature-stores/outcomes.sql")),
-    ("priors.sql", include_str!("../../../configs/feature-stores/priors.sql")),
-    ("modality.sql", include_str!("../../../configs/feature-stores/modality.sql")),
-];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertifyConfig {
     #[serde(default)]
     pub t0: GridConfig,
-    /// Label horizon in hours after T0.
-    pub horizon_hours: i64,
+    /// Named values the store SQL reads from the one-row `certify_params` table (besides
+    /// `sla_hours`): integers become BIGINT, decimals DOUBLE, booleans BOOLEAN, text VARCHAR.
     #[serde(default)]
-    pub priors: PriorConfig,
+    pub params: BTreeMap<String, Param>,
     #[serde(default)]
     pub sla: SlaConfig,
     /// T0 days (YYYY-MM-DD) whose dataset hash is a baseline; default: the days already
@@ -55,6 +45,27 @@ pub struct CertifyConfig {
     #[serde(default = "three")]
     pub baseline_days_default: usize,
     pub stores: Vec<StoreConfig>,
+}
+
+/// A store parameter.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Param {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl Param {
+    fn sql(&self) -> String {
+        match self {
+            Param::Int(v) => format!("CAST({v} AS BIGINT)"),
+            Param::Float(v) => format!("CAST({v:?} AS DOUBLE)"),
+            Param::Bool(v) => format!("{v}"),
+            Param::Text(v) => t0_catalog::quote_literal(v),
+        }
+    }
 }
 
 fn three() -> usize {
@@ -67,8 +78,11 @@ pub enum GridMode {
     /// One T0 per entity: its first observation plus `offset_hours`.
     FirstSeen,
     /// T0 = first observation + `offset_hours` + i * `every_days`, while the entity is live
-    /// (before its removal event) and its T0 is within the data (`max_per_entity` at most).
+    /// (before an end event) and its T0 is within the data (`max_per_entity` at most).
     EveryKDays,
+    /// T0 = each observation time + `offset_hours` (the first `max_per_entity`), before an end
+    /// event: the natural grid of a panel observed at regular times.
+    AtObservations,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -80,6 +94,12 @@ pub struct GridConfig {
     pub every_days: i64,
     #[serde(default = "twelve")]
     pub max_per_entity: i64,
+    /// Only entities of this kind get T0s (others, e.g. parents, are context); default: all.
+    #[serde(default)]
+    pub entity_kind: Option<String>,
+    /// Event types after which an entity gets no more T0s (every_k_days, at_observations).
+    #[serde(default)]
+    pub end_events: Vec<String>,
 }
 
 fn seven() -> i64 {
@@ -91,36 +111,13 @@ fn twelve() -> i64 {
 
 impl Default for GridConfig {
     fn default() -> Self {
-        GridConfig { mode: GridMode::FirstSeen, offset_hours: 24, every_days: 7, max_per_entity: 12 }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PriorConfig {
-    /// The outcome anchors summarise: views this many hours after creation.
-    pub prior_horizon_hours: i64,
-    /// Outcomes count only if known strictly before T0 minus this (then cut to the day).
-    pub embargo_hours: i64,
-    /// The tail outcome: views at the prior horizon at or above this.
-    pub tail_views: f64,
-    /// Smallest effective sample size a cohort needs before the ladder falls back.
-    pub min_ess: f64,
-    /// Half-life of the recency weights of the effective sample size.
-    pub half_life_days: f64,
-    /// WOE folds are contiguous blocks of this many days.
-    pub fold_days: i64,
-}
-
-impl Default for PriorConfig {
-    fn default() -> Self {
-        PriorConfig {
-            prior_horizon_hours: 72,
-            embargo_hours: 24,
-            tail_views: 2500.0,
-            min_ess: 5.0,
-            half_life_days: 30.0,
-            fold_days: 7,
+        GridConfig {
+            mode: GridMode::FirstSeen,
+            offset_hours: 24,
+            every_days: 7,
+            max_per_entity: 12,
+            entity_kind: None,
+            end_events: Vec::new(),
         }
     }
 }
@@ -131,6 +128,7 @@ pub struct SlaConfig {
     /// An artifact counts only if it arrived within this many hours of being observed.
     pub hours: i64,
     /// Gated columns: certification fails if one is non-NULL while its artifact was late.
+    #[serde(default)]
     pub gated: Vec<GatedColumn>,
 }
 
@@ -145,20 +143,7 @@ pub struct GatedColumn {
 
 impl Default for SlaConfig {
     fn default() -> Self {
-        let g = |column: &str, artifact: &str| GatedColumn {
-            store: "modality".into(),
-            column: column.into(),
-            artifact: artifact.into(),
-        };
-        SlaConfig {
-            hours: 6,
-            gated: vec![
-                g("title_words", "title"),
-                g("title_chars", "title"),
-                g("thumbnail_hash", "thumbnail"),
-                g("audio_hash", "audio"),
-            ],
-        }
+        SlaConfig { hours: 6, gated: Vec::new() }
     }
 }
 
@@ -174,33 +159,11 @@ pub struct StoreConfig {
     pub strict: bool,
 }
 
-impl Default for CertifyConfig {
-    fn default() -> Self {
-        let store = |e: &str, blocks: &[&str], strict| StoreConfig {
-            entrypoint: e.into(),
-            files: std::iter::once("asof.sql").chain(blocks.iter().copied()).map(str::to_string).collect(),
-            strict,
-        };
-        CertifyConfig {
-            t0: GridConfig::default(),
-            horizon_hours: 168,
-            priors: PriorConfig::default(),
-            sla: SlaConfig::default(),
-            baseline_days: Vec::new(),
-            baseline_days_default: 3,
-            stores: vec![
-                store("base", &["base.sql"], true),
-                store("history", &["history.sql"], true),
-                store("priors", &["outcomes.sql", "priors.sql"], false),
-                store("modality", &["modality.sql"], true),
-                store("text", &["text.sql"], false),
-            ],
-        }
-    }
-}
-
 pub struct CertifyArgs {
+    pub project: Project,
+    /// Certify configuration; default: the project's.
     pub config: Option<PathBuf>,
+    /// Directory of store SQL; default: the project's feature stores.
     pub stores_dir: Option<PathBuf>,
     /// Accept a view-definition change in a strict store and make it the new baseline.
     pub rebaseline: bool,
@@ -222,21 +185,27 @@ pub struct StoreResult {
 #[derive(Debug, Serialize)]
 pub struct CertifyReport {
     pub run_id: String,
-    /// Where the store SQL came from (absolute); `None` for the built-in stores.
+    /// Where the store SQL came from (absolute); `None` for the built-in project's stores.
     pub stores_dir: Option<String>,
+    pub project: serde_json::Value,
     pub status: String,
     pub stores: Vec<StoreResult>,
 }
 
+/// Store SQL `file` from `dir` (a project's feature stores or `--stores`), or the built-in
+/// project's when `None`. A directory without `asof.sql` gets the generic as-of views.
 fn read_sql(dir: Option<&Path>, file: &str) -> Result<String> {
     match dir {
+        Some(d) if file == "asof.sql" && !d.join(file).exists() => Ok(t0_project::GENERIC_ASOF.to_string()),
         Some(d) => t0_core::config::read_text(&d.join(file)),
-        None => BUILTIN_SQL
-            .iter()
-            .find(|(n, _)| *n == file)
-            .map(|(_, s)| s.to_string())
-            .ok_or_else(|| Error::Usage(format!("no built-in feature-store file {file}; pass --stores DIR"))),
+        None => Project::builtin().store_sql(file).map(|(_, sql)| sql),
     }
+}
+
+/// The directory store SQL is read from: `--stores`, else the project's folder (`None` for
+/// the built-in project).
+fn stores_dir(args: &CertifyArgs) -> Option<PathBuf> {
+    args.stores_dir.clone().or_else(|| args.project.path(&args.project.def.feature_stores))
 }
 
 /// View-definition hash of a closure: blake3 over each file's name and normalised SQL.
@@ -269,69 +238,106 @@ pub struct LoadedConfig {
 }
 
 pub fn load_config(args: &CertifyArgs) -> Result<LoadedConfig> {
-    let (cfg, cfg_hash) = match &args.config {
-        Some(p) => t0_core::config::load_yaml::<CertifyConfig>(p)?,
-        None => {
-            let c = CertifyConfig::default();
-            let h = t0_core::config::value_hash(&c);
-            (c, h)
-        }
+    let (name, text) = match &args.config {
+        Some(p) => (p.display().to_string(), t0_core::config::read_text(p)?),
+        None => args.project.read(&args.project.def.certify)?,
     };
+    let cfg: CertifyConfig = t0_core::config::parse_yaml(&name, &text)?;
+    validate(&cfg, &name)?;
+    let cfg_hash =
+        t0_core::blake3_hex(format!("{}|{}", t0_core::blake3_hex(text.as_bytes()), args.project.hash).as_bytes());
+    let dir = stores_dir(args);
     let mut closures = Vec::new();
     for s in &cfg.stores {
-        let files = s
-            .files
-            .iter()
-            .map(|f| Ok((f.clone(), read_sql(args.stores_dir.as_deref(), f)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let files =
+            s.files.iter().map(|f| Ok((f.clone(), read_sql(dir.as_deref(), f)?))).collect::<Result<Vec<_>>>()?;
         closures.push((s.clone(), files));
     }
     Ok(LoadedConfig { cfg, hash: cfg_hash, closures })
+}
+
+fn validate(cfg: &CertifyConfig, name: &str) -> Result<()> {
+    let bad = |m: String| Error::config(name, m);
+    if cfg.stores.is_empty() {
+        return Err(bad("stores: at least one store is needed".into()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &cfg.stores {
+        if !t0_project::def::is_identifier(&s.entrypoint) || !seen.insert(&s.entrypoint) {
+            return Err(bad(format!("stores: entrypoint {:?} must be a unique lower-case identifier", s.entrypoint)));
+        }
+    }
+    for k in cfg.params.keys() {
+        if !t0_project::def::is_identifier(k) || k == "sla_hours" {
+            return Err(bad(format!("params: {k:?} must be a lower-case identifier other than sla_hours")));
+        }
+    }
+    for g in &cfg.sla.gated {
+        if !seen.contains(&g.store) {
+            return Err(bad(format!("sla.gated: {}.{} names no store", g.store, g.column)));
+        }
+    }
+    Ok(())
 }
 
 /// Create the T0 grid and the parameter row every feature block reads (temp tables of the
 /// connection). The grid only decides *when* decisions are made; features read the data as
 /// of each T0 through the as-of views.
 pub fn prepare(catalog: &Catalog, cfg: &CertifyConfig) -> Result<()> {
-    let p = &cfg.priors;
-    let entities = t0_acquire::spec::current_sql("entities", true).expect("canonical table");
-    let events = t0_acquire::spec::current_sql("events", true).expect("canonical table");
-    let off = cfg.t0.offset_hours;
-    let grid = match cfg.t0.mode {
-        GridMode::FirstSeen => "SELECT f.entity_id, f.first_seen + to_hours(CAST(p.off AS BIGINT)) AS t0 FROM first f, p".to_string(),
+    let entities = t0_project::vocab::current_sql("entities", true).expect("canonical table");
+    let events = t0_project::vocab::current_sql("events", true).expect("canonical table");
+    let observations = t0_project::vocab::current_sql("observations", true).expect("canonical table");
+    let g = &cfg.t0;
+    let list = |v: &[String]| v.iter().map(|e| t0_catalog::quote_literal(e)).collect::<Vec<_>>().join(", ");
+    let kind = match &g.entity_kind {
+        Some(k) => format!("e.kind = {} AND ", t0_catalog::quote_literal(k)),
+        None => String::new(),
+    };
+    let ends = if g.end_events.is_empty() {
+        "SELECT NULL::VARCHAR AS entity_id, NULL::TIMESTAMP AS ended_at WHERE false".to_string()
+    } else {
+        format!(
+            "SELECT entity_id, min(observed_at) AS ended_at FROM {events} WHERE event_type IN ({}) GROUP BY entity_id",
+            list(&g.end_events)
+        )
+    };
+    let off = "to_hours(CAST(p.off AS BIGINT))";
+    let grid = match g.mode {
+        GridMode::FirstSeen => format!("SELECT f.entity_id, f.first_seen + {off} AS t0 FROM first f, p"),
         GridMode::EveryKDays => format!(
-            "SELECT f.entity_id, f.first_seen + to_hours(CAST(p.off AS BIGINT)) + to_days(CAST(r.i * {k} AS INTEGER)) AS t0
+            "SELECT f.entity_id, f.first_seen + {off} + to_days(CAST(r.i * {k} AS INTEGER)) AS t0
              FROM first f CROSS JOIN p CROSS JOIN range(0, {n}) r(i)
-             LEFT JOIN (SELECT entity_id, min(observed_at) AS ended_at FROM {events}
-                        WHERE event_type IN ('removed', 'sold') GROUP BY entity_id) x ON x.entity_id = f.entity_id
-             WHERE x.ended_at IS NULL OR f.first_seen + to_hours(CAST(p.off AS BIGINT)) + to_days(CAST(r.i * {k} AS INTEGER)) < x.ended_at",
-            k = cfg.t0.every_days,
-            n = cfg.t0.max_per_entity.max(1),
+             LEFT JOIN ends x ON x.entity_id = f.entity_id
+             WHERE x.ended_at IS NULL OR f.first_seen + {off} + to_days(CAST(r.i * {k} AS INTEGER)) < x.ended_at",
+            k = g.every_days,
+            n = g.max_per_entity.max(1),
+        ),
+        GridMode::AtObservations => format!(
+            "SELECT o.entity_id, o.observed_at + {off} AS t0
+             FROM (SELECT DISTINCT entity_id, observed_at FROM {observations}) o
+             JOIN first f ON f.entity_id = o.entity_id CROSS JOIN p
+             LEFT JOIN ends x ON x.entity_id = o.entity_id
+             WHERE x.ended_at IS NULL OR o.observed_at + {off} < x.ended_at
+             QUALIFY row_number() OVER (PARTITION BY o.entity_id ORDER BY o.observed_at) <= {n}",
+            n = g.max_per_entity.max(1),
         ),
     };
+    let mut params: Vec<String> = cfg.params.iter().map(|(k, v)| format!("{} AS {k}", v.sql())).collect();
+    params.push(format!("CAST({} AS BIGINT) AS sla_hours", cfg.sla.hours));
     let sql = format!(
         "CREATE OR REPLACE TEMP TABLE t0_grid AS
-         WITH p AS (SELECT {off} AS off),
+         WITH p AS (SELECT {off_h} AS off),
               first AS (SELECT e.entity_id, min(e.observed_at) AS first_seen FROM entities e
-                        WHERE e.kind = 'clip' AND e.entity_id IN (SELECT entity_id FROM {entities})
+                        WHERE {kind}e.entity_id IN (SELECT entity_id FROM {entities})
                         GROUP BY e.entity_id),
+              ends AS ({ends}),
               grid AS ({grid}),
               horizon AS (SELECT max(available_at) AS as_of FROM observations)
          SELECT g.entity_id, g.t0 FROM grid g, horizon WHERE g.t0 <= horizon.as_of
          ORDER BY g.entity_id, g.t0;
-         CREATE OR REPLACE TEMP TABLE certify_params AS
-         SELECT CAST({} AS BIGINT) AS prior_horizon_hours, CAST({} AS BIGINT) AS embargo_hours,
-                CAST({} AS DOUBLE) AS tail_log_views, CAST({} AS DOUBLE) AS min_ess,
-                CAST({} AS DOUBLE) AS half_life_days, CAST({} AS BIGINT) AS fold_days,
-                CAST({} AS BIGINT) AS sla_hours, CAST({} AS BIGINT) AS horizon_hours;",
-        p.prior_horizon_hours,
-        p.embargo_hours,
-        (1.0 + p.tail_views).ln(),
-        p.min_ess,
-        p.half_life_days,
-        p.fold_days.max(1),
-        cfg.sla.hours,
-        cfg.horizon_hours,
+         CREATE OR REPLACE TEMP TABLE certify_params AS SELECT {params};",
+        off_h = g.offset_hours,
+        params = params.join(", "),
     );
     catalog.conn().execute_batch(&sql).ctx(|| "build T0 grid".into())
 }
@@ -447,6 +453,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
 
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
+    t0_project::schema::check(&catalog, &args.project)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
     let audit = t0_manifest::load(root, &catalog, "audit", None)?;
     if audit.manifest.gate.as_deref() != Some("PASS") {
@@ -580,48 +587,21 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         }
     }
     let status = if all_ok { "CERTIFIED" } else { "FAILED" };
-    let stores_dir = match &args.stores_dir {
-        Some(d) => Some(std::fs::canonicalize(d).map_err(|e| t0_core::config::unreadable(d, e))?.display().to_string()),
+    let stores_dir = match stores_dir(args) {
+        Some(d) => {
+            Some(std::fs::canonicalize(&d).map_err(|e| t0_core::config::unreadable(&d, e))?.display().to_string())
+        }
         None => None,
     };
-    let report = CertifyReport { run_id: run_id.clone(), stores_dir, status: status.into(), stores };
+    let report = CertifyReport {
+        run_id: run_id.clone(),
+        stores_dir,
+        project: args.project.provenance(),
+        status: status.into(),
+        stores,
+    };
     run.finish(&run_id, Some(status), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
-}
-
-/// Labels (`certify labels`) from the current (fully repaired) data, one row per grid
-/// (entity, T0), never part of a feature closure:
-/// - `y_log_views`: ln(1 + views) at T0 + horizon, from the last snapshot at or before it;
-///   NULL when the entity was not observed that far;
-/// - `y_tail`: that outcome at or above the tail threshold;
-/// - `tte_hours` / `event`: hours from T0 to the first removal (status or event) after T0,
-///   right-censored at the last observation when none is seen.
-pub fn labels_sql(cfg: &CertifyConfig) -> String {
-    let obs = t0_acquire::spec::current_sql("observations", true).expect("canonical table");
-    let events = t0_acquire::spec::current_sql("events", true).expect("canonical table");
-    format!(
-        "WITH cur AS {obs},
-         ends AS (SELECT entity_id, observed_at FROM {events} WHERE event_type IN ('removed', 'sold')
-                  UNION ALL SELECT entity_id, observed_at FROM cur WHERE status IN ('removed', 'sold')),
-         y AS (SELECT g.entity_id, g.t0,
-                      CASE WHEN max(o.observed_at) >= g.t0 + INTERVAL {h} HOUR
-                           THEN ln(1 + arg_max(o.views, o.observed_at) FILTER (WHERE o.observed_at <= g.t0 + INTERVAL {h} HOUR))
-                      END AS y_log_views,
-                      max(o.observed_at) AS last_seen
-               FROM t0_grid g LEFT JOIN cur o ON o.entity_id = g.entity_id
-               GROUP BY g.entity_id, g.t0),
-         e AS (SELECT g.entity_id, g.t0, min(x.observed_at) AS ended_at
-               FROM t0_grid g JOIN ends x ON x.entity_id = g.entity_id AND x.observed_at > g.t0
-               GROUP BY g.entity_id, g.t0)
-         SELECT y.entity_id, y.t0, CAST({h} AS BIGINT) AS horizon_hours, y.y_log_views,
-                CASE WHEN y.y_log_views IS NOT NULL THEN y.y_log_views >= {tail} END AS y_tail,
-                greatest(date_diff('second', y.t0, coalesce(e.ended_at, y.last_seen)), 0) / 3600.0 AS tte_hours,
-                e.ended_at IS NOT NULL AS event
-         FROM y LEFT JOIN e ON e.entity_id = y.entity_id AND e.t0 = y.t0
-         ORDER BY y.entity_id, y.t0",
-        h = cfg.horizon_hours,
-        tail = (1.0 + cfg.priors.tail_views).ln(),
-    )
 }
 
 /// The downstream guard: the latest certify run must be CERTIFIED and not older than

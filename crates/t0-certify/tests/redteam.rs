@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use t0_acquire::AcquireArgs;
 use t0_audit::AuditArgs;
 use t0_catalog::Catalog;
-use t0_certify::{CertifyArgs, CertifyConfig, GridMode};
+use t0_certify::{CertifyArgs, GridMode};
 use t0_core::{Clock, NoProgress, Root};
 
 fn clock(at: &str) -> Clock {
@@ -23,7 +23,13 @@ fn clock(at: &str) -> Clock {
 }
 
 fn audit(root: &Root, at: &str) -> String {
-    let args = AuditArgs { sample: 3, contracts: None, as_of: Some(at.into()), rebaseline: false };
+    let args = AuditArgs {
+        project: t0_project::Project::builtin(),
+        sample: 3,
+        contracts: None,
+        as_of: Some(at.into()),
+        rebaseline: false,
+    };
     t0_audit::run(root, clock(at), &args, &NoProgress).unwrap().verdict
 }
 
@@ -40,7 +46,12 @@ fn audit_heal(root: &Root, at: &str) {
 }
 
 fn certify(root: &Root, at: &str, stores: Option<&Path>, rebaseline: bool) -> t0_certify::CertifyReport {
-    let args = CertifyArgs { config: None, stores_dir: stores.map(Path::to_path_buf), rebaseline };
+    let args = CertifyArgs {
+        project: t0_project::Project::builtin(),
+        config: None,
+        stores_dir: stores.map(Path::to_path_buf),
+        rebaseline,
+    };
     t0_certify::run(root, clock(at), &args, &NoProgress).unwrap()
 }
 
@@ -85,13 +96,19 @@ struct Attack {
 /// certify again, and count the rows of the first surfaces that changed.
 fn attack(stores: Option<&Path>) -> Attack {
     let data = tempfile::tempdir().unwrap();
-    let opt = t0_acquire::generate::GenerateOptions { entities: 300, media: 0, ..Default::default() };
-    t0_acquire::generate::generate(data.path(), &opt, &NoProgress).unwrap();
+    let opt = t0_clips_gen::GenerateOptions { entities: 300, media: 0, ..Default::default() };
+    t0_clips_gen::generate(data.path(), &opt, &NoProgress).unwrap();
     let root_dir = tempfile::tempdir().unwrap();
     let root = Root::new(root_dir.path());
     let t1 = "2026-04-01T00:00:00Z";
     let acquire = |at: &str| {
-        let args = AcquireArgs { input: data.path().to_path_buf(), config: None, chunk_rows: 100_000 };
+        let args = AcquireArgs {
+            project: t0_project::Project::builtin(),
+            evolve_schema: false,
+            input: data.path().to_path_buf(),
+            config: None,
+            chunk_rows: 100_000,
+        };
         t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
     };
     acquire(t1);
@@ -178,7 +195,7 @@ fn facts_from_after_t0_change_no_certified_value() {
 #[test]
 fn the_red_team_catches_a_store_without_the_availability_filter() {
     let stores = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/feature-stores");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects/clips/feature-stores");
     for e in std::fs::read_dir(&src).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), stores.path().join(e.file_name())).unwrap();
@@ -325,12 +342,13 @@ fn close(a: Option<f64>, b: Option<f64>) -> bool {
 
 #[test]
 fn surfaces_equal_a_brute_force_as_of_on_random_histories() {
-    let mut cfg = CertifyConfig::default();
+    let args =
+        CertifyArgs { project: t0_project::Project::builtin(), config: None, stores_dir: None, rebaseline: false };
+    let loaded = t0_certify::load_config(&args).unwrap();
+    let (mut cfg, closures) = (loaded.cfg, loaded.closures);
     cfg.t0.mode = GridMode::EveryKDays;
     cfg.t0.every_days = 1;
     cfg.t0.offset_hours = 6;
-    let args = CertifyArgs { config: None, stores_dir: None, rebaseline: false };
-    let closures = t0_certify::load_config(&args).unwrap().closures;
     let files = |e: &str| closures.iter().find(|(s, _)| s.entrypoint == e).unwrap().1.clone();
     let mut rng = Rng(20261124);
     let mut checked = 0;
@@ -425,13 +443,16 @@ fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
             t = sql_ts(START + 74 * h)
         ))
         .unwrap();
-    let cfg = CertifyConfig::default(); // T0 = creation + 24 h, horizon 168 h, tail at 2500 views
+    // The clips project: T0 = creation + 24 h, horizon 168 h, tail at 2500 views.
+    let project = t0_project::Project::builtin();
+    let args = CertifyArgs { project: project.clone(), config: None, stores_dir: None, rebaseline: false };
+    let cfg = t0_certify::load_config(&args).unwrap().cfg;
     t0_certify::prepare(&cat, &cfg).unwrap();
     let got = values(
         &cat,
         &format!(
             "SELECT y_log_views, CAST(y_tail AS DOUBLE), tte_hours, CAST(event AS DOUBLE) FROM ({}) ORDER BY entity_id",
-            t0_certify::labels_sql(&cfg)
+            t0_certify::labels::labels_sql(&project)
         ),
     );
     let want = [
@@ -449,7 +470,7 @@ fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
 
 fn store_copy(edit: impl Fn(&str, String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/feature-stores");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects/clips/feature-stores");
     for e in std::fs::read_dir(&src).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
@@ -465,11 +486,11 @@ fn store<'a>(r: &'a t0_certify::CertifyReport, entry: &str) -> &'a t0_certify::S
 #[test]
 fn late_artifacts_stay_null_and_an_ungated_column_fails_the_sla() {
     let data = tempfile::tempdir().unwrap();
-    let opt = t0_acquire::generate::GenerateOptions { entities: 120, media: 40, ..Default::default() };
-    t0_acquire::generate::generate(data.path(), &opt, &NoProgress).unwrap();
+    let opt = t0_clips_gen::GenerateOptions { entities: 120, media: 40, ..Default::default() };
+    t0_clips_gen::generate(data.path(), &opt, &NoProgress).unwrap();
     // Artifacts reach the store 12 h after they were observed: later than the 6 h SLA.
     let mapping =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/sources/clips.yaml"))
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects/clips/sources.yaml"))
             .unwrap();
     let (head, tail) = mapping.split_at(mapping.find("  - name: artifacts").unwrap());
     let late = format!("{head}{}", tail.replace("availability: observed_time", "availability: observed_time + 12h"));
@@ -479,7 +500,13 @@ fn late_artifacts_stay_null_and_an_ungated_column_fails_the_sla() {
     let root_dir = tempfile::tempdir().unwrap();
     let root = Root::new(root_dir.path());
     let at = "2026-04-01T00:00:00Z";
-    let args = AcquireArgs { input: data.path().to_path_buf(), config: Some(cfg), chunk_rows: 100_000 };
+    let args = AcquireArgs {
+        project: t0_project::Project::builtin(),
+        evolve_schema: false,
+        input: data.path().to_path_buf(),
+        config: Some(cfg),
+        chunk_rows: 100_000,
+    };
     t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
     audit_heal(&root, at);
 
@@ -515,19 +542,30 @@ fn late_artifacts_stay_null_and_an_ungated_column_fails_the_sla() {
 #[test]
 fn drift_fails_a_strict_store_and_is_recorded_by_a_tolerant_one() {
     let data = tempfile::tempdir().unwrap();
-    let opt = t0_acquire::generate::GenerateOptions { entities: 120, media: 0, ..Default::default() };
-    t0_acquire::generate::generate(data.path(), &opt, &NoProgress).unwrap();
+    let opt = t0_clips_gen::GenerateOptions { entities: 120, media: 0, ..Default::default() };
+    t0_clips_gen::generate(data.path(), &opt, &NoProgress).unwrap();
     let root_dir = tempfile::tempdir().unwrap();
     let root = Root::new(root_dir.path());
     let at = "2026-04-01T00:00:00Z";
-    let args = AcquireArgs { input: data.path().to_path_buf(), config: None, chunk_rows: 100_000 };
+    let args = AcquireArgs {
+        project: t0_project::Project::builtin(),
+        evolve_schema: false,
+        input: data.path().to_path_buf(),
+        config: None,
+        chunk_rows: 100_000,
+    };
     t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
     audit_heal(&root, at);
     assert_eq!(certify(&root, at, None, false).status, "CERTIFIED");
 
     // Layout and comments do not move a view-definition hash: the same certification again.
     let cosmetic = store_copy(|_, sql| format!("-- reviewed\n{}", sql.replace("\n", "\n\n")));
-    let args = CertifyArgs { config: None, stores_dir: Some(cosmetic.path().to_path_buf()), rebaseline: false };
+    let args = CertifyArgs {
+        project: t0_project::Project::builtin(),
+        config: None,
+        stores_dir: Some(cosmetic.path().to_path_buf()),
+        rebaseline: false,
+    };
     let e = t0_certify::run(&root, clock(at), &args, &NoProgress).unwrap_err();
     assert_eq!(e.exit_code(), t0_core::ExitCode::NothingToDo, "{e}");
 
@@ -548,12 +586,4 @@ fn drift_fails_a_strict_store_and_is_recorded_by_a_tolerant_one() {
     // --rebaseline accepts the new definition.
     let r = certify(&root, at, Some(edited.path()), true);
     assert_eq!(r.status, "CERTIFIED", "{:?}", r.stores);
-}
-
-#[test]
-fn the_shipped_config_is_the_built_in_default() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/certify.yaml");
-    let (shipped, _) = t0_core::config::load_yaml::<CertifyConfig>(&path).unwrap();
-    let json = |c: &CertifyConfig| serde_json::to_value(c).unwrap();
-    assert_eq!(json(&shipped), json(&CertifyConfig::default()));
 }

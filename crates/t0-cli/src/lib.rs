@@ -23,6 +23,17 @@ pub struct Common {
     /// No progress bar and no summary on stderr (errors are still printed).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// The project directory (project.yaml: measures, sources, contracts, heal rules, feature
+    /// stores, labels, features, embed inputs). Default: the built-in clips example.
+    #[arg(long, env = "T0CLIP_PROJECT", global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+}
+
+impl Common {
+    /// The project the flags name (validated: a malformed one is exit 2 with file and line).
+    pub fn project(&self) -> t0_core::Result<t0_project::Project> {
+        t0_project::Project::load(self.project.as_deref())
+    }
 }
 
 /// How old a certificate a consuming stage accepts.

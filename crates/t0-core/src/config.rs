@@ -15,6 +15,14 @@ pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<(T, String)> {
     Ok((value, crate::blake3_hex(&bytes)))
 }
 
+/// Parse YAML `text` into `T`; `name` (a file) is named with the line and column on error.
+pub fn parse_yaml<T: DeserializeOwned>(name: &str, text: &str) -> Result<T> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let at = e.location().map(|l| format!("line {}, column {}: ", l.line(), l.column())).unwrap_or_default();
+        Error::config(name, format!("{at}{e}"))
+    })
+}
+
 /// A configuration file the user named cannot be read: a usage error (exit 2), not an
 /// internal one.
 pub fn unreadable(path: &Path, e: std::io::Error) -> Error {

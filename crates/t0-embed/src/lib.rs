@@ -1,14 +1,16 @@
-//! `embed`: per-entity vectors from the certified text surface.
+//! `embed`: per-(entity, T0) vectors of the text columns the project's `embed:` declares.
 //!
 //! PLACEHOLDER MODEL: until the embedding issue brings real pretrained text/image/audio models,
 //! the text vector is a signed feature-hashing bag of words (256 buckets) projected to 32
 //! dimensions by a fixed, seeded Gaussian matrix on candle, then L2-normalised. It is real,
-//! deterministic and carries the title's signal words, but it is not a learned embedding; its
+//! deterministic and carries the text's signal words, but it is not a learned embedding; its
 //! model name says so (`hashing-bow-v0`).
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float32Builder, ListBuilder, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListBuilder, Float32Builder, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use candle_core::{Device, Tensor};
@@ -24,7 +26,19 @@ pub const DIM: usize = 32;
 const SEED: u64 = 0x7430_636c_6970; // "t0clip"
 
 pub struct EmbedArgs {
+    pub project: t0_project::Project,
     pub max_age_days: i64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct EmbeddingOutput {
+    /// The embed input's name (`embeddings.<name>`).
+    pub name: String,
+    pub surface: String,
+    pub column: String,
+    pub rows: u64,
+    pub empty_texts: u64,
+    pub path: String,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -32,9 +46,7 @@ pub struct EmbedReport {
     pub run_id: String,
     pub model: String,
     pub placeholder: bool,
-    pub rows: u64,
-    pub empty_texts: u64,
-    pub path: String,
+    pub outputs: Vec<EmbeddingOutput>,
 }
 
 fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -92,80 +104,109 @@ pub fn embed_texts(texts: &[Option<&str>]) -> Result<Vec<Vec<f32>>> {
 }
 
 pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress) -> Result<EmbedReport> {
+    let inputs = &args.project.def.embed.text;
+    if inputs.is_empty() {
+        return Err(Error::NothingToDo(format!("project {} declares no embed inputs", args.project.name())));
+    }
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
-    let mut run = StageRun::begin(root, &catalog, STAGE, clock, t0_core::blake3_hex(MODEL.as_bytes()));
+    let config_hash = t0_core::config::value_hash(&(MODEL, serde_json::to_value(inputs).expect("plain struct")));
+    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
-    let inputs = run.consume(&cert, &["surface.text"])?;
+    let mut surfaces = Vec::new();
+    for input in inputs {
+        let name = format!("surface.{}", input.surface);
+        if cert.manifest.outputs.iter().all(|o| o.name != name) {
+            return Err(Error::config(
+                args.project.display(t0_project::PROJECT_FILE),
+                format!(
+                    "embed.text {}: certify run {} has no surface {}",
+                    input.name, cert.manifest.run_id, input.surface
+                ),
+            ));
+        }
+        surfaces.push(run.consume(&cert, &[name.as_str()])?.remove(0));
+    }
     // The certificate is part of the provenance: a re-certification (even of equal content)
     // gets its own embeddings run, which is what train-suite checks.
     let run_id = run.run_id(&cert.manifest.run_id);
     run.ensure_new(&run_id)?;
-    let abs = inputs[0].path(root)?;
-    let path = root.relative(&abs);
-    let (_, batches) = t0_table::ParquetSet::open(&abs)?.read_all()?;
-
-    let mut ids = Vec::new();
-    let mut t0s = Vec::new();
-    let mut texts: Vec<Option<String>> = Vec::new();
-    for b in &batches {
-        let col = |name: &str| -> Result<&ArrayRef> {
-            b.column_by_name(name).ok_or_else(|| Error::Refused(format!("{path}: no column {name}")))
-        };
-        let id = col("entity_id")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| Error::Refused(format!("{path}: entity_id is not text")))?;
-        let t0 = col("t0")?
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .ok_or_else(|| Error::Refused(format!("{path}: t0 is not a microsecond timestamp")))?;
-        let title =
-            col("title")?.as_string_opt::<i32>().ok_or_else(|| Error::Refused(format!("{path}: title is not text")))?;
-        for i in 0..b.num_rows() {
-            ids.push(id.value(i).to_string());
-            t0s.push(t0.value(i));
-            texts.push(title.is_valid(i).then(|| title.value(i).to_string()));
+    let mut outputs = Vec::new();
+    let mut reports = Vec::new();
+    for (input, surface) in inputs.iter().zip(&surfaces) {
+        let abs = surface.path(root)?;
+        let path = root.relative(&abs);
+        let (_, batches) = t0_table::ParquetSet::open(&abs)?.read_all()?;
+        let mut ids = Vec::new();
+        let mut t0s = Vec::new();
+        let mut texts: Vec<Option<String>> = Vec::new();
+        for b in &batches {
+            let col = |name: &str| -> Result<&ArrayRef> {
+                b.column_by_name(name).ok_or_else(|| Error::Refused(format!("{path}: no column {name}")))
+            };
+            let id = col("entity_id")?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| Error::Refused(format!("{path}: entity_id is not text")))?;
+            let t0 = col("t0")?
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .ok_or_else(|| Error::Refused(format!("{path}: t0 is not a microsecond timestamp")))?;
+            let text = col(&input.column)?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| Error::Refused(format!("{path}: {} is not text", input.column)))?;
+            for i in 0..b.num_rows() {
+                ids.push(id.value(i).to_string());
+                t0s.push(t0.value(i));
+                texts.push(text.is_valid(i).then(|| text.value(i).to_string()));
+            }
         }
+        progress.phase(&format!("embed {}", input.name), Some(ids.len() as u64));
+        let mut vectors = Vec::with_capacity(ids.len());
+        for chunk in texts.chunks(4096) {
+            let refs: Vec<Option<&str>> = chunk.iter().map(|t| t.as_deref()).collect();
+            vectors.extend(embed_texts(&refs)?);
+            progress.advance(chunk.len() as u64);
+        }
+        progress.finish();
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let mut list = FixedSizeListBuilder::new(Float32Builder::new(), DIM as i32).with_field(item.clone());
+        for v in &vectors {
+            list.values().append_slice(v);
+            list.append(true);
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("entity_id", DataType::Utf8, false),
+            Field::new("t0", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            Field::new("embedding", DataType::FixedSizeList(item, DIM as i32), false),
+        ]));
+        let rows = ids.len() as u64;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(ids)),
+                Arc::new(TimestampMicrosecondArray::from(t0s)),
+                Arc::new(list.finish()),
+            ],
+        )
+        .ctx(|| "embedding batch".into())?;
+        let rel = format!("lake/embeddings/text/{MODEL}/{run_id}/{}.parquet", input.name);
+        t0_table::write_parquet(&root.join(&rel), schema, &[batch])?;
+        outputs.push(t0_manifest::record_output(
+            root,
+            &catalog,
+            &format!("embeddings.{}", input.name),
+            Location::per_entity_t0(rel.clone()),
+        )?);
+        reports.push(EmbeddingOutput {
+            name: input.name.clone(),
+            surface: input.surface.clone(),
+            column: input.column.clone(),
+            rows,
+            empty_texts: texts.iter().filter(|t| t.is_none()).count() as u64,
+            path: rel,
+        });
     }
-    progress.phase("embed text", Some(ids.len() as u64));
-    let mut vectors = Vec::with_capacity(ids.len());
-    for chunk in texts.chunks(4096) {
-        let refs: Vec<Option<&str>> = chunk.iter().map(|t| t.as_deref()).collect();
-        vectors.extend(embed_texts(&refs)?);
-        progress.advance(chunk.len() as u64);
-    }
-    progress.finish();
-
-    let mut list = ListBuilder::new(Float32Builder::new()).with_field(Field::new("item", DataType::Float32, false));
-    for v in &vectors {
-        list.values().append_slice(v);
-        list.append(true);
-    }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("entity_id", DataType::Utf8, false),
-        Field::new("t0", DataType::Timestamp(TimeUnit::Microsecond, None), false),
-        Field::new("embedding", DataType::List(Arc::new(Field::new("item", DataType::Float32, false))), false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(StringArray::from(ids.clone())),
-            Arc::new(TimestampMicrosecondArray::from(t0s)),
-            Arc::new(list.finish()),
-        ],
-    )
-    .ctx(|| "embedding batch".into())?;
-    let rel = format!("lake/embeddings/text/{MODEL}/{run_id}/embeddings.parquet");
-    t0_table::write_parquet(&root.join(&rel), schema, &[batch])?;
-    let out = t0_manifest::record_output(root, &catalog, "embeddings.text", Location::per_entity_t0(rel.clone()))?;
-    let report = EmbedReport {
-        run_id: run_id.clone(),
-        model: MODEL.into(),
-        placeholder: true,
-        rows: ids.len() as u64,
-        empty_texts: texts.iter().filter(|t| t.is_none()).count() as u64,
-        path: rel,
-    };
-    run.finish(&run_id, None, vec![out], serde_json::to_value(&report).expect("plain struct"))?;
+    let report = EmbedReport { run_id: run_id.clone(), model: MODEL.into(), placeholder: true, outputs: reports };
+    run.finish(&run_id, None, outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
 }

@@ -95,7 +95,7 @@ pub fn create_working(c: &Connection, table: &str) -> Result<String> {
 /// After a step: the repaired versions replace the rows they repaired in the working table
 /// (tombstones just leave it).
 fn refresh_working(c: &Connection, table: &str, working: &str, batch: &str) -> Result<()> {
-    let spec = t0_acquire::spec::spec(table).expect("canonical table");
+    let spec = t0_project::vocab::spec(table).expect("canonical table");
     c.execute_batch(&format!(
         "DELETE FROM {working} WHERE __rid IN (SELECT __rid FROM heal_step);
          INSERT INTO {working}
@@ -300,7 +300,7 @@ pub fn revert_table(
     now: &str,
     batch: &str,
 ) -> Result<Vec<PlannedCell>> {
-    let spec = t0_acquire::spec::spec(table).expect("canonical table");
+    let spec = t0_project::vocab::spec(table).expect("canonical table");
     let current = format!(
         "(SELECT rowid AS __rid, * FROM {table} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY version DESC) = 1)",
         spec.key.join(", ")

@@ -33,8 +33,9 @@ pub fn batch_id(run_id: &str) -> String {
 }
 
 pub struct HealArgs {
+    pub project: t0_project::Project,
     pub dry_run: bool,
-    /// Rules file; the built-in `configs/heal/rules.yaml` when `None`.
+    /// Rules file; the project's when `None`.
     pub rules: Option<PathBuf>,
     /// Patches kept in the report (the ledger has them all).
     pub limit: usize,
@@ -42,7 +43,7 @@ pub struct HealArgs {
 
 impl Default for HealArgs {
     fn default() -> Self {
-        HealArgs { dry_run: false, rules: None, limit: 50 }
+        HealArgs { project: t0_project::Project::builtin(), dry_run: false, rules: None, limit: 50 }
     }
 }
 
@@ -107,7 +108,7 @@ fn purge_unrecorded_runs(catalog: &Catalog) -> Result<Vec<String>> {
         .ctx(|| "find unrecorded heal runs".into())?;
     for run in &runs {
         catalog.transaction(|c| {
-            for t in t0_acquire::CANONICAL {
+            for t in t0_project::vocab::CANONICAL {
                 c.execute(&format!("DELETE FROM {t} WHERE batch_id = ?"), params![batch_id(run)])
                     .ctx(|| format!("purge {t}"))?;
             }
@@ -126,7 +127,8 @@ fn purge_unrecorded_runs(catalog: &Catalog) -> Result<Vec<String>> {
 pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) -> Result<HealReport> {
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
-    let ruleset = RuleSet::load(args.rules.as_deref())?;
+    t0_project::schema::check(&catalog, &args.project)?;
+    let ruleset = RuleSet::load(args.rules.as_deref(), &args.project)?;
     ruleset.validate(&catalog)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, ruleset.hash.clone());
     let audit = t0_manifest::load(root, &catalog, "audit", None)?;
@@ -276,7 +278,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
         Err(e) => return Err(e),
     }
 
-    let mut outputs = t0_acquire::canonical_outputs(root, &catalog)?;
+    let mut outputs = t0_project::canonical_outputs(root, &catalog)?;
     outputs.push(ledger_output(root, &catalog, &run_id)?);
     let summary = serde_json::json!({
         "run_id": run_id, "audit_run": report.audit_run, "rows_repaired": report.rows_repaired,
@@ -319,7 +321,8 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
     let (stage, producer) = t0_manifest::latest_producer(&catalog, "canonical.observations")?
         .ok_or_else(|| Error::Refused("no canonical data is recorded".into()))?;
     let latest = t0_manifest::load(root, &catalog, &stage, Some(&producer))?;
-    let names: Vec<String> = t0_acquire::CANONICAL.iter().map(|t| t0_acquire::canonical_name(t)).collect();
+    let names: Vec<String> =
+        t0_project::vocab::CANONICAL.iter().map(|t| t0_project::vocab::canonical_name(t)).collect();
     run.consume(&latest, &names.iter().map(String::as_str).collect::<Vec<_>>())?;
     let run_id = run.run_id(&format!("revert:{target}"));
     run.ensure_new(&run_id)?;
@@ -333,7 +336,7 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
     progress.phase("revert", None);
     let mut restored = Vec::new();
     catalog.transaction(|c| {
-        for table in t0_acquire::CANONICAL {
+        for table in t0_project::vocab::CANONICAL {
             let types = catalog.column_types(table)?;
             restored
                 .extend(apply::revert_table(c, table, &types, target, &now, &batch)?.into_iter().map(|p| (table, p)));
@@ -358,7 +361,7 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
         Ok(())
     })?;
     progress.finish();
-    let mut outputs = t0_acquire::canonical_outputs(root, &catalog)?;
+    let mut outputs = t0_project::canonical_outputs(root, &catalog)?;
     outputs.push(ledger_output(root, &catalog, &run_id)?);
     let rows = restored.iter().map(|(t, p)| (*t, p.rid)).collect::<std::collections::BTreeSet<_>>().len() as u64;
     let summary = serde_json::json!({

@@ -12,9 +12,6 @@ use t0_catalog::{Catalog, quote_literal};
 use t0_core::{Error, Result};
 
 /// The shipped rules, also the built-in default.
-pub const DEFAULT_RULES: &str = include_str!("../../../configs/heal/rules.yaml");
-pub const DEFAULT_RULES_NAME: &str = "configs/heal/rules.yaml (built-in)";
-
 pub use t0_core::config::Bound;
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
@@ -115,13 +112,20 @@ fn at(file: &Path, line: usize, msg: impl std::fmt::Display) -> Error {
 }
 
 impl RuleSet {
-    pub fn load(path: Option<&Path>) -> Result<RuleSet> {
+    /// Rules from `path`, else the project's rules file (a project without one has none).
+    pub fn load(path: Option<&Path>, project: &t0_project::Project) -> Result<RuleSet> {
         match path {
             Some(p) => {
                 let text = t0_core::config::read_text(p)?;
                 RuleSet::parse(p, &text)
             }
-            None => RuleSet::parse(Path::new(DEFAULT_RULES_NAME), DEFAULT_RULES),
+            None if !project.has(&project.def.heal_rules) => {
+                RuleSet::parse(Path::new(&project.display(&project.def.heal_rules)), "rules: []\n")
+            }
+            None => {
+                let (name, text) = project.read(&project.def.heal_rules)?;
+                RuleSet::parse(Path::new(&name), &text)
+            }
         }
     }
 
@@ -173,7 +177,7 @@ impl RuleSet {
             if !ids.insert(id.clone()) {
                 return Err(at(file, line, format!("rule id {id:?} is used twice")));
             }
-            if t0_acquire::spec::spec(&table).is_none() {
+            if t0_project::vocab::spec(&table).is_none() {
                 return Err(at(file, line, format!("rule {id}: {table:?} is not a canonical table")));
             }
             if matches!(fix, Fix::Quarantine { .. }) && when.is_none() {
@@ -226,7 +230,7 @@ pub struct PlanContext {
 
 /// The current live rows of a canonical table, with the rowid of each as `__rid`.
 pub fn current_with_rowid(table: &str) -> String {
-    let key = t0_acquire::spec::spec(table).expect("canonical table").key.join(", ");
+    let key = t0_project::vocab::spec(table).expect("canonical table").key.join(", ");
     format!(
         "(SELECT rowid AS __rid, * FROM {table}
           QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY version DESC) = 1 AND NOT deleted)"
@@ -235,7 +239,7 @@ pub fn current_with_rowid(table: &str) -> String {
 
 /// The text key of a fact (`k1|k2`), the same as audit's failing samples.
 pub fn key_text(table: &str) -> String {
-    t0_acquire::spec::key_text(table).expect("canonical table")
+    t0_project::vocab::key_text(table).expect("canonical table")
 }
 
 fn list(values: &[String]) -> String {
@@ -271,7 +275,7 @@ impl Rule {
     fn condition(&self, ctx: &PlanContext) -> String {
         let Some(w) = &self.when else { return "true".into() };
         let w = w.replace("{now}", &format!("TIMESTAMP {}", quote_literal(&ctx.now)));
-        let w = t0_acquire::spec::expand_current(&w);
+        let w = t0_project::vocab::expand_current(&w);
         format!("({w})")
     }
 
@@ -335,7 +339,7 @@ impl Rule {
             }
             Fix::StateMachine { key, order, column, terminal, require_event, revival_event, allow_revival } => {
                 let mut plans = Vec::new();
-                let events = t0_acquire::spec::current_sql("events", true).expect("canonical table");
+                let events = t0_project::vocab::current_sql("events", true).expect("canonical table");
                 if !require_event.is_empty() {
                     let arms = require_event
                         .iter()

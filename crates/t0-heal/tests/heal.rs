@@ -72,7 +72,7 @@ fn rules_text() -> String {
     where: \"observed_at > {{now}} OR available_at > {{now}}\"
     reason: \"entity created after the heal time\"
 ",
-        t0_heal::rules::DEFAULT_RULES.trim_end()
+        include_str!("../../../projects/clips/heal/rules.yaml").trim_end()
     )
 }
 
@@ -105,7 +105,13 @@ impl Env {
         Root::new(self.root.path())
     }
     fn acquire(&self) {
-        let args = AcquireArgs { input: self.input.path().to_path_buf(), config: None, chunk_rows: 1000 };
+        let args = AcquireArgs {
+            project: t0_project::Project::builtin(),
+            evolve_schema: false,
+            input: self.input.path().to_path_buf(),
+            config: None,
+            chunk_rows: 1000,
+        };
         t0_acquire::run(&self.root(), clock("2026-01-31T00:00:00Z"), &args, &NoProgress).unwrap();
     }
     /// Audit with the shipped contracts; returns (check name -> failing) of the run.
@@ -113,12 +119,18 @@ impl Env {
         self.audit_at(NOW)
     }
     fn audit_at(&self, at: &str) -> std::collections::BTreeMap<String, u64> {
-        let args = AuditArgs { sample: 5, contracts: None, as_of: Some(at.into()), rebaseline: false };
+        let args = AuditArgs {
+            project: t0_project::Project::builtin(),
+            sample: 5,
+            contracts: None,
+            as_of: Some(at.into()),
+            rebaseline: false,
+        };
         let r = t0_audit::run(&self.root(), clock(at), &args, &NoProgress).unwrap();
         r.findings.iter().map(|f| (format!("{}.{}", f.table, f.check), f.failing)).collect()
     }
     fn heal_args(&self, dry_run: bool) -> HealArgs {
-        HealArgs { dry_run, rules: Some(self.rules.clone()), limit: 1000 }
+        HealArgs { project: t0_project::Project::builtin(), dry_run, rules: Some(self.rules.clone()), limit: 1000 }
     }
     fn heal(&self, at: &str) -> Result<t0_heal::HealReport, Error> {
         t0_heal::run(&self.root(), clock(at), &self.heal_args(false), &NoProgress)
@@ -233,7 +245,7 @@ fn each_rule_repairs_its_defect_and_the_loop_closes() {
     assert_eq!(rule_ids.len(), 7, "{rule_ids:?}");
     let ledger: Vec<Vec<Option<String>>> =
         env.query("SELECT rule_id, rule_hash, finding FROM heal_ledger WHERE row_key = 'c1|2026-01-04 00:00:00'");
-    let rules = t0_heal::rules::RuleSet::load(Some(&env.rules)).unwrap();
+    let rules = t0_heal::rules::RuleSet::load(Some(&env.rules), &t0_project::Project::builtin()).unwrap();
     let mono = rules.rules.iter().find(|r| r.id == "monotonic_counters").unwrap();
     assert_eq!(ledger.len(), 2, "views and likes: {ledger:?}");
     assert_eq!(ledger[0][0].as_deref(), Some("monotonic_counters@1"));
@@ -445,14 +457,26 @@ fn the_shipped_rules_answer_the_generator_defects() {
     // The generator's defect knobs against the shipped contracts and rules: every finding a
     // rule answers is gone after one heal.
     let data = tempfile::tempdir().unwrap();
-    let opt = t0_acquire::generate::GenerateOptions { entities: 2000, media: 0, future: 0.002, ..Default::default() };
-    t0_acquire::generate::generate(data.path(), &opt, &NoProgress).unwrap();
+    let opt = t0_clips_gen::GenerateOptions { entities: 2000, media: 0, future: 0.002, ..Default::default() };
+    t0_clips_gen::generate(data.path(), &opt, &NoProgress).unwrap();
     let root = tempfile::tempdir().unwrap();
     let root = Root::new(root.path());
-    let args = AcquireArgs { input: data.path().to_path_buf(), config: None, chunk_rows: 100_000 };
+    let args = AcquireArgs {
+        project: t0_project::Project::builtin(),
+        evolve_schema: false,
+        input: data.path().to_path_buf(),
+        config: None,
+        chunk_rows: 100_000,
+    };
     t0_acquire::run(&root, clock("2026-12-01T00:00:00Z"), &args, &NoProgress).unwrap();
     let audit = |at: &str| {
-        let args = AuditArgs { sample: 1, contracts: None, as_of: Some(at.into()), rebaseline: false };
+        let args = AuditArgs {
+            project: t0_project::Project::builtin(),
+            sample: 1,
+            contracts: None,
+            as_of: Some(at.into()),
+            rebaseline: false,
+        };
         t0_audit::run(&root, clock(at), &args, &NoProgress).unwrap()
     };
     let before = audit("2026-12-01T00:00:00Z");

@@ -13,6 +13,7 @@ use t0_manifest::{Location, StageRun};
 pub const STAGE: &str = "score";
 
 pub struct ScoreArgs {
+    pub project: t0_project::Project,
     pub max_age_days: i64,
     /// Score rows with T0 at or after this time; default: the model's test block.
     pub t0_from: Option<chrono::DateTime<chrono::Utc>>,
@@ -59,28 +60,28 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
         ));
     }
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
-    let surface_vdh = t0_certify::certified_view_def(&cert, "base").unwrap_or_default();
-    if surface_vdh != model.surface_view_def_hash {
-        return Err(Error::Refused(format!(
-            "train/serve skew: model {model_path} was trained on view definition {}, the scoring surface (certify run {}) has {surface_vdh}",
-            model.surface_view_def_hash, cert.manifest.run_id
-        )));
+    for (surface, trained) in &model.surface_view_defs {
+        let now = t0_certify::certified_view_def(&cert, surface).unwrap_or_default();
+        if &now != trained {
+            return Err(Error::Refused(format!(
+                "train/serve skew: model {model_path} was trained on view definition {trained} of store {surface}, the scoring surface (certify run {}) has {now}",
+                cert.manifest.run_id
+            )));
+        }
     }
-    let emb = t0_train::embed_for(root, &catalog, &cert)?;
-    let base = run.consume(&cert, &["surface.base"])?;
-    let embs = run.consume(&emb, &["embeddings.text"])?;
+    let surfaces: Vec<String> =
+        model.sources.iter().filter_map(|s| s.strip_prefix("surface.").map(str::to_string)).collect();
+    let embeddings: Vec<String> =
+        model.sources.iter().filter_map(|s| s.strip_prefix("embeddings.").map(str::to_string)).collect();
+    let (sources, _) =
+        t0_train::feature_sources(root, &catalog, &args.project, &cert, &mut run, &surfaces, &embeddings)?;
     let t0_from = args.t0_from.map(|t| t.timestamp_micros()).unwrap_or(model.test_from);
     let run_id = run.run_id(&t0_from.to_string());
     run.ensure_new(&run_id)?;
     progress.phase("score", None);
-    let frame = t0_train::features::load(
-        &catalog,
-        &base[0].path(root)?,
-        &embs[0].path(root)?,
-        None,
-        model.emb_dim,
-        &format!("epoch_us(b.t0) >= {t0_from}"),
-    )?;
+    let raw =
+        t0_train::features::load(&catalog, &sources, &model.columns, None, &format!("epoch_us(s0.t0) >= {t0_from}"))?;
+    let frame = t0_train::features::encode(raw, &model.columns);
     if frame.names != model.features {
         return Err(Error::Refused(format!(
             "model {model_path} expects features {:?}, the surface gives {:?}",

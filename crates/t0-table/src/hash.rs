@@ -12,7 +12,7 @@ use crate::TableError;
 const MAGIC: &[u8] = b"t0clip-content-v1\0";
 
 /// Canonical content hash of `batches` (all sharing `schema`), rows ordered by `key` columns
-/// first and then by every other column. See the crate docs for the encoding.
+/// first and then by every other column (in name order). See the crate docs for the encoding.
 pub fn content_hash(schema: &Schema, batches: &[RecordBatch], key: &[&str]) -> Result<String, TableError> {
     let mut h = ContentHasher::new(schema, key)?;
     for b in batches {
@@ -39,11 +39,11 @@ impl ContentHasher {
                 order.push(i);
             }
         }
-        for i in 0..schema.fields().len() {
-            if !order.contains(&i) {
-                order.push(i);
-            }
-        }
+        // The other columns by name: a table whose columns were added in another order (a
+        // measure declared later, `acquire --evolve-schema`) hashes like one made at once.
+        let mut rest: Vec<usize> = (0..schema.fields().len()).filter(|i| !order.contains(i)).collect();
+        rest.sort_by(|&a, &b| schema.field(a).name().cmp(schema.field(b).name()));
+        order.extend(rest);
         for f in schema.fields() {
             type_name(f.name(), f.data_type())?;
         }

@@ -1,33 +1,89 @@
-//! The model's view of the certified surfaces: one numeric row per (entity, T0), built the
-//! same way for training and scoring so train and serve cannot drift apart.
+//! The model's view of the certified surfaces, built the same way for training and scoring so
+//! train and serve cannot drift apart. What feeds the model is the project's `features:`
+//! declaration; nothing here names a column of any domain.
+//!
+//! Every column of the selected surfaces (joined on entity_id, t0) is a feature unless
+//! excluded. Its kind comes from its Arrow type: numbers are numeric (optionally transformed,
+//! standardised, a missing value imputed with the training mean), text and booleans are
+//! categorical (one indicator per level among the `max_levels` most frequent training levels,
+//! plus `other`), float lists are embeddings (one feature per dimension). Other types are
+//! reported as skipped, never silently dropped.
 
-use arrow::array::{Array, AsArray};
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Float64Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use serde::{Deserialize, Serialize};
 use t0_catalog::Catalog;
 use t0_core::{Error, Result};
+use t0_project::{Project, Transform};
 
-/// Surface columns used as features, with the SQL that derives each from `b` (surface.base).
-pub const BASE_FEATURES: &[(&str, &str)] = &[
-    ("log_views_t0", "ln(1 + coalesce(b.views_t0, 0))"),
-    ("log_likes_t0", "ln(1 + coalesce(b.likes_t0, 0))"),
-    ("log_comments_t0", "ln(1 + coalesce(b.comments_t0, 0))"),
-    ("n_snapshots", "CAST(b.n_snapshots AS DOUBLE)"),
-    ("hours_since_last", "coalesce(b.hours_since_last, 0)"),
-    ("log_views_per_hour", "ln(1 + coalesce(b.views_per_hour, 0))"),
-    ("log_channel_clips", "ln(1 + b.channel_clips)"),
-];
+/// One input of the frame: a certified surface or an embedding output, by its manifest output
+/// name (`surface.base`, `embeddings.text`), and the file it was verified at.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub output: String,
+    pub path: std::path::PathBuf,
+}
 
-pub fn feature_names(emb_dim: usize) -> Vec<String> {
-    BASE_FEATURES.iter().map(|(n, _)| n.to_string()).chain((0..emb_dim).map(|i| format!("text_{i:02}"))).collect()
+/// How one source column becomes features (recorded in the model, replayed by score).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ColumnKind {
+    Numeric { transform: Transform },
+    Categorical { levels: Vec<String> },
+    Embedding { dim: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSpec {
+    /// Manifest output the column comes from.
+    pub source: String,
+    pub column: String,
+    #[serde(flatten)]
+    pub kind: ColumnKind,
+}
+
+impl ColumnSpec {
+    /// The names of the features this column expands to.
+    pub fn feature_names(&self) -> Vec<String> {
+        match &self.kind {
+            ColumnKind::Numeric { .. } => vec![self.column.clone()],
+            ColumnKind::Categorical { levels } => levels
+                .iter()
+                .map(|l| format!("{}={l}", self.column))
+                .chain(std::iter::once(format!("{}=other", self.column)))
+                .collect(),
+            ColumnKind::Embedding { dim } => (0..*dim).map(|i| format!("{}_{i:02}", self.column)).collect(),
+        }
+    }
+}
+
+/// A column as read: numbers, text levels or vectors, `None` when NULL.
+#[derive(Debug)]
+pub enum RawCol {
+    Num(Vec<Option<f64>>),
+    Cat(Vec<Option<String>>),
+    Emb(Vec<Option<Vec<f64>>>),
+}
+
+/// The joined rows, ordered by (t0, entity_id), before encoding.
+#[derive(Debug, Default)]
+pub struct Raw {
+    pub entity_id: Vec<String>,
+    /// T0 in microseconds since the epoch (UTC).
+    pub t0: Vec<i64>,
+    /// (source, column, values) for every column read.
+    pub cols: Vec<(String, String, RawCol)>,
+    pub y: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Default)]
 pub struct Frame {
     pub entity_id: Vec<String>,
-    /// T0 in microseconds since the epoch (UTC).
     pub t0: Vec<i64>,
-    /// Row-major features, `names.len()` per row.
+    /// Row-major features, `names.len()` per row; NaN where a numeric value is missing.
     pub x: Vec<f64>,
     pub y: Option<Vec<f64>>,
     pub names: Vec<String>,
@@ -47,68 +103,294 @@ fn lit(path: &std::path::Path) -> String {
     t0_catalog::quote_literal(&path.display().to_string())
 }
 
-/// Join surface.base and the text embeddings (and labels when given, keeping matured rows
-/// only) into a frame ordered by (t0, entity_id). `where_sql` filters on `b`.
+fn quoted(c: &str) -> String {
+    format!("\"{}\"", c.replace('"', "\"\""))
+}
+
+/// The short name of a source (`surface.base` -> `base`).
+fn short(output: &str) -> &str {
+    output.split_once('.').map(|(_, s)| s).unwrap_or(output)
+}
+
+/// Schema of a Parquet file (no rows read).
+pub fn schema_of(catalog: &Catalog, path: &std::path::Path) -> Result<SchemaRef> {
+    Ok(catalog.query_arrow(&format!("SELECT * FROM read_parquet({}) LIMIT 0", lit(path)), &[])?.0)
+}
+
+/// What a training run selects from its sources: column specs without fitted levels, and the
+/// columns skipped with the reason.
+pub struct Selection {
+    pub columns: Vec<ColumnSpec>,
+    pub skipped: Vec<String>,
+}
+
+/// Choose the feature columns of `sources` under the project's declaration. Refuses (exit 2,
+/// naming project.yaml and the line) an exclusion or transform that names no column, and
+/// stops (exit 1) on a leakage column that would be selected.
+pub fn select(catalog: &Catalog, project: &Project, sources: &[Source]) -> Result<Selection> {
+    let f = &project.def.features;
+    let (pfile, ptext) = project.read(t0_project::PROJECT_FILE)?;
+    let config_err = |needle: &str, msg: String| {
+        let from = t0_project::def::key_line(&ptext, "features");
+        Error::config(&pfile, format!("line {}: {msg}", t0_project::def::line_of(&ptext, from, needle)))
+    };
+    let leakage = project.def.leakage();
+    let mut columns: Vec<ColumnSpec> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut used_names: Vec<String> = Vec::new();
+    for s in sources {
+        let schema = schema_of(catalog, &s.path)?;
+        let is_embedding_output = s.output.starts_with("embeddings.");
+        for field in schema.fields() {
+            let col = field.name();
+            if col == "entity_id" || col == "t0" {
+                continue;
+            }
+            let qualified = format!("{}.{col}", short(&s.output));
+            if !is_embedding_output && (f.exclude.contains(col) || f.exclude.contains(&qualified)) {
+                used_names.push(col.clone());
+                used_names.push(qualified);
+                continue;
+            }
+            // An embedding output's vector column is named after the embedding.
+            let name = if is_embedding_output { short(&s.output).to_string() } else { col.clone() };
+            if leakage.contains(&name) {
+                return Err(Error::Gate(format!(
+                    "leakage: column {name:?} of {} is a label or listed under features.leakage, and it is selected as a feature; exclude it (features.exclude in {pfile})",
+                    s.output
+                )));
+            }
+            let kind = match field.data_type() {
+                DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64
+                | DataType::Float16
+                | DataType::Float32
+                | DataType::Float64
+                | DataType::Decimal128(_, _) => {
+                    ColumnKind::Numeric { transform: f.transforms.get(&name).copied().unwrap_or_default() }
+                }
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => {
+                    ColumnKind::Categorical { levels: Vec::new() }
+                }
+                DataType::FixedSizeList(item, n) if item.data_type().is_floating() => {
+                    ColumnKind::Embedding { dim: *n as usize }
+                }
+                // Parquet keeps a vector as a list: its length is the longest one stored.
+                DataType::List(item) | DataType::LargeList(item) if item.data_type().is_floating() => {
+                    let sql =
+                        format!("SELECT coalesce(max(len({})), 0) FROM read_parquet({})", quoted(col), lit(&s.path));
+                    let dim: i64 = catalog
+                        .conn()
+                        .query_row(&sql, [], |r| r.get(0))
+                        .map_err(|e| Error::internal(format!("vector length of {qualified}"), e))?;
+                    ColumnKind::Embedding { dim: dim as usize }
+                }
+                other => {
+                    skipped.push(format!(
+                        "{qualified}: type {other} is not a feature kind (numbers, text, booleans, float vectors)"
+                    ));
+                    continue;
+                }
+            };
+            if let Some(prev) = seen.insert(name.clone(), s.output.clone()) {
+                return Err(config_err(
+                    "exclude",
+                    format!(
+                        "column {name:?} comes from both {prev} and {}: exclude one (features.exclude: [{}.{name}])",
+                        s.output,
+                        short(&s.output)
+                    ),
+                ));
+            }
+            used_names.push(name.clone());
+            if !is_embedding_output {
+                used_names.push(qualified);
+            }
+            columns.push(ColumnSpec { source: s.output.clone(), column: name, kind });
+        }
+    }
+    for e in &f.exclude {
+        if !used_names.contains(e) {
+            return Err(config_err(e, format!("features.exclude names {e:?}, which no selected surface has")));
+        }
+    }
+    for t in f.transforms.keys() {
+        if !columns.iter().any(|c| &c.column == t && matches!(c.kind, ColumnKind::Numeric { .. })) {
+            return Err(config_err(
+                t,
+                format!("features.transforms names {t:?}, which is not a numeric feature column"),
+            ));
+        }
+    }
+    if columns.is_empty() {
+        return Err(config_err("surfaces", "no feature column is left in the selected surfaces".into()));
+    }
+    Ok(Selection { columns, skipped })
+}
+
+/// Read the columns of `specs` from their sources (and the `target` label from `labels`,
+/// keeping matured rows only), joined on (entity_id, t0), ordered by (t0, entity_id).
+/// `where_sql` filters on the first source, aliased `s0`.
 pub fn load(
     catalog: &Catalog,
-    base: &std::path::Path,
-    embeddings: &std::path::Path,
-    labels: Option<&std::path::Path>,
-    emb_dim: usize,
+    sources: &[Source],
+    specs: &[ColumnSpec],
+    labels: Option<(&std::path::Path, &str)>,
     where_sql: &str,
-) -> Result<Frame> {
-    let mut cols: Vec<String> = BASE_FEATURES.iter().map(|(n, e)| format!("{e} AS {n}")).collect();
-    cols.extend((0..emb_dim).map(|i| format!("CAST(e.embedding[{}] AS DOUBLE) AS text_{i:02}", i + 1)));
-    let (label_col, label_join) = match labels {
-        Some(l) => (
-            ", l.y_log_views AS y".to_string(),
-            format!(
-                "JOIN read_parquet({}) l ON l.entity_id = b.entity_id AND l.t0 = b.t0 AND l.y_log_views IS NOT NULL",
-                lit(l)
-            ),
-        ),
-        None => (String::new(), String::new()),
-    };
+) -> Result<Raw> {
+    let alias = |output: &str| sources.iter().position(|s| s.output == output).map(|i| format!("s{i}"));
+    let mut select = vec!["s0.entity_id".to_string(), "s0.t0".to_string()];
+    for c in specs {
+        let a = alias(&c.source).ok_or_else(|| {
+            Error::Refused(format!("feature column {} needs {}, which is not an input", c.column, c.source))
+        })?;
+        let src_col = if c.source.starts_with("embeddings.") { "embedding".to_string() } else { c.column.clone() };
+        select.push(format!("{a}.{}", quoted(&src_col)));
+    }
+    let mut joins = String::new();
+    for (i, s) in sources.iter().enumerate().skip(1) {
+        joins.push_str(&format!(
+            " JOIN read_parquet({}) s{i} ON s{i}.entity_id = s0.entity_id AND s{i}.t0 = s0.t0",
+            lit(&s.path)
+        ));
+    }
+    if let Some((path, target)) = labels {
+        select.push(format!("CAST(l.{} AS DOUBLE) AS __y", quoted(target)));
+        joins.push_str(&format!(
+            " JOIN read_parquet({}) l ON l.entity_id = s0.entity_id AND l.t0 = s0.t0 AND l.{} IS NOT NULL",
+            lit(path),
+            quoted(target)
+        ));
+    }
     let sql = format!(
-        "SELECT b.entity_id, b.t0, {cols}{label_col}
-         FROM read_parquet({base}) b
-         JOIN read_parquet({emb}) e ON e.entity_id = b.entity_id AND e.t0 = b.t0
-         {label_join}
-         WHERE {where_sql}
-         ORDER BY b.t0, b.entity_id",
-        cols = cols.join(", "),
-        base = lit(base),
-        emb = lit(embeddings),
+        "SELECT {} FROM read_parquet({}) s0{joins} WHERE {where_sql} ORDER BY s0.t0, s0.entity_id",
+        select.join(", "),
+        lit(&sources[0].path)
     );
     let (_, batches) = catalog.query_arrow(&sql, &[])?;
-    let names = feature_names(emb_dim);
-    let mut f = Frame { names: names.clone(), y: labels.map(|_| Vec::new()), ..Default::default() };
-    let bad = |m: &str| Error::Refused(format!("feature frame: {m}"));
+    let bad = |m: String| Error::Refused(format!("feature frame: {m}"));
+    let mut raw = Raw {
+        cols: specs
+            .iter()
+            .map(|c| {
+                let col = match c.kind {
+                    ColumnKind::Numeric { .. } => RawCol::Num(Vec::new()),
+                    ColumnKind::Categorical { .. } => RawCol::Cat(Vec::new()),
+                    ColumnKind::Embedding { .. } => RawCol::Emb(Vec::new()),
+                };
+                (c.source.clone(), c.column.clone(), col)
+            })
+            .collect(),
+        y: labels.map(|_| Vec::new()),
+        ..Default::default()
+    };
     for b in &batches {
-        let ids = b.column(0).as_string_opt::<i32>().ok_or_else(|| bad("entity_id is not text"))?;
+        let ids = b.column(0).as_string_opt::<i32>().ok_or_else(|| bad("entity_id is not text".into()))?;
         let t0 =
-            cast(b.column(1), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| bad(&e.to_string()))?;
+            cast(b.column(1), &DataType::Timestamp(TimeUnit::Microsecond, None)).map_err(|e| bad(e.to_string()))?;
         let t0 = t0.as_primitive::<TimestampMicrosecondType>();
-        let feats: Vec<_> = (0..names.len())
-            .map(|j| cast(b.column(2 + j), &DataType::Float64).map_err(|e| bad(&e.to_string())))
-            .collect::<Result<_>>()?;
-        let y = match labels {
-            Some(_) => Some(cast(b.column(2 + names.len()), &DataType::Float64).map_err(|e| bad(&e.to_string()))?),
-            None => None,
-        };
         for i in 0..b.num_rows() {
-            f.entity_id.push(ids.value(i).to_string());
-            f.t0.push(t0.value(i));
-            for c in &feats {
-                let c = c.as_primitive::<Float64Type>();
-                // A NULL or non-finite feature becomes 0 (the standardised mean is near it).
-                let v = if c.is_valid(i) { c.value(i) } else { 0.0 };
-                f.x.push(if v.is_finite() { v } else { 0.0 });
+            raw.entity_id.push(ids.value(i).to_string());
+            raw.t0.push(t0.value(i));
+        }
+        for (j, (_, name, col)) in raw.cols.iter_mut().enumerate() {
+            push_column(col, b.column(2 + j)).map_err(|e| bad(format!("column {name}: {e}")))?;
+        }
+        if let Some(y) = raw.y.as_mut() {
+            let c = cast(b.column(2 + specs.len()), &DataType::Float64).map_err(|e| bad(e.to_string()))?;
+            let c = c.as_primitive::<Float64Type>();
+            y.extend((0..c.len()).map(|i| c.value(i)));
+        }
+    }
+    Ok(raw)
+}
+
+fn push_column(col: &mut RawCol, a: &ArrayRef) -> std::result::Result<(), String> {
+    match col {
+        RawCol::Num(v) => {
+            let c = cast(a, &DataType::Float64).map_err(|e| e.to_string())?;
+            let c = c.as_primitive::<Float64Type>();
+            v.extend((0..c.len()).map(|i| (c.is_valid(i) && c.value(i).is_finite()).then(|| c.value(i))));
+        }
+        RawCol::Cat(v) => {
+            let c = cast(a, &DataType::Utf8).map_err(|e| e.to_string())?;
+            let c = c.as_string::<i32>();
+            v.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i).to_string())));
+        }
+        RawCol::Emb(v) => {
+            let value = |i: usize| -> Option<ArrayRef> {
+                if a.is_null(i) {
+                    None
+                } else if let Some(l) = a.as_fixed_size_list_opt() {
+                    Some(l.value(i))
+                } else {
+                    a.as_list_opt::<i32>().map(|l| l.value(i))
+                }
+            };
+            if a.as_fixed_size_list_opt().is_none() && a.as_list_opt::<i32>().is_none() {
+                return Err(format!("{} is not a float vector", a.data_type()));
             }
-            if let (Some(y), Some(out)) = (&y, f.y.as_mut()) {
-                out.push(y.as_primitive::<Float64Type>().value(i));
+            for i in 0..a.len() {
+                let Some(item) = value(i) else {
+                    v.push(None);
+                    continue;
+                };
+                let item = cast(&item, &DataType::Float64).map_err(|e| e.to_string())?;
+                let item = item.as_primitive::<Float64Type>();
+                v.push(Some((0..item.len()).map(|k| item.value(k)).collect()));
             }
         }
     }
-    Ok(f)
+    Ok(())
+}
+
+/// Fit the categorical levels of `specs` on the rows `train` (most frequent first, ties by
+/// value, at most `max_levels`).
+pub fn fit_levels(raw: &Raw, specs: &mut [ColumnSpec], train: &[usize], max_levels: usize) {
+    for (spec, (_, _, col)) in specs.iter_mut().zip(&raw.cols) {
+        if let (ColumnKind::Categorical { levels }, RawCol::Cat(v)) = (&mut spec.kind, col) {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for &i in train {
+                if let Some(s) = &v[i] {
+                    *counts.entry(s.as_str()).or_default() += 1;
+                }
+            }
+            let mut by_count: Vec<(&str, usize)> = counts.into_iter().collect();
+            by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            *levels = by_count.into_iter().take(max_levels).map(|(s, _)| s.to_string()).collect();
+        }
+    }
+}
+
+/// Encode `raw` under `specs` into a numeric frame.
+pub fn encode(raw: Raw, specs: &[ColumnSpec]) -> Frame {
+    let names: Vec<String> = specs.iter().flat_map(|s| s.feature_names()).collect();
+    let n = raw.entity_id.len();
+    let mut x = Vec::with_capacity(n * names.len());
+    for i in 0..n {
+        for (spec, (_, _, col)) in specs.iter().zip(&raw.cols) {
+            match (&spec.kind, col) {
+                (ColumnKind::Numeric { transform }, RawCol::Num(v)) => {
+                    x.push(v[i].and_then(|v| transform.apply(v)).filter(|v| v.is_finite()).unwrap_or(f64::NAN))
+                }
+                (ColumnKind::Categorical { levels }, RawCol::Cat(v)) => {
+                    let hit = v[i].as_ref().map(|s| levels.iter().position(|l| l == s).unwrap_or(levels.len()));
+                    x.extend((0..=levels.len()).map(|k| if hit == Some(k) { 1.0 } else { 0.0 }));
+                }
+                (ColumnKind::Embedding { dim }, RawCol::Emb(v)) => match &v[i] {
+                    Some(e) => x.extend((0..*dim).map(|k| e.get(k).copied().unwrap_or(f64::NAN))),
+                    None => x.extend(std::iter::repeat_n(f64::NAN, *dim)),
+                },
+                _ => unreachable!("raw columns are read by their spec's kind"),
+            }
+        }
+    }
+    Frame { entity_id: raw.entity_id, t0: raw.t0, x, y: raw.y, names }
 }

@@ -2,12 +2,14 @@
 //! split, and writes an immutable run snapshot (model, metrics, leaderboard, split manifest,
 //! test predictions).
 //!
-//! Skeleton scope: a ridge regression (linfa-elasticnet, L1 ratio 0) on log views at the
-//! label horizon, its penalty picked on the validation block, and split-conformal intervals.
-//! Survival, tail gates and stacking come with the training issue.
+//! Skeleton scope: a ridge regression (linfa-elasticnet, L1 ratio 0) on the project's target
+//! label over the features its `features:` declaration selects, its penalty picked on the
+//! validation block, and split-conformal intervals. Survival, tail gates and stacking come with
+//! the training issue.
 
 pub mod features;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,7 +25,8 @@ use t0_core::error::Context;
 use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Loaded, Location, Output, StageRun};
 
-pub use features::Frame;
+pub use features::{ColumnSpec, Frame, Source};
+use t0_project::Project;
 
 pub const STAGE: &str = "train-suite";
 pub const PENALTIES: &[f64] = &[0.001, 0.01, 0.1, 1.0];
@@ -34,8 +37,11 @@ pub const NOMINAL: f64 = 0.9;
 pub struct Model {
     pub kind: String,
     pub target: String,
+    /// Manifest outputs the features come from, in join order (surfaces, then embeddings).
+    pub sources: Vec<String>,
+    /// How each source column becomes features (levels fitted on the training block).
+    pub columns: Vec<ColumnSpec>,
     pub features: Vec<String>,
-    pub emb_dim: usize,
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
     pub coef: Vec<f64>,
@@ -44,26 +50,35 @@ pub struct Model {
     /// Split-conformal half-width of the `nominal` prediction interval.
     pub interval_halfwidth: f64,
     pub nominal: f64,
-    /// View-definition hash of the surface the model was trained on (train/serve skew guard).
-    pub surface_view_def_hash: String,
+    /// View-definition hash of each surface the model was trained on (train/serve skew guard).
+    pub surface_view_defs: BTreeMap<String, String>,
     pub certify_run: String,
-    pub embed_run: String,
+    pub embed_run: Option<String>,
+    pub project: String,
     /// T0 (µs) at which validation and test blocks begin.
     pub valid_from: i64,
     pub test_from: i64,
 }
 
 impl Model {
-    /// Prediction and per-feature contributions (coef x standardised value).
+    /// Prediction and per-feature contributions (coef x standardised value; a missing value
+    /// is imputed with the training mean, so it contributes nothing).
     pub fn predict(&self, x: &[f64]) -> (f64, Vec<f64>) {
         let contrib: Vec<f64> =
-            x.iter().enumerate().map(|(j, v)| self.coef[j] * (v - self.mean[j]) / self.std[j]).collect();
+            x.iter().enumerate().map(|(j, v)| self.coef[j] * standardise(*v, self.mean[j], self.std[j])).collect();
         (self.intercept + contrib.iter().sum::<f64>(), contrib)
     }
 }
 
 pub struct TrainArgs {
+    pub project: Project,
     pub max_age_days: i64,
+    /// The label to fit; default: the project's `features.target`.
+    pub target: Option<String>,
+}
+
+fn standardise(v: f64, mean: f64, std: f64) -> f64 {
+    if v.is_nan() { 0.0 } else { (v - mean) / std }
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +98,11 @@ pub struct TrainReport {
     pub run_id: String,
     pub snapshot: String,
     pub metrics: Metrics,
+    pub target: String,
+    pub features: usize,
+    /// Surface columns that are not a feature kind, with the reason.
+    pub skipped_columns: Vec<String>,
+    /// (penalty, validation RMSE) per candidate.
     pub leaderboard: Vec<(f64, f64)>,
 }
 
@@ -104,39 +124,116 @@ fn rmse(a: &[f64], b: &[f64]) -> f64 {
 
 fn to_array(f: &Frame, idx: &[usize], mean: &[f64], std: &[f64]) -> Array2<f64> {
     let d = f.names.len();
-    Array2::from_shape_fn((idx.len(), d), |(i, j)| (f.row(idx[i])[j] - mean[j]) / std[j])
+    Array2::from_shape_fn((idx.len(), d), |(i, j)| standardise(f.row(idx[i])[j], mean[j], std[j]))
+}
+
+/// The target label: `--target`, else the project's `features.target`; refused unless a
+/// number per row can be trained on.
+pub fn target(project: &Project, arg: Option<&str>) -> Result<String> {
+    let t = arg.map(str::to_string).or_else(|| project.def.features.target.clone()).ok_or_else(|| {
+        Error::config(
+            project.display(t0_project::PROJECT_FILE),
+            "no target: set features.target or pass --target LABEL",
+        )
+    })?;
+    match project.label(&t) {
+        None => Err(Error::Usage(format!(
+            "target {t:?} is not a label of project {} (labels: {})",
+            project.name(),
+            project.def.labels.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+        ))),
+        Some(l) if l.kind_name() == "time_to_event" => Err(Error::Usage(format!(
+            "target {t:?} is a time-to-event label: the survival models come with the model-suite issue"
+        ))),
+        Some(_) => Ok(t),
+    }
+}
+
+/// The certified surfaces and embeddings the project's features read, consumed (verified)
+/// into `run`: (sources, embed run if any).
+pub fn feature_sources(
+    root: &Root,
+    catalog: &Catalog,
+    project: &Project,
+    cert: &Loaded,
+    run: &mut StageRun,
+    surfaces: &[String],
+    embeddings: &[String],
+) -> Result<(Vec<Source>, Option<Loaded>)> {
+    if surfaces.is_empty() {
+        return Err(Error::config(
+            project.display(t0_project::PROJECT_FILE),
+            "features.surfaces is empty: name the certified stores that feed the models",
+        ));
+    }
+    let mut sources = Vec::new();
+    for s in surfaces {
+        let name = format!("surface.{s}");
+        if cert.manifest.outputs.iter().all(|o| o.name != name) {
+            return Err(Error::config(
+                project.display(t0_project::PROJECT_FILE),
+                format!("features.surfaces names {s:?}, which certify run {} did not certify", cert.manifest.run_id),
+            ));
+        }
+        let out = run.consume(cert, &[name.as_str()])?;
+        sources.push(Source { output: name, path: out[0].path(root)? });
+    }
+    let mut emb = None;
+    if !embeddings.is_empty() {
+        let e = embed_for(root, catalog, cert)?;
+        for name in embeddings {
+            let output = format!("embeddings.{name}");
+            let out = run.consume(&e, &[output.as_str()])?;
+            sources.push(Source { output, path: out[0].path(root)? });
+        }
+        emb = Some(e);
+    }
+    Ok((sources, emb))
 }
 
 pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress) -> Result<TrainReport> {
+    let project = &args.project;
+    let target = target(project, args.target.as_deref())?;
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
-    let config_hash = t0_core::config::value_hash(&("ridge-v1", PENALTIES, NOMINAL));
+    let config_hash = t0_core::config::value_hash(&("ridge-v2", PENALTIES, NOMINAL, &project.hash, &target));
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
-    let emb = embed_for(root, &catalog, &cert)?;
     let labels = t0_certify::labels::labels_for(root, &catalog, &cert)?;
-    let mut cin = run.consume(&cert, &["surface.base"])?;
-    cin.extend(run.consume(&labels, &["labels"])?);
-    let ein = run.consume(&emb, &["embeddings.text"])?;
+    let f = &project.def.features;
+    let (sources, emb) = feature_sources(root, &catalog, project, &cert, &mut run, &f.surfaces, &f.embeddings)?;
+    let label_out = run.consume(&labels, &["labels"])?;
     // Provenance includes the certificate: a model trained under another certification is
     // another run, as score and calibrate check.
     let run_id = run.run_id(&cert.manifest.run_id);
     run.ensure_new(&run_id)?;
 
     progress.phase("load features", None);
-    let frame = features::load(
-        &catalog,
-        &cin[0].path(root)?,
-        &ein[0].path(root)?,
-        Some(&cin[1].path(root)?),
-        t0_embed::DIM,
-        "true",
-    )?;
+    let selection = features::select(&catalog, project, &sources)?;
+    let mut specs = selection.columns;
+    let raw = features::load(&catalog, &sources, &specs, Some((&label_out[0].path(root)?, &target)), "true")?;
     progress.finish();
-    let n = frame.rows();
+    let n = raw.entity_id.len();
     if n < 20 {
         return Err(Error::Gate(format!("only {n} matured rows: too few to train (need 20)")));
     }
+    // Chronological blocks: rows are ordered by T0; a T0 never straddles two blocks.
+    let cut = |q: f64| {
+        let mut i = ((n as f64) * q) as usize;
+        while i > 0 && i < n && raw.t0[i] == raw.t0[i - 1] {
+            i += 1;
+        }
+        i.min(n)
+    };
+    let (v0, t0c) = (cut(0.70), cut(0.85));
+    let train: Vec<usize> = (0..v0).collect();
+    let valid: Vec<usize> = (v0..t0c).collect();
+    let test: Vec<usize> = (t0c..n).collect();
+    if valid.is_empty() || test.is_empty() {
+        return Err(Error::Gate("too few distinct T0 values for a train/valid/test split".into()));
+    }
+    features::fit_levels(&raw, &mut specs, &train, f.max_levels);
+    let frame = features::encode(raw, &specs);
     let y = frame.y.clone().expect("labels were joined");
     // Chronological blocks: rows are ordered by T0; a T0 never straddles two blocks.
     let cut = |q: f64| {
@@ -157,7 +254,12 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     let mut mean = vec![0.0; d];
     let mut std = vec![0.0; d];
     for j in 0..d {
-        let col: Vec<f64> = train.iter().map(|&i| frame.row(i)[j]).collect();
+        // Missing values (NaN) are left out of the moments and imputed with the mean.
+        let col: Vec<f64> = train.iter().map(|&i| frame.row(i)[j]).filter(|v| !v.is_nan()).collect();
+        if col.is_empty() {
+            std[j] = 1.0;
+            continue;
+        }
         mean[j] = col.iter().sum::<f64>() / col.len() as f64;
         let var = col.iter().map(|v| (v - mean[j]).powi(2)).sum::<f64>() / col.len() as f64;
         std[j] = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
@@ -187,11 +289,18 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     }
     progress.finish();
     let (penalty, valid_rmse, coef, intercept) = best.expect("at least one penalty");
+    let mut surface_view_defs = BTreeMap::new();
+    for s in &f.surfaces {
+        let vdh = t0_certify::certified_view_def(&cert, s)
+            .ok_or_else(|| Error::Refused(format!("certificate records no view-definition hash for {s}")))?;
+        surface_view_defs.insert(s.clone(), vdh);
+    }
     let mut model = Model {
         kind: "ridge".into(),
-        target: "y_log_views".into(),
+        target: target.clone(),
+        sources: sources.iter().map(|s| s.output.clone()).collect(),
+        columns: specs,
         features: frame.names.clone(),
-        emb_dim: t0_embed::DIM,
         mean,
         std,
         coef,
@@ -199,10 +308,10 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
         penalty,
         interval_halfwidth: 0.0,
         nominal: NOMINAL,
-        surface_view_def_hash: t0_certify::certified_view_def(&cert, "base")
-            .ok_or_else(|| Error::Refused("certificate records no view-definition hash for base".into()))?,
+        surface_view_defs,
         certify_run: cert.manifest.run_id.clone(),
-        embed_run: emb.manifest.run_id.clone(),
+        embed_run: emb.as_ref().map(|e| e.manifest.run_id.clone()),
+        project: project.name().to_string(),
         valid_from: frame.t0[v0],
         test_from: frame.t0[t0c],
     };
@@ -273,7 +382,15 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     )?;
     outputs.push(t0_manifest::record_output(root, &catalog, "run.predictions", Location::per_entity_t0(pred_rel))?);
 
-    let report = TrainReport { run_id: run_id.clone(), snapshot: dir, metrics, leaderboard };
+    let report = TrainReport {
+        run_id: run_id.clone(),
+        snapshot: dir,
+        metrics,
+        target,
+        features: model.features.len(),
+        skipped_columns: selection.skipped,
+        leaderboard,
+    };
     run.finish(&run_id, None, outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
 }

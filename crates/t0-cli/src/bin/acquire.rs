@@ -2,8 +2,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use t0_acquire::generate::{GenerateOptions, generate};
 use t0_cli::{Common, Outcome};
+use t0_clips_gen::{GenerateOptions, generate};
 
 /// Ingest source files (CSV, Parquet, NDJSON and the media they name) into canonical tables:
 /// typed, versioned, with observed_at and available_at. Bad rows are quarantined with file,
@@ -22,10 +22,14 @@ struct Cli {
     /// Directory holding the source files the mapping's globs select.
     #[arg(long, short)]
     input: Option<PathBuf>,
-    /// Source mapping (YAML, see configs/sources/clips.yaml). Default: the layout
-    /// `acquire generate` writes.
+    /// Source mapping (YAML, see projects/clips/sources.yaml). Default: the project's
+    /// sources.yaml.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Add measures the project declares that this root (which holds data) lacks: an explicit
+    /// schema change, recorded in the catalog's schema_changes table.
+    #[arg(long)]
+    evolve_schema: bool,
     /// Rows per committed chunk: the unit of resume after an interruption.
     #[arg(long, default_value_t = 250_000)]
     chunk_rows: usize,
@@ -33,6 +37,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Read sample source files and write a starting project to --out: measures with guessed
+    /// types, a source mapping (entity and time columns, timestamp format, key check), starting
+    /// contracts from what the sample showed, a generic as-of feature store, a label and
+    /// features. Every guess is a suggestion to review; nothing is ingested.
+    Infer {
+        /// Source files (CSV, Parquet, NDJSON), one observations source each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Directory for the project (must not hold its files yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// Rows read per file.
+        #[arg(long, default_value_t = 100_000)]
+        sample_rows: usize,
+        /// Project name (default: the --out directory's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// CSV delimiter.
+        #[arg(long, default_value_t = ',')]
+        delimiter: char,
+    },
     /// Write a seeded, deterministic clips dataset (CSV + PNG + WAV), optionally with defects.
     Generate {
         /// Output directory.
@@ -82,6 +107,36 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "acquire", |root, clock, progress| match &cli.cmd {
+        Some(Cmd::Infer { files, out, sample_rows, name, delimiter }) => {
+            let args = t0_acquire::infer::InferArgs {
+                files: files.clone(),
+                out: out.clone(),
+                sample_rows: *sample_rows,
+                name: name.clone(),
+                delimiter: *delimiter,
+            };
+            let r = t0_acquire::infer::run(&args)?;
+            let mut human = format!("project {} written to {} (suggestions: review every file)", r.project, r.out);
+            for f in &r.files {
+                human.push_str(&format!(
+                    "\n  {}: entity {}, time {}, {} columns, {} rows sampled{}",
+                    f.file,
+                    f.entity_column,
+                    f.time_column,
+                    f.columns.len(),
+                    f.rows_sampled,
+                    if f.key_unique { "" } else { " (entity, time NOT unique)" }
+                ));
+            }
+            for w in &r.written {
+                human.push_str(&format!("\n  wrote {w}"));
+            }
+            human.push_str(&format!(
+                "\nnext: acquire --project {} --input <dir with the files>, then audit, heal, certify, certify labels, train-suite",
+                r.out
+            ));
+            Ok(Outcome::done(&r, human))
+        }
         Some(Cmd::Generate {
             out,
             entities,
@@ -129,7 +184,13 @@ fn main() -> std::process::ExitCode {
                 .input
                 .clone()
                 .ok_or_else(|| t0_core::Error::Usage("--input DIR is required (or use `acquire generate`)".into()))?;
-            let args = t0_acquire::AcquireArgs { input, config: cli.config.clone(), chunk_rows: cli.chunk_rows };
+            let args = t0_acquire::AcquireArgs {
+                project: cli.common.project()?,
+                input,
+                config: cli.config.clone(),
+                evolve_schema: cli.evolve_schema,
+                chunk_rows: cli.chunk_rows,
+            };
             let r = t0_acquire::run(root, clock, &args, progress)?;
             let mut human = format!(
                 "run {}: {} rows read = {} ingested + {} unchanged + {} quarantined",
@@ -140,6 +201,16 @@ fn main() -> std::process::ExitCode {
                 human.push_str(&format!(
                     "\n  {} -> {}: {} read, {} ingested, {} unchanged, {} quarantined{state}",
                     f.file, f.table, f.rows_read, f.rows_ingested, f.rows_unchanged, f.rows_quarantined
+                ));
+            }
+            if let Some(c) = &r.schema_change {
+                human.push_str(&format!("\n  schema: {} ({})", c.change, c.added.join(", ")));
+            }
+            for f in r.files.iter().filter(|f| !f.unread_columns.is_empty()) {
+                human.push_str(&format!(
+                    "\n  {}: column(s) {} not ingested: no mapping or measure reads them (declare them in the project, map them, or list them under `ignore`)",
+                    f.file,
+                    f.unread_columns.join(", ")
                 ));
             }
             for s in &r.sources_without_files {

@@ -3,7 +3,7 @@ use clap::Parser;
 use t0_cli::{Common, Outcome};
 use t0_core::ExitCode;
 
-/// Run the checks of the data contracts (configs/contracts/*.yaml: schema, not-null, unique,
+/// Run the checks of the project's data contracts (contracts/*.yaml: schema, not-null, unique,
 /// allowed values, ranges, regexes, references, freshness, lateness, future timestamps,
 /// monotonic counters, duplicate snapshots, status transitions, custom SELECTs) over the
 /// canonical tables on a read-only connection; store findings with samples of failing keys;
@@ -19,7 +19,7 @@ struct Cli {
     /// Failing keys kept per finding (the count is never capped).
     #[arg(long, default_value_t = 20)]
     sample: usize,
-    /// Directory of contract files. Default: the built-in configs/contracts.
+    /// Directory of contract files. Default: the project's contracts/.
     #[arg(long)]
     contracts: Option<std::path::PathBuf>,
     /// Pinned time for freshness and future-timestamp checks (never the wall clock). Default:
@@ -35,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "audit", |root, clock, progress| {
         let args = t0_audit::AuditArgs {
+            project: cli.common.project()?,
             sample: cli.sample,
             contracts: cli.contracts.clone(),
             as_of: cli.as_of.clone(),

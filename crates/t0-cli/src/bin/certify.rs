@@ -17,11 +17,11 @@ use t0_core::ExitCode;
 struct Cli {
     #[command(flatten)]
     common: Common,
-    /// Certify config (YAML): T0 grid (`t0`), label horizon, priors, SLA, baseline days and stores
-    /// (see the README). Default: the built-in configuration.
+    /// Certify config (YAML): T0 grid (`t0`), store parameters, SLA, baseline days and stores
+    /// (see projects/clips/certify.yaml). Default: the project's certify.yaml.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Directory of feature-store SQL files. Default: the built-in configs/feature-stores.
+    /// Directory of feature-store SQL files. Default: the project's feature-stores/.
     #[arg(long)]
     stores: Option<PathBuf>,
     /// Accept a changed view definition or dataset in a strict store as its new baseline.
@@ -33,9 +33,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the labels (horizon outcome, tail flag, time to removal with censoring) for every
-    /// (entity, T0) of the latest certified run, from the current data. Outside every feature
-    /// closure; joined only by train-suite and calibrate.
+    /// Build the labels the project declares (values and flows at a horizon, thresholds,
+    /// events within a horizon, time to an end event with censoring) for every (entity, T0) of
+    /// the latest certified run, from the current data. Outside every feature closure; joined
+    /// only by train-suite and calibrate.
     Labels,
 }
 
@@ -43,6 +44,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "certify", |root, clock, progress| {
         let args = t0_certify::CertifyArgs {
+            project: cli.common.project()?,
             config: cli.config.clone(),
             stores_dir: cli.stores.clone(),
             rebaseline: cli.rebaseline,

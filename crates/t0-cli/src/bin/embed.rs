@@ -20,9 +20,16 @@ struct Cli {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "embed", |root, clock, progress| {
-        let r =
-            t0_embed::run(root, clock, &t0_embed::EmbedArgs { max_age_days: cli.freshness.max_age_days }, progress)?;
-        let human = format!("run {}: {} vectors ({}, placeholder) -> {}", r.run_id, r.rows, r.model, r.path);
+        let r = t0_embed::run(
+            root,
+            clock,
+            &t0_embed::EmbedArgs { project: cli.common.project()?, max_age_days: cli.freshness.max_age_days },
+            progress,
+        )?;
+        let mut human = format!("run {}: model {} (placeholder)", r.run_id, r.model);
+        for o in &r.outputs {
+            human.push_str(&format!("\n  {} ({}.{}): {} vectors -> {}", o.name, o.surface, o.column, o.rows, o.path));
+        }
         Ok(Outcome::done(&r, human))
     })
 }

@@ -27,7 +27,7 @@ struct Cli {
     /// Print the planned patches cell by cell; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Rules file (default: the built-in configs/heal/rules.yaml).
+    /// Rules file (default: the project's heal/rules.yaml).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
     /// Patches listed in the output (the ledger holds them all).
@@ -80,7 +80,12 @@ fn main() -> std::process::ExitCode {
             Ok(Outcome::done(&r, human))
         }
         None => {
-            let args = t0_heal::HealArgs { dry_run: cli.dry_run, rules: cli.rules.clone(), limit: cli.limit };
+            let args = t0_heal::HealArgs {
+                project: cli.common.project()?,
+                dry_run: cli.dry_run,
+                rules: cli.rules.clone(),
+                limit: cli.limit,
+            };
             let r = t0_heal::run(root, clock, &args, progress)?;
             let verb = if r.dry_run { "would patch" } else { "patched" };
             let mut human = format!(

@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
         let r = t0_score::run(
             root,
             clock,
-            &t0_score::ScoreArgs { max_age_days: cli.freshness.max_age_days, t0_from },
+            &t0_score::ScoreArgs { project: cli.common.project()?, max_age_days: cli.freshness.max_age_days, t0_from },
             progress,
         )?;
         let human = format!(

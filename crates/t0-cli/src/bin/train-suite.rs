@@ -2,10 +2,12 @@
 use clap::Parser;
 use t0_cli::{Common, Freshness, Outcome};
 
-/// Train the model suite on the certified surfaces, embeddings and labels with a
-/// chronological train/valid/test split, and write an immutable run snapshot under runs/.
+/// Train the model suite on the certified surfaces, embeddings and labels the project's
+/// `features:` declares, with a chronological train/valid/test split, and write an immutable
+/// run snapshot under runs/.
 ///
-/// Exit codes: 0 done, 1 too little data to train, 3 certificate or upstream mismatch or lock
+/// Exit codes: 0 done, 1 too little data to train or a leakage column selected, 2 a feature
+/// declaration naming a missing column or label, 3 certificate or upstream mismatch or lock
 /// held, 99 this run already exists.
 #[derive(Parser)]
 #[command(name = "train-suite", version)]
@@ -14,18 +16,27 @@ struct Cli {
     common: Common,
     #[command(flatten)]
     freshness: Freshness,
+    /// The label to fit. Default: the project's features.target.
+    #[arg(long, value_name = "LABEL")]
+    target: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "train-suite", |root, clock, progress| {
-        let r =
-            t0_train::run(root, clock, &t0_train::TrainArgs { max_age_days: cli.freshness.max_age_days }, progress)?;
+        let args = t0_train::TrainArgs {
+            project: cli.common.project()?,
+            max_age_days: cli.freshness.max_age_days,
+            target: cli.target.clone(),
+        };
+        let r = t0_train::run(root, clock, &args, progress)?;
         let m = &r.metrics;
-        let human = format!(
-            "run {} -> {}: test RMSE {:.4} (baseline {:.4}), interval coverage {:.3}; {}/{}/{} rows train/valid/test",
+        let mut human = format!(
+            "run {} -> {}: {} on {} features: test RMSE {:.4} (baseline {:.4}), interval coverage {:.3}; {}/{}/{} rows train/valid/test",
             r.run_id,
             r.snapshot,
+            r.target,
+            r.features,
             m.test_rmse,
             m.baseline_test_rmse,
             m.test_coverage,
@@ -33,6 +44,9 @@ fn main() -> std::process::ExitCode {
             m.rows_valid,
             m.rows_test
         );
+        for s in &r.skipped_columns {
+            human.push_str(&format!("\n  not a feature: {s}"));
+        }
         Ok(Outcome::done(&r, human))
     })
 }

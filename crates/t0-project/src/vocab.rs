@@ -1,19 +1,50 @@
-//! The canonical tables as acquire sees them: columns read from sources, their types, the
-//! key that identifies one fact, and which columns must name a known entity.
+//! The canonical vocabulary: the role tables every project shares (entities, observations,
+//! events, interactions, artifacts), their role columns, the key that identifies one fact and
+//! which columns must name a known entity. A project's measures are the other columns of
+//! `observations` (see [`crate::Project::measures`]); nothing here names a domain.
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
     Str,
-    /// A non-negative count.
+    /// A non-negative integer count.
     Count,
+    /// Any 64-bit integer.
+    Integer,
     Float,
+    Bool,
     Time,
+}
+
+impl ColType {
+    /// The DuckDB column type a value of this kind is stored as.
+    pub fn sql(self) -> &'static str {
+        match self {
+            ColType::Str => "VARCHAR",
+            ColType::Count | ColType::Integer => "BIGINT",
+            ColType::Float => "DOUBLE",
+            ColType::Bool => "BOOLEAN",
+            ColType::Time => "TIMESTAMP",
+        }
+    }
+}
+
+/// Columns every canonical table row carries besides what sources fill: they are roles, never
+/// measures.
+pub const BOOKKEEPING: &[&str] = &["available_at", "version", "batch_id", "deleted"];
+
+/// The canonical tables, in dependency order (entities first).
+pub const CANONICAL: &[&str] = &["entities", "observations", "events", "interactions", "artifacts"];
+
+/// Output name of a canonical table in manifests.
+pub fn canonical_name(table: &str) -> String {
+    format!("canonical.{table}")
 }
 
 pub struct TableSpec {
     pub table: &'static str,
-    /// (column, type, required) as read from a source. `available_at` is only read under the
-    /// `column` availability policy; `path` of artifacts is resolved under the media root.
+    /// Role columns (column, type, required) as read from a source. `available_at` is only
+    /// read under the `column` availability policy; `path` of artifacts is resolved under the
+    /// media root. Observations also take the project's measures.
     pub columns: &'static [(&'static str, ColType, bool)],
     /// Columns that identify one fact; a changed fact becomes a new version.
     pub key: &'static [&'static str],
@@ -51,11 +82,6 @@ pub const SPECS: &[TableSpec] = &[
         columns: &[
             ("entity_id", ColType::Str, true),
             ("observed_at", ColType::Time, true),
-            ("views", ColType::Count, false),
-            ("likes", ColType::Count, false),
-            ("comments", ColType::Count, false),
-            ("price", ColType::Float, false),
-            ("status", ColType::Str, false),
             ("available_at", ColType::Time, false),
         ],
         key: &["entity_id", "observed_at"],

@@ -1,0 +1,531 @@
+//! `project.yaml`: the declaration of a domain. See `projects/clips/project.yaml` for a
+//! commented example of every field.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use t0_core::{Error, Result};
+
+use crate::vocab::{self, ColType};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The measure columns of the canonical `observations` table.
+    pub measures: Vec<Measure>,
+    /// Source mapping file (relative to the project directory).
+    #[serde(default = "d_sources")]
+    pub sources: String,
+    /// Folder of contract files.
+    #[serde(default = "d_contracts")]
+    pub contracts: String,
+    #[serde(default = "d_rules")]
+    pub heal_rules: String,
+    /// Folder of feature-store SQL files.
+    #[serde(default = "d_stores")]
+    pub feature_stores: String,
+    /// Certify configuration (T0 grid, parameters, SLA, baselines, stores).
+    #[serde(default = "d_certify")]
+    pub certify: String,
+    #[serde(default)]
+    pub labels: Vec<Label>,
+    #[serde(default)]
+    pub features: Features,
+    #[serde(default)]
+    pub embed: EmbedInputs,
+}
+
+fn d_sources() -> String {
+    "sources.yaml".into()
+}
+fn d_contracts() -> String {
+    "contracts".into()
+}
+fn d_rules() -> String {
+    "heal/rules.yaml".into()
+}
+fn d_stores() -> String {
+    "feature-stores".into()
+}
+fn d_certify() -> String {
+    "certify.yaml".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasureType {
+    /// A non-negative integer (negative values are quarantined).
+    Count,
+    Integer,
+    Float,
+    /// true/false, 1/0, yes/no (any case).
+    Boolean,
+    Text,
+    /// Text with few distinct values: a categorical feature.
+    Categorical,
+}
+
+impl MeasureType {
+    pub fn col_type(self) -> ColType {
+        match self {
+            MeasureType::Count => ColType::Count,
+            MeasureType::Integer => ColType::Integer,
+            MeasureType::Float => ColType::Float,
+            MeasureType::Boolean => ColType::Bool,
+            MeasureType::Text | MeasureType::Categorical => ColType::Str,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: MeasureType,
+    /// A row without a value is quarantined; a file without the column is refused (exit 4).
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transform {
+    #[default]
+    None,
+    /// ln(1 + x); NULL for x <= -1.
+    Log1p,
+}
+
+impl Transform {
+    /// The transform applied to SQL expression `x`.
+    pub fn sql(self, x: &str) -> String {
+        match self {
+            Transform::None => x.to_string(),
+            Transform::Log1p => format!("CASE WHEN ({x}) > -1 THEN ln(1 + ({x})) END"),
+        }
+    }
+    pub fn apply(self, x: f64) -> Option<f64> {
+        match self {
+            Transform::None => Some(x),
+            Transform::Log1p => (x > -1.0).then(|| (1.0 + x).ln()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agg {
+    Sum,
+    Count,
+}
+
+/// A duration written `<n> <unit>` (hours, days, weeks, months, years): calendar-aware in
+/// SQL, so `1 year` after 2020-01-01 is 2021-01-01.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Horizon {
+    pub n: i64,
+    pub unit: String,
+}
+
+impl TryFrom<String> for Horizon {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: i64 = num.parse().map_err(|_| format!("horizon {s:?}: expected `<n> <unit>`, e.g. `168 hours`"))?;
+        let unit = match unit.trim().trim_end_matches('s') {
+            "h" | "hour" => "hour",
+            "d" | "day" => "day",
+            "w" | "week" => "week",
+            "month" => "month",
+            "y" | "year" => "year",
+            other => return Err(format!("horizon {s:?}: unknown unit {other:?} (hours, days, weeks, months, years)")),
+        };
+        if n <= 0 {
+            return Err(format!("horizon {s:?} must be positive"));
+        }
+        Ok(Horizon { n, unit: unit.to_string() })
+    }
+}
+
+impl From<Horizon> for String {
+    fn from(h: Horizon) -> String {
+        format!("{} {}s", h.n, h.unit)
+    }
+}
+
+impl Horizon {
+    /// The horizon as a DuckDB interval literal.
+    pub fn sql(&self) -> String {
+        format!("INTERVAL '{} {}'", self.n, self.unit)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndStates {
+    pub measure: String,
+    pub values: Vec<String>,
+}
+
+/// A named target, computed only by `certify labels`, outside every feature closure.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LabelKind {
+    /// The measure's last value at or before T0 + horizon; NULL unless the entity was observed
+    /// that far.
+    Value {
+        name: String,
+        measure: String,
+        horizon: Horizon,
+        #[serde(default)]
+        transform: Transform,
+    },
+    /// Sum (or count of non-NULL values) of a flow measure over (T0, T0 + horizon]; NULL unless
+    /// the entity was observed that far.
+    Flow {
+        name: String,
+        measure: String,
+        horizon: Horizon,
+        agg: Agg,
+        #[serde(default)]
+        transform: Transform,
+    },
+    /// Binary: the untransformed value of a value or flow label at or above `at_least`.
+    Threshold { name: String, label: String, at_least: f64 },
+    /// Binary: an event of one of `events` in (T0, T0 + horizon]; NULL when none happened and
+    /// the entity was not observed that far.
+    EventWithin { name: String, events: Vec<String>, horizon: Horizon },
+    /// Hours from T0 to the first end event (or end state) after T0, right-censored at the
+    /// last observation; the event flag goes in `event_column` (default `<name>_event`).
+    TimeToEvent {
+        name: String,
+        #[serde(default)]
+        end_events: Vec<String>,
+        #[serde(default)]
+        end_states: Option<EndStates>,
+        #[serde(default)]
+        event_column: Option<String>,
+    },
+}
+
+pub type Label = LabelKind;
+
+impl LabelKind {
+    pub fn name(&self) -> &str {
+        match self {
+            LabelKind::Value { name, .. }
+            | LabelKind::Flow { name, .. }
+            | LabelKind::Threshold { name, .. }
+            | LabelKind::EventWithin { name, .. }
+            | LabelKind::TimeToEvent { name, .. } => name,
+        }
+    }
+
+    /// The columns this label writes into the labels file.
+    pub fn columns(&self) -> Vec<String> {
+        match self {
+            LabelKind::TimeToEvent { name, event_column, .. } => {
+                vec![name.clone(), event_column.clone().unwrap_or_else(|| format!("{name}_event"))]
+            }
+            other => vec![other.name().to_string()],
+        }
+    }
+
+    /// Whether a regression model can train on it (a number per row).
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, LabelKind::Value { .. } | LabelKind::Flow { .. })
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            LabelKind::Value { .. } => "value",
+            LabelKind::Flow { .. } => "flow",
+            LabelKind::Threshold { .. } => "threshold",
+            LabelKind::EventWithin { .. } => "event_within",
+            LabelKind::TimeToEvent { .. } => "time_to_event",
+        }
+    }
+}
+
+/// Which certified surfaces feed the models and how their columns become features.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Features {
+    /// Store entrypoints joined on (entity_id, t0); every column is a feature unless excluded.
+    #[serde(default)]
+    pub surfaces: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Per-column transforms applied before standardisation.
+    #[serde(default)]
+    pub transforms: BTreeMap<String, Transform>,
+    /// Categorical columns keep their most frequent levels up to this many; the rest is `other`.
+    #[serde(default = "d_levels")]
+    pub max_levels: usize,
+    /// Embed input names whose vectors are features.
+    #[serde(default)]
+    pub embeddings: Vec<String>,
+    /// The label train-suite fits by default.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Columns that must never be a feature (besides every label column): selecting one is a
+    /// gate failure (exit 1) naming it.
+    #[serde(default)]
+    pub leakage: Vec<String>,
+}
+
+fn d_levels() -> usize {
+    20
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            surfaces: Vec::new(),
+            exclude: Vec::new(),
+            transforms: BTreeMap::new(),
+            max_levels: d_levels(),
+            embeddings: Vec::new(),
+            target: None,
+            leakage: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedInputs {
+    /// Text columns of certified surfaces to embed.
+    #[serde(default)]
+    pub text: Vec<TextInput>,
+    /// Artifact kinds to embed (image/audio embedders come with the embed issue).
+    #[serde(default)]
+    pub artifacts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextInput {
+    /// Name of the embedding (`embeddings.<name>`, features `<name>_NN`).
+    pub name: String,
+    pub surface: String,
+    pub column: String,
+}
+
+fn at(file: &Path, line: usize, msg: impl std::fmt::Display) -> Error {
+    Error::config(file, format!("line {line}: {msg}"))
+}
+
+/// A plain SQL identifier: measures and labels become column names.
+pub fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_lowercase() || f == '_')
+        && c.all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == '_')
+}
+
+/// 1-based line of the first line at or after `from` (1-based) that contains `needle`.
+pub fn line_of(text: &str, from: usize, needle: &str) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .unwrap_or(from.max(1))
+}
+
+/// 1-based line of top-level key `key:`.
+pub fn key_line(text: &str, key: &str) -> usize {
+    let head = format!("{key}:");
+    text.lines().position(|l| l.starts_with(&head)).map(|i| i + 1).unwrap_or(1)
+}
+
+impl ProjectDef {
+    /// Parse and validate `project.yaml`; `file` names it in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<ProjectDef> {
+        let def: ProjectDef = serde_yaml::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line()).unwrap_or(0);
+            at(file, line, e)
+        })?;
+        def.validate(file, text)?;
+        Ok(def)
+    }
+
+    fn validate(&self, file: &Path, text: &str) -> Result<()> {
+        if !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || self.name.is_empty() {
+            return Err(at(file, key_line(text, "name"), "name must be non-empty [A-Za-z0-9_-]"));
+        }
+        let mlines = t0_core::config::item_lines(text, "measures");
+        let obs = vocab::spec("observations").expect("role table");
+        let mut seen = BTreeSet::new();
+        for (i, m) in self.measures.iter().enumerate() {
+            let line = mlines.get(i).copied().unwrap_or(0);
+            if !is_identifier(&m.name) {
+                return Err(at(
+                    file,
+                    line,
+                    format!("measure {:?}: a name is lower-case [a-z0-9_], not starting with a digit", m.name),
+                ));
+            }
+            if obs.has_column(&m.name) || vocab::BOOKKEEPING.contains(&m.name.as_str()) {
+                return Err(at(file, line, format!("measure {:?}: that column is a role of every project", m.name)));
+            }
+            if !seen.insert(m.name.as_str()) {
+                return Err(at(file, line, format!("measure {:?} is declared twice", m.name)));
+            }
+        }
+        let llines = t0_core::config::item_lines(text, "labels");
+        let mut columns: BTreeSet<String> = BTreeSet::new();
+        for (i, l) in self.labels.iter().enumerate() {
+            let line = llines.get(i).copied().unwrap_or(0);
+            let name = l.name();
+            let err = |msg: String| at(file, line, format!("label {name:?}: {msg}"));
+            for c in l.columns() {
+                if !is_identifier(&c) {
+                    return Err(err(format!("{c:?} is not a plain lower-case column name")));
+                }
+                if ["entity_id", "t0"].contains(&c.as_str()) || !columns.insert(c.clone()) {
+                    return Err(err(format!("column {c:?} is used twice")));
+                }
+            }
+            let measure_ok = |m: &str, numeric: bool| -> Result<()> {
+                match self.measures.iter().find(|x| x.name == m) {
+                    None => Err(err(format!(
+                        "names measure {m:?}, which the project does not declare (measures: {})",
+                        self.measures.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ))),
+                    Some(x)
+                        if numeric
+                            && !matches!(x.ty, MeasureType::Count | MeasureType::Integer | MeasureType::Float) =>
+                    {
+                        Err(err(format!("measure {m:?} is {:?}, not a number", x.ty)))
+                    }
+                    Some(_) => Ok(()),
+                }
+            };
+            match l {
+                LabelKind::Value { measure, .. } | LabelKind::Flow { measure, agg: Agg::Sum, .. } => {
+                    measure_ok(measure, true)?
+                }
+                LabelKind::Flow { measure, agg: Agg::Count, .. } => measure_ok(measure, false)?,
+                LabelKind::Threshold { label, .. } => {
+                    let pos = self.labels.iter().position(|x| x.name() == label);
+                    match pos.map(|p| (p, &self.labels[p])) {
+                        Some((p, base)) if p < i && base.is_numeric() => {}
+                        Some((p, _)) if p >= i => {
+                            return Err(err(format!("label {label:?} must be declared before it")));
+                        }
+                        Some(_) => return Err(err(format!("label {label:?} is not a value or flow label"))),
+                        None => return Err(err(format!("names label {label:?}, which is not declared"))),
+                    }
+                }
+                LabelKind::EventWithin { events, .. } if events.is_empty() => {
+                    return Err(err("`events` is empty".into()));
+                }
+                LabelKind::EventWithin { .. } => {}
+                LabelKind::TimeToEvent { end_events, end_states, .. } => {
+                    if end_events.is_empty() && end_states.is_none() {
+                        return Err(err("needs `end_events` or `end_states`".into()));
+                    }
+                    if let Some(s) = end_states {
+                        measure_ok(&s.measure, false)?;
+                    }
+                }
+            }
+        }
+        let f = &self.features;
+        let fline = |needle: &str| line_of(text, key_line(text, "features"), needle);
+        if let Some(t) = &f.target {
+            match self.labels.iter().find(|l| l.name() == t) {
+                None => {
+                    return Err(at(file, fline("target"), format!("features.target {t:?} is not a declared label")));
+                }
+                Some(l) if l.kind_name() == "time_to_event" => {
+                    return Err(at(
+                        file,
+                        fline("target"),
+                        format!(
+                            "features.target {t:?} is a time-to-event label; the regression suite needs a value, flow or binary label"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for e in &f.embeddings {
+            if !self.embed.text.iter().any(|t| &t.name == e) {
+                return Err(at(
+                    file,
+                    fline(e),
+                    format!("features.embeddings names {e:?}, which is not an embed.text input"),
+                ));
+            }
+        }
+        if f.max_levels == 0 {
+            return Err(at(file, fline("max_levels"), "features.max_levels must be at least 1"));
+        }
+        let mut names = BTreeSet::new();
+        for t in &self.embed.text {
+            if !is_identifier(&t.name) || !names.insert(&t.name) {
+                return Err(at(
+                    file,
+                    line_of(text, key_line(text, "embed"), &t.name),
+                    format!("embed.text name {:?} must be a unique lower-case identifier", t.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every column a feature must never be: label columns and the declared leakage list.
+    pub fn leakage(&self) -> BTreeSet<String> {
+        self.labels.iter().flat_map(|l| l.columns()).chain(self.features.leakage.iter().cloned()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> std::result::Result<ProjectDef, String> {
+        ProjectDef::parse(Path::new("p/project.yaml"), text).map_err(|e| e.to_string())
+    }
+
+    const OK: &str = "name: panel\nmeasures:\n  - {name: pop, type: count}\n  - {name: region, type: categorical}\nlabels:\n  - {name: y_pop, kind: value, measure: pop, horizon: 1 year, transform: log1p}\n  - {name: y_big, kind: threshold, label: y_pop, at_least: 1000}\nfeatures:\n  surfaces: [base]\n  target: y_pop\n";
+
+    #[test]
+    fn a_valid_project_parses() {
+        let d = parse(OK).unwrap();
+        assert_eq!(d.measures.len(), 2);
+        assert_eq!(d.labels[0].name(), "y_pop");
+        assert!(d.leakage().contains("y_big"));
+        assert_eq!(Horizon::try_from("168 hours".to_string()).unwrap().sql(), "INTERVAL '168 hour'");
+    }
+
+    #[test]
+    fn malformed_projects_name_file_line_and_problem() {
+        let cases = [
+            (OK.replace("type: count", "type: cnt"), "line 3", "unknown variant `cnt`"),
+            (OK.replace("measure: pop", "measure: people"), "line 6", "does not declare"),
+            (OK.replace("label: y_pop", "label: y_nope"), "line 7", "not declared"),
+            (OK.replace("target: y_pop", "target: y_gone"), "line 10", "not a declared label"),
+            (OK.replace("1 year", "1 fortnight"), "line 6", "unknown unit"),
+            (OK.replace("name: region", "name: observed_at"), "line 4", "role"),
+            (OK.replace("name: region", "name: pop"), "line 4", "twice"),
+            (OK.replace("kind: value", "kind: guess"), "line 6", "unknown variant `guess`"),
+        ];
+        for (text, line, what) in cases {
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains("p/project.yaml") && e.contains(line) && e.contains(what), "{e}");
+        }
+    }
+}

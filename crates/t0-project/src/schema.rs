@@ -1,0 +1,160 @@
+//! The measure columns of `observations` follow the project's declaration.
+//!
+//! A fresh root takes the project's measures (the early migrations' clip columns are dropped
+//! while the table is empty). A root with data keeps what it has: a measure the project adds
+//! later is an explicit schema change (`acquire --evolve-schema`), recorded in
+//! `schema_changes`; a column the project no longer declares, or one whose type changed, is
+//! refused — t0-clip never drops data. Every stage checks the root against its project.
+
+use duckdb::params;
+use t0_catalog::Catalog;
+use t0_core::error::Context;
+use t0_core::{Error, Result};
+
+use crate::Project;
+
+/// Columns of `observations` that are roles, never measures.
+const ROLE_COLUMNS: &[&str] = &["entity_id", "observed_at", "available_at", "version", "batch_id", "deleted"];
+
+/// What `ensure` did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SchemaChange {
+    pub change: String,
+    pub added: Vec<String>,
+}
+
+/// Measure columns the table has now, in table order: (name, DuckDB type).
+fn measure_columns(catalog: &Catalog) -> Result<Vec<(String, String)>> {
+    let mut stmt = catalog
+        .conn()
+        .prepare(
+            "SELECT column_name, data_type FROM information_schema.columns
+             WHERE table_name = 'observations' ORDER BY ordinal_position",
+        )
+        .ctx(|| "read schema of observations".into())?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .ctx(|| "read schema of observations".into())?;
+    let all: Vec<(String, String)> = rows.collect::<std::result::Result<_, _>>().ctx(|| "schema".into())?;
+    Ok(all.into_iter().filter(|(c, _)| !ROLE_COLUMNS.contains(&c.as_str())).collect())
+}
+
+fn recorded(catalog: &Catalog) -> Result<i64> {
+    catalog.conn().query_row("SELECT count(*) FROM schema_changes", [], |r| r.get(0)).ctx(|| "schema_changes".into())
+}
+
+fn rows(catalog: &Catalog) -> Result<i64> {
+    catalog.conn().query_row("SELECT count(*) FROM observations", [], |r| r.get(0)).ctx(|| "observations".into())
+}
+
+/// Differences between the root and the project: (missing declared measures, undeclared
+/// columns, type mismatches as text).
+fn diff(project: &Project, have: &[(String, String)]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let missing =
+        project.measures().iter().filter(|m| !have.iter().any(|(c, _)| *c == m.name)).map(|m| m.name.clone()).collect();
+    let extra = have.iter().filter(|(c, _)| project.measure(c).is_none()).map(|(c, t)| format!("{c} {t}")).collect();
+    let mismatched = have
+        .iter()
+        .filter_map(|(c, t)| {
+            let m = project.measure(c)?;
+            let want = m.ty.col_type().sql();
+            (want != t).then(|| format!("{c} is {t} in the root, the project declares {:?} ({want})", m.ty))
+        })
+        .collect();
+    (missing, extra, mismatched)
+}
+
+fn measures_json(project: &Project) -> String {
+    serde_json::to_string(project.measures()).expect("plain struct")
+}
+
+/// Refuse a root whose measure columns differ from the project's (every stage but acquire).
+pub fn check(catalog: &Catalog, project: &Project) -> Result<()> {
+    let have = measure_columns(catalog)?;
+    // A root nothing was ingested into yet takes the project's schema at its first acquire.
+    if recorded(catalog)? == 0 && rows(catalog)? == 0 {
+        return Ok(());
+    }
+    let (missing, extra, mismatched) = diff(project, &have);
+    if missing.is_empty() && extra.is_empty() && mismatched.is_empty() {
+        return Ok(());
+    }
+    Err(mismatch(project, &missing, &extra, &mismatched))
+}
+
+fn mismatch(project: &Project, missing: &[String], extra: &[String], mismatched: &[String]) -> Error {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "declares measure(s) {} that the root lacks (adding a measure to a root with data is a recorded schema change: `acquire --evolve-schema`)",
+            missing.join(", ")
+        ));
+    }
+    if !extra.is_empty() {
+        parts.push(format!(
+            "does not declare the root's column(s) {} (a root built with another project? t0-clip never drops a column)",
+            extra.join(", ")
+        ));
+    }
+    parts.extend(mismatched.iter().cloned());
+    Error::config(project.display(crate::PROJECT_FILE), format!("project {:?}: {}", project.name(), parts.join("; ")))
+}
+
+/// Bring `observations` to the project's measures (acquire). `evolve` allows adding declared
+/// measures to a root that already holds data.
+pub fn ensure(catalog: &Catalog, project: &Project, evolve: bool, now: &str) -> Result<Option<SchemaChange>> {
+    let have = measure_columns(catalog)?;
+    let (missing, extra, mismatched) = diff(project, &have);
+    let fresh = recorded(catalog)? == 0 && rows(catalog)? == 0;
+    let record = |c: &duckdb::Connection, change: &str| -> Result<()> {
+        let seq: i64 = c
+            .query_row("SELECT coalesce(max(seq), 0) + 1 FROM schema_changes", [], |r| r.get(0))
+            .ctx(|| "schema_changes".into())?;
+        c.execute(
+            "INSERT INTO schema_changes VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+            params![seq, project.name(), project.hash, change, measures_json(project), now.trim_end_matches('Z')],
+        )
+        .ctx(|| "record schema change".into())?;
+        Ok(())
+    };
+    if fresh {
+        // An empty table: drop whatever columns the migrations made, add the declaration.
+        catalog.transaction(|c| {
+            for (col, _) in &have {
+                c.execute_batch(&format!("ALTER TABLE observations DROP COLUMN \"{col}\""))
+                    .ctx(|| format!("drop column {col}"))?;
+            }
+            for m in project.measures() {
+                c.execute_batch(&format!(
+                    "ALTER TABLE observations ADD COLUMN \"{}\" {}",
+                    m.name,
+                    m.ty.col_type().sql()
+                ))
+                .ctx(|| format!("add measure {}", m.name))?;
+            }
+            record(c, "declare")
+        })?;
+        let added = project.measures().iter().map(|m| m.name.clone()).collect();
+        return Ok(Some(SchemaChange { change: "declare".into(), added }));
+    }
+    if !extra.is_empty() || !mismatched.is_empty() || (!missing.is_empty() && !evolve) {
+        return Err(mismatch(project, &missing, &extra, &mismatched));
+    }
+    if recorded(catalog)? == 0 {
+        // A root made before projects existed, whose columns are the project's: adopt it.
+        catalog.transaction(|c| record(c, "adopt"))?;
+    }
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let change = format!("add {}", missing.join(", "));
+    catalog.transaction(|c| {
+        for name in &missing {
+            let m = project.measure(name).expect("declared");
+            c.execute_batch(&format!("ALTER TABLE observations ADD COLUMN \"{}\" {}", m.name, m.ty.col_type().sql()))
+                .ctx(|| format!("add measure {}", m.name))?;
+        }
+        record(c, &change)
+    })?;
+    Ok(Some(SchemaChange { change, added: missing }))
+}
