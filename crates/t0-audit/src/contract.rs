@@ -94,7 +94,7 @@ pub enum Kind {
         #[serde(default = "ten")]
         window: usize,
     },
-    /// An aggregate (`expr`, e.g. `avg(views)`) against the history of earlier audit runs.
+    /// An aggregate (`expr`, e.g. `avg(amount)`) against the history of earlier audit runs.
     Metric {
         metric: String,
         expr: String,

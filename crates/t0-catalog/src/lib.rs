@@ -11,7 +11,10 @@ use duckdb::{Config, Connection, params};
 use t0_core::error::Context;
 use t0_core::{Error, Result, Root};
 
-/// Ordered migrations; the index + 1 is the schema version. Never edit a shipped one.
+/// Ordered migrations; the index + 1 is the schema version. Never edit a shipped one (the one
+/// exception: 0001/0002 no longer create the clips measures, which a root now takes from its
+/// project; `t0_project::schema` drops them from an older catalog while it is still empty, so
+/// every root ends with the same columns).
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_acquire.sql"),

@@ -2,11 +2,9 @@
 //! proves their SQL closures free of wall-clock and label reads, and writes them to Parquet
 //! with a certificate. Labels are written beside them, outside every certified closure.
 //!
-//! Stores (`configs/feature-stores/`): `base` (latest visible snapshot, static attributes),
-//! `history` (windowed counts, growth, velocity), `priors` (matured-outcome cohort anchors with
-//! a fallback ladder and an out-of-fold WOE), `modality` (SLA-gated artifact columns) and
-//! `text` (the title, input of embed). Parameters reach the SQL through the one-row
-//! `certify_params` table, so the files themselves are fixed and hashed.
+//! The stores are the project's: SQL files (`feature-stores/`) run in order, the last defining
+//! `surface_<entrypoint>`, one row per (entity, T0) of the grid. Parameters reach the SQL
+//! through the one-row `certify_params` table, so the files themselves are fixed and hashed.
 
 pub mod labels;
 pub mod sqlcheck;

@@ -59,6 +59,13 @@ fn surfaces(root: &Root, r: &t0_certify::CertifyReport) -> BTreeMap<String, Path
     r.stores.iter().filter_map(|s| Some((s.entrypoint.clone(), root.join(s.path.as_ref()?)))).collect()
 }
 
+/// An in-memory catalog with the clips project's measures.
+fn clips_catalog() -> Catalog {
+    let cat = Catalog::in_memory().unwrap();
+    t0_project::schema::ensure(&cat, &t0_project::Project::builtin(), false, "2026-01-01T00:00:00Z").unwrap();
+    cat
+}
+
 /// Rows of `before` that `after` does not reproduce exactly (same key, same values).
 fn changed_rows(before: &Path, after: &Path) -> u64 {
     let cat = Catalog::in_memory().unwrap();
@@ -354,7 +361,7 @@ fn surfaces_equal_a_brute_force_as_of_on_random_histories() {
     let mut checked = 0;
     for case in 0..40 {
         let (clips, rows) = history(&mut rng);
-        let cat = Catalog::in_memory().unwrap();
+        let cat = clips_catalog();
         load(&cat, &clips, &rows);
         t0_certify::prepare(&cat, &cfg).unwrap();
         t0_certify::build_surface(&cat, "base", &files("base")).unwrap();
@@ -410,7 +417,7 @@ fn surfaces_equal_a_brute_force_as_of_on_random_histories() {
 
 #[test]
 fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
-    let cat = Catalog::in_memory().unwrap();
+    let cat = clips_catalog();
     let h = HOUR;
     let clips = vec![("c0".to_string(), START), ("c1".to_string(), START), ("c2".to_string(), START)];
     let snap = |e: &str, at: i64, views: i64| Version {

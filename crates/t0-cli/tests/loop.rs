@@ -720,7 +720,7 @@ fn a_generated_project_with_random_measures_runs_with_no_code_change() {
     std::fs::create_dir_all(proj.join("contracts")).unwrap();
     std::fs::create_dir_all(&data).unwrap();
     let target = &measures[0].0;
-    let mut y = format!("name: generated\nmeasures:\n");
+    let mut y = String::from("name: generated\nmeasures:\n");
     for (m, t) in &measures {
         y.push_str(&format!("  - {{name: {m}, type: {t}}}\n"));
     }

@@ -41,7 +41,7 @@ pub fn value_hash<T: serde::Serialize>(value: &T) -> String {
     crate::blake3_hex(&json)
 }
 
-/// A bound in a contract or rule: a number, or another column of the same row (`max: views`).
+/// A bound in a contract or rule: a number, or another column of the same row (`max: total`).
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Bound {

@@ -34,9 +34,7 @@ CREATE TABLE observations (
     entity_id    VARCHAR NOT NULL,
     observed_at  TIMESTAMP NOT NULL,
     available_at TIMESTAMP NOT NULL,
-    views        BIGINT,
-    likes        BIGINT,
-    comments     BIGINT,
+    -- The project's measures are added by t0_project::schema at the first acquire.
     version      INTEGER NOT NULL,
     batch_id     VARCHAR NOT NULL
 );

@@ -1,7 +1,5 @@
 -- acquire: richer canonical model, interactions, media hashes, resumable ingest -------------
 ALTER TABLE entities ADD COLUMN attrs VARCHAR;
-ALTER TABLE observations ADD COLUMN price DOUBLE;
-ALTER TABLE observations ADD COLUMN status VARCHAR;
 ALTER TABLE artifacts ADD COLUMN content_hash VARCHAR;
 CREATE TABLE interactions (
     source_id    VARCHAR NOT NULL,

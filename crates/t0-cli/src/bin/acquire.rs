@@ -58,49 +58,14 @@ enum Cmd {
         #[arg(long, default_value_t = ',')]
         delimiter: char,
     },
-    /// Write a seeded, deterministic clips dataset (CSV + PNG + WAV), optionally with defects.
+    /// Write the clips example project's dataset (CSV + PNG + WAV): seeded, deterministic,
+    /// optionally with defects for audit and heal.
     Generate {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Number of clips (channels are a tenth of it).
-        #[arg(long, default_value_t = 200)]
-        entities: u64,
-        /// Snapshots per clip (fewer for removed clips).
-        #[arg(long, default_value_t = 8)]
-        snapshots: u32,
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        /// Clips (the first N) with a thumbnail and an audio clip.
-        #[arg(long, default_value_t = 20)]
-        media: u64,
-        /// Fraction of clips with a counter regression.
-        #[arg(long, default_value_t = 0.03)]
-        regressions: f64,
-        /// Fraction of snapshot rows written twice.
-        #[arg(long, default_value_t = 0.01)]
-        duplicates: f64,
-        /// Fraction of snapshot rows that arrive days late.
-        #[arg(long, default_value_t = 0.02)]
-        late: f64,
-        /// Fraction of snapshot rows stamped a year ahead.
-        #[arg(long, default_value_t = 0.0)]
-        future: f64,
-        /// Fraction of extra snapshot rows for clips that do not exist.
-        #[arg(long, default_value_t = 0.0)]
-        orphans: f64,
-        /// Fraction of snapshot rows captured again seconds later from a stale cache.
-        #[arg(long, default_value_t = 0.01)]
-        near_duplicates: f64,
-        /// Fraction of removed clips that a stale mirror later reports live again.
-        #[arg(long, default_value_t = 0.5)]
-        revivals: f64,
-        /// Fraction of snapshot rows with an off-vocabulary status (LIVE, Active).
-        #[arg(long, default_value_t = 0.01)]
-        status_noise: f64,
-        /// Fraction of snapshot rows whose likes exceed their views.
-        #[arg(long, default_value_t = 0.005)]
-        like_spikes: f64,
+        #[command(flatten)]
+        opts: GenerateOptions,
     },
 }
 
@@ -137,37 +102,8 @@ fn main() -> std::process::ExitCode {
             ));
             Ok(Outcome::done(&r, human))
         }
-        Some(Cmd::Generate {
-            out,
-            entities,
-            snapshots,
-            seed,
-            media,
-            regressions,
-            duplicates,
-            late,
-            future,
-            orphans,
-            near_duplicates,
-            revivals,
-            status_noise,
-            like_spikes,
-        }) => {
-            let opt = GenerateOptions {
-                entities: *entities,
-                snapshots: *snapshots,
-                seed: *seed,
-                media: *media,
-                regressions: *regressions,
-                duplicates: *duplicates,
-                late: *late,
-                future: *future,
-                orphans: *orphans,
-                near_duplicates: *near_duplicates,
-                revivals: *revivals,
-                status_noise: *status_noise,
-                like_spikes: *like_spikes,
-            };
+        Some(Cmd::Generate { out, opts }) => {
+            let opt = opts.clone();
             let s = generate(out, &opt, progress)?;
             let human = format!(
                 "wrote {} clips, {} channels, {} observations, {} media files to {}",

@@ -44,51 +44,58 @@ impl Rng {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// The generator's knobs (also the flags of `acquire generate`).
+#[derive(Debug, Clone, serde::Serialize, clap::Args)]
 pub struct GenerateOptions {
+    /// Number of clips (channels are a tenth of it).
+    #[arg(long, default_value_t = 200)]
     pub entities: u64,
+    /// Snapshots per clip (fewer for removed clips).
+    #[arg(long, default_value_t = 8)]
     pub snapshots: u32,
+    #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Clips (the first N) that get a PNG thumbnail and a WAV clip.
+    #[arg(long, default_value_t = 20)]
     pub media: u64,
     /// Fraction of clips with a counter regression in one snapshot.
+    #[arg(long, default_value_t = 0.03)]
     pub regressions: f64,
     /// Fraction of snapshot rows written twice.
+    #[arg(long, default_value_t = 0.01)]
     pub duplicates: f64,
     /// Fraction of snapshot rows that arrive days late (`available_at` well after `observed_at`).
+    #[arg(long, default_value_t = 0.02)]
     pub late: f64,
     /// Fraction of snapshot rows stamped a year in the future (a crawler clock fault).
+    #[arg(long, default_value_t = 0.0)]
     pub future: f64,
     /// Fraction of extra snapshot rows for clips that do not exist.
+    #[arg(long, default_value_t = 0.0)]
     pub orphans: f64,
     /// Fraction of snapshot rows captured a second time seconds later from a stale cache
     /// (same counters, status `stale`).
+    #[arg(long, default_value_t = 0.01)]
     pub near_duplicates: f64,
     /// Fraction of removed clips that get one more snapshot claiming `live` (a revival).
+    #[arg(long, default_value_t = 0.5)]
     pub revivals: f64,
     /// Fraction of snapshot rows whose status is spelled off-vocabulary (`LIVE`, `Active`).
+    #[arg(long, default_value_t = 0.01)]
     pub status_noise: f64,
     /// Fraction of snapshot rows whose likes exceed their views (a counter mix-up).
+    #[arg(long, default_value_t = 0.005)]
     pub like_spikes: f64,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions {
-            entities: 200,
-            snapshots: 8,
-            seed: 7,
-            media: 20,
-            regressions: 0.03,
-            duplicates: 0.01,
-            late: 0.02,
-            future: 0.0,
-            orphans: 0.0,
-            near_duplicates: 0.01,
-            revivals: 0.5,
-            status_noise: 0.01,
-            like_spikes: 0.005,
-        }
+        // The flags' defaults, so the library and the command agree.
+        <GenerateOptions as clap::FromArgMatches>::from_arg_matches(
+            &<GenerateOptions as clap::Args>::augment_args(clap::Command::new("generate"))
+                .get_matches_from(["generate"]),
+        )
+        .expect("defaults parse")
     }
 }
 
