@@ -1,4 +1,4 @@
-//! Declarative data contracts (`configs/contracts/*.yaml`): per table, a schema and a list of
+//! Declarative data contracts (a project's `contracts/*.yaml`): per table, a schema and a list of
 //! checks, each with a severity. A malformed contract is refused before any check runs, with
 //! the file, the line of the offending check and the problem.
 

@@ -1,5 +1,5 @@
 //! `audit`: decides whether the canonical data is fit to certify. Runs the checks of the
-//! declarative contracts (`configs/contracts/*.yaml`) on a read-only connection, stores
+//! declarative contracts (a project's `contracts/*.yaml`) on a read-only connection, stores
 //! findings with samples of failing keys, and records a PASS/FAIL verdict bound to the content
 //! hash of the data it audited (write-audit-publish: certify accepts only that hash).
 //! Anomaly checks compare row counts and metrics with the history earlier runs stored in

@@ -1,4 +1,4 @@
-//! Heal rules in YAML (`configs/heal/rules.yaml`): each answers one audit finding and applies
+//! Heal rules in YAML (a project's `heal/rules.yaml`): each answers one audit finding and applies
 //! one deterministic fix. A fix is planned as SQL over the current rows of a canonical table;
 //! every plan yields one row per changed cell: `(__rid, row_key, column_name, old_value,
 //! new_value, reason)`, where `__rid` is the rowid of the version being repaired and a

@@ -6,7 +6,7 @@ use t0_cli::{Common, Outcome};
 use t0_core::ExitCode;
 use t0_heal::Patch;
 
-/// Repair what the latest audit found under the declared rules (configs/heal/rules.yaml).
+/// Repair what the latest audit found under the declared rules (the project's heal/rules.yaml).
 ///
 /// A rule runs only while the audit reports the finding it answers as failing. Repairs never
 /// overwrite: each repaired row is a new version whose available_at is the repair time (a
