@@ -207,7 +207,8 @@ fn the_red_team_catches_a_store_without_the_availability_filter() {
         let e = e.unwrap();
         std::fs::copy(e.path(), stores.path().join(e.file_name())).unwrap();
     }
-    let asof = std::fs::read_to_string(stores.path().join("asof.sql")).unwrap();
+    // The clips project reads through the generic as-of views.
+    let asof = t0_project::GENERIC_ASOF.to_string();
     let leaky = asof.replace("AND o.available_at <= g.t0", "");
     assert_ne!(asof, leaky);
     std::fs::write(stores.path().join("asof.sql"), leaky).unwrap();

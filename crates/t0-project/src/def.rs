@@ -376,7 +376,7 @@ impl ProjectDef {
                     format!("measure {:?}: a name is lower-case [a-z0-9_], not starting with a digit", m.name),
                 ));
             }
-            if obs.has_column(&m.name) || vocab::BOOKKEEPING.contains(&m.name.as_str()) {
+            if obs.has_column(&m.name) || vocab::BOOKKEEPING.contains(&m.name.as_str()) || m.name == "t0" {
                 return Err(at(file, line, format!("measure {:?}: that column is a role of every project", m.name)));
             }
             if !seen.insert(m.name.as_str()) {

@@ -49,7 +49,6 @@ const BUILTIN: &[(&str, &str)] = &[
     ("contracts/events.yaml", include_str!("../../../projects/clips/contracts/events.yaml")),
     ("contracts/interactions.yaml", include_str!("../../../projects/clips/contracts/interactions.yaml")),
     ("contracts/observations.yaml", include_str!("../../../projects/clips/contracts/observations.yaml")),
-    ("feature-stores/asof.sql", include_str!("../../../projects/clips/feature-stores/asof.sql")),
     ("feature-stores/base.sql", include_str!("../../../projects/clips/feature-stores/base.sql")),
     ("feature-stores/text.sql", include_str!("../../../projects/clips/feature-stores/text.sql")),
     ("feature-stores/history.sql", include_str!("../../../projects/clips/feature-stores/history.sql")),

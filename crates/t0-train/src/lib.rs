@@ -235,21 +235,6 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     features::fit_levels(&raw, &mut specs, &train, f.max_levels);
     let frame = features::encode(raw, &specs);
     let y = frame.y.clone().expect("labels were joined");
-    // Chronological blocks: rows are ordered by T0; a T0 never straddles two blocks.
-    let cut = |q: f64| {
-        let mut i = ((n as f64) * q) as usize;
-        while i > 0 && i < n && frame.t0[i] == frame.t0[i - 1] {
-            i += 1;
-        }
-        i.min(n)
-    };
-    let (v0, t0c) = (cut(0.70), cut(0.85));
-    let train: Vec<usize> = (0..v0).collect();
-    let valid: Vec<usize> = (v0..t0c).collect();
-    let test: Vec<usize> = (t0c..n).collect();
-    if valid.is_empty() || test.is_empty() {
-        return Err(Error::Gate("too few distinct T0 values for a train/valid/test split".into()));
-    }
     let d = frame.names.len();
     let mut mean = vec![0.0; d];
     let mut std = vec![0.0; d];
