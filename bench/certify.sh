@@ -30,7 +30,7 @@ cp -r "$root" "$root-base"
 
 /usr/bin/time -f "%e %M" -o "$work/certify-all.time" "$bin/certify" -q --root "$root" --json > "$work/certify-all.json"
 cat > "$work/certify-base.yaml" <<'YAML'
-horizon_hours: 168
+t0: {mode: first_seen, offset_hours: 24, entity_kind: clip}
 stores:
   - {entrypoint: base, files: [asof.sql, base.sql], strict: true}
 YAML
