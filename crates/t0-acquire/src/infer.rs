@@ -37,6 +37,8 @@ pub struct ColumnGuess {
     pub values: Vec<String>,
     /// strftime format, for time columns written in a non-ISO form.
     pub timestamp_format: Option<String>,
+    /// More than one format fits every sampled value (day-first or month-first?).
+    pub ambiguous_format: bool,
     /// Same value on every row of an entity (an entity attribute).
     pub constant_per_entity: bool,
 }
@@ -61,6 +63,9 @@ pub struct InferReport {
 }
 
 const MAX_TRACKED: usize = 10_000;
+/// Non-ISO time formats tried on text columns, in order of preference (day-first before
+/// month-first: a column that parses both ways is flagged as ambiguous in the mapping).
+const TIME_FORMATS: &[&str] = &["%Y-%m", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M"];
 const CATEGORICAL_MAX: usize = 20;
 
 #[derive(Default)]
@@ -73,6 +78,8 @@ struct Stats {
     float: bool,
     boolean: bool,
     iso_time: bool,
+    /// Whether every value so far parses with `TIME_FORMATS[i]`.
+    formats: Vec<bool>,
     min: f64,
     max: f64,
 }
@@ -88,6 +95,7 @@ impl Stats {
             float: true,
             boolean: true,
             iso_time: true,
+            formats: vec![true; TIME_FORMATS.len()],
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             ..Default::default()
@@ -111,9 +119,11 @@ impl Stats {
             self.max = self.max.max(f);
         }
         self.boolean &= is_bool(v);
-        self.iso_time &=
-            crate::ingest::parse_time(v, None, Zone::Fixed(chrono::FixedOffset::east_opt(0).expect("utc"))).is_ok()
-                && v.len() >= 10;
+        let utc = Zone::Fixed(chrono::FixedOffset::east_opt(0).expect("utc"));
+        self.iso_time &= crate::ingest::parse_time(v, None, utc).is_ok() && v.len() >= 10;
+        for (ok, f) in self.formats.iter_mut().zip(TIME_FORMATS) {
+            *ok = *ok && crate::ingest::parse_time(v, Some(f), utc).is_ok();
+        }
     }
     fn seen(&self) -> bool {
         self.n > self.nulls
@@ -205,6 +215,8 @@ fn guess_file(file: &Path, sample_rows: usize, delimiter: char) -> Result<FileGu
             ("boolean", None)
         } else if s.iso_time {
             ("time", None)
+        } else if let Some(i) = s.formats.iter().position(|ok| *ok) {
+            ("time", Some(TIME_FORMATS[i].to_string()))
         } else if !s.overflow && s.distinct.len() <= CATEGORICAL_MAX && (s.distinct.len() as u64) * 2 <= n {
             ("categorical", None)
         } else {
@@ -270,6 +282,7 @@ fn guess_file(file: &Path, sample_rows: usize, delimiter: char) -> Result<FileGu
             max: s.max.is_finite().then_some(s.max),
             values: if *k == "categorical" { s.distinct.iter().cloned().collect() } else { Vec::new() },
             timestamp_format: fmt.clone(),
+            ambiguous_format: fmt.is_some() && s.formats.iter().filter(|ok| **ok).count() > 1,
             constant_per_entity: constant[j] && j != entity,
         })
         .collect();
@@ -339,6 +352,12 @@ pub fn run(args: &InferArgs) -> Result<InferReport> {
         let _ = writeln!(sources, "    glob: {:?}", file_name);
         let _ = writeln!(sources, "    columns: {{{}}}", renames.join(", "));
         if let Some(fmt) = &time.timestamp_format {
+            if time.ambiguous_format {
+                let _ = writeln!(
+                    sources,
+                    "    # SUGGESTION: every sampled time also fits another format: check day/month order."
+                );
+            }
             let _ = writeln!(sources, "    timestamp_format: {fmt:?}");
         }
         let _ = writeln!(sources, "    # SUGGESTION: when could this system know a row? ingest_time, observed_time,");

@@ -824,3 +824,53 @@ fn acquire_infer_writes_a_project_that_runs_to_a_trained_model() {
     expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
     expect(&root, "train-suite", &p, 0);
 }
+
+#[test]
+fn an_item_by_month_panel_goes_from_infer_to_a_trained_model() {
+    // Items with new and cumulative counts per month ("2024-01"), one file, no entity list.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut rng = Rng(7);
+    let mut csv = String::from("item_code,month,new_cases,cumulative,region\n");
+    for item in 0..30 {
+        let mut total = 0u64;
+        for m in 0..24 {
+            let new = (item % 7) as u64 * 3 + rng.below(10) + m as u64 / 2;
+            total += new;
+            csv.push_str(&format!(
+                "I{item:03},{}-{:02},{new},{total},{}\n",
+                2023 + m / 12,
+                m % 12 + 1,
+                ["north", "south"][item % 2]
+            ));
+        }
+    }
+    std::fs::write(data.join("monthly.csv"), csv).unwrap();
+    let proj = dir.path().join("monthly");
+    let o = expect(
+        dir.path(),
+        "acquire",
+        &["infer", data.join("monthly.csv").to_str().unwrap(), "--out", proj.to_str().unwrap(), "--json"],
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let f = &v["files"][0];
+    assert_eq!((f["entity_column"].as_str(), f["time_column"].as_str()), (Some("item_code"), Some("month")), "{f}");
+    let sources = std::fs::read_to_string(proj.join("sources.yaml")).unwrap();
+    assert!(sources.contains("timestamp_format: \"%Y-%m\"") && sources.contains("attributes: [region]"), "{sources}");
+    let root = dir.path().join("root");
+    let p = ["--project", proj.to_str().unwrap()];
+    let acq = expect(&root, "acquire", &[&p[..], &["--input", data.to_str().unwrap(), "--json"]].concat(), 0);
+    let a: serde_json::Value = serde_json::from_str(acq.stdout.trim()).unwrap();
+    assert_eq!(
+        (a["rows_ingested"].as_u64(), a["files"][0]["entities_registered"].as_u64()),
+        (Some(720), Some(30)),
+        "{a}"
+    );
+    expect(&root, "audit", &p, 0);
+    expect(&root, "heal", &p, 99);
+    expect(&root, "certify", &p, 0);
+    expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
+    expect(&root, "train-suite", &p, 0);
+}
