@@ -645,10 +645,11 @@ fn a_required_measure_missing_from_a_file_is_refused_naming_it() {
 #[test]
 fn malformed_project_files_name_file_line_and_problem_before_any_data_is_touched() {
     let input = repo("fixtures/gapminder");
-    let cases: [(&str, &str, &str, &str); 3] = [
+    let cases: [(&str, &str, &str, &str); 4] = [
         ("type: count", "type: tally", "line 8", "unknown variant `tally`"),
         ("measure: gdp_per_cap", "measure: gdp", "line 13", "does not declare"),
         ("label: y_life_exp", "label: y_life", "line 16", "not declared"),
+        ("surfaces: [panel]", "surfaces: [panels]", "line 19", "not a store"),
     ];
     for (from, to, line, what) in cases {
         let p = project_copy("gapminder", |name, t| if name == "project.yaml" { t.replacen(from, to, 1) } else { t });

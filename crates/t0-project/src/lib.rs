@@ -106,7 +106,37 @@ impl Project {
         let (name, text) = self.read(PROJECT_FILE)?;
         self.def = ProjectDef::parse(Path::new(&name), &text)?;
         self.hash = t0_core::blake3_hex(text.as_bytes());
+        self.check_store_names(&name, &text)?;
         Ok(self)
+    }
+
+    /// The surfaces `features` and `embed` read must be stores of the project's certify
+    /// config: a typo is refused here, before any data is read.
+    fn check_store_names(&self, name: &str, text: &str) -> Result<()> {
+        if !self.has(&self.def.certify) {
+            return Ok(());
+        }
+        let (cname, ctext) = self.read(&self.def.certify)?;
+        let doc: serde_yaml::Value = t0_core::config::parse_yaml(&cname, &ctext)?;
+        let stores: Vec<&str> =
+            doc["stores"].as_sequence().into_iter().flatten().filter_map(|s| s["entrypoint"].as_str()).collect();
+        let wanted = self
+            .def
+            .features
+            .surfaces
+            .iter()
+            .map(|s| ("features", "features.surfaces", s))
+            .chain(self.def.embed.text.iter().map(|t| ("embed", "embed.text surface", &t.surface)));
+        for (section, what, s) in wanted {
+            if !stores.contains(&s.as_str()) {
+                let line = def::line_of(text, def::key_line(text, section), s);
+                return Err(Error::config(
+                    name,
+                    format!("line {line}: {what} {s:?} is not a store of {cname} (stores: {})", stores.join(", ")),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
