@@ -158,3 +158,49 @@ pub fn ensure(catalog: &Catalog, project: &Project, evolve: bool, now: &str) -> 
     })?;
     Ok(Some(SchemaChange { change, added: missing }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(measures: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("project.yaml"), format!("name: p\nmeasures:\n{measures}")).unwrap();
+        // The schema needs only the parsed declaration: the directory may go.
+        Project::load(Some(dir.path())).unwrap()
+    }
+
+    fn columns(cat: &Catalog) -> Vec<String> {
+        measure_columns(cat).unwrap().into_iter().map(|(c, t)| format!("{c} {t}")).collect()
+    }
+
+    const NOW: &str = "2026-01-01T00:00:00Z";
+
+    #[test]
+    fn a_root_follows_its_project_and_changes_only_when_asked() {
+        let cat = Catalog::in_memory().unwrap();
+        let a = project("  - {name: n, type: count}\n  - {name: ok, type: boolean}\n");
+        assert_eq!(ensure(&cat, &a, false, NOW).unwrap().unwrap().change, "declare");
+        assert_eq!(columns(&cat), ["n BIGINT", "ok BOOLEAN"]);
+        check(&cat, &a).unwrap();
+        cat.conn()
+            .execute_batch("INSERT INTO observations (entity_id, observed_at, available_at, version, batch_id, n) VALUES ('e', TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-01', 1, 'b', 3)")
+            .unwrap();
+        assert_eq!(ensure(&cat, &a, false, NOW).unwrap(), None);
+        // A measure added later: refused without --evolve-schema, recorded with it.
+        let b = project("  - {name: n, type: count}\n  - {name: ok, type: boolean}\n  - {name: label, type: text}\n");
+        let e = ensure(&cat, &b, false, NOW).unwrap_err().to_string();
+        assert!(e.contains("label") && e.contains("--evolve-schema"), "{e}");
+        assert!(check(&cat, &b).is_err());
+        assert_eq!(ensure(&cat, &b, true, NOW).unwrap().unwrap().added, ["label"]);
+        check(&cat, &b).unwrap();
+        // A project that drops or retypes a column is refused: nothing is ever dropped.
+        let e = check(&cat, &a).unwrap_err().to_string();
+        assert!(e.contains("label VARCHAR"), "{e}");
+        let c = project("  - {name: n, type: float}\n  - {name: ok, type: boolean}\n  - {name: label, type: text}\n");
+        let e = ensure(&cat, &c, true, NOW).unwrap_err().to_string();
+        assert!(e.contains("n is BIGINT"), "{e}");
+        let changes: i64 = cat.conn().query_row("SELECT count(*) FROM schema_changes", [], |r| r.get(0)).unwrap();
+        assert_eq!(changes, 2);
+    }
+}
