@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+// The seeded generator of the clips example: the single source of randomness of these tests.
+use t0_clips_gen::Rng;
 use t0_core::Root;
 
 const NOW: &str = "2026-04-01T00:00:00Z";
@@ -690,24 +692,9 @@ fn malformed_project_files_name_file_line_and_problem_before_any_data_is_touched
     }
 }
 
-/// splitmix64, for the generated project.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn a_generated_project_with_random_measures_runs_with_no_code_change() {
-    let mut rng = Rng(20_261_124);
+    let mut rng = Rng::new(20_261_124);
     let types = ["count", "integer", "float", "boolean", "categorical"];
     let word = |rng: &mut Rng| -> String { (0..6).map(|_| (b'a' + rng.below(26) as u8) as char).collect::<String>() };
     // Five measures with random names and types; the first is a float that drives the target.
@@ -832,7 +819,7 @@ fn an_item_by_month_panel_goes_from_infer_to_a_trained_model() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let mut csv = String::from("item_code,month,new_cases,cumulative,region\n");
     for item in 0..30 {
         let mut total = 0u64;
