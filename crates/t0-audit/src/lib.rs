@@ -110,11 +110,7 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
         args.rebaseline,
     ));
     let mut run = StageRun::begin(root, &ro, STAGE, clock, config_hash);
-    let (stage, run_id) = t0_manifest::latest_producer(&ro, "canonical.observations")?
-        .ok_or_else(|| Error::Refused("no canonical data recorded: run `acquire` first".into()))?;
-    let up = t0_manifest::load(root, &ro, &stage, Some(&run_id))?;
-    let names: Vec<String> =
-        t0_project::vocab::CANONICAL.iter().map(|t| t0_project::vocab::canonical_name(t)).collect();
+    let (up, names) = t0_project::canonical_producer(root, &ro)?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let inputs = run.consume(&up, &names)?;
     let data_hash = data_hash(&inputs);

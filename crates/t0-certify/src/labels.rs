@@ -48,10 +48,14 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     let first =
         first.ok_or_else(|| Error::Refused(format!("certify run {} recorded no surface", cert.manifest.run_id)))?;
     let grid = run.consume(&cert, &[first.as_str()])?;
-    let (stage, producer) = t0_manifest::latest_producer(&catalog, "canonical.observations")?
-        .ok_or_else(|| Error::Refused("no canonical data is recorded".into()))?;
-    let data = t0_manifest::load(root, &catalog, &stage, Some(&producer))?;
-    run.consume(&data, &["canonical.observations", "canonical.events"])?;
+    // Labels read observations and events, as the ledger says they are.
+    let (data, names) = t0_project::canonical_producer(root, &catalog)?;
+    let read: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| ["canonical.observations", "canonical.events", t0_project::LEDGER_OUTPUT].contains(n))
+        .collect();
+    run.consume(&data, &read)?;
     // Labels belong to one certified grid, even when two grids are equal.
     let run_id = run.run_id(&cert.manifest.run_id);
     run.ensure_new(&run_id)?;

@@ -462,7 +462,9 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     }
     run.consume(&audit, &["audit.verdict"])?;
     // Write-audit-publish: the data must be exactly what the audit passed.
-    for input in audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.")) {
+    for input in
+        audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.") || i.name == t0_project::LEDGER_OUTPUT)
+    {
         t0_manifest::verify_output(root, &catalog, &audit.manifest, input).map_err(|e| {
             Error::Refused(format!(
                 "the canonical data changed after the passing audit {}: audit again ({e})",

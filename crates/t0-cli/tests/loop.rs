@@ -328,6 +328,110 @@ fn a_tampered_ledger_entry_is_named() {
     assert!(o.stdout.contains("\"first_broken\":3"), "{}", o.stdout);
 }
 
+fn ledger_size(root: &Path) -> i64 {
+    let cat = t0_catalog::Catalog::open(&Root::new(root)).unwrap();
+    cat.conn().query_row("SELECT max(seq) FROM heal_ledger", [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn a_ledger_cut_short_or_rehashed_is_named_and_refused_downstream() {
+    let intact = expect(pristine(), "heal", &["verify-ledger"], 0);
+    assert!(intact.stderr.contains("anchored by 1 heal runs"), "{}", intact.stderr);
+    let last = ledger_size(pristine());
+    let heal_run = find(pristine(), "manifests/heal/", ".json")
+        .trim_start_matches("manifests/heal/")
+        .trim_end_matches(".json")
+        .to_string();
+    // The newest entry deleted: the chain still links, the run's anchor does not.
+    let dir = copy_of_pristine();
+    sql(dir.path(), &format!("DELETE FROM heal_ledger WHERE seq = {last}"));
+    let o = expect(dir.path(), "heal", &["verify-ledger"], 1);
+    assert!(
+        o.stderr.contains(&heal_run)
+            && o.stderr.contains(&format!("seq {last}"))
+            && o.stderr.contains("entries missing"),
+        "{}",
+        o.stderr
+    );
+    let o = expect(dir.path(), "audit", &[], 3);
+    assert!(o.stderr.contains("heal_ledger"), "{}", o.stderr);
+    // Every entry deleted: named, and nothing downstream proceeds.
+    let dir = copy_of_pristine();
+    sql(dir.path(), "DELETE FROM heal_ledger");
+    let o = expect(dir.path(), "heal", &["verify-ledger"], 1);
+    assert!(o.stderr.contains(&heal_run) && o.stderr.contains(&format!("all {last} entries")), "{}", o.stderr);
+    expect(dir.path(), "audit", &[], 3);
+    let o = expect(dir.path(), "certify", &[], 3);
+    assert!(o.stderr.contains("heal_ledger"), "{}", o.stderr);
+    expect(dir.path(), "certify", &["labels"], 3);
+    // Two entries swapped: the chain breaks at the first.
+    let dir = copy_of_pristine();
+    sql(dir.path(), "UPDATE heal_ledger SET seq = CASE seq WHEN 2 THEN 5 WHEN 5 THEN 2 END WHERE seq IN (2, 5)");
+    let o = expect(dir.path(), "heal", &["verify-ledger", "--json"], 1);
+    assert!(o.stdout.contains("\"first_broken\":2"), "{}", o.stdout);
+    // An entry edited and the chain re-hashed from it: every link verifies, the recorded head
+    // and the run's ledger rows do not.
+    let dir = copy_of_pristine();
+    {
+        let cat = t0_catalog::Catalog::open(&Root::new(dir.path())).unwrap();
+        let c = cat.conn();
+        let mut st = c
+            .prepare(
+                "SELECT seq, run_id, table_name, row_key, column_name, old_value, new_value, rule_id, rule_hash, finding,
+                        strftime(patched_at, '%Y-%m-%dT%H:%M:%S.%fZ'), prev_hash FROM heal_ledger ORDER BY seq",
+            )
+            .unwrap();
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let rows: Vec<Row> = st
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                ))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let mut prev = rows[2].11.clone();
+        for (seq, run, table, key, col, old, new, rule, rule_hash, finding, at, _) in rows.into_iter().skip(2) {
+            let new = if seq == 3 { Some("1".to_string()) } else { new };
+            let p = t0_heal::Patch { table, row_key: key, column: col, old, new: new.clone() };
+            let h = t0_heal::apply::entry_hash(seq, &run, &p, &rule, &rule_hash, &finding, &at, &prev);
+            c.execute(
+                "UPDATE heal_ledger SET new_value = ?, prev_hash = ?, entry_hash = ? WHERE seq = ?",
+                t0_catalog::duckdb::params![new, prev, h, seq],
+            )
+            .unwrap();
+            prev = h;
+        }
+    }
+    let o = expect(dir.path(), "heal", &["verify-ledger"], 1);
+    assert!(o.stderr.contains(&heal_run) && o.stderr.contains("anchor differs"), "{}", o.stderr);
+}
+
 #[test]
 fn bad_usage_and_missing_upstream_follow_the_contract() {
     let dir = tempfile::tempdir().unwrap();

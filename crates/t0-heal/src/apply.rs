@@ -365,8 +365,42 @@ pub fn revert_table(
     apply_plan(c, table, types, &plan, now, batch, None)
 }
 
+/// Where a run's entries sit in the ledger: recorded in its manifest (`summary.ledger`), so a
+/// deleted tail, a deleted run or a re-hashed chain cannot pass as intact.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerAnchor {
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub entries: i64,
+    /// entry_hash of the run's last entry.
+    pub head: String,
+}
+
+/// The anchor of `run_id`'s entries as the ledger holds them now (`None`: it holds none).
+pub fn anchor(c: &Connection, run_id: &str) -> Result<Option<LedgerAnchor>> {
+    let row: (Option<i64>, Option<i64>, i64, Option<String>) = c
+        .query_row(
+            "SELECT min(seq), max(seq), count(*), arg_max(entry_hash, seq) FROM heal_ledger WHERE run_id = ?",
+            params![run_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .ctx(|| "ledger anchor".into())?;
+    Ok(match row {
+        (Some(first_seq), Some(last_seq), entries, Some(head)) => {
+            Some(LedgerAnchor { first_seq, last_seq, entries, head })
+        }
+        _ => None,
+    })
+}
+
 /// Recompute the ledger's hash chain from the first entry; report the first broken one.
-pub fn verify_chain(catalog: &Catalog) -> Result<super::LedgerCheck> {
+pub struct ChainCheck {
+    pub entries: u64,
+    pub first_broken: Option<i64>,
+    pub reason: Option<String>,
+}
+
+pub fn verify_chain(catalog: &Catalog) -> Result<ChainCheck> {
     let mut stmt = catalog
         .conn()
         .prepare(
@@ -378,8 +412,7 @@ pub fn verify_chain(catalog: &Catalog) -> Result<super::LedgerCheck> {
     let mut rows = stmt.query([]).ctx(|| "read ledger".into())?;
     let mut prev = GENESIS.to_string();
     let mut n = 0u64;
-    let broken =
-        |n, seq, reason: &str| super::LedgerCheck { entries: n, first_broken: Some(seq), reason: Some(reason.into()) };
+    let broken = |n, seq, reason: &str| ChainCheck { entries: n, first_broken: Some(seq), reason: Some(reason.into()) };
     while let Some(r) = rows.next().ctx(|| "read ledger".into())? {
         n += 1;
         let get = |i: usize| -> Result<String> { r.get::<_, String>(i).ctx(|| "ledger field".into()) };
@@ -404,5 +437,5 @@ pub fn verify_chain(catalog: &Catalog) -> Result<super::LedgerCheck> {
         }
         prev = stored;
     }
-    Ok(super::LedgerCheck { entries: n, first_broken: None, reason: None })
+    Ok(ChainCheck { entries: n, first_broken: None, reason: None })
 }

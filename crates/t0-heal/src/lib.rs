@@ -138,6 +138,14 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     if !args.dry_run {
         run.ensure_new(&run_id)?;
     }
+    // The ledger this run appends to must be what its runs recorded.
+    if let Some((stage, last)) = t0_manifest::latest_producer(&catalog, t0_project::LEDGER_OUTPUT)? {
+        let m = t0_manifest::load(root, &catalog, &stage, Some(&last))?;
+        t0_manifest::verify_output(root, &catalog, &m.manifest, m.manifest.output(t0_project::LEDGER_OUTPUT)?)
+            .map_err(|e| {
+                Error::Refused(format!("the heal ledger of run {last} changed: {e}; see `heal verify-ledger`"))
+            })?;
+    }
     // The audit must have seen the data as it is now: stale findings are not repaired.
     for input in audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.")) {
         t0_manifest::verify_output(root, &catalog, &audit.manifest, input).map_err(|e| {
@@ -284,6 +292,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
         "run_id": run_id, "audit_run": report.audit_run, "rows_repaired": report.rows_repaired,
         "cells_patched": report.cells_patched, "quarantined": report.quarantined,
         "rules": report.rules, "patched_at": patched_at,
+        "ledger": apply::anchor(catalog.conn(), &run_id)?,
     });
     run.finish(&run_id, None, outputs, summary)?;
     Ok(report)
@@ -318,11 +327,7 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
     // The data must be what the chain says it is before we build on it.
     let mut run =
         StageRun::begin(root, &catalog, STAGE, clock, t0_core::blake3_hex(format!("revert:{target}").as_bytes()));
-    let (stage, producer) = t0_manifest::latest_producer(&catalog, "canonical.observations")?
-        .ok_or_else(|| Error::Refused("no canonical data is recorded".into()))?;
-    let latest = t0_manifest::load(root, &catalog, &stage, Some(&producer))?;
-    let names: Vec<String> =
-        t0_project::vocab::CANONICAL.iter().map(|t| t0_project::vocab::canonical_name(t)).collect();
+    let (latest, names) = t0_project::canonical_producer(root, &catalog)?;
     run.consume(&latest, &names.iter().map(String::as_str).collect::<Vec<_>>())?;
     let run_id = run.run_id(&format!("revert:{target}"));
     run.ensure_new(&run_id)?;
@@ -367,6 +372,7 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
     let summary = serde_json::json!({
         "run_id": run_id, "reverted_run": target, "rows_restored": rows,
         "cells_restored": restored.len(), "patched_at": patched_at,
+        "ledger": apply::anchor(catalog.conn(), &run_id)?,
     });
     run.finish(&run_id, None, outputs, summary)?;
     let cells = restored.len() as u64;
@@ -383,13 +389,79 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
 #[derive(Debug, serde::Serialize)]
 pub struct LedgerCheck {
     pub entries: u64,
+    /// Heal and revert runs whose anchors were checked.
+    pub runs: u64,
     /// The first entry whose stored hash or chain link does not verify.
     pub first_broken: Option<i64>,
     pub reason: Option<String>,
+    /// Every problem found: the chain's first break, then each run whose recorded anchor or
+    /// ledger rows the ledger no longer matches.
+    pub problems: Vec<LedgerProblem>,
 }
 
-/// Recompute the ledger's hash chain from the first entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LedgerProblem {
+    pub run: Option<String>,
+    pub seq: Option<i64>,
+    pub what: String,
+}
+
+/// Recompute the ledger's hash chain from the first entry, and check it against the anchor
+/// every recorded heal and revert run wrote into its manifest (first and last seq, head
+/// hash) and against the content hash of each run's ledger rows.
 pub fn verify_ledger(root: &Root) -> Result<LedgerCheck> {
     let catalog = Catalog::open(root)?;
-    apply::verify_chain(&catalog)
+    let chain = apply::verify_chain(&catalog)?;
+    let mut problems = Vec::new();
+    if let Some(seq) = chain.first_broken {
+        problems.push(LedgerProblem { run: None, seq: Some(seq), what: chain.reason.clone().unwrap_or_default() });
+    }
+    let mut runs = 0;
+    for run_id in t0_manifest::run_ids(&catalog, STAGE)? {
+        runs += 1;
+        let m = match t0_manifest::load(root, &catalog, STAGE, Some(&run_id)) {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(LedgerProblem { run: Some(run_id), seq: None, what: format!("manifest: {e}") });
+                continue;
+            }
+        };
+        let now = apply::anchor(catalog.conn(), &run_id)?;
+        let recorded: Option<apply::LedgerAnchor> = serde_json::from_value(m.manifest.summary["ledger"].clone()).ok();
+        if let Some(rec) = &recorded {
+            let what = match &now {
+                None => Some(format!("all {} entries (seq {}..{}) are gone", rec.entries, rec.first_seq, rec.last_seq)),
+                Some(n) if n.last_seq < rec.last_seq || n.entries < rec.entries => Some(format!(
+                    "entries missing: seq {}..{} ({} entries) recorded, the ledger holds seq {}..{} ({})",
+                    rec.first_seq, rec.last_seq, rec.entries, n.first_seq, n.last_seq, n.entries
+                )),
+                Some(n) if n != rec => Some(format!(
+                    "anchor differs: recorded seq {}..{} head {}, the ledger has seq {}..{} head {}",
+                    rec.first_seq, rec.last_seq, rec.head, n.first_seq, n.last_seq, n.head
+                )),
+                Some(_) => None,
+            };
+            if let Some(what) = what {
+                let seq = now.as_ref().map(|n| n.last_seq + 1).unwrap_or(rec.first_seq).min(rec.last_seq);
+                problems.push(LedgerProblem { run: Some(run_id.clone()), seq: Some(seq), what });
+                continue;
+            }
+        }
+        if let Ok(out) = m.manifest.output("heal.ledger")
+            && let Err(e) = t0_manifest::verify_output(root, &catalog, &m.manifest, out)
+        {
+            problems.push(LedgerProblem { run: Some(run_id.clone()), seq: None, what: format!("ledger rows: {e}") });
+        }
+    }
+    let first = problems.first();
+    Ok(LedgerCheck {
+        entries: chain.entries,
+        runs,
+        first_broken: first.and_then(|p| p.seq),
+        reason: first.map(|p| match &p.run {
+            Some(r) => format!("heal run {r}: {}", p.what),
+            None => p.what.clone(),
+        }),
+        problems,
+    })
 }

@@ -259,6 +259,16 @@ pub fn load(root: &Root, catalog: &Catalog, stage: &str, run_id: Option<&str>) -
     Ok(Loaded { manifest, manifest_hash: actual, path })
 }
 
+/// Every recorded run id of `stage`, oldest first.
+pub fn run_ids(catalog: &Catalog, stage: &str) -> Result<Vec<String>> {
+    let mut stmt = catalog
+        .conn()
+        .prepare("SELECT run_id FROM manifests WHERE stage = ? ORDER BY seq")
+        .ctx(|| "prepare run lookup".into())?;
+    let rows = stmt.query_map(params![stage], |r| r.get(0)).ctx(|| "run lookup".into())?;
+    rows.collect::<std::result::Result<_, _>>().ctx(|| "run lookup".into())
+}
+
 /// The run id of `stage`'s latest recorded run, if any.
 pub fn latest_run_id(catalog: &Catalog, stage: &str) -> Result<Option<String>> {
     let mut stmt = catalog

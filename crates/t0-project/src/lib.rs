@@ -35,6 +35,27 @@ pub fn canonical_outputs(root: &t0_core::Root, catalog: &t0_catalog::Catalog) ->
         .collect()
 }
 
+/// The latest producer of the canonical data (acquire, or heal after a repair or revert), its
+/// manifest verified, with the names of the outputs a consumer must verify: the canonical
+/// tables and, for a heal run, the ledger rows it appended (a consumer never builds on a
+/// truncated or edited ledger).
+pub fn canonical_producer(
+    root: &t0_core::Root,
+    catalog: &t0_catalog::Catalog,
+) -> Result<(t0_manifest::Loaded, Vec<String>)> {
+    let (stage, run_id) = t0_manifest::latest_producer(catalog, "canonical.observations")?
+        .ok_or_else(|| Error::Refused("no canonical data is recorded: run `acquire` first".into()))?;
+    let up = t0_manifest::load(root, catalog, &stage, Some(&run_id))?;
+    let mut names: Vec<String> = vocab::CANONICAL.iter().map(|t| vocab::canonical_name(t)).collect();
+    if up.manifest.outputs.iter().any(|o| o.name == LEDGER_OUTPUT) {
+        names.push(LEDGER_OUTPUT.into());
+    }
+    Ok((up, names))
+}
+
+/// The manifest output of a heal run's ledger rows.
+pub const LEDGER_OUTPUT: &str = "heal.ledger";
+
 /// The file every project directory holds.
 pub const PROJECT_FILE: &str = "project.yaml";
 

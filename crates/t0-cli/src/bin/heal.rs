@@ -37,7 +37,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Recompute the ledger's hash chain and report the first broken entry.
+    /// Recompute the ledger's hash chain and check it against every heal and revert run's
+    /// recorded anchor (first and last seq, head hash) and ledger rows: a broken link, an
+    /// edited, reordered or re-hashed entry, a deleted tail or a deleted run is named (exit 1).
     VerifyLedger,
     /// Restore the pre-images of every cell heal run RUN changed, as new versions with their
     /// own ledger entries (refused if a later change touched those cells).
@@ -62,13 +64,17 @@ fn main() -> std::process::ExitCode {
     t0_cli::run(&cli.common, "heal", |root, clock, progress| match &cli.cmd {
         Some(Cmd::VerifyLedger) => {
             let c = t0_heal::verify_ledger(root)?;
-            match c.first_broken {
-                None => Ok(Outcome::done(&c, format!("ledger intact: {} entries", c.entries))),
-                Some(seq) => {
-                    let human = format!("ledger broken at entry seq {seq}: {}", c.reason.clone().unwrap_or_default());
-                    Ok(Outcome::done(&c, human).with_code(ExitCode::Gate))
-                }
+            if c.problems.is_empty() {
+                let human = format!("ledger intact: {} entries, anchored by {} heal runs", c.entries, c.runs);
+                return Ok(Outcome::done(&c, human));
             }
+            let mut human = format!("ledger broken ({} problems):", c.problems.len());
+            for p in &c.problems {
+                let run = p.run.as_deref().map(|r| format!("heal run {r}: ")).unwrap_or_default();
+                let seq = p.seq.map(|s| format!("seq {s}: ")).unwrap_or_default();
+                human.push_str(&format!("\n  {run}{seq}{}", p.what));
+            }
+            Ok(Outcome::done(&c, human).with_code(ExitCode::Gate))
         }
         Some(Cmd::Revert { run }) => {
             let r = t0_heal::revert(root, clock, run, cli.limit, progress)?;
