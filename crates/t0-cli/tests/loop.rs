@@ -23,6 +23,7 @@ fn bin(stage: &str) -> &'static str {
         "train-suite" => env!("CARGO_BIN_EXE_train-suite"),
         "score" => env!("CARGO_BIN_EXE_score"),
         "calibrate" => env!("CARGO_BIN_EXE_calibrate"),
+        "verify" => env!("CARGO_BIN_EXE_verify"),
         other => panic!("no stage {other}"),
     }
 }
@@ -965,4 +966,78 @@ fn an_item_by_month_panel_goes_from_infer_to_a_trained_model() {
     expect(&root, "certify", &p, 0);
     expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
     expect(&root, "train-suite", &p, 0);
+}
+
+/// `verify --json` on `root`: (exit code, problems as (kind, object, detail)).
+fn verify(root: &Path, args: &[&str]) -> (i32, Vec<(String, String, String)>) {
+    let o = run(root, "verify", &[&["--json"], args].concat());
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap_or_else(|_| panic!("{}", o.stderr));
+    let problems = v["problems"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let s = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+                    (s("kind"), s("object"), s("detail"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (o.code, problems)
+}
+
+#[test]
+fn verify_proves_a_clean_root_and_names_every_kind_of_damage() {
+    assert_eq!(verify(pristine(), &[]), (0, vec![]));
+    let has = |ps: &[(String, String, String)], kind: &str, object: &str| {
+        ps.iter().any(|(k, o, _)| k == kind && o.contains(object))
+    };
+    // A manifest file deleted, or edited.
+    let dir = copy_of_pristine();
+    let m = find(dir.path(), "manifests/embed/", ".json");
+    std::fs::remove_file(dir.path().join(&m)).unwrap();
+    let (code, ps) = verify(dir.path(), &[]);
+    assert!(code == 1 && has(&ps, "missing", &m), "{ps:?}");
+    let dir = copy_of_pristine();
+    let m = find(dir.path(), "manifests/score/", ".json");
+    let text = std::fs::read_to_string(dir.path().join(&m)).unwrap().replacen("\"rows\"", "\"rows\" ", 1);
+    std::fs::write(dir.path().join(&m), text).unwrap();
+    let (code, ps) = verify(dir.path(), &[]);
+    assert!(code == 1 && has(&ps, "changed", &m), "{ps:?}");
+    // The catalog row of an older run deleted: its file is unrecorded, the links to it broken.
+    let dir = copy_of_pristine();
+    sql(dir.path(), "DELETE FROM manifests WHERE stage = 'labels'");
+    let (_, ps) = verify(dir.path(), &[]);
+    let labels = find(dir.path(), "manifests/labels/", ".json");
+    assert!(has(&ps, "unrecorded", &labels), "{ps:?}");
+    assert!(ps.iter().any(|(k, _, d)| k == "broken_link" && d.contains("labels run")), "{ps:?}");
+    // A Parquet output no later stage reads, deleted; a stray file; a per-run catalog row.
+    let dir = copy_of_pristine();
+    let preds = find(dir.path(), "runs/", "predictions.parquet");
+    std::fs::remove_file(dir.path().join(&preds)).unwrap();
+    std::fs::write(dir.path().join("lake/notes.txt"), "hello").unwrap();
+    sql(dir.path(), "UPDATE acceptance SET coverage = 0.5");
+    let (code, ps) = verify(dir.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(has(&ps, "missing", &preds) || has(&ps, "changed", &preds), "{ps:?}");
+    assert!(has(&ps, "unrecorded", "lake/notes.txt"), "{ps:?}");
+    assert!(has(&ps, "changed", "catalog table acceptance"), "{ps:?}");
+    // The ledger cut short.
+    let dir = copy_of_pristine();
+    sql(dir.path(), &format!("DELETE FROM heal_ledger WHERE seq = {}", ledger_size(dir.path())));
+    let (_, ps) = verify(dir.path(), &[]);
+    assert!(has(&ps, "ledger", "heal_ledger (heal run"), "{ps:?}");
+    assert!(has(&ps, "changed", "catalog table heal_ledger"), "{ps:?}");
+    // --since: only a run and its descendants. Damage before it is out of scope.
+    let dir = copy_of_pristine();
+    let embed_run = find(dir.path(), "manifests/embed/", ".json");
+    let embed_run = embed_run.trim_start_matches("manifests/embed/").trim_end_matches(".json");
+    let acquired = find(dir.path(), "manifests/acquire/", ".json");
+    std::fs::remove_file(dir.path().join(&acquired)).unwrap();
+    assert_eq!(verify(dir.path(), &["--since", embed_run]).0, 0);
+    let preds = find(dir.path(), "lake/predictions/", "predictions.parquet");
+    flip_byte(&dir.path().join(&preds));
+    let (code, ps) = verify(dir.path(), &["--since", embed_run]);
+    assert!(code == 1 && has(&ps, "changed", &preds) && !has(&ps, "missing", &acquired), "{ps:?}");
+    assert_eq!(verify(dir.path(), &["--since", "nope"]).0, 2);
 }

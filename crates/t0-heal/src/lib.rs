@@ -410,16 +410,20 @@ pub struct LedgerProblem {
 /// every recorded heal and revert run wrote into its manifest (first and last seq, head
 /// hash) and against the content hash of each run's ledger rows.
 pub fn verify_ledger(root: &Root) -> Result<LedgerCheck> {
-    let catalog = Catalog::open(root)?;
-    let chain = apply::verify_chain(&catalog)?;
+    verify_ledger_with(root, &Catalog::open(root)?)
+}
+
+/// [`verify_ledger`] on an open catalog.
+pub fn verify_ledger_with(root: &Root, catalog: &Catalog) -> Result<LedgerCheck> {
+    let chain = apply::verify_chain(catalog)?;
     let mut problems = Vec::new();
     if let Some(seq) = chain.first_broken {
         problems.push(LedgerProblem { run: None, seq: Some(seq), what: chain.reason.clone().unwrap_or_default() });
     }
     let mut runs = 0;
-    for run_id in t0_manifest::run_ids(&catalog, STAGE)? {
+    for run_id in t0_manifest::run_ids(catalog, STAGE)? {
         runs += 1;
-        let m = match t0_manifest::load(root, &catalog, STAGE, Some(&run_id)) {
+        let m = match t0_manifest::load(root, catalog, STAGE, Some(&run_id)) {
             Ok(m) => m,
             Err(e) => {
                 problems.push(LedgerProblem { run: Some(run_id), seq: None, what: format!("manifest: {e}") });
@@ -448,7 +452,7 @@ pub fn verify_ledger(root: &Root) -> Result<LedgerCheck> {
             }
         }
         if let Ok(out) = m.manifest.output("heal.ledger")
-            && let Err(e) = t0_manifest::verify_output(root, &catalog, &m.manifest, out)
+            && let Err(e) = t0_manifest::verify_output(root, catalog, &m.manifest, out)
         {
             problems.push(LedgerProblem { run: Some(run_id.clone()), seq: None, what: format!("ledger rows: {e}") });
         }

@@ -1,0 +1,313 @@
+//! `verify`: prove a whole root untampered. Walks every manifest the catalog records and every
+//! file under the root, and reports what is missing, changed or unrecorded:
+//!
+//! - each manifest file against its catalog row (present, same blake3, parses); manifest files
+//!   no catalog row names;
+//! - each recorded output against its content hash: files, Parquet datasets, per-run catalog
+//!   rows, and table-wide outputs (the canonical tables) for their latest producer (an older
+//!   producer's table-wide output is rightly superseded);
+//! - the upstream links between manifests (the named run is recorded with that hash);
+//! - the heal ledger: its hash chain and every heal/revert run's anchor and ledger rows;
+//! - each certificate against its surface (same dataset hash, same view definition);
+//! - files under the root that no manifest and no ingest batch names.
+//!
+//! `since` limits the walk to one run and every run that builds on it (transitively).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use t0_catalog::{Catalog, RootLock};
+use t0_core::error::Context;
+use t0_core::{Error, Progress, Result, Root};
+use t0_manifest::{Location, Manifest};
+
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Missing,
+    Changed,
+    Unrecorded,
+    BrokenLink,
+    Ledger,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    pub kind: Kind,
+    /// The file, table or run the problem is about.
+    pub object: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    pub manifests: u64,
+    pub outputs_verified: u64,
+    /// Table-wide outputs of older producers, replaced by a later run (not damage).
+    pub outputs_superseded: u64,
+    pub files_seen: u64,
+    pub ledger_entries: u64,
+    /// The run and its descendants, when `--since` limited the walk.
+    pub since: Option<Vec<String>>,
+    pub problems: Vec<Problem>,
+}
+
+struct Row {
+    stage: String,
+    run_id: String,
+    path: String,
+    hash: String,
+}
+
+fn rows(catalog: &Catalog) -> Result<Vec<Row>> {
+    let mut stmt = catalog
+        .conn()
+        .prepare("SELECT stage, run_id, manifest_path, manifest_hash FROM manifests ORDER BY seq")
+        .ctx(|| "read manifests".into())?;
+    let rows = stmt
+        .query_map([], |r| Ok(Row { stage: r.get(0)?, run_id: r.get(1)?, path: r.get(2)?, hash: r.get(3)? }))
+        .ctx(|| "read manifests".into())?;
+    rows.collect::<std::result::Result<_, _>>().ctx(|| "read manifests".into())
+}
+
+/// The latest manifest seq that produced each output name.
+fn latest_producers(catalog: &Catalog) -> Result<BTreeMap<String, (String, String)>> {
+    let mut stmt = catalog
+        .conn()
+        .prepare("SELECT name, arg_max(stage, seq), arg_max(run_id, seq) FROM outputs GROUP BY name")
+        .ctx(|| "read outputs".into())?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get::<_, String>(1)?, r.get::<_, String>(2)?))))
+        .ctx(|| "read outputs".into())?;
+    rows.collect::<std::result::Result<_, _>>().ctx(|| "read outputs".into())
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Run ids of `since` and every run whose upstream chain reaches it.
+fn descendants(manifests: &[(Row, Option<Manifest>)], since: &str) -> BTreeSet<String> {
+    let mut set: BTreeSet<String> = BTreeSet::from([since.to_string()]);
+    loop {
+        let before = set.len();
+        for (row, m) in manifests {
+            if let Some(m) = m
+                && m.upstream.iter().any(|u| set.contains(&u.run_id))
+            {
+                set.insert(row.run_id.clone());
+            }
+        }
+        if set.len() == before {
+            return set;
+        }
+    }
+}
+
+pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<VerifyReport> {
+    if !root.catalog().exists() {
+        return Err(Error::Refused(format!("no catalog at {}: nothing to verify", root.catalog().display())));
+    }
+    let _lock = RootLock::acquire(root)?;
+    let catalog = Catalog::open(root)?;
+    let mut report = VerifyReport::default();
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut problem = |kind: Kind, object: String, detail: String| problems.push(Problem { kind, object, detail });
+
+    // Manifests: catalog rows against files (problems kept with their run, scoped below).
+    let mut manifests: Vec<(Row, Option<Manifest>)> = Vec::new();
+    let mut manifest_problems: Vec<(String, Problem)> = Vec::new();
+    for row in rows(&catalog)? {
+        let bad = |kind: Kind, detail: String| (row.run_id.clone(), Problem { kind, object: row.path.clone(), detail });
+        let m = match std::fs::read(root.join(&row.path)) {
+            Err(e) => {
+                manifest_problems
+                    .push(bad(Kind::Missing, format!("manifest of {} run {}: {e}", row.stage, row.run_id)));
+                None
+            }
+            Ok(bytes) if t0_core::blake3_hex(&bytes) != row.hash => {
+                manifest_problems.push(bad(
+                    Kind::Changed,
+                    format!(
+                        "manifest of {} run {}: blake3 differs from the catalog's {}",
+                        row.stage, row.run_id, row.hash
+                    ),
+                ));
+                None
+            }
+            Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    manifest_problems.push(bad(Kind::Changed, format!("not a manifest: {e}")));
+                    None
+                }
+            },
+        };
+        manifests.push((row, m));
+    }
+    let scope: Option<BTreeSet<String>> = match since {
+        None => None,
+        Some(s) => {
+            if !manifests.iter().any(|(r, _)| r.run_id == s) {
+                return Err(Error::Usage(format!("--since {s}: no run with that id is recorded")));
+            }
+            Some(descendants(&manifests, s))
+        }
+    };
+    let in_scope = |run_id: &str| scope.as_ref().is_none_or(|s| s.contains(run_id));
+    for (run_id, p) in manifest_problems {
+        if in_scope(&run_id) {
+            problem(p.kind, p.object, p.detail);
+        }
+    }
+    report.since = scope.as_ref().map(|s| s.iter().cloned().collect());
+    let recorded: BTreeMap<(String, String), String> =
+        manifests.iter().map(|(r, _)| ((r.stage.clone(), r.run_id.clone()), r.hash.clone())).collect();
+    let latest = latest_producers(&catalog)?;
+
+    progress.phase("manifests", Some(manifests.len() as u64));
+    let mut named_files: BTreeSet<String> = manifests.iter().map(|(r, _)| r.path.clone()).collect();
+    for (row, m) in &manifests {
+        progress.advance(1);
+        let Some(m) = m else { continue };
+        for o in &m.outputs {
+            match &o.location {
+                Location::File { path } => {
+                    named_files.insert(path.clone());
+                }
+                Location::Parquet { path, .. } => {
+                    named_files.insert(path.clone());
+                    named_files.extend(o.files.keys().cloned());
+                }
+                Location::Table { .. } => {}
+            }
+        }
+        if !in_scope(&row.run_id) {
+            continue;
+        }
+        report.manifests += 1;
+        for u in &m.upstream {
+            match recorded.get(&(u.stage.clone(), u.run_id.clone())) {
+                None => problem(
+                    Kind::BrokenLink,
+                    row.path.clone(),
+                    format!("names upstream {} run {}, which is not recorded", u.stage, u.run_id),
+                ),
+                Some(h) if *h != u.manifest_hash => problem(
+                    Kind::BrokenLink,
+                    row.path.clone(),
+                    format!(
+                        "names upstream {} run {} with hash {}, the catalog records {h}",
+                        u.stage, u.run_id, u.manifest_hash
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        for o in &m.outputs {
+            if let Location::Table { run_id: None, .. } = o.location
+                && latest.get(&o.name) != Some(&(row.stage.clone(), row.run_id.clone()))
+            {
+                report.outputs_superseded += 1;
+                continue;
+            }
+            report.outputs_verified += 1;
+            if let Err(e) = t0_manifest::verify_output(root, &catalog, m, o) {
+                let kind = if e.to_string().contains("cannot") || e.to_string().contains("missing") {
+                    Kind::Missing
+                } else {
+                    Kind::Changed
+                };
+                problem(kind, o.location.describe(), format!("output {} of {} run {}: {e}", o.name, m.stage, m.run_id));
+            }
+        }
+        if m.stage == "certify" {
+            for o in m.outputs.iter().filter(|o| o.name.starts_with("certificate.")) {
+                let entry = o.name.trim_start_matches("certificate.");
+                let Ok(path) = o.path(root) else { continue };
+                let Ok(cert) = std::fs::read(&path).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) else {
+                    continue;
+                };
+                let Ok(cert) = cert else { continue };
+                let surface = m.outputs.iter().find(|s| s.name == format!("surface.{entry}"));
+                let stated = cert["dataset_hash"].as_str();
+                if let Some(s) = surface
+                    && stated != Some(s.content_hash.as_str())
+                {
+                    problem(
+                        Kind::Changed,
+                        root.relative(&path),
+                        format!(
+                            "certificate states dataset hash {stated:?}, its surface was recorded as {}",
+                            s.content_hash
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    progress.finish();
+
+    // The heal ledger: chain, anchors and rows of every heal run.
+    if scope.is_none() || manifests.iter().any(|(r, _)| r.stage == "heal" && in_scope(&r.run_id)) {
+        let ledger = t0_heal::verify_ledger_with(root, &catalog)?;
+        report.ledger_entries = ledger.entries;
+        for p in ledger.problems {
+            if p.run.as_deref().is_none_or(in_scope) {
+                let object = match (&p.run, p.seq) {
+                    (Some(r), Some(s)) => format!("heal_ledger (heal run {r}, seq {s})"),
+                    (Some(r), None) => format!("heal_ledger (heal run {r})"),
+                    (None, Some(s)) => format!("heal_ledger (seq {s})"),
+                    (None, None) => "heal_ledger".into(),
+                };
+                problem(Kind::Ledger, object, p.what);
+            }
+        }
+    }
+
+    // Files no manifest names (the whole root only).
+    if scope.is_none() {
+        let mut landing: Vec<String> = Vec::new();
+        let mut stmt = catalog.conn().prepare("SELECT landing_path FROM ingest_batches").ctx(|| "batches".into())?;
+        for p in stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| "batches".into())? {
+            landing.push(p.ctx(|| "batches".into())?);
+        }
+        let mut files = Vec::new();
+        files_under(root.path(), &mut files);
+        progress.phase("files", Some(files.len() as u64));
+        for f in files {
+            progress.advance(1);
+            report.files_seen += 1;
+            let rel = root.relative(&f);
+            let known = named_files.contains(&rel)
+                || named_files.iter().any(|n| rel.starts_with(&format!("{n}/")))
+                || landing.iter().any(|l| rel.starts_with(&format!("{l}/")))
+                // The catalog, its write-ahead log, the lock, and the latest metrics export
+                // (replaced every calibrate run, by design) are not stage outputs.
+                || rel.starts_with("catalog.duckdb")
+                || rel == ".lock"
+                || (rel.starts_with("metrics/") && rel.ends_with(".prom"));
+            if !known {
+                problem(Kind::Unrecorded, rel, "no manifest or ingest batch names this file".into());
+            }
+        }
+        progress.finish();
+        // Recorded landing copies must still be there.
+        for l in &landing {
+            if !root.join(l).is_dir() {
+                problem(Kind::Missing, l.clone(), "landing copy of an ingest batch is gone".into());
+            }
+        }
+    }
+    problems.sort_by(|a, b| (&a.kind, &a.object).cmp(&(&b.kind, &b.object)));
+    report.problems = problems;
+    Ok(report)
+}
