@@ -46,6 +46,10 @@ heal *args:
 verify-ledger:
     {{just_executable()}} _run heal "" verify-ledger
 
+# Prove the whole root untampered (manifests, outputs, links, ledger, certificates, stray files).
+verify *args:
+    {{just_executable()}} _run verify "" {{args}}
+
 certify *args:
     {{just_executable()}} _run certify "" {{args}}
 
