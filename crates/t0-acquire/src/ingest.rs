@@ -22,7 +22,7 @@ use crate::reader::{self, Item};
 use t0_project::Project;
 use t0_project::vocab::{ColType, TableSpec};
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FileReport {
     pub source: String,
     pub table: String,

@@ -34,7 +34,7 @@ pub struct AcquireArgs {
     pub chunk_rows: usize,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct AcquireReport {
     pub run_id: String,
     pub files: Vec<FileReport>,

@@ -21,7 +21,7 @@ pub use contract::{Contract, Severity};
 
 pub const STAGE: &str = "audit";
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub check: String,
     pub table: String,
@@ -34,7 +34,7 @@ pub struct Finding {
     pub skipped: Option<String>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct AuditReport {
     pub run_id: String,
     pub verdict: String,

@@ -13,7 +13,7 @@ use t0_manifest::{Location, StageRun};
 
 pub const STAGE: &str = "calibrate";
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Thresholds {
     /// |coverage - nominal| at most this: PASS.
     pub pass_tolerance: f64,
@@ -34,7 +34,7 @@ pub struct CalibrateArgs {
     pub max_age_days: i64,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct CalibrateReport {
     pub run_id: String,
     pub score_run: String,

@@ -12,7 +12,7 @@ use crate::CertifyArgs;
 
 pub const STAGE: &str = "labels";
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct LabelsReport {
     pub run_id: String,
     pub certify_run: String,

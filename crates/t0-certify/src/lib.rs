@@ -167,7 +167,7 @@ pub struct CertifyArgs {
     pub rebaseline: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct StoreResult {
     pub entrypoint: String,
     /// The closure's files, in order (the guard re-hashes them).
@@ -180,7 +180,7 @@ pub struct StoreResult {
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CertifyReport {
     pub run_id: String,
     /// Where the store SQL came from (absolute); `None` for the built-in project's stores.

@@ -1,6 +1,7 @@
 //! What the eight stage binaries share: common flags, the progress bar, and the mapping of a
 //! stage's result onto the exit-code contract (human summary on stderr, `--json` on stdout).
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -59,6 +60,35 @@ impl Outcome {
         self.code = code;
         self
     }
+}
+
+/// The `show` subcommand every stage has.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ShowCmd {
+    /// Show a recorded run's summary again (the latest run, or RUN), as when it ran: human on
+    /// stderr, `--json` on stdout. Read through the run's verified manifest (exit 3 if it was
+    /// tampered with).
+    Show {
+        /// Run id (see manifests/<stage>/).
+        run: Option<String>,
+    },
+}
+
+/// `<stage> show [RUN]`: the summary a recorded run wrote (the latest when `run` is `None`),
+/// read back through its verified manifest, as the stage's report type.
+pub fn show<T: serde::de::DeserializeOwned>(root: &Root, stage: &str, run: Option<&str>) -> t0_core::Result<T> {
+    if !root.catalog().exists() {
+        return Err(t0_core::Error::Refused(format!("no catalog at {}", root.catalog().display())));
+    }
+    let catalog = t0_catalog::Catalog::open_read_only(root)?;
+    if let Some(r) = run
+        && !t0_manifest::run_ids(&catalog, stage)?.iter().any(|x| x == r)
+    {
+        return Err(t0_core::Error::Usage(format!("no {stage} run {r} is recorded (see manifests/{stage}/)")));
+    }
+    let m = t0_manifest::load(root, &catalog, stage, run)?;
+    serde_json::from_value(m.manifest.summary.clone())
+        .map_err(|e| t0_core::Error::Refused(format!("{}: the summary is not a {stage} report: {e}", m.path.display())))
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
@@ -120,7 +150,8 @@ pub fn run(
                 eprintln!("{stage}: {}", o.human);
             }
             if common.json {
-                println!("{}", o.json);
+                // A closed pipe (`| head`) is the reader's choice, not an error of the stage.
+                let _ = writeln!(std::io::stdout().lock(), "{}", o.json);
             }
             o.code
         }
@@ -135,7 +166,8 @@ pub fn run(
                 eprintln!("{stage}: error: {e}");
             }
             if common.json {
-                println!("{}", serde_json::json!({"stage": stage, "error": e.to_string(), "exit_code": code.code()}));
+                let v = serde_json::json!({"stage": stage, "error": e.to_string(), "exit_code": code.code()});
+                let _ = writeln!(std::io::stdout().lock(), "{v}");
             }
             code
         }

@@ -1041,3 +1041,41 @@ fn verify_proves_a_clean_root_and_names_every_kind_of_damage() {
     assert!(code == 1 && has(&ps, "changed", &preds) && !has(&ps, "missing", &acquired), "{ps:?}");
     assert_eq!(verify(dir.path(), &["--since", "nope"]).0, 2);
 }
+
+#[test]
+fn every_stage_shows_a_recorded_run_again() {
+    let root = pristine();
+    for (stage, args) in [
+        ("acquire", vec!["show"]),
+        ("audit", vec!["show"]),
+        ("heal", vec!["show"]),
+        ("certify", vec!["show"]),
+        ("certify", vec!["show-labels"]),
+        ("embed", vec!["show"]),
+        ("train-suite", vec!["show"]),
+        ("score", vec!["show"]),
+        ("calibrate", vec!["show"]),
+    ] {
+        let o = expect(root, stage, &[&args[..], &["--json"]].concat(), 0);
+        let shown: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+        let dir = if args[0] == "show-labels" { "labels" } else { stage };
+        let run = shown["run_id"].as_str().unwrap_or_else(|| panic!("{stage}: {shown}"));
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join(format!("manifests/{dir}/{run}.json"))).unwrap())
+                .unwrap();
+        for (k, v) in m["summary"].as_object().unwrap() {
+            if k != "ledger" && k != "patched_at" {
+                assert_eq!(&shown[k], v, "{stage} show: {k}");
+            }
+        }
+        assert!(o.stderr.contains(run), "{stage}: {}", o.stderr);
+    }
+    // A run that does not exist, a tampered manifest.
+    let o = expect(root, "audit", &["show", "nope"], 2);
+    assert!(o.stderr.contains("no audit run nope"), "{}", o.stderr);
+    let dir = copy_of_pristine();
+    let m = find(dir.path(), "manifests/score/", ".json");
+    flip_byte(&dir.path().join(&m));
+    let o = expect(dir.path(), "score", &["show"], 3);
+    assert!(o.stderr.contains(&m), "{}", o.stderr);
+}

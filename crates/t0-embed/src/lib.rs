@@ -30,7 +30,7 @@ pub struct EmbedArgs {
     pub max_age_days: i64,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct EmbeddingOutput {
     /// The embed input's name (`embeddings.<name>`).
     pub name: String,
@@ -41,7 +41,7 @@ pub struct EmbeddingOutput {
     pub path: String,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct EmbedReport {
     pub run_id: String,
     pub model: String,

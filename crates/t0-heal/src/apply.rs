@@ -15,7 +15,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 const VERSION_COLUMNS: [&str; 4] = ["available_at", "version", "batch_id", "observed_at"];
 
 /// One changed cell as the ledger records it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Patch {
     pub table: String,
     pub row_key: String,

@@ -48,7 +48,7 @@ impl Default for HealArgs {
 }
 
 /// What one rule did (or would do) in a run.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RuleReport {
     pub id: String,
     pub version: u32,
@@ -64,7 +64,9 @@ pub struct RuleReport {
     pub tombstones: u64,
 }
 
-#[derive(Debug, serde::Serialize)]
+/// (Deserialized from a manifest summary by `heal show`, which records no patch list.)
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct HealReport {
     pub run_id: String,
     pub dry_run: bool,
@@ -307,7 +309,8 @@ fn ledger_output(root: &Root, catalog: &Catalog, run_id: &str) -> Result<t0_mani
     )
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RevertReport {
     pub run_id: String,
     pub reverted_run: String,

@@ -17,7 +17,7 @@ use crate::Project;
 const ROLE_COLUMNS: &[&str] = &["entity_id", "observed_at", "available_at", "version", "batch_id", "deleted"];
 
 /// What `ensure` did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SchemaChange {
     pub change: String,
     pub added: Vec<String>,

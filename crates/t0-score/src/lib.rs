@@ -19,7 +19,7 @@ pub struct ScoreArgs {
     pub t0_from: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ScoreReport {
     pub run_id: String,
     pub model_run: String,

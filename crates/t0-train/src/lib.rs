@@ -81,7 +81,7 @@ fn standardise(v: f64, mean: f64, std: f64) -> f64 {
     if v.is_nan() { 0.0 } else { (v - mean) / std }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Metrics {
     pub rows_train: usize,
     pub rows_valid: usize,
@@ -93,7 +93,7 @@ pub struct Metrics {
     pub baseline_test_rmse: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TrainReport {
     pub run_id: String,
     pub snapshot: String,

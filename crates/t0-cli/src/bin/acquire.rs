@@ -37,6 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    #[command(flatten)]
+    Show(t0_cli::ShowCmd),
     /// Read sample source files and write a starting project to --out: measures with guessed
     /// types, a source mapping (entity and time columns, timestamp format, key check), starting
     /// contracts from what the sample showed, a generic as-of feature store, a label and
@@ -69,9 +71,41 @@ enum Cmd {
     },
 }
 
+fn human(r: &t0_acquire::AcquireReport) -> String {
+    let mut human = format!(
+        "run {}: {} rows read = {} ingested + {} unchanged + {} quarantined",
+        r.run_id, r.rows_read, r.rows_ingested, r.rows_unchanged, r.rows_quarantined
+    );
+    for f in &r.files {
+        let state = if f.skipped_already_ingested { " (already ingested)".to_string() } else { String::new() };
+        human.push_str(&format!(
+            "\n  {} -> {}: {} read, {} ingested, {} unchanged, {} quarantined{state}",
+            f.file, f.table, f.rows_read, f.rows_ingested, f.rows_unchanged, f.rows_quarantined
+        ));
+    }
+    if let Some(c) = &r.schema_change {
+        human.push_str(&format!("\n  schema: {} ({})", c.change, c.added.join(", ")));
+    }
+    for f in r.files.iter().filter(|f| !f.unread_columns.is_empty()) {
+        human.push_str(&format!(
+            "\n  {}: column(s) {} not ingested: no mapping or measure reads them (declare them in the project, map them, or list them under `ignore`)",
+            f.file,
+            f.unread_columns.join(", ")
+        ));
+    }
+    for s in &r.sources_without_files {
+        human.push_str(&format!("\n  source {s}: no file matched"));
+    }
+    human
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "acquire", |root, clock, progress| match &cli.cmd {
+        Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
+            let r: t0_acquire::AcquireReport = t0_cli::show(root, t0_acquire::STAGE, run.as_deref())?;
+            Ok(Outcome::done(&r, human(&r)))
+        }
         Some(Cmd::Infer { files, out, sample_rows, name, delimiter }) => {
             let args = t0_acquire::infer::InferArgs {
                 files: files.clone(),
@@ -128,31 +162,7 @@ fn main() -> std::process::ExitCode {
                 chunk_rows: cli.chunk_rows,
             };
             let r = t0_acquire::run(root, clock, &args, progress)?;
-            let mut human = format!(
-                "run {}: {} rows read = {} ingested + {} unchanged + {} quarantined",
-                r.run_id, r.rows_read, r.rows_ingested, r.rows_unchanged, r.rows_quarantined
-            );
-            for f in &r.files {
-                let state = if f.skipped_already_ingested { " (already ingested)".to_string() } else { String::new() };
-                human.push_str(&format!(
-                    "\n  {} -> {}: {} read, {} ingested, {} unchanged, {} quarantined{state}",
-                    f.file, f.table, f.rows_read, f.rows_ingested, f.rows_unchanged, f.rows_quarantined
-                ));
-            }
-            if let Some(c) = &r.schema_change {
-                human.push_str(&format!("\n  schema: {} ({})", c.change, c.added.join(", ")));
-            }
-            for f in r.files.iter().filter(|f| !f.unread_columns.is_empty()) {
-                human.push_str(&format!(
-                    "\n  {}: column(s) {} not ingested: no mapping or measure reads them (declare them in the project, map them, or list them under `ignore`)",
-                    f.file,
-                    f.unread_columns.join(", ")
-                ));
-            }
-            for s in &r.sources_without_files {
-                human.push_str(&format!("\n  source {s}: no file matched"));
-            }
-            Ok(Outcome::done(&r, human))
+            Ok(Outcome::done(&r, human(&r)))
         }
     })
 }

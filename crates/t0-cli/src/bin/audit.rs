@@ -29,11 +29,33 @@ struct Cli {
     /// Take new drift baselines instead of comparing with the stored ones.
     #[arg(long)]
     rebaseline: bool,
+    #[command(subcommand)]
+    cmd: Option<t0_cli::ShowCmd>,
+}
+
+fn human(r: &t0_audit::AuditReport) -> String {
+    let mut human =
+        format!("run {}: {} ({} error, {} warning checks failing)", r.run_id, r.verdict, r.errors, r.warnings);
+    for f in r.findings.iter().filter(|f| f.failing > 0) {
+        human.push_str(&format!(
+            "\n  {:?} {} on {}: {} failing, e.g. {}",
+            f.severity,
+            f.check,
+            f.table,
+            f.failing,
+            f.sample.first().cloned().unwrap_or_default()
+        ));
+    }
+    human
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "audit", |root, clock, progress| {
+        if let Some(t0_cli::ShowCmd::Show { run }) = &cli.cmd {
+            let r: t0_audit::AuditReport = t0_cli::show(root, t0_audit::STAGE, run.as_deref())?;
+            return Ok(Outcome::done(&r, human(&r)));
+        }
         let args = t0_audit::AuditArgs {
             project: cli.common.project()?,
             sample: cli.sample,
@@ -42,19 +64,7 @@ fn main() -> std::process::ExitCode {
             rebaseline: cli.rebaseline,
         };
         let r = t0_audit::run(root, clock, &args, progress)?;
-        let mut human =
-            format!("run {}: {} ({} error, {} warning checks failing)", r.run_id, r.verdict, r.errors, r.warnings);
-        for f in r.findings.iter().filter(|f| f.failing > 0) {
-            human.push_str(&format!(
-                "\n  {:?} {} on {}: {} failing, e.g. {}",
-                f.severity,
-                f.check,
-                f.table,
-                f.failing,
-                f.sample.first().cloned().unwrap_or_default()
-            ));
-        }
         let code = if r.verdict == "PASS" { ExitCode::Done } else { ExitCode::Gate };
-        Ok(Outcome::done(&r, human).with_code(code))
+        Ok(Outcome::done(&r, human(&r)).with_code(code))
     })
 }

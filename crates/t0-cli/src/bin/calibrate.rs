@@ -25,11 +25,24 @@ struct Cli {
     min_matured: u64,
     #[command(flatten)]
     freshness: Freshness,
+    #[command(subcommand)]
+    cmd: Option<t0_cli::ShowCmd>,
+}
+
+fn human(r: &t0_calibrate::CalibrateReport) -> String {
+    format!(
+        "run {}: {} ({}); {} of {} predictions matured -> {}",
+        r.run_id, r.state, r.reason, r.matured, r.scored, r.report
+    )
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "calibrate", |root, clock, progress| {
+        if let Some(t0_cli::ShowCmd::Show { run }) = &cli.cmd {
+            let r: t0_calibrate::CalibrateReport = t0_cli::show(root, t0_calibrate::STAGE, run.as_deref())?;
+            return Ok(Outcome::done(&r, human(&r)));
+        }
         let thresholds = t0_calibrate::Thresholds {
             pass_tolerance: cli.pass_tolerance,
             derisk_tolerance: cli.derisk_tolerance,
@@ -41,11 +54,7 @@ fn main() -> std::process::ExitCode {
             &t0_calibrate::CalibrateArgs { thresholds, max_age_days: cli.freshness.max_age_days },
             progress,
         )?;
-        let human = format!(
-            "run {}: {} ({}); {} of {} predictions matured -> {}",
-            r.run_id, r.state, r.reason, r.matured, r.scored, r.report
-        );
         let code = if r.state == "BLOCK" { ExitCode::Gate } else { ExitCode::Done };
-        Ok(Outcome::done(&r, human).with_code(code))
+        Ok(Outcome::done(&r, human(&r)).with_code(code))
     })
 }

@@ -38,11 +38,54 @@ enum Cmd {
     /// the latest certified run, from the current data. Outside every feature closure; joined
     /// only by train-suite and calibrate.
     Labels,
+    #[command(flatten)]
+    Show(t0_cli::ShowCmd),
+    /// Show a recorded `certify labels` run's summary again (the latest, or RUN).
+    ShowLabels {
+        /// Run id (see manifests/labels/).
+        run: Option<String>,
+    },
+}
+
+fn labels_human(r: &t0_certify::labels::LabelsReport) -> String {
+    format!(
+        "run {}: {} labels ({} matured) for certify run {} -> {}",
+        r.run_id, r.rows, r.matured, r.certify_run, r.path
+    )
+}
+
+fn human(r: &t0_certify::CertifyReport) -> String {
+    let mut human = format!("run {}: {}", r.run_id, r.status);
+    for s in &r.stores {
+        human.push_str(&format!(
+            "\n  {} {}: {} rows, view-def {}",
+            s.entrypoint,
+            s.status,
+            s.rows,
+            &s.view_def_hash[..16.min(s.view_def_hash.len())]
+        ));
+        for n in &s.notes {
+            human.push_str(&format!("\n    {n}"));
+        }
+    }
+    human
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "certify", |root, clock, progress| {
+        match &cli.cmd {
+            Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
+                let r: t0_certify::CertifyReport = t0_cli::show(root, t0_certify::STAGE, run.as_deref())?;
+                return Ok(Outcome::done(&r, human(&r)));
+            }
+            Some(Cmd::ShowLabels { run }) => {
+                let r: t0_certify::labels::LabelsReport =
+                    t0_cli::show(root, t0_certify::labels::STAGE, run.as_deref())?;
+                return Ok(Outcome::done(&r, labels_human(&r)));
+            }
+            _ => {}
+        }
         let args = t0_certify::CertifyArgs {
             project: cli.common.project()?,
             config: cli.config.clone(),
@@ -51,27 +94,10 @@ fn main() -> std::process::ExitCode {
         };
         if let Some(Cmd::Labels) = cli.cmd {
             let r = t0_certify::labels::run(root, clock, &args, progress)?;
-            let human = format!(
-                "run {}: {} labels ({} matured) for certify run {} -> {}",
-                r.run_id, r.rows, r.matured, r.certify_run, r.path
-            );
-            return Ok(Outcome::done(&r, human));
+            return Ok(Outcome::done(&r, labels_human(&r)));
         }
         let r = t0_certify::run(root, clock, &args, progress)?;
-        let mut human = format!("run {}: {}", r.run_id, r.status);
-        for s in &r.stores {
-            human.push_str(&format!(
-                "\n  {} {}: {} rows, view-def {}",
-                s.entrypoint,
-                s.status,
-                s.rows,
-                &s.view_def_hash[..16]
-            ));
-            for n in &s.notes {
-                human.push_str(&format!("\n    {n}"));
-            }
-        }
         let code = if r.status == "CERTIFIED" { ExitCode::Done } else { ExitCode::Gate };
-        Ok(Outcome::done(&r, human).with_code(code))
+        Ok(Outcome::done(&r, human(&r)).with_code(code))
     })
 }

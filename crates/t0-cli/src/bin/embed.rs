@@ -15,21 +15,31 @@ struct Cli {
     common: Common,
     #[command(flatten)]
     freshness: Freshness,
+    #[command(subcommand)]
+    cmd: Option<t0_cli::ShowCmd>,
+}
+
+fn human(r: &t0_embed::EmbedReport) -> String {
+    let mut human = format!("run {}: model {} (placeholder)", r.run_id, r.model);
+    for o in &r.outputs {
+        human.push_str(&format!("\n  {} ({}.{}): {} vectors -> {}", o.name, o.surface, o.column, o.rows, o.path));
+    }
+    human
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "embed", |root, clock, progress| {
+        if let Some(t0_cli::ShowCmd::Show { run }) = &cli.cmd {
+            let r: t0_embed::EmbedReport = t0_cli::show(root, t0_embed::STAGE, run.as_deref())?;
+            return Ok(Outcome::done(&r, human(&r)));
+        }
         let r = t0_embed::run(
             root,
             clock,
             &t0_embed::EmbedArgs { project: cli.common.project()?, max_age_days: cli.freshness.max_age_days },
             progress,
         )?;
-        let mut human = format!("run {}: model {} (placeholder)", r.run_id, r.model);
-        for o in &r.outputs {
-            human.push_str(&format!("\n  {} ({}.{}): {} vectors -> {}", o.name, o.surface, o.column, o.rows, o.path));
-        }
-        Ok(Outcome::done(&r, human))
+        Ok(Outcome::done(&r, human(&r)))
     })
 }

@@ -37,6 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    #[command(flatten)]
+    Show(t0_cli::ShowCmd),
     /// Recompute the ledger's hash chain and check it against every heal and revert run's
     /// recorded anchor (first and last seq, head hash) and ledger rows: a broken link, an
     /// edited, reordered or re-hashed entry, a deleted tail or a deleted run is named (exit 1).
@@ -59,9 +61,49 @@ fn list(human: &mut String, patches: &[Patch], truncated: bool) {
     }
 }
 
+fn revert_human(r: &t0_heal::RevertReport) -> String {
+    let mut human = format!(
+        "run {}: restored {} cells in {} rows changed by heal run {}",
+        r.run_id, r.cells_restored, r.rows_restored, r.reverted_run
+    );
+    list(&mut human, &r.patches, r.patches_truncated);
+    human
+}
+
+fn human(r: &t0_heal::HealReport) -> String {
+    let verb = if r.dry_run { "would patch" } else { "patched" };
+    let mut human = format!(
+        "run {}: {verb} {} cells in {} rows ({} quarantined), answering audit run {}",
+        r.run_id, r.cells_patched, r.rows_repaired, r.quarantined, r.audit_run
+    );
+    for rule in &r.rules {
+        let what = match &rule.skipped {
+            Some(why) => format!("skipped: {why}"),
+            None => format!("{} cells, {} rows, {} removed", rule.cells, rule.rows, rule.tombstones),
+        };
+        human.push_str(&format!("\n  {}@{} ({}): {what}", rule.id, rule.version, rule.answers));
+    }
+    if r.dry_run {
+        list(&mut human, &r.patches, r.patches_truncated);
+    }
+    human
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "heal", |root, clock, progress| match &cli.cmd {
+        Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
+            // A heal run or a revert: the summary says which.
+            let v: serde_json::Value = t0_cli::show(root, t0_heal::STAGE, run.as_deref())?;
+            if v.get("reverted_run").is_some() {
+                let r: t0_heal::RevertReport = serde_json::from_value(v)
+                    .map_err(|e| t0_core::Error::Refused(format!("not a revert summary: {e}")))?;
+                return Ok(Outcome::done(&r, revert_human(&r)));
+            }
+            let r: t0_heal::HealReport =
+                serde_json::from_value(v).map_err(|e| t0_core::Error::Refused(format!("not a heal summary: {e}")))?;
+            Ok(Outcome::done(&r, human(&r)))
+        }
         Some(Cmd::VerifyLedger) => {
             let c = t0_heal::verify_ledger(root)?;
             if c.problems.is_empty() {
@@ -78,12 +120,7 @@ fn main() -> std::process::ExitCode {
         }
         Some(Cmd::Revert { run }) => {
             let r = t0_heal::revert(root, clock, run, cli.limit, progress)?;
-            let mut human = format!(
-                "run {}: restored {} cells in {} rows changed by heal run {}",
-                r.run_id, r.cells_restored, r.rows_restored, r.reverted_run
-            );
-            list(&mut human, &r.patches, r.patches_truncated);
-            Ok(Outcome::done(&r, human))
+            Ok(Outcome::done(&r, revert_human(&r)))
         }
         None => {
             let args = t0_heal::HealArgs {
@@ -93,22 +130,7 @@ fn main() -> std::process::ExitCode {
                 limit: cli.limit,
             };
             let r = t0_heal::run(root, clock, &args, progress)?;
-            let verb = if r.dry_run { "would patch" } else { "patched" };
-            let mut human = format!(
-                "run {}: {verb} {} cells in {} rows ({} quarantined), answering audit run {}",
-                r.run_id, r.cells_patched, r.rows_repaired, r.quarantined, r.audit_run
-            );
-            for rule in &r.rules {
-                let what = match &rule.skipped {
-                    Some(why) => format!("skipped: {why}"),
-                    None => format!("{} cells, {} rows, {} removed", rule.cells, rule.rows, rule.tombstones),
-                };
-                human.push_str(&format!("\n  {}@{} ({}): {what}", rule.id, rule.version, rule.answers));
-            }
-            if r.dry_run {
-                list(&mut human, &r.patches, r.patches_truncated);
-            }
-            Ok(Outcome::done(&r, human))
+            Ok(Outcome::done(&r, human(&r)))
         }
     })
 }

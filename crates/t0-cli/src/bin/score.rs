@@ -17,11 +17,21 @@ struct Cli {
     t0_from: Option<String>,
     #[command(flatten)]
     freshness: Freshness,
+    #[command(subcommand)]
+    cmd: Option<t0_cli::ShowCmd>,
+}
+
+fn human(r: &t0_score::ScoreReport) -> String {
+    format!("run {}: {} predictions from T0 {} (model {}) -> {}", r.run_id, r.rows, r.t0_from, r.model_run, r.path)
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "score", |root, clock, progress| {
+        if let Some(t0_cli::ShowCmd::Show { run }) = &cli.cmd {
+            let r: t0_score::ScoreReport = t0_cli::show(root, t0_score::STAGE, run.as_deref())?;
+            return Ok(Outcome::done(&r, human(&r)));
+        }
         let t0_from = match &cli.t0_from {
             Some(s) => Some(
                 t0_core::clock::parse_utc(s)
@@ -35,10 +45,6 @@ fn main() -> std::process::ExitCode {
             &t0_score::ScoreArgs { project: cli.common.project()?, max_age_days: cli.freshness.max_age_days, t0_from },
             progress,
         )?;
-        let human = format!(
-            "run {}: {} predictions from T0 {} (model {}) -> {}",
-            r.run_id, r.rows, r.t0_from, r.model_run, r.path
-        );
-        Ok(Outcome::done(&r, human))
+        Ok(Outcome::done(&r, human(&r)))
     })
 }
