@@ -47,6 +47,10 @@ pub struct VerifyReport {
     pub outputs_superseded: u64,
     pub files_seen: u64,
     pub ledger_entries: u64,
+    /// Wall time of the whole walk, and the part spent recomputing content hashes of
+    /// outputs (the cost any verification must pay): the rest is verify's own overhead.
+    pub seconds_total: f64,
+    pub seconds_hashing: f64,
     /// The run and its descendants, when `--since` limited the walk.
     pub since: Option<Vec<String>>,
     pub problems: Vec<Problem>,
@@ -116,6 +120,8 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
     if !root.catalog().exists() {
         return Err(Error::Refused(format!("no catalog at {}: nothing to verify", root.catalog().display())));
     }
+    let started = std::time::Instant::now();
+    let mut hashing = std::time::Duration::ZERO;
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
     let mut report = VerifyReport::default();
@@ -220,7 +226,10 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
                 continue;
             }
             report.outputs_verified += 1;
-            if let Err(e) = t0_manifest::verify_output(root, &catalog, m, o) {
+            let t = std::time::Instant::now();
+            let verified = t0_manifest::verify_output(root, &catalog, m, o);
+            hashing += t.elapsed();
+            if let Err(e) = verified {
                 let kind = if e.to_string().contains("cannot") || e.to_string().contains("missing") {
                     Kind::Missing
                 } else {
@@ -258,7 +267,9 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
 
     // The heal ledger: chain, anchors and rows of every heal run.
     if scope.is_none() || manifests.iter().any(|(r, _)| r.stage == "heal" && in_scope(&r.run_id)) {
+        let t = std::time::Instant::now();
         let ledger = t0_heal::verify_ledger_with(root, &catalog)?;
+        hashing += t.elapsed();
         report.ledger_entries = ledger.entries;
         for p in ledger.problems {
             if p.run.as_deref().is_none_or(in_scope) {
@@ -309,5 +320,7 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
     }
     problems.sort_by(|a, b| (&a.kind, &a.object).cmp(&(&b.kind, &b.object)));
     report.problems = problems;
+    report.seconds_total = started.elapsed().as_secs_f64();
+    report.seconds_hashing = hashing.as_secs_f64();
     Ok(report)
 }

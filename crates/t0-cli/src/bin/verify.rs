@@ -32,13 +32,15 @@ fn main() -> std::process::ExitCode {
             None => String::new(),
         };
         let mut human = format!(
-            "{}{scope}: {} manifests, {} outputs verified ({} superseded), {} ledger entries, {} files seen",
+            "{}{scope}: {} manifests, {} outputs verified ({} superseded), {} ledger entries, {} files seen; {:.1} s, of which {:.1} s recomputing content hashes",
             if r.problems.is_empty() { "root verified" } else { "root NOT verified" },
             r.manifests,
             r.outputs_verified,
             r.outputs_superseded,
             r.ledger_entries,
-            r.files_seen
+            r.files_seen,
+            r.seconds_total,
+            r.seconds_hashing
         );
         for p in &r.problems {
             human.push_str(&format!("\n  {:?} {}: {}", p.kind, p.object, p.detail));
