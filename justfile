@@ -69,7 +69,8 @@ score *args:
 calibrate *args:
     {{just_executable()}} _run calibrate "" {{args}}
 
-# The closed loop: acquire -> audit -> heal -> audit -> certify -> labels -> embed -> train-suite -> score -> calibrate.
+# The closed loop: acquire -> audit -> heal -> audit -> certify -> labels -> embed -> train-suite -> score -> calibrate,
+# then `verify` proves the root.
 # A first audit may fail (heal answers it); 99 (nothing to do) is fine when re-run on the same root.
 loop input="fixtures/clips": build
     {{just_executable()}} _run acquire 99 --input "{{input}}"
@@ -82,6 +83,7 @@ loop input="fixtures/clips": build
     {{just_executable()}} _run train-suite 99
     {{just_executable()}} _run score 99
     {{just_executable()}} _run calibrate "1 99"
+    {{just_executable()}} _run verify ""
     @echo "results under {{root}}: manifests/, lake/, runs/, calib/, metrics/ and catalog.duckdb"
 
 # The gapminder example project (142 countries every five years, 1952-2007) through the loop,
