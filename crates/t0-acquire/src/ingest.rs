@@ -339,7 +339,10 @@ impl Ingest<'_> {
                     && let (Some(pi), Some(root)) = (path_idx, media_root.as_ref())
                     && let Some(Cell::Str(rel)) = &cells[pi]
                 {
-                    match crate::media::resolve(root, rel).and_then(|p| crate::media::hash(&p)) {
+                    match crate::media::resolve(root, rel)
+                        .and_then(|p| crate::media::hash(&p).map(|h| (p, h)))
+                        .and_then(|(p, h)| crate::media::store(self.root, &p, &h).map(|_| h))
+                    {
                         Ok(h) => content_hash = Some(h),
                         Err(reason) => problem = Some((wanted[pi].clone(), reason)),
                     }

@@ -1,5 +1,7 @@
 //! Artifact paths: relative to the source's media root and never outside it (no absolute
-//! paths, no `..`, no symlink that leads out). Every accepted file is hashed.
+//! paths, no `..`, no symlink that leads out). Every accepted file is hashed and copied into
+//! the root's content-addressed media store, so later stages (embed) read exactly the bytes
+//! acquire hashed, whatever happens to the input directory.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -31,4 +33,24 @@ pub fn hash(path: &Path) -> Result<String, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("artifact {} cannot be read: {e}", path.display()))?;
     h.update_reader(f).map_err(|e| format!("artifact {} cannot be read: {e}", path.display()))?;
     Ok(h.finalize().to_hex().to_string())
+}
+
+/// Where the media store keeps the file of content hash `hash` (relative to the root).
+pub fn store_path(hash: &str) -> String {
+    t0_project::vocab::media_path(hash)
+}
+
+/// Copy `src` (whose blake3 is `hash`) into the media store, unless it is there already.
+/// Written to a temporary name and renamed, so a killed acquire leaves no torn entry.
+pub fn store(root: &t0_core::Root, src: &Path, hash: &str) -> Result<(), String> {
+    let dest = root.join(store_path(hash));
+    if dest.is_file() {
+        return Ok(());
+    }
+    let dir = dest.parent().expect("store paths have a parent");
+    std::fs::create_dir_all(dir).map_err(|e| format!("media store {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".{hash}.{}.tmp", std::process::id()));
+    std::fs::copy(src, &tmp).map_err(|e| format!("artifact {} cannot be copied to the media store: {e}", src.display()))?;
+    std::fs::rename(&tmp, &dest).map_err(|e| format!("media store {}: {e}", dest.display()))?;
+    Ok(())
 }

@@ -112,7 +112,7 @@ impl Progress for Bar {
         self.bar.reset();
         self.bar.set_length(total.unwrap_or(0));
         let style = match total {
-            Some(_) => ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}")
+            Some(_) => ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {per_sec} {elapsed}")
                 .map(|s| s.progress_chars("=> ")),
             None => ProgressStyle::with_template("{msg:>14} {spinner} {elapsed}"),
         };

@@ -1,212 +1,697 @@
-//! `embed`: per-(entity, T0) vectors of the text columns the project's `embed:` declares.
+//! `embed`: per-(entity, T0) vectors of what the project's `embed:` declares, from real
+//! pretrained models run in candle, plus fused vectors per strategy.
 //!
-//! PLACEHOLDER MODEL: until the embedding issue brings real pretrained text/image/audio models,
-//! the text vector is a signed feature-hashing bag of words (256 buckets) projected to 32
-//! dimensions by a fixed, seeded Gaussian matrix on candle, then L2-normalised. It is real,
-//! deterministic and carries the text's signal words, but it is not a learned embedding; its
-//! model name says so (`hashing-bow-v0`).
+//! - text columns of certified surfaces: sentence embeddings (all-MiniLM-L6-v2 or any
+//!   BERT-family model directory), [`text`]
+//! - image artifacts: EfficientNet-Lite0 pooled features ([`effnet`]) and a handcrafted vector
+//!   ([`image`])
+//! - audio artifacts: librosa-style MFCC, log-mel and spectral statistics ([`audio`])
+//! - video artifacts: frame statistics, motion, and the mean image embedding ([`video`])
+//!
+//! Visibility is the surface's business: an artifact column holds the content hash of the
+//! artifact visible at T0 (within the SLA) or NULL, and embed reads nothing else. Bytes come
+//! from the root's content-addressed media store and are checked against their hash. Every
+//! vector is a function of (extractor version, input bytes) alone, computed one input at a
+//! time, so the cache ([`cache`]) can serve it and outputs are bit-identical across runs,
+//! thread counts and cache states. Media that cannot be decoded is quarantined with its file
+//! and reason; its vector is NULL.
 
+pub mod audio;
+pub mod cache;
+pub mod effnet;
+pub mod fusion;
+pub mod image;
+pub mod pth;
+pub mod text;
+pub mod video;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListBuilder, Float32Builder, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, FixedSizeListBuilder, Float32Builder, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use t0_catalog::{Catalog, RootLock};
 use t0_core::error::Context;
 use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Location, StageRun};
+use t0_project::def::MediaKind;
 
 pub const STAGE: &str = "embed";
-pub const MODEL: &str = "hashing-bow-v0";
-pub const BUCKETS: usize = 256;
-pub const DIM: usize = 32;
-const SEED: u64 = 0x7430_636c_6970; // "t0clip"
+
+/// A model that cannot be loaded: the file and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct ModelError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl ModelError {
+    pub fn new(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        ModelError { path: path.as_ref().to_path_buf(), message: message.into() }
+    }
+}
+
+impl From<ModelError> for Error {
+    fn from(e: ModelError) -> Self {
+        Error::config(e.path, e.message)
+    }
+}
+
+/// The default models directory: `~/.cache/t0-clip/models` (scripts/fetch-models.sh).
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/t0-clip/models")
+}
 
 pub struct EmbedArgs {
     pub project: t0_project::Project,
     pub max_age_days: i64,
+    /// Where model directories named by the project live.
+    pub models: PathBuf,
+    /// The vector cache (default: `<root>/cache/embed`); safe to share between roots.
+    pub cache: Option<PathBuf>,
+    /// Worker threads (0: all cores). Outputs do not depend on it.
+    pub threads: usize,
+}
+
+/// One extractor: what turns an input's bytes into a vector.
+pub enum Extractor {
+    Text(Arc<text::TextModel>),
+    Image(Arc<effnet::EfficientNetLite0>),
+    Handcrafted,
+    Audio,
+    Video(Arc<effnet::EfficientNetLite0>),
+}
+
+impl Extractor {
+    pub fn name(&self) -> String {
+        match self {
+            Extractor::Text(m) => {
+                format!("text:{}", m.dir.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default())
+            }
+            Extractor::Image(_) => "image:efficientnet-lite0".into(),
+            Extractor::Handcrafted => "image:handcrafted-v1".into(),
+            Extractor::Audio => "audio:librosa-features-v1".into(),
+            Extractor::Video(_) => "video:frames-v1+efficientnet-lite0".into(),
+        }
+    }
+
+    /// A hash of everything that determines the vectors (code version tag and weights).
+    pub fn version(&self) -> String {
+        match self {
+            Extractor::Text(m) => m.version.clone(),
+            Extractor::Image(m) => m.version.clone(),
+            Extractor::Handcrafted => blake3::hash(b"image:handcrafted-v1").to_hex().to_string(),
+            Extractor::Audio => blake3::hash(b"audio:librosa-features-v1").to_hex().to_string(),
+            Extractor::Video(m) => blake3::hash(format!("video:frames-v1 {}", m.version).as_bytes()).to_hex().to_string(),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        match self {
+            Extractor::Text(m) => m.dim,
+            Extractor::Image(_) => effnet::FEATURES,
+            Extractor::Handcrafted => image::HANDCRAFTED_DIM,
+            Extractor::Audio => audio::AUDIO_DIM,
+            Extractor::Video(_) => video::STATS_DIM + effnet::FEATURES,
+        }
+    }
+
+    /// The vector of one input. `path` names the stored file (for ffmpeg and messages).
+    pub fn extract(&self, bytes: &[u8], path: &Path) -> std::result::Result<Vec<f32>, String> {
+        match self {
+            Extractor::Text(m) => {
+                let s = std::str::from_utf8(bytes).map_err(|e| format!("text is not UTF-8: {e}"))?;
+                m.embed(s)
+            }
+            Extractor::Image(m) => {
+                let img = image::decode(bytes)?;
+                let out = m.forward(effnet::preprocess(&img.data, img.w, img.h)).map_err(|e| format!("model: {e}"))?;
+                Ok(out.features)
+            }
+            Extractor::Handcrafted => Ok(image::handcrafted(&image::decode(bytes)?)),
+            Extractor::Audio => audio::extract_wav(bytes),
+            Extractor::Video(m) => {
+                let frames = video::frames(bytes, path)?;
+                let mut v = video::stats(&frames);
+                let mut sum = vec![0f64; effnet::FEATURES];
+                for f in &frames {
+                    let out = m.forward(effnet::preprocess(&f.data, f.w, f.h)).map_err(|e| format!("model: {e}"))?;
+                    sum.iter_mut().zip(&out.features).for_each(|(s, x)| *s += *x as f64);
+                }
+                v.extend(sum.iter().map(|s| (s / frames.len() as f64) as f32));
+                Ok(v)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelInfo {
+    pub extractor: String,
+    pub version: String,
+    pub dim: usize,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct EmbeddingOutput {
-    /// The embed input's name (`embeddings.<name>`).
+    /// `embeddings.<name>`.
     pub name: String,
     pub surface: String,
     pub column: String,
+    pub extractor: String,
+    pub dim: usize,
     pub rows: u64,
-    pub empty_texts: u64,
+    /// Rows with a vector (the rest had no visible input, or it was quarantined).
+    pub present: u64,
+    pub distinct_inputs: u64,
+    #[serde(default)]
+    pub computed: u64,
+    #[serde(default)]
+    pub cached: u64,
+    pub quarantined: u64,
     pub path: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct FusedOutput {
+    pub strategy: String,
+    pub dim: usize,
+    pub modalities: Vec<String>,
+    pub rows: u64,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Quarantined {
+    /// The embedding it was meant for.
+    pub embedding: String,
+    pub content_hash: String,
+    /// The artifact's source path(s) as acquired.
+    pub file: String,
+    pub reason: String,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct EmbedReport {
     pub run_id: String,
-    pub model: String,
-    pub placeholder: bool,
+    pub models: Vec<ModelInfo>,
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default)]
+    pub cache_dir: String,
     pub outputs: Vec<EmbeddingOutput>,
+    pub fused: Vec<FusedOutput>,
+    pub quarantined: Vec<Quarantined>,
+    #[serde(default)]
+    pub seconds: f64,
+    /// Inputs embedded per second (computed ones only; cache hits excluded).
+    #[serde(default)]
+    pub computed_per_second: f64,
 }
 
-fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(|t| t.to_lowercase())
+/// Resolve a model name from project.yaml against the models directory.
+pub fn model_dir(models: &Path, name: &str) -> PathBuf {
+    let p = Path::new(name);
+    if p.is_absolute() { p.to_path_buf() } else { models.join(p) }
 }
 
-/// Signed feature hashing of the tokens of `text` into `BUCKETS` counts.
-pub fn hash_features(text: &str, out: &mut [f32]) {
-    for t in tokens(text) {
-        let h = blake3::hash(t.as_bytes());
-        let b = h.as_bytes();
-        let idx = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize % BUCKETS;
-        out[idx] += if b[4] & 1 == 0 { 1.0 } else { -1.0 };
-    }
-}
+type Key = (String, i64);
 
-/// The fixed projection matrix (BUCKETS x DIM), N(0, 1/DIM) from a splitmix64 stream.
-fn projection() -> Vec<f32> {
-    let mut state = SEED;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let scale = (1.0 / DIM as f64).sqrt();
-    (0..BUCKETS * DIM)
-        .map(|_| {
-            let (u1, u2) = (next().max(f64::MIN_POSITIVE), next());
-            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * scale) as f32
-        })
-        .collect()
-}
-
-/// Embed a batch of texts into `texts.len()` L2-normalised vectors of `DIM` values.
-pub fn embed_texts(texts: &[Option<&str>]) -> Result<Vec<Vec<f32>>> {
-    let n = texts.len();
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let mut feats = vec![0f32; n * BUCKETS];
-    for (i, t) in texts.iter().enumerate() {
-        if let Some(t) = t {
-            hash_features(t, &mut feats[i * BUCKETS..(i + 1) * BUCKETS]);
+/// (entity_id, t0, value) rows of one surface column, in file order.
+fn read_column(root: &Root, abs: &Path, column: &str) -> Result<Vec<(Key, Option<String>)>> {
+    let path = root.relative(abs);
+    let (_, batches) = t0_table::ParquetSet::open(abs)?.read_all()?;
+    let mut rows = Vec::new();
+    for b in &batches {
+        let col = |name: &str| -> Result<&ArrayRef> {
+            b.column_by_name(name).ok_or_else(|| Error::Refused(format!("{path}: no column {name}")))
+        };
+        let id = col("entity_id")?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| Error::Refused(format!("{path}: entity_id is not text")))?;
+        let t0 = col("t0")?
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| Error::Refused(format!("{path}: t0 is not a microsecond timestamp")))?;
+        let v = arrow::compute::cast(col(column)?, &DataType::Utf8).map_err(|e| Error::internal(&path, e))?;
+        let v = v.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            rows.push(((id.value(i).to_string(), t0.value(i)), v.is_valid(i).then(|| v.value(i).to_string())));
         }
     }
-    let dev = Device::Cpu;
-    let x = Tensor::from_vec(feats, (n, BUCKETS), &dev).ctx(|| "features tensor".into())?;
-    let w = Tensor::from_vec(projection(), (BUCKETS, DIM), &dev).ctx(|| "projection tensor".into())?;
-    let y = x.matmul(&w).ctx(|| "projection".into())?;
-    let norm = y.sqr().and_then(|s| s.sum_keepdim(1)).and_then(|s| s.sqrt()).and_then(|s| s.clamp(1e-12f32, f32::MAX));
-    let y = norm.and_then(|nm| y.broadcast_div(&nm)).ctx(|| "normalise".into())?;
-    y.to_vec2::<f32>().ctx(|| "embeddings to host".into())
+    Ok(rows)
+}
+
+fn vector_field(dim: usize) -> (Arc<Field>, DataType) {
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    (item.clone(), DataType::FixedSizeList(item, dim as i32))
+}
+
+fn write_vectors(
+    path: &Path,
+    keys: &[Key],
+    vectors: &[Option<&Vec<f32>>],
+    dim: usize,
+    extra: Vec<(Field, ArrayRef)>,
+) -> Result<()> {
+    let (item, dt) = vector_field(dim);
+    let mut list = FixedSizeListBuilder::new(Float32Builder::new(), dim as i32).with_field(item);
+    for v in vectors {
+        match v {
+            Some(v) => {
+                list.values().append_slice(v);
+                list.append(true);
+            }
+            None => {
+                list.values().append_slice(&vec![0.0; dim]);
+                list.append(false);
+            }
+        }
+    }
+    let mut fields = vec![
+        Field::new("entity_id", DataType::Utf8, false),
+        Field::new("t0", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new("embedding", dt, true),
+    ];
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>())),
+        Arc::new(TimestampMicrosecondArray::from(keys.iter().map(|k| k.1).collect::<Vec<_>>())),
+        Arc::new(list.finish()),
+    ];
+    for (f, a) in extra {
+        fields.push(f);
+        cols.push(a);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols).ctx(|| "embedding batch".into())?;
+    t0_table::write_parquet(path, schema, &[batch])
+}
+
+/// What one (input, extractor) pair produced.
+struct Computed {
+    vectors: HashMap<String, Vec<f32>>,
+    computed: u64,
+    cached: u64,
+}
+
+/// Vectors for the distinct inputs `items` ((content hash, bytes loader)) under `ext`, from
+/// the cache or computed in parallel; failures are quarantined.
+#[allow(clippy::too_many_arguments)]
+fn compute(
+    ext: &Extractor,
+    items: &[(String, PathBuf)],
+    load: &(dyn Fn(&str, &Path) -> std::result::Result<Vec<u8>, String> + Sync),
+    cache: &cache::Cache,
+    pool: &rayon::ThreadPool,
+    progress: &dyn Progress,
+    label: &str,
+) -> (Computed, Vec<(String, String)>) {
+    let version = ext.version();
+    let dim = ext.dim();
+    let computed = AtomicU64::new(0);
+    let cached = AtomicU64::new(0);
+    progress.phase(label, Some(items.len() as u64));
+    let results: Vec<(String, std::result::Result<Vec<f32>, String>)> = pool.install(|| {
+        items
+            .par_iter()
+            .map(|(hash, path)| {
+                let key = cache::key(&version, hash);
+                let r = if let Some(v) = cache.get(&key, dim) {
+                    cached.fetch_add(1, Ordering::Relaxed);
+                    Ok(v)
+                } else {
+                    let r = load(hash, path).and_then(|bytes| {
+                        // Decoders of untrusted media must not take the run down.
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ext.extract(&bytes, path)))
+                            .unwrap_or_else(|_| Err("the decoder panicked on this input".into()))
+                    });
+                    match r {
+                        Ok(v) if v.len() != dim => Err(format!("extractor returned {} values, expected {dim}", v.len())),
+                        Ok(v) if v.iter().any(|x| !x.is_finite()) => Err("non-finite values in the vector".into()),
+                        Ok(v) => {
+                            computed.fetch_add(1, Ordering::Relaxed);
+                            // A cache that cannot be written costs time, not correctness.
+                            let _ = cache.put(&key, &v);
+                            Ok(v)
+                        }
+                        Err(e) => Err(e),
+                    }
+                };
+                progress.advance(1);
+                (hash.clone(), r)
+            })
+            .collect()
+    });
+    progress.finish();
+    let mut vectors = HashMap::new();
+    let mut bad = Vec::new();
+    for (h, r) in results {
+        match r {
+            Ok(v) => {
+                vectors.insert(h, v);
+            }
+            Err(e) => bad.push((h, e)),
+        }
+    }
+    (Computed { vectors, computed: computed.into_inner(), cached: cached.into_inner() }, bad)
+}
+
+struct Planned {
+    /// `embeddings.<name>` suffix.
+    name: String,
+    surface: String,
+    column: String,
+    kind: Option<MediaKind>,
+    extractor: Arc<Extractor>,
 }
 
 pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress) -> Result<EmbedReport> {
-    let inputs = &args.project.def.embed.text;
-    if inputs.is_empty() {
+    let started = std::time::Instant::now();
+    let decl = &args.project.def.embed;
+    if decl.is_empty() {
         return Err(Error::NothingToDo(format!("project {} declares no embed inputs", args.project.name())));
     }
+    // Models first: a missing model is a configuration error before any lock is taken.
+    let needs_image = decl.artifacts.iter().any(|a| matches!(a.kind, MediaKind::Image | MediaKind::Video));
+    let text_model = if decl.text.is_empty() {
+        None
+    } else {
+        Some(Arc::new(text::TextModel::load(&model_dir(&args.models, &decl.models.text))?))
+    };
+    let image_model = if needs_image {
+        let dir = model_dir(&args.models, &decl.models.image);
+        Some(Arc::new(effnet::EfficientNetLite0::load(&dir.join("model.safetensors"))?))
+    } else {
+        None
+    };
+    let mut plan = Vec::new();
+    for t in &decl.text {
+        let ext = Arc::new(Extractor::Text(text_model.clone().expect("loaded for text inputs")));
+        plan.push(Planned { name: t.name.clone(), surface: t.surface.clone(), column: t.column.clone(), kind: None, extractor: ext });
+    }
+    let handcrafted = Arc::new(Extractor::Handcrafted);
+    let audio_ext = Arc::new(Extractor::Audio);
+    for a in &decl.artifacts {
+        let p = |name: String, extractor: Arc<Extractor>| Planned {
+            name,
+            surface: a.surface.clone(),
+            column: a.column.clone(),
+            kind: Some(a.kind),
+            extractor,
+        };
+        match a.kind {
+            MediaKind::Image => {
+                let m = image_model.clone().expect("loaded for image inputs");
+                plan.push(p(a.name.clone(), Arc::new(Extractor::Image(m))));
+                plan.push(p(format!("{}_handcrafted", a.name), handcrafted.clone()));
+            }
+            MediaKind::Audio => plan.push(p(a.name.clone(), audio_ext.clone())),
+            MediaKind::Video => {
+                let m = image_model.clone().expect("loaded for video inputs");
+                plan.push(p(a.name.clone(), Arc::new(Extractor::Video(m))));
+            }
+        }
+    }
+    let models: Vec<ModelInfo> = {
+        let mut seen = BTreeMap::new();
+        for p in &plan {
+            seen.entry(p.extractor.name())
+                .or_insert_with(|| ModelInfo { extractor: p.extractor.name(), version: p.extractor.version(), dim: p.extractor.dim() });
+        }
+        seen.into_values().collect()
+    };
+
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
-    let config_hash = t0_core::config::value_hash(&(MODEL, serde_json::to_value(inputs).expect("plain struct")));
+    let config_hash = t0_core::config::value_hash(&(
+        "embed-v2",
+        serde_json::to_value(decl).expect("plain struct"),
+        serde_json::to_value(&models).expect("plain struct"),
+    ));
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
-    let mut surfaces = Vec::new();
-    for input in inputs {
-        let name = format!("surface.{}", input.surface);
+    let mut surfaces: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for p in &plan {
+        if surfaces.contains_key(&p.surface) {
+            continue;
+        }
+        let name = format!("surface.{}", p.surface);
         if cert.manifest.outputs.iter().all(|o| o.name != name) {
             return Err(Error::config(
                 args.project.display(t0_project::PROJECT_FILE),
-                format!(
-                    "embed.text {}: certify run {} has no surface {}",
-                    input.name, cert.manifest.run_id, input.surface
-                ),
+                format!("embed input {}: certify run {} has no surface {}", p.name, cert.manifest.run_id, p.surface),
             ));
         }
-        surfaces.push(run.consume(&cert, &[name.as_str()])?.remove(0));
+        let out = run.consume(&cert, &[name.as_str()])?.remove(0);
+        surfaces.insert(p.surface.clone(), out.path(root)?);
     }
     // The certificate is part of the provenance: a re-certification (even of equal content)
     // gets its own embeddings run, which is what train-suite checks.
     let run_id = run.run_id(&cert.manifest.run_id);
     run.ensure_new(&run_id)?;
-    let mut outputs = Vec::new();
-    let mut reports = Vec::new();
-    for (input, surface) in inputs.iter().zip(&surfaces) {
-        let abs = surface.path(root)?;
-        let path = root.relative(&abs);
-        let (_, batches) = t0_table::ParquetSet::open(&abs)?.read_all()?;
-        let mut ids = Vec::new();
-        let mut t0s = Vec::new();
-        let mut texts: Vec<Option<String>> = Vec::new();
+
+    let threads = if args.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        args.threads
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::internal("thread pool", e))?;
+    let cache_dir = args.cache.clone().unwrap_or_else(|| root.join("cache/embed"));
+    let cache = cache::Cache::new(&cache_dir);
+
+    // Source paths of artifacts by content hash, for quarantine messages.
+    let mut sources: HashMap<String, Vec<String>> = HashMap::new();
+    if !decl.artifacts.is_empty() {
+        let current = t0_project::vocab::current_sql("artifacts", true).expect("artifacts is canonical");
+        let sql = format!(
+            "SELECT DISTINCT content_hash, path FROM ({current}) WHERE content_hash IS NOT NULL ORDER BY content_hash, path"
+        );
+        let (_, batches) = catalog.query_arrow(&sql, &[])?;
         for b in &batches {
-            let col = |name: &str| -> Result<&ArrayRef> {
-                b.column_by_name(name).ok_or_else(|| Error::Refused(format!("{path}: no column {name}")))
-            };
-            let id = col("entity_id")?
-                .as_string_opt::<i32>()
-                .ok_or_else(|| Error::Refused(format!("{path}: entity_id is not text")))?;
-            let t0 = col("t0")?
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .ok_or_else(|| Error::Refused(format!("{path}: t0 is not a microsecond timestamp")))?;
-            let text = col(&input.column)?
-                .as_string_opt::<i32>()
-                .ok_or_else(|| Error::Refused(format!("{path}: {} is not text", input.column)))?;
+            let (h, p) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
             for i in 0..b.num_rows() {
-                ids.push(id.value(i).to_string());
-                t0s.push(t0.value(i));
-                texts.push(text.is_valid(i).then(|| text.value(i).to_string()));
+                if p.is_valid(i) {
+                    sources.entry(h.value(i).to_string()).or_default().push(p.value(i).to_string());
+                }
             }
         }
-        progress.phase(&format!("embed {}", input.name), Some(ids.len() as u64));
-        let mut vectors = Vec::with_capacity(ids.len());
-        for chunk in texts.chunks(4096) {
-            let refs: Vec<Option<&str>> = chunk.iter().map(|t| t.as_deref()).collect();
-            vectors.extend(embed_texts(&refs)?);
-            progress.advance(chunk.len() as u64);
+    }
+    let load_media = |hash: &str, stored: &Path| -> std::result::Result<Vec<u8>, String> {
+        let bytes = std::fs::read(stored).map_err(|e| format!("media store {}: {e}", root.relative(stored)))?;
+        if blake3::hash(&bytes).to_hex().as_str() != hash {
+            return Err(format!("media store {} does not match its content hash", root.relative(stored)));
         }
-        progress.finish();
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        let mut list = FixedSizeListBuilder::new(Float32Builder::new(), DIM as i32).with_field(item.clone());
-        for v in &vectors {
-            list.values().append_slice(v);
-            list.append(true);
+        Ok(bytes)
+    };
+    let mut texts: HashMap<String, String> = HashMap::new();
+
+    let mut outputs = Vec::new();
+    let mut reports = Vec::new();
+    let mut quarantined: Vec<Quarantined> = Vec::new();
+    let mut total_computed = 0u64;
+    // Per output: keys in surface order and vectors, for fusion.
+    let mut fused_inputs: Vec<(String, usize, Vec<Key>, HashMap<Key, Vec<f32>>)> = Vec::new();
+    let mut columns_cache: HashMap<(String, String), Vec<(Key, Option<String>)>> = HashMap::new();
+    for p in &plan {
+        let col_key = (p.surface.clone(), p.column.clone());
+        if !columns_cache.contains_key(&col_key) {
+            columns_cache.insert(col_key.clone(), read_column(root, &surfaces[&p.surface], &p.column)?);
         }
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("entity_id", DataType::Utf8, false),
-            Field::new("t0", DataType::Timestamp(TimeUnit::Microsecond, None), false),
-            Field::new("embedding", DataType::FixedSizeList(item, DIM as i32), false),
-        ]));
-        let rows = ids.len() as u64;
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(ids)),
-                Arc::new(TimestampMicrosecondArray::from(t0s)),
-                Arc::new(list.finish()),
-            ],
-        )
-        .ctx(|| "embedding batch".into())?;
-        let rel = format!("lake/embeddings/text/{MODEL}/{run_id}/{}.parquet", input.name);
-        t0_table::write_parquet(&root.join(&rel), schema, &[batch])?;
+        let rows = &columns_cache[&col_key];
+        // Distinct inputs by content hash: texts hash their UTF-8 bytes, artifacts carry theirs.
+        let mut distinct: BTreeSet<String> = BTreeSet::new();
+        let mut row_hash: Vec<Option<String>> = Vec::with_capacity(rows.len());
+        for (_, v) in rows {
+            let h = v.as_ref().map(|v| match p.kind {
+                None => {
+                    let h = blake3::hash(v.as_bytes()).to_hex().to_string();
+                    texts.entry(h.clone()).or_insert_with(|| v.clone());
+                    h
+                }
+                Some(_) => v.clone(),
+            });
+            if let Some(h) = &h {
+                distinct.insert(h.clone());
+            }
+            row_hash.push(h);
+        }
+        let items: Vec<(String, PathBuf)> = distinct
+            .iter()
+            .map(|h| {
+                let stored = if p.kind.is_some() && h.len() >= 2 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    root.join(t0_project::vocab::media_path(h))
+                } else {
+                    PathBuf::new()
+                };
+                (h.clone(), stored)
+            })
+            .collect();
+        let load_any = |hash: &str, stored: &Path| -> std::result::Result<Vec<u8>, String> {
+            match p.kind {
+                None => texts.get(hash).map(|t| t.as_bytes().to_vec()).ok_or_else(|| "text missing".to_string()),
+                Some(_) if stored.as_os_str().is_empty() => Err(format!("{hash:?} is not a content hash")),
+                Some(_) => load_media(hash, stored),
+            }
+        };
+        let label = format!("embed {}", p.name);
+        let (done, bad) = compute(&p.extractor, &items, &load_any, &cache, &pool, progress, &label);
+        total_computed += done.computed;
+        for (h, reason) in &bad {
+            quarantined.push(Quarantined {
+                embedding: p.name.clone(),
+                content_hash: h.clone(),
+                file: sources.get(h).map(|v| v.join(", ")).unwrap_or_else(|| match p.kind {
+                    None => format!("{}.{}", p.surface, p.column),
+                    Some(_) => "(not in artifacts)".into(),
+                }),
+                reason: reason.clone(),
+            });
+        }
+        let keys: Vec<Key> = rows.iter().map(|(k, _)| k.clone()).collect();
+        let vecs: Vec<Option<&Vec<f32>>> =
+            row_hash.iter().map(|h| h.as_ref().and_then(|h| done.vectors.get(h))).collect();
+        let present = vecs.iter().filter(|v| v.is_some()).count() as u64;
+        let dim = p.extractor.dim();
+        let rel = format!("lake/embeddings/{}/{run_id}/{}.parquet", p.name, p.name);
+        write_vectors(&root.join(&rel), &keys, &vecs, dim, Vec::new())?;
         outputs.push(t0_manifest::record_output(
             root,
             &catalog,
-            &format!("embeddings.{}", input.name),
+            &format!("embeddings.{}", p.name),
             Location::per_entity_t0(rel.clone()),
         )?);
+        let by_key: HashMap<Key, Vec<f32>> =
+            keys.iter().zip(&vecs).filter_map(|(k, v)| v.map(|v| (k.clone(), v.clone()))).collect();
+        fused_inputs.push((p.name.clone(), dim, keys.clone(), by_key));
         reports.push(EmbeddingOutput {
-            name: input.name.clone(),
-            surface: input.surface.clone(),
-            column: input.column.clone(),
-            rows,
-            empty_texts: texts.iter().filter(|t| t.is_none()).count() as u64,
+            name: p.name.clone(),
+            surface: p.surface.clone(),
+            column: p.column.clone(),
+            extractor: p.extractor.name(),
+            dim,
+            rows: keys.len() as u64,
+            present,
+            distinct_inputs: items.len() as u64,
+            computed: done.computed,
+            cached: done.cached,
+            quarantined: bad.len() as u64,
             path: rel,
         });
     }
-    let report = EmbedReport { run_id: run_id.clone(), model: MODEL.into(), placeholder: true, outputs: reports };
-    run.finish(&run_id, None, outputs, serde_json::to_value(&report).expect("plain struct"))?;
+
+    // Fusion over every output, keyed by the union of (entity, T0) in first-seen order.
+    let mut fused = Vec::new();
+    if !decl.fusion.is_empty() {
+        progress.phase("fuse", None);
+        let d = decl.fusion_dim;
+        let mut keys: Vec<Key> = Vec::new();
+        let mut seen: BTreeSet<Key> = BTreeSet::new();
+        for (_, _, ks, _) in &fused_inputs {
+            for k in ks {
+                if seen.insert(k.clone()) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+        keys.sort();
+        let projectors: Vec<fusion::Projector> =
+            fused_inputs.iter().map(|(name, dim, _, _)| fusion::Projector::new(name, *dim, d)).collect();
+        // Projections of each row's present modalities.
+        let projected: Vec<Vec<Option<Vec<f32>>>> = pool.install(|| {
+            keys.par_iter()
+                .map(|k| {
+                    fused_inputs
+                        .iter()
+                        .zip(&projectors)
+                        .map(|((_, _, _, by_key), pr)| by_key.get(k).map(|v| pr.project(v)))
+                        .collect()
+                })
+                .collect()
+        });
+        let names: Vec<String> = fused_inputs.iter().map(|(n, ..)| n.clone()).collect();
+        for &strategy in &decl.fusion {
+            let dim = fusion::dim(strategy, names.len(), d);
+            let vectors: Vec<Vec<f32>> = projected.iter().map(|parts| fusion::fuse(strategy, parts, d)).collect();
+            let refs: Vec<Option<&Vec<f32>>> = vectors.iter().map(Some).collect();
+            let mut extra: Vec<(Field, ArrayRef)> = vec![
+                (
+                    Field::new("strategy", DataType::Utf8, false),
+                    Arc::new(StringArray::from(vec![strategy.as_str(); keys.len()])),
+                ),
+                (
+                    Field::new("modalities", DataType::Utf8, false),
+                    Arc::new(StringArray::from(
+                        projected
+                            .iter()
+                            .map(|parts| {
+                                names
+                                    .iter()
+                                    .zip(parts)
+                                    .filter(|(_, p)| p.is_some())
+                                    .map(|(n, _)| n.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            })
+                            .collect::<Vec<_>>(),
+                    )),
+                ),
+            ];
+            for (m, name) in names.iter().enumerate() {
+                extra.push((
+                    Field::new(format!("has_{name}"), DataType::Boolean, false),
+                    Arc::new(BooleanArray::from(projected.iter().map(|parts| parts[m].is_some()).collect::<Vec<_>>())),
+                ));
+            }
+            let rel = format!("lake/fused/{}/{run_id}/fused_manifest.parquet", strategy.as_str());
+            write_vectors(&root.join(&rel), &keys, &refs, dim, extra)?;
+            outputs.push(t0_manifest::record_output(
+                root,
+                &catalog,
+                &format!("fused.{}", strategy.as_str()),
+                Location::per_entity_t0(rel.clone()),
+            )?);
+            fused.push(FusedOutput {
+                strategy: strategy.as_str().into(),
+                dim,
+                modalities: names.clone(),
+                rows: keys.len() as u64,
+                path: rel,
+            });
+        }
+        progress.finish();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let report = EmbedReport {
+        run_id: run_id.clone(),
+        models,
+        threads,
+        cache_dir: cache.dir().display().to_string(),
+        outputs: reports,
+        fused,
+        quarantined,
+        seconds,
+        computed_per_second: if seconds > 0.0 { total_computed as f64 / seconds } else { 0.0 },
+    };
+    // The manifest summary must be the same on a replay: drop timings and host details.
+    let mut summary = serde_json::to_value(&report).expect("plain struct");
+    for k in ["seconds", "computed_per_second", "threads", "cache_dir"] {
+        summary.as_object_mut().expect("object").remove(k);
+    }
+    for o in summary["outputs"].as_array_mut().expect("array") {
+        o.as_object_mut().expect("object").remove("computed");
+        o.as_object_mut().expect("object").remove("cached");
+    }
+    run.finish(&run_id, None, outputs, summary)?;
     Ok(report)
 }

@@ -275,6 +275,10 @@ pub struct Features {
     /// Embed input names whose vectors are features.
     #[serde(default)]
     pub embeddings: Vec<String>,
+    /// A fused embedding (`fused.<strategy>`) whose vector and modality presence flags are
+    /// features.
+    #[serde(default)]
+    pub fusion: Option<FusionStrategy>,
     /// The label train-suite fits by default.
     #[serde(default)]
     pub target: Option<String>,
@@ -296,6 +300,7 @@ impl Default for Features {
             transforms: BTreeMap::new(),
             max_levels: d_levels(),
             embeddings: Vec::new(),
+            fusion: None,
             target: None,
             leakage: Vec::new(),
         }
@@ -308,9 +313,70 @@ pub struct EmbedInputs {
     /// Text columns of certified surfaces to embed.
     #[serde(default)]
     pub text: Vec<TextInput>,
-    /// Artifact kinds to embed (image/audio embedders come with the embed issue).
+    /// Artifact columns (content hashes) of certified surfaces to embed.
     #[serde(default)]
-    pub artifacts: Vec<String>,
+    pub artifacts: Vec<ArtifactInput>,
+    /// Model directories, relative to the models directory (`--models`, `T0CLIP_MODELS`) or
+    /// absolute.
+    #[serde(default)]
+    pub models: EmbedModels,
+    /// Fusion strategies, each written as `fused.<strategy>` (default: all three).
+    #[serde(default = "d_fusion")]
+    pub fusion: Vec<FusionStrategy>,
+    /// Common dimension of the seeded per-modality projections that fusion pools.
+    #[serde(default = "d_fusion_dim")]
+    pub fusion_dim: usize,
+}
+
+fn d_fusion() -> Vec<FusionStrategy> {
+    vec![FusionStrategy::Concat, FusionStrategy::SumPool, FusionStrategy::MaxPool]
+}
+
+fn d_fusion_dim() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FusionStrategy {
+    Concat,
+    SumPool,
+    MaxPool,
+}
+
+impl FusionStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FusionStrategy::Concat => "concat",
+            FusionStrategy::SumPool => "sum_pool",
+            FusionStrategy::MaxPool => "max_pool",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedModels {
+    /// A BERT-family sentence model directory (config.json, tokenizer.json, model.safetensors).
+    #[serde(default = "d_text_model")]
+    pub text: String,
+    /// An EfficientNet-Lite0 directory holding model.safetensors.
+    #[serde(default = "d_image_model")]
+    pub image: String,
+}
+
+fn d_text_model() -> String {
+    "all-minilm-l6-v2".into()
+}
+
+fn d_image_model() -> String {
+    "efficientnet-lite0".into()
+}
+
+impl Default for EmbedModels {
+    fn default() -> Self {
+        EmbedModels { text: d_text_model(), image: d_image_model() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -320,6 +386,47 @@ pub struct TextInput {
     pub name: String,
     pub surface: String,
     pub column: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// PNG, JPEG, GIF, WebP: the learned (EfficientNet-Lite0) and the handcrafted vector.
+    Image,
+    /// WAV: MFCC, log-mel, RMS, zero-crossing rate, spectral centroid.
+    Audio,
+    /// Animated GIF/WebP/PNG, or MP4 and other containers through `ffmpeg`.
+    Video,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactInput {
+    /// Name of the embedding (`embeddings.<name>`; images also `embeddings.<name>_handcrafted`).
+    pub name: String,
+    pub surface: String,
+    /// A column of content hashes (the `content_hash` of `artifacts`), NULL when no artifact
+    /// is visible at T0: the surface decides visibility, embed never looks past it.
+    pub column: String,
+    pub kind: MediaKind,
+}
+
+impl EmbedInputs {
+    /// Every embedding output name embed writes (without the `embeddings.` prefix).
+    pub fn output_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.text.iter().map(|t| t.name.clone()).collect();
+        for a in &self.artifacts {
+            v.push(a.name.clone());
+            if a.kind == MediaKind::Image {
+                v.push(format!("{}_handcrafted", a.name));
+            }
+        }
+        v
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty() && self.artifacts.is_empty()
+    }
 }
 
 fn at(file: &Path, line: usize, msg: impl std::fmt::Display) -> Error {
@@ -461,25 +568,45 @@ impl ProjectDef {
                 Some(_) => {}
             }
         }
+        let outputs = self.embed.output_names();
         for e in &f.embeddings {
-            if !self.embed.text.iter().any(|t| &t.name == e) {
+            if !outputs.contains(e) {
                 return Err(at(
                     file,
                     fline(e),
-                    format!("features.embeddings names {e:?}, which is not an embed.text input"),
+                    format!("features.embeddings names {e:?}, which is not an embed output ({})", outputs.join(", ")),
                 ));
             }
+        }
+        if let Some(s) = f.fusion
+            && !self.embed.fusion.contains(&s)
+        {
+            return Err(at(
+                file,
+                fline("fusion"),
+                format!("features.fusion is {}, which embed.fusion does not write", s.as_str()),
+            ));
+        }
+        if f.fusion.is_some() && self.embed.is_empty() {
+            return Err(at(file, fline("fusion"), "features.fusion needs embed inputs"));
+        }
+        if self.embed.fusion_dim == 0 || self.embed.fusion_dim > 4096 {
+            return Err(at(
+                file,
+                line_of(text, key_line(text, "embed"), "fusion_dim"),
+                "embed.fusion_dim must be between 1 and 4096",
+            ));
         }
         if f.max_levels == 0 {
             return Err(at(file, fline("max_levels"), "features.max_levels must be at least 1"));
         }
         let mut names = BTreeSet::new();
-        for t in &self.embed.text {
-            if !is_identifier(&t.name) || !names.insert(&t.name) {
+        for name in &outputs {
+            if !is_identifier(name) || !names.insert(name.clone()) {
                 return Err(at(
                     file,
-                    line_of(text, key_line(text, "embed"), &t.name),
-                    format!("embed.text name {:?} must be a unique lower-case identifier", t.name),
+                    line_of(text, key_line(text, "embed"), name),
+                    format!("embed input name {name:?} must be a unique lower-case identifier"),
                 ));
             }
         }

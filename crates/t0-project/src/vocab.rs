@@ -169,3 +169,9 @@ pub fn expand_current(sql: &str) -> String {
 pub fn spec(table: &str) -> Option<&'static TableSpec> {
     SPECS.iter().find(|s| s.table == table)
 }
+
+/// The media store entry of an artifact whose content hash (blake3, hex) is `hash`, relative
+/// to the root: acquire writes it, embed reads it.
+pub fn media_path(hash: &str) -> String {
+    format!("lake/media/{}/{hash}", &hash[..hash.len().min(2)])
+}

@@ -141,10 +141,16 @@ pub fn select(catalog: &Catalog, project: &Project, sources: &[Source]) -> Resul
     let mut used_names: Vec<String> = Vec::new();
     for s in sources {
         let schema = schema_of(catalog, &s.path)?;
-        let is_embedding_output = s.output.starts_with("embeddings.");
+        let is_embedding_output = s.output.starts_with("embeddings.") || s.output.starts_with("fused.");
+        let is_fused = s.output.starts_with("fused.");
         for field in schema.fields() {
             let col = field.name();
             if col == "entity_id" || col == "t0" {
+                continue;
+            }
+            // A fused manifest's strategy is constant and its modality list repeats the
+            // has_<modality> flags, which are features.
+            if is_fused && (col == "strategy" || col == "modalities") {
                 continue;
             }
             let qualified = format!("{}.{col}", short(&s.output));
@@ -153,8 +159,13 @@ pub fn select(catalog: &Catalog, project: &Project, sources: &[Source]) -> Resul
                 used_names.push(qualified);
                 continue;
             }
-            // An embedding output's vector column is named after the embedding.
-            let name = if is_embedding_output { short(&s.output).to_string() } else { col.clone() };
+            // An embedding output's vector column is named after the embedding (a fused one
+            // `fused_<strategy>`); its other columns keep their names.
+            let name = match (is_embedding_output, is_fused, col.as_str()) {
+                (true, false, _) => short(&s.output).to_string(),
+                (true, true, "embedding") => format!("fused_{}", short(&s.output)),
+                _ => col.clone(),
+            };
             if leakage.contains(&name) {
                 return Err(Error::Gate(format!(
                     "leakage: column {name:?} of {} is a label or listed under features.leakage, and it is selected as a feature; exclude it (features.exclude in {pfile})",
@@ -251,7 +262,9 @@ pub fn load(
         let a = alias(&c.source).ok_or_else(|| {
             Error::Refused(format!("feature column {} needs {}, which is not an input", c.column, c.source))
         })?;
-        let src_col = if c.source.starts_with("embeddings.") { "embedding".to_string() } else { c.column.clone() };
+        let vector = c.source.starts_with("embeddings.")
+            || (c.source.starts_with("fused.") && matches!(c.kind, ColumnKind::Embedding { .. }));
+        let src_col = if vector { "embedding".to_string() } else { c.column.clone() };
         select.push(format!("{a}.{}", quoted(&src_col)));
     }
     let mut joins = String::new();

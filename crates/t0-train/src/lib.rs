@@ -149,8 +149,8 @@ pub fn target(project: &Project, arg: Option<&str>) -> Result<String> {
     }
 }
 
-/// The certified surfaces and embeddings the project's features read, consumed (verified)
-/// into `run`: (sources, embed run if any).
+/// The certified surfaces and embed outputs (`embeddings.<name>`, `fused.<strategy>`) the
+/// project's features read, consumed (verified) into `run`: (sources, embed run if any).
 pub fn feature_sources(
     root: &Root,
     catalog: &Catalog,
@@ -181,10 +181,9 @@ pub fn feature_sources(
     let mut emb = None;
     if !embeddings.is_empty() {
         let e = embed_for(root, catalog, cert)?;
-        for name in embeddings {
-            let output = format!("embeddings.{name}");
+        for output in embeddings {
             let out = run.consume(&e, &[output.as_str()])?;
-            sources.push(Source { output, path: out[0].path(root)? });
+            sources.push(Source { output: output.clone(), path: out[0].path(root)? });
         }
         emb = Some(e);
     }
@@ -201,7 +200,11 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
     let labels = t0_certify::labels::labels_for(root, &catalog, &cert)?;
     let f = &project.def.features;
-    let (sources, emb) = feature_sources(root, &catalog, project, &cert, &mut run, &f.surfaces, &f.embeddings)?;
+    let mut embed_outputs: Vec<String> = f.embeddings.iter().map(|e| format!("embeddings.{e}")).collect();
+    if let Some(s) = f.fusion {
+        embed_outputs.push(format!("fused.{}", s.as_str()));
+    }
+    let (sources, emb) = feature_sources(root, &catalog, project, &cert, &mut run, &f.surfaces, &embed_outputs)?;
     let label_out = run.consume(&labels, &["labels"])?;
     // Provenance includes the certificate: a model trained under another certification is
     // another run, as score and calibrate check.

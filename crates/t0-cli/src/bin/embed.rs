@@ -1,13 +1,24 @@
-//! `embed`: vectors from the certified text surface.
-use clap::Parser;
+//! `embed`: vectors from certified surfaces and the artifacts they make visible.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
 use t0_cli::{Common, Freshness, Outcome};
 
-/// Embed the certified text surface into one vector per (entity, T0).
+/// Embed what the project's `embed:` declares into one vector per (entity, T0) and input, and
+/// fuse them (concat, sum_pool, max_pool).
 ///
-/// The current text model is a labelled PLACEHOLDER (`hashing-bow-v0`: signed feature hashing
-/// projected by a fixed seeded matrix on candle) until real pretrained models arrive.
+/// Text: sentence embeddings from a BERT-family model directory (default all-MiniLM-L6-v2).
+/// Images: EfficientNet-Lite0 pooled features and a handcrafted vector. Audio (WAV): MFCC,
+/// log-mel, RMS, zero-crossing rate, spectral centroid. Video (animated GIF/WebP/PNG, MP4
+/// through ffmpeg): frame statistics, motion and the mean image embedding. Weights come from
+/// `scripts/fetch-models.sh` (package registries, never a model hub).
 ///
-/// Exit codes: 0 done, 3 certificate missing/failed/stale/mismatched or lock held, 99 done before.
+/// Only artifacts the certified surface shows at T0 are read; media that cannot be decoded is
+/// quarantined (file and reason in the summary), never fatal. Vectors are cached by input
+/// bytes and model version, and are bit-identical across runs and thread counts.
+///
+/// Exit codes: 0 done, 2 model missing or project invalid, 3 certificate missing/failed/stale/
+/// mismatched or lock held, 99 done before or nothing declared.
 #[derive(Parser)]
 #[command(name = "embed", version)]
 struct Cli {
@@ -15,29 +26,84 @@ struct Cli {
     common: Common,
     #[command(flatten)]
     freshness: Freshness,
+    /// Directory of the model directories the project names.
+    #[arg(long, env = "T0CLIP_MODELS", value_name = "DIR")]
+    models: Option<PathBuf>,
+    /// Vector cache directory (default: <root>/cache/embed); may be shared between roots.
+    #[arg(long, env = "T0CLIP_EMBED_CACHE", value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Worker threads (default: all cores). The outputs do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     #[command(subcommand)]
-    cmd: Option<t0_cli::ShowCmd>,
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    #[command(flatten)]
+    Show(t0_cli::ShowCmd),
+    /// Convert a legacy (non-zip) PyTorch checkpoint to safetensors, without PyTorch.
+    ConvertPth {
+        /// The .pth file.
+        input: PathBuf,
+        /// The .safetensors file to write.
+        output: PathBuf,
+    },
 }
 
 fn human(r: &t0_embed::EmbedReport) -> String {
-    let mut human = format!("run {}: model {} (placeholder)", r.run_id, r.model);
+    let mut human = format!("run {}: {} threads, {:.1} s", r.run_id, r.threads, r.seconds);
+    for m in &r.models {
+        human.push_str(&format!("\n  model {} ({} values, version {})", m.extractor, m.dim, &m.version[..12]));
+    }
     for o in &r.outputs {
-        human.push_str(&format!("\n  {} ({}.{}): {} vectors -> {}", o.name, o.surface, o.column, o.rows, o.path));
+        human.push_str(&format!(
+            "\n  embeddings.{} ({}.{}): {}/{} rows with a vector; {} distinct inputs: {} computed, {} cached, {} quarantined -> {}",
+            o.name, o.surface, o.column, o.present, o.rows, o.distinct_inputs, o.computed, o.cached, o.quarantined, o.path
+        ));
+    }
+    for f in &r.fused {
+        human.push_str(&format!("\n  fused.{} ({} values over {}): {} rows -> {}", f.strategy, f.dim, f.modalities.join(", "), f.rows, f.path));
+    }
+    if !r.quarantined.is_empty() {
+        human.push_str(&format!("\n  quarantined: {}", r.quarantined.len()));
+        for q in r.quarantined.iter().take(10) {
+            human.push_str(&format!("\n    {} [{}]: {}", q.file, q.embedding, q.reason));
+        }
     }
     human
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::ConvertPth { input, output }) = &cli.cmd {
+        return match t0_embed::pth::convert_to_safetensors(input, output) {
+            Ok(n) => {
+                eprintln!("embed convert-pth: {n} tensors -> {}", output.display());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("embed convert-pth: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     t0_cli::run(&cli.common, "embed", |root, clock, progress| {
-        if let Some(t0_cli::ShowCmd::Show { run }) = &cli.cmd {
+        if let Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) = &cli.cmd {
             let r: t0_embed::EmbedReport = t0_cli::show(root, t0_embed::STAGE, run.as_deref())?;
             return Ok(Outcome::done(&r, human(&r)));
         }
         let r = t0_embed::run(
             root,
             clock,
-            &t0_embed::EmbedArgs { project: cli.common.project()?, max_age_days: cli.freshness.max_age_days },
+            &t0_embed::EmbedArgs {
+                project: cli.common.project()?,
+                max_age_days: cli.freshness.max_age_days,
+                models: cli.models.clone().unwrap_or_else(t0_embed::default_models_dir),
+                cache: cli.cache.clone(),
+                threads: cli.threads,
+            },
             progress,
         )?;
         Ok(Outcome::done(&r, human(&r)))

@@ -1,0 +1,121 @@
+//! Sentence embeddings from a BERT-family model directory (config.json, tokenizer.json,
+//! model.safetensors), as sentence-transformers computes them: mean pooling of the last hidden
+//! state under the attention mask, then L2 normalisation.
+//!
+//! Every text is encoded alone (no padding, batch of one). That costs little for short texts
+//! and makes a vector a function of its text and the model only: it does not depend on which
+//! other texts shared a batch, so cached and fresh vectors are bit-identical.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config, HiddenAct};
+use tokenizers::Tokenizer;
+
+use crate::ModelError;
+
+/// Default sequence length when the directory has no `sentence_bert_config.json`; the
+/// tokenizer.json of all-MiniLM-L6-v2 is preset to 128, sentence-transformers uses 256.
+pub const DEFAULT_MAX_SEQ: usize = 256;
+
+pub struct TextModel {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    pub dir: PathBuf,
+    pub max_seq: usize,
+    pub dim: usize,
+    /// blake3 over config, tokenizer, pooling settings and weights: part of every cache key.
+    pub version: String,
+}
+
+fn read(dir: &Path, name: &str) -> Result<Vec<u8>, ModelError> {
+    let p = dir.join(name);
+    std::fs::read(&p).map_err(|e| ModelError::new(&p, format!("cannot be read: {e}")))
+}
+
+impl TextModel {
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        if !dir.is_dir() {
+            return Err(ModelError::new(dir, "text model directory not found (scripts/fetch-models.sh fetches it)"));
+        }
+        let config_bytes = read(dir, "config.json")?;
+        let mut config: Config = serde_json::from_slice(&config_bytes)
+            .map_err(|e| ModelError::new(dir.join("config.json"), format!("not a BERT config: {e}")))?;
+        // sentence-transformers uses the exact erf GELU whatever the config spells.
+        if matches!(config.hidden_act, HiddenAct::GeluApproximate) {
+            config.hidden_act = HiddenAct::Gelu;
+        }
+        let max_seq = match std::fs::read(dir.join("sentence_bert_config.json")) {
+            Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
+                .ok()
+                .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
+                .map(|m| m as usize)
+                .unwrap_or(DEFAULT_MAX_SEQ),
+            Err(_) => DEFAULT_MAX_SEQ,
+        }
+        .min(config.max_position_embeddings);
+        if let Ok(b) = std::fs::read(dir.join("1_Pooling/config.json")) {
+            let v: serde_json::Value = serde_json::from_slice(&b)
+                .map_err(|e| ModelError::new(dir.join("1_Pooling/config.json"), e.to_string()))?;
+            if v.get("pooling_mode_mean_tokens").and_then(|m| m.as_bool()) == Some(false) {
+                return Err(ModelError::new(
+                    dir.join("1_Pooling/config.json"),
+                    "only mean pooling is implemented (pooling_mode_mean_tokens is false)",
+                ));
+            }
+        }
+        let tok_bytes = read(dir, "tokenizer.json")?;
+        let mut tokenizer = Tokenizer::from_bytes(&tok_bytes)
+            .map_err(|e| ModelError::new(dir.join("tokenizer.json"), format!("not a tokenizer: {e}")))?;
+        // One text at a time: no padding; truncate at the model's sequence length.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams { max_length: max_seq, ..Default::default() }))
+            .map_err(|e| ModelError::new(dir.join("tokenizer.json"), e.to_string()))?;
+        let weights = dir.join("model.safetensors");
+        let mut h = blake3::Hasher::new();
+        h.update(b"t0-embed text v1\0");
+        h.update(&config_bytes);
+        h.update(&tok_bytes);
+        h.update(&(max_seq as u64).to_le_bytes());
+        let f = std::fs::File::open(&weights).map_err(|e| ModelError::new(&weights, format!("cannot be read: {e}")))?;
+        h.update_reader(f).map_err(|e| ModelError::new(&weights, e.to_string()))?;
+        // SAFETY: the weights file is opened read-only and not modified while mapped.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
+            .map_err(|e| ModelError::new(&weights, e.to_string()))?;
+        let model = BertModel::load(vb, &config).map_err(|e| ModelError::new(&weights, e.to_string()))?;
+        Ok(TextModel {
+            model,
+            tokenizer,
+            dir: dir.to_path_buf(),
+            max_seq,
+            dim: config.hidden_size,
+            version: h.finalize().to_hex().to_string(),
+        })
+    }
+
+    /// The L2-normalised sentence vector of `text`.
+    pub fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+        let enc = self.tokenizer.encode(text, true).map_err(|e| format!("tokenizer: {e}"))?;
+        let ids = enc.get_ids();
+        let n = ids.len();
+        let dev = Device::Cpu;
+        let run = || -> candle_core::Result<Vec<f32>> {
+            let input = Tensor::new(ids, &dev)?.unsqueeze(0)?;
+            let types = Tensor::new(enc.get_type_ids(), &dev)?.unsqueeze(0)?;
+            let mask = Tensor::new(enc.get_attention_mask(), &dev)?.unsqueeze(0)?;
+            let hidden = self.model.forward(&input, &types, Some(&mask))?; // (1, n, dim)
+            let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (1, n, 1)
+            let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (1, dim)
+            let count = maskf.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+            let mean = summed.broadcast_div(&count)?;
+            let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+            mean.broadcast_div(&norm)?.squeeze(0)?.to_vec1::<f32>()
+        };
+        if n == 0 {
+            return Err("the tokenizer produced no tokens".into());
+        }
+        run().map_err(|e| format!("model: {e}"))
+    }
+}
