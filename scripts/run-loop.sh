@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/t0-clip/target}"
 export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"
 bash scripts/install-just.sh
+bash scripts/fetch-models.sh
 just loop "${1:-fixtures/clips}"
 root="${T0CLIP_ROOT:-.t0clip}"
 echo

@@ -50,7 +50,8 @@ pub fn store(root: &t0_core::Root, src: &Path, hash: &str) -> Result<(), String>
     let dir = dest.parent().expect("store paths have a parent");
     std::fs::create_dir_all(dir).map_err(|e| format!("media store {}: {e}", dir.display()))?;
     let tmp = dir.join(format!(".{hash}.{}.tmp", std::process::id()));
-    std::fs::copy(src, &tmp).map_err(|e| format!("artifact {} cannot be copied to the media store: {e}", src.display()))?;
+    std::fs::copy(src, &tmp)
+        .map_err(|e| format!("artifact {} cannot be copied to the media store: {e}", src.display()))?;
     std::fs::rename(&tmp, &dest).map_err(|e| format!("media store {}: {e}", dest.display()))?;
     Ok(())
 }

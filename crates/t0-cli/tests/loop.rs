@@ -255,8 +255,107 @@ fn labels_corrupted_before_train() {
 }
 
 #[test]
-fn embeddings_corrupted_before_train() {
-    file_case("lake/embeddings/text/", "/text.parquet", "train-suite");
+fn fused_embeddings_corrupted_before_train() {
+    file_case("lake/fused/concat/", "fused_manifest.parquet", "train-suite");
+}
+
+/// The pristine root's embed outputs, by path, as bytes.
+fn embed_files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for dir in ["lake/embeddings", "lake/fused"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn until_labels(root: &Path, input: &Path) {
+    expect(root, "acquire", &["--input", input.to_str().unwrap()], 0);
+    expect(root, "audit", &[], 1);
+    expect(root, "heal", &[], 0);
+    expect(root, "audit", &[], 0);
+    expect(root, "certify", &[], 0);
+    expect(root, "certify", &["labels"], 0);
+}
+
+#[test]
+fn embed_outputs_are_bit_identical_across_threads_and_cache_states() {
+    let a = pristine();
+    let want = embed_files(a);
+    assert!(want.len() >= 7, "4 embeddings and 3 fused outputs: {:?}", want.iter().map(|w| &w.0).collect::<Vec<_>>());
+    // A warm cache (the pristine run's, computed cold on 2 threads) less one entry, 1 thread.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    copy_dir(&a.join("cache/embed"), &cache);
+    let mut entries = Vec::new();
+    let mut stack = vec![cache.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { entries.push(p) }
+        }
+    }
+    entries.sort();
+    std::fs::remove_file(&entries[0]).unwrap();
+    let root = dir.path().join("root");
+    until_labels(&root, &fixture());
+    let o = expect(&root, "embed", &["--threads", "1", "--cache", cache.to_str().unwrap(), "--json"], 0);
+    let r: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let computed: u64 = r["outputs"].as_array().unwrap().iter().map(|o| o["computed"].as_u64().unwrap()).sum();
+    assert_eq!(computed, 1, "one missing cache entry, one vector computed: {}", o.stdout);
+    assert_eq!(embed_files(&root), want, "embed outputs differ between 2 threads cold and 1 thread warm");
+}
+
+#[test]
+fn corrupt_media_is_quarantined_and_a_changed_media_store_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    copy_dir(&fixture(), &input);
+    // An image that is not one, and a truncated WAV.
+    std::fs::write(input.join("media/thumbs/clip0000000.png"), b"\x89PNG\r\n\x1a\nnot really a png").unwrap();
+    let wav = std::fs::read(input.join("media/audio/clip0000001.wav")).unwrap();
+    std::fs::write(input.join("media/audio/clip0000001.wav"), &wav[..30]).unwrap();
+    let root = dir.path().join("root");
+    until_labels(&root, &input);
+    // A media store file changed after acquire hashed it: refused, naming the file.
+    let store = root.join("lake/media");
+    let mut files = Vec::new();
+    for d in std::fs::read_dir(&store).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    files.sort();
+    let victim =
+        files.iter().find(|f| std::fs::read(f).unwrap().starts_with(b"\x89PNG\r\n\x1a\n")).unwrap_or(&files[0]).clone();
+    let original = std::fs::read(&victim).unwrap();
+    let mut bad = original.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(&victim, &bad).unwrap();
+    let o = expect(&root, "embed", &[], 3);
+    let name = victim.file_name().unwrap().to_string_lossy().to_string();
+    assert!(o.stderr.contains(&name), "{}", o.stderr);
+    std::fs::write(&victim, &original).unwrap();
+    // Undecodable media: quarantined with file and reason, the run goes on.
+    let o = expect(&root, "embed", &["--json"], 0);
+    let r: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let q = r["quarantined"].as_array().unwrap();
+    let files: Vec<&str> = q.iter().map(|q| q["file"].as_str().unwrap()).collect();
+    assert!(files.iter().any(|f| f.contains("clip0000000.png")), "{}", o.stdout);
+    assert!(files.iter().any(|f| f.contains("clip0000001.wav")), "{}", o.stdout);
+    assert!(q.iter().all(|q| !q["reason"].as_str().unwrap().is_empty()));
+    expect(&root, "train-suite", &[], 0);
 }
 
 #[test]
@@ -617,8 +716,8 @@ fn gapminder_loop(root: &Path, project: &Path) -> serde_json::Value {
     expect(root, "heal", &["--project", p], 99);
     expect(root, "certify", &["--project", p], 0);
     expect(root, "certify", &["--project", p, "labels"], 0);
-    // The panel declares no text: embed has nothing to do.
-    expect(root, "embed", &["--project", p], 99);
+    // The country profile text gets a real sentence embedding.
+    expect(root, "embed", &["--project", p], 0);
     let train = expect(root, "train-suite", &["--project", p, "--json"], 0);
     expect(root, "score", &["--project", p], 0);
     let cal = run(root, "calibrate", &["--project", p, "--json"]);

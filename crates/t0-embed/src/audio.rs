@@ -54,11 +54,8 @@ pub fn decode_wav(bytes: &[u8]) -> Result<Mono, String> {
                 .map_err(|e| format!("wav: {e}"))?
         }
     };
-    let samples = if ch == 1 {
-        inter
-    } else {
-        inter.chunks_exact(ch).map(|f| f.iter().sum::<f32>() / ch as f32).collect()
-    };
+    let samples =
+        if ch == 1 { inter } else { inter.chunks_exact(ch).map(|f| f.iter().sum::<f32>() / ch as f32).collect() };
     Ok(Mono { rate: spec.sample_rate, samples })
 }
 
@@ -166,8 +163,7 @@ fn mel_filters(n_mels: usize) -> Vec<Vec<f64>> {
     let bins = N_FFT / 2 + 1;
     let fft_f: Vec<f64> = (0..bins).map(|k| k as f64 * sr / N_FFT as f64).collect();
     let (lo, hi) = (hz_to_mel(0.0), hz_to_mel(sr / 2.0));
-    let mel_f: Vec<f64> =
-        (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64)).collect();
+    let mel_f: Vec<f64> = (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64)).collect();
     (0..n_mels)
         .map(|i| {
             let (d0, d1) = (mel_f[i + 1] - mel_f[i], mel_f[i + 2] - mel_f[i + 1]);

@@ -64,11 +64,7 @@ impl Cache {
         v.iter().for_each(|x| body.extend_from_slice(&x.to_le_bytes()));
         let sum = blake3::hash(&body);
         body.extend_from_slice(sum.as_bytes());
-        let tmp = dir.join(format!(
-            ".{key}.{}.{}.tmp",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = dir.join(format!(".{key}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&body)?;
         f.sync_data()?;

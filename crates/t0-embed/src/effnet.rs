@@ -79,7 +79,12 @@ fn bn(vb: &VarBuilder, prefix: &str, c: usize) -> candle_core::Result<(Vec<f64>,
 }
 
 /// Conv weight (out, in, kh, kw) with BN folded, flattened to (out, in*kh*kw).
-fn dense(vb: &VarBuilder, conv: &str, bn_name: &str, shape: (usize, usize, usize, usize)) -> candle_core::Result<Dense> {
+fn dense(
+    vb: &VarBuilder,
+    conv: &str,
+    bn_name: &str,
+    shape: (usize, usize, usize, usize),
+) -> candle_core::Result<Dense> {
     let (o, i, kh, kw) = shape;
     let w = vb.get(shape, &format!("{conv}.weight"))?.to_dtype(DType::F64)?.reshape((o, i * kh * kw))?;
     let (scale, shift) = bn(vb, bn_name, o)?;
@@ -89,7 +94,14 @@ fn dense(vb: &VarBuilder, conv: &str, bn_name: &str, shape: (usize, usize, usize
     Ok(Dense { w, b })
 }
 
-fn depthwise(vb: &VarBuilder, conv: &str, bn_name: &str, c: usize, k: usize, stride: usize) -> candle_core::Result<Depthwise> {
+fn depthwise(
+    vb: &VarBuilder,
+    conv: &str,
+    bn_name: &str,
+    c: usize,
+    k: usize,
+    stride: usize,
+) -> candle_core::Result<Depthwise> {
     let w = vb.get((c, 1, k, k), &format!("{conv}.weight"))?.to_dtype(DType::F64)?.reshape((c, k * k))?;
     let (scale, shift) = bn(vb, bn_name, c)?;
     let s = Tensor::from_vec(scale, (c, 1), &Device::Cpu)?;
@@ -178,7 +190,10 @@ impl EfficientNetLite0 {
                 let mid = cin * e;
                 let p = format!("_blocks.{i}");
                 let expand = if e != 1 {
-                    Some(dense(&vb, &format!("{p}._expand_conv"), &format!("{p}._bn0"), (mid, cin, 1, 1)).map_err(err)?)
+                    Some(
+                        dense(&vb, &format!("{p}._expand_conv"), &format!("{p}._bn0"), (mid, cin, 1, 1))
+                            .map_err(err)?,
+                    )
                 } else {
                     None
                 };

@@ -76,9 +76,7 @@ pub fn dim(strategy: FusionStrategy, m: usize, d: usize) -> usize {
 /// Fuse the projections of one row (`None` = modality absent).
 pub fn fuse(strategy: FusionStrategy, parts: &[Option<Vec<f32>>], d: usize) -> Vec<f32> {
     match strategy {
-        FusionStrategy::Concat => {
-            parts.iter().flat_map(|p| p.clone().unwrap_or_else(|| vec![0.0; d])).collect()
-        }
+        FusionStrategy::Concat => parts.iter().flat_map(|p| p.clone().unwrap_or_else(|| vec![0.0; d])).collect(),
         FusionStrategy::SumPool => {
             let mut out = vec![0f32; d];
             for p in parts.iter().flatten() {

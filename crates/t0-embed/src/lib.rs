@@ -44,6 +44,8 @@ use t0_manifest::{Location, StageRun};
 use t0_project::def::MediaKind;
 
 pub const STAGE: &str = "embed";
+/// Marks a load failure that is an integrity violation (refused, exit 3), not bad media.
+const TAMPERED: &str = "tampered: ";
 
 /// A model that cannot be loaded: the file and why.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +112,9 @@ impl Extractor {
             Extractor::Image(m) => m.version.clone(),
             Extractor::Handcrafted => blake3::hash(b"image:handcrafted-v1").to_hex().to_string(),
             Extractor::Audio => blake3::hash(b"audio:librosa-features-v1").to_hex().to_string(),
-            Extractor::Video(m) => blake3::hash(format!("video:frames-v1 {}", m.version).as_bytes()).to_hex().to_string(),
+            Extractor::Video(m) => {
+                blake3::hash(format!("video:frames-v1 {}", m.version).as_bytes()).to_hex().to_string()
+            }
         }
     }
 
@@ -224,9 +228,15 @@ pub fn model_dir(models: &Path, name: &str) -> PathBuf {
 }
 
 type Key = (String, i64);
+/// Loads the bytes of one input by (content hash, stored path).
+type Loader<'a> = dyn Fn(&str, &Path) -> std::result::Result<Vec<u8>, String> + Sync + 'a;
+/// (output name, dimension, keys in surface order, vectors by key): the inputs of fusion.
+type FusionInput = (String, usize, Vec<Key>, HashMap<Key, Vec<f32>>);
+/// A surface column's rows: ((entity_id, t0), value).
+type ColumnRows = Vec<(Key, Option<String>)>;
 
 /// (entity_id, t0, value) rows of one surface column, in file order.
-fn read_column(root: &Root, abs: &Path, column: &str) -> Result<Vec<(Key, Option<String>)>> {
+fn read_column(root: &Root, abs: &Path, column: &str) -> Result<ColumnRows> {
     let path = root.relative(abs);
     let (_, batches) = t0_table::ParquetSet::open(abs)?.read_all()?;
     let mut rows = Vec::new();
@@ -308,7 +318,7 @@ struct Computed {
 fn compute(
     ext: &Extractor,
     items: &[(String, PathBuf)],
-    load: &(dyn Fn(&str, &Path) -> std::result::Result<Vec<u8>, String> + Sync),
+    load: &Loader,
     cache: &cache::Cache,
     pool: &rayon::ThreadPool,
     progress: &dyn Progress,
@@ -334,7 +344,9 @@ fn compute(
                             .unwrap_or_else(|_| Err("the decoder panicked on this input".into()))
                     });
                     match r {
-                        Ok(v) if v.len() != dim => Err(format!("extractor returned {} values, expected {dim}", v.len())),
+                        Ok(v) if v.len() != dim => {
+                            Err(format!("extractor returned {} values, expected {dim}", v.len()))
+                        }
                         Ok(v) if v.iter().any(|x| !x.is_finite()) => Err("non-finite values in the vector".into()),
                         Ok(v) => {
                             computed.fetch_add(1, Ordering::Relaxed);
@@ -395,7 +407,13 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
     let mut plan = Vec::new();
     for t in &decl.text {
         let ext = Arc::new(Extractor::Text(text_model.clone().expect("loaded for text inputs")));
-        plan.push(Planned { name: t.name.clone(), surface: t.surface.clone(), column: t.column.clone(), kind: None, extractor: ext });
+        plan.push(Planned {
+            name: t.name.clone(),
+            surface: t.surface.clone(),
+            column: t.column.clone(),
+            kind: None,
+            extractor: ext,
+        });
     }
     let handcrafted = Arc::new(Extractor::Handcrafted);
     let audio_ext = Arc::new(Extractor::Audio);
@@ -423,8 +441,11 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
     let models: Vec<ModelInfo> = {
         let mut seen = BTreeMap::new();
         for p in &plan {
-            seen.entry(p.extractor.name())
-                .or_insert_with(|| ModelInfo { extractor: p.extractor.name(), version: p.extractor.version(), dim: p.extractor.dim() });
+            seen.entry(p.extractor.name()).or_insert_with(|| ModelInfo {
+                extractor: p.extractor.name(),
+                version: p.extractor.version(),
+                dim: p.extractor.dim(),
+            });
         }
         seen.into_values().collect()
     };
@@ -463,10 +484,8 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
     } else {
         args.threads
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::internal("thread pool", e))?;
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::internal("thread pool", e))?;
     let cache_dir = args.cache.clone().unwrap_or_else(|| root.join("cache/embed"));
     let cache = cache::Cache::new(&cache_dir);
 
@@ -490,7 +509,10 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
     let load_media = |hash: &str, stored: &Path| -> std::result::Result<Vec<u8>, String> {
         let bytes = std::fs::read(stored).map_err(|e| format!("media store {}: {e}", root.relative(stored)))?;
         if blake3::hash(&bytes).to_hex().as_str() != hash {
-            return Err(format!("media store {} does not match its content hash", root.relative(stored)));
+            return Err(format!(
+                "{TAMPERED}media store file {} does not match its content hash",
+                root.relative(stored)
+            ));
         }
         Ok(bytes)
     };
@@ -501,8 +523,8 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
     let mut quarantined: Vec<Quarantined> = Vec::new();
     let mut total_computed = 0u64;
     // Per output: keys in surface order and vectors, for fusion.
-    let mut fused_inputs: Vec<(String, usize, Vec<Key>, HashMap<Key, Vec<f32>>)> = Vec::new();
-    let mut columns_cache: HashMap<(String, String), Vec<(Key, Option<String>)>> = HashMap::new();
+    let mut fused_inputs: Vec<FusionInput> = Vec::new();
+    let mut columns_cache: HashMap<(String, String), ColumnRows> = HashMap::new();
     for p in &plan {
         let col_key = (p.surface.clone(), p.column.clone());
         if !columns_cache.contains_key(&col_key) {
@@ -546,6 +568,10 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
         };
         let label = format!("embed {}", p.name);
         let (done, bad) = compute(&p.extractor, &items, &load_any, &cache, &pool, progress, &label);
+        // A media store file that changed after acquire hashed it is tampering, not bad media.
+        if let Some((_, reason)) = bad.iter().find(|(_, r)| r.starts_with(TAMPERED)) {
+            return Err(Error::Refused(reason.trim_start_matches(TAMPERED).to_string()));
+        }
         total_computed += done.computed;
         for (h, reason) in &bad {
             quarantined.push(Quarantined {
@@ -683,15 +709,92 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
         seconds,
         computed_per_second: if seconds > 0.0 { total_computed as f64 / seconds } else { 0.0 },
     };
-    // The manifest summary must be the same on a replay: drop timings and host details.
+    // The manifest summary must be the same on a replay: drop timings and host details
+    // (computed/cached stay: they say what this run did).
     let mut summary = serde_json::to_value(&report).expect("plain struct");
     for k in ["seconds", "computed_per_second", "threads", "cache_dir"] {
         summary.as_object_mut().expect("object").remove(k);
     }
-    for o in summary["outputs"].as_array_mut().expect("array") {
-        o.as_object_mut().expect("object").remove("computed");
-        o.as_object_mut().expect("object").remove("cached");
-    }
     run.finish(&run_id, None, outputs, summary)?;
     Ok(report)
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ExtractReport {
+    pub kind: String,
+    pub extractor: String,
+    pub inputs: usize,
+    pub dim: usize,
+    pub threads: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub failed: Vec<(String, String)>,
+    pub vectors: Vec<Option<Vec<f32>>>,
+}
+
+/// Run one extractor over files (text: one input per line), in parallel, without a cache.
+pub fn extract_files(
+    models: &Path,
+    names: &t0_project::def::EmbedModels,
+    kind: &str,
+    files: &[PathBuf],
+    threads: usize,
+) -> Result<ExtractReport> {
+    let ext = match kind {
+        "text" => Extractor::Text(Arc::new(text::TextModel::load(&model_dir(models, &names.text))?)),
+        "image" | "video" => {
+            let m =
+                Arc::new(effnet::EfficientNetLite0::load(&model_dir(models, &names.image).join("model.safetensors"))?);
+            if kind == "image" { Extractor::Image(m) } else { Extractor::Video(m) }
+        }
+        "handcrafted" => Extractor::Handcrafted,
+        "audio" => Extractor::Audio,
+        other => {
+            return Err(Error::Usage(format!("--kind {other}: expected text, image, handcrafted, audio or video")));
+        }
+    };
+    let mut inputs: Vec<(String, Vec<u8>, PathBuf)> = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
+        if kind == "text" {
+            let text =
+                String::from_utf8(bytes).map_err(|e| Error::BadInput(format!("{}: not UTF-8: {e}", f.display())))?;
+            for (i, line) in text.lines().enumerate() {
+                inputs.push((format!("{}:{}", f.display(), i + 1), line.as_bytes().to_vec(), f.clone()));
+            }
+        } else {
+            inputs.push((f.display().to_string(), bytes, f.clone()));
+        }
+    }
+    let threads =
+        if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::internal("thread pool", e))?;
+    let started = std::time::Instant::now();
+    let results: Vec<std::result::Result<Vec<f32>, String>> =
+        pool.install(|| inputs.par_iter().map(|(_, b, p)| ext.extract(b, p)).collect());
+    let seconds = started.elapsed().as_secs_f64();
+    let mut failed = Vec::new();
+    let vectors = results
+        .into_iter()
+        .zip(&inputs)
+        .map(|(r, (name, _, _))| match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                failed.push((name.clone(), e));
+                None
+            }
+        })
+        .collect();
+    Ok(ExtractReport {
+        kind: kind.to_string(),
+        extractor: ext.name(),
+        inputs: inputs.len(),
+        dim: ext.dim(),
+        threads,
+        seconds,
+        per_second: inputs.len() as f64 / seconds.max(1e-9),
+        failed,
+        vectors,
+    })
 }

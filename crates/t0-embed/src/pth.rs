@@ -100,7 +100,9 @@ pub fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, ModelError> {
     let mut magic = [0u8; 15];
     r.read_exact(&mut magic).map_err(|e| err(format!("too short: {e}")))?;
     if magic != MAGIC {
-        return Err(err("not a legacy PyTorch checkpoint (magic number differs; a zip checkpoint candle reads itself)".into()));
+        return Err(err(
+            "not a legacy PyTorch checkpoint (magic number differs; a zip checkpoint candle reads itself)".into(),
+        ));
     }
     let proto = pickle(&mut r, "protocol version").map_err(err)?;
     if !matches!(proto, Object::Int(1001)) {
@@ -153,7 +155,9 @@ pub fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, ModelError> {
     }
     let mut out = Vec::with_capacity(refs.len());
     for t in refs {
-        let bytes = storages.get(&t.storage_key).ok_or_else(|| err(format!("{}: storage {} missing", t.name, t.storage_key)))?;
+        let bytes = storages
+            .get(&t.storage_key)
+            .ok_or_else(|| err(format!("{}: storage {} missing", t.name, t.storage_key)))?;
         let es = t.dtype.size_in_bytes();
         let numel: usize = t.size.iter().product();
         // Gather the strided view element by element (checkpoints are small; most are contiguous).
@@ -162,9 +166,8 @@ pub fn read_legacy(path: &Path) -> Result<Vec<(String, Tensor)>, ModelError> {
         for _ in 0..numel {
             let off = t.offset + idx.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
             let at = off * es;
-            let src = bytes
-                .get(at..at + es)
-                .ok_or_else(|| err(format!("{}: view reaches past its storage", t.name)))?;
+            let src =
+                bytes.get(at..at + es).ok_or_else(|| err(format!("{}: view reaches past its storage", t.name)))?;
             data.extend_from_slice(src);
             for d in (0..idx.len()).rev() {
                 idx[d] += 1;

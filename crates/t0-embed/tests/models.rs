@@ -99,10 +99,8 @@ fn audio_features_agree_with_librosa_on_speech_clips() {
         let poly = audio::extract_wav_with(&bytes, audio::POLYPHASE).unwrap();
         assert_eq!(high.len(), audio::AUDIO_DIM);
         // (peer, MFCC abs, log-mel dB abs, relative for rms/zcr/centroid mean and std).
-        let peers: [(&str, f64, f64, [f64; 6]); 2] = [
-            ("polyphase", 1e-3, 1e-3, [1e-4; 6]),
-            ("soxr_hq", 0.1, 0.1, [0.01, 0.02, 0.15, 0.35, 0.05, 0.15]),
-        ];
+        let peers: [(&str, f64, f64, [f64; 6]); 2] =
+            [("polyphase", 1e-3, 1e-3, [1e-4; 6]), ("soxr_hq", 0.1, 0.1, [0.01, 0.02, 0.15, 0.35, 0.05, 0.15])];
         for (peer, mfcc_tol, mel_tol, rel_tol) in peers {
             let w = floats(&want[peer]);
             let got = if peer == "polyphase" { &poly } else { &high };
@@ -115,9 +113,14 @@ fn audio_features_agree_with_librosa_on_speech_clips() {
                     _ => (2, (g - w).abs() / w.abs().max(1e-3), rel_tol[i - 120]),
                 };
                 worst[group] = f64::max(worst[group], err);
-                failures.push((err > tol).then(|| format!("{clip} vs librosa ({peer}): value {i}: {g} vs {w} (tolerance {tol})")));
+                failures.push(
+                    (err > tol).then(|| format!("{clip} vs librosa ({peer}): value {i}: {g} vs {w} (tolerance {tol})")),
+                );
             }
-            eprintln!("{clip} vs librosa ({peer}): worst mfcc {:.4}, log-mel {:.4} dB, rms/zcr/centroid rel {:.5}", worst[0], worst[1], worst[2]);
+            eprintln!(
+                "{clip} vs librosa ({peer}): worst mfcc {:.4}, log-mel {:.4} dB, rms/zcr/centroid rel {:.5}",
+                worst[0], worst[1], worst[2]
+            );
         }
     }
     let failures: Vec<String> = failures.into_iter().flatten().collect();

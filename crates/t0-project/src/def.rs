@@ -307,7 +307,7 @@ impl Default for Features {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedInputs {
     /// Text columns of certified surfaces to embed.
@@ -326,6 +326,18 @@ pub struct EmbedInputs {
     /// Common dimension of the seeded per-modality projections that fusion pools.
     #[serde(default = "d_fusion_dim")]
     pub fusion_dim: usize,
+}
+
+impl Default for EmbedInputs {
+    fn default() -> Self {
+        EmbedInputs {
+            text: Vec::new(),
+            artifacts: Vec::new(),
+            models: EmbedModels::default(),
+            fusion: d_fusion(),
+            fusion_dim: d_fusion_dim(),
+        }
+    }
 }
 
 fn d_fusion() -> Vec<FusionStrategy> {

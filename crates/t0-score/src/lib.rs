@@ -71,12 +71,8 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
     }
     let surfaces: Vec<String> =
         model.sources.iter().filter_map(|s| s.strip_prefix("surface.").map(str::to_string)).collect();
-    let embeddings: Vec<String> = model
-        .sources
-        .iter()
-        .filter(|s| s.starts_with("embeddings.") || s.starts_with("fused."))
-        .cloned()
-        .collect();
+    let embeddings: Vec<String> =
+        model.sources.iter().filter(|s| s.starts_with("embeddings.") || s.starts_with("fused.")).cloned().collect();
     let (sources, _) =
         t0_train::feature_sources(root, &catalog, &args.project, &cert, &mut run, &surfaces, &embeddings)?;
     let t0_from = args.t0_from.map(|t| t.timestamp_micros()).unwrap_or(model.test_from);

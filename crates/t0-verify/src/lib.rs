@@ -291,6 +291,15 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
         for p in stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| "batches".into())? {
             landing.push(p.ctx(|| "batches".into())?);
         }
+        // The media store: one file per artifact content hash acquire accepted.
+        let mut media: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut stmt = catalog
+            .conn()
+            .prepare("SELECT DISTINCT content_hash FROM artifacts WHERE content_hash IS NOT NULL")
+            .ctx(|| "artifacts".into())?;
+        for h in stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| "artifacts".into())? {
+            media.insert(t0_project::vocab::media_path(&h.ctx(|| "artifacts".into())?));
+        }
         let mut files = Vec::new();
         files_under(root.path(), &mut files);
         progress.phase("files", Some(files.len() as u64));
@@ -298,7 +307,24 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
             progress.advance(1);
             report.files_seen += 1;
             let rel = root.relative(&f);
+            if media.contains(&rel) {
+                let t = std::time::Instant::now();
+                let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
+                let h = blake3::hash(&bytes).to_hex().to_string();
+                report.seconds_hashing += t.elapsed().as_secs_f64();
+                if !rel.ends_with(&h) {
+                    problem(
+                        Kind::Changed,
+                        rel,
+                        format!("media store file holds content {h}, not the content its name records"),
+                    );
+                }
+                continue;
+            }
             let known = named_files.contains(&rel)
+                // The embed vector cache: each entry carries its own checksum and a bad one is
+                // recomputed, so it is not a recorded output.
+                || rel.starts_with("cache/")
                 || named_files.iter().any(|n| rel.starts_with(&format!("{n}/")))
                 || landing.iter().any(|l| rel.starts_with(&format!("{l}/")))
                 // The catalog, its write-ahead log, the lock, and the latest metrics export

@@ -43,6 +43,20 @@ struct Cli {
 enum Cmd {
     #[command(flatten)]
     Show(t0_cli::ShowCmd),
+    /// Run one extractor over files, outside any root (no cache): inspect vectors or measure
+    /// throughput. Text: each line of each file is one input. Prints the vectors' count,
+    /// dimension, seconds and inputs per second (`--json`: also the vectors with --vectors).
+    Extract {
+        /// text, image, handcrafted, audio or video.
+        #[arg(long)]
+        kind: String,
+        /// Input files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Include the vectors in the JSON output.
+        #[arg(long)]
+        vectors: bool,
+    },
     /// Convert a legacy (non-zip) PyTorch checkpoint to safetensors, without PyTorch.
     ConvertPth {
         /// The .pth file.
@@ -64,7 +78,14 @@ fn human(r: &t0_embed::EmbedReport) -> String {
         ));
     }
     for f in &r.fused {
-        human.push_str(&format!("\n  fused.{} ({} values over {}): {} rows -> {}", f.strategy, f.dim, f.modalities.join(", "), f.rows, f.path));
+        human.push_str(&format!(
+            "\n  fused.{} ({} values over {}): {} rows -> {}",
+            f.strategy,
+            f.dim,
+            f.modalities.join(", "),
+            f.rows,
+            f.path
+        ));
     }
     if !r.quarantined.is_empty() {
         human.push_str(&format!("\n  quarantined: {}", r.quarantined.len()));
@@ -86,6 +107,44 @@ fn main() -> std::process::ExitCode {
             Err(e) => {
                 eprintln!("embed convert-pth: {e}");
                 std::process::ExitCode::from(2)
+            }
+        };
+    }
+    if let Some(Cmd::Extract { kind, files, vectors }) = &cli.cmd {
+        let models = cli.models.clone().unwrap_or_else(t0_embed::default_models_dir);
+        let project = match cli.common.project() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("embed extract: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        return match t0_embed::extract_files(&models, &project.def.embed.models, kind, files, cli.threads) {
+            Ok(r) => {
+                eprintln!(
+                    "embed extract: {} inputs, {} values each, {:.3} s on {} threads: {:.1} inputs/s; {} failed",
+                    r.inputs,
+                    r.dim,
+                    r.seconds,
+                    r.threads,
+                    r.per_second,
+                    r.failed.len()
+                );
+                for (f, why) in r.failed.iter().take(10) {
+                    eprintln!("  {f}: {why}");
+                }
+                if cli.common.json {
+                    let mut v = serde_json::to_value(&r).expect("plain struct");
+                    if !vectors {
+                        v.as_object_mut().expect("object").remove("vectors");
+                    }
+                    println!("{v}");
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("embed extract: {e}");
+                std::process::ExitCode::from(e.exit_code().code() as u8)
             }
         };
     }
