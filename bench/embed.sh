@@ -15,8 +15,13 @@ MODELS="${T0CLIP_MODELS:-$HOME/.cache/t0-clip/models}"
 PY="${PY:-$HOME/.cache/t0-clip/venv-ml/bin/python}"
 WORK="${BENCH_DIR:-$HOME/.cache/t0-clip/bench/embed}"
 mkdir -p "$WORK"
-cargo build -q --release -p t0-cli --bin embed
-EMBED="$CARGO_TARGET_DIR/release/embed"
+# EMBED_BIN overrides the binary (e.g. a dev build); by default a release build.
+if [ -n "${EMBED_BIN:-}" ]; then
+  EMBED="$EMBED_BIN"
+else
+  cargo build -q --release -p t0-cli --bin embed
+  EMBED="$CARGO_TARGET_DIR/release/embed"
+fi
 
 # Inputs: 2000 short sentences; 40 images (the 4 reference images x 10); 90 speech clips.
 python3 - "$WORK" "$MODELS" <<'PY'
