@@ -66,15 +66,7 @@ fn expect(root: &Path, stage: &str, args: &[&str], code: i32) -> Out {
 }
 
 fn full_loop(root: &Path) {
-    let input = fixture();
-    expect(root, "acquire", &["--input", input.to_str().unwrap()], 0);
-    // The fixture carries counter regressions: the first audit fails, heal repairs them.
-    let audit = expect(root, "audit", &["--json"], 1);
-    assert!(audit.stdout.contains("monotonic_counter"), "{}", audit.stdout);
-    expect(root, "heal", &[], 0);
-    expect(root, "audit", &[], 0);
-    expect(root, "certify", &[], 0);
-    expect(root, "certify", &["labels"], 0);
+    until_labels(root, &fixture());
     expect(root, "embed", &[], 0);
     expect(root, "train-suite", &[], 0);
     expect(root, "score", &[], 0);
@@ -113,23 +105,27 @@ fn copy_of_pristine() -> tempfile::TempDir {
     dir
 }
 
-/// The single file matching `prefix*suffix` under `root`, relative to it.
-fn find(root: &Path, prefix: &str, suffix: &str) -> String {
-    let mut hits = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
+/// Every file under `dir`, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                if rel.starts_with(prefix) && rel.ends_with(suffix) {
-                    hits.push(rel);
-                }
-            }
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
         }
     }
+    out.sort();
+    out
+}
+
+/// The single file matching `prefix*suffix` under `root`, relative to it.
+fn find(root: &Path, prefix: &str, suffix: &str) -> String {
+    let mut hits: Vec<String> = files_under(root)
+        .iter()
+        .map(|p| p.strip_prefix(root).unwrap().to_string_lossy().into_owned())
+        .filter(|rel| rel.starts_with(prefix) && rel.ends_with(suffix))
+        .collect();
     assert_eq!(hits.len(), 1, "{prefix}*{suffix}: {hits:?}");
     hits.pop().unwrap()
 }
@@ -259,29 +255,23 @@ fn fused_embeddings_corrupted_before_train() {
     file_case("lake/fused/concat/", "fused_manifest.parquet", "train-suite");
 }
 
-/// The pristine root's embed outputs, by path, as bytes.
+/// A root's embed outputs, by path, as bytes.
 fn embed_files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for dir in ["lake/embeddings", "lake/fused"] {
-        let mut stack = vec![root.join(dir)];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    out.push((p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()));
-                }
-            }
-        }
-    }
+    let mut out: Vec<(String, Vec<u8>)> = ["lake/embeddings", "lake/fused"]
+        .iter()
+        .flat_map(|dir| files_under(&root.join(dir)))
+        .map(|p| (p.strip_prefix(root).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
     out.sort();
     out
 }
 
+/// acquire .. certify labels on `input`; the fixture's counter regressions fail the first
+/// audit and heal repairs them.
 fn until_labels(root: &Path, input: &Path) {
     expect(root, "acquire", &["--input", input.to_str().unwrap()], 0);
-    expect(root, "audit", &[], 1);
+    let audit = expect(root, "audit", &["--json"], 1);
+    assert!(audit.stdout.contains("monotonic_counter"), "{}", audit.stdout);
     expect(root, "heal", &[], 0);
     expect(root, "audit", &[], 0);
     expect(root, "certify", &[], 0);
@@ -297,16 +287,7 @@ fn embed_outputs_are_bit_identical_across_threads_and_cache_states() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     copy_dir(&a.join("cache/embed"), &cache);
-    let mut entries = Vec::new();
-    let mut stack = vec![cache.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() { stack.push(p) } else { entries.push(p) }
-        }
-    }
-    entries.sort();
-    std::fs::remove_file(&entries[0]).unwrap();
+    std::fs::remove_file(&files_under(&cache)[0]).unwrap();
     let root = dir.path().join("root");
     until_labels(&root, &fixture());
     let o = expect(&root, "embed", &["--threads", "1", "--cache", cache.to_str().unwrap(), "--json"], 0);
@@ -328,14 +309,7 @@ fn corrupt_media_is_quarantined_and_a_changed_media_store_refused() {
     let root = dir.path().join("root");
     until_labels(&root, &input);
     // A media store file changed after acquire hashed it: refused, naming the file.
-    let store = root.join("lake/media");
-    let mut files = Vec::new();
-    for d in std::fs::read_dir(&store).unwrap() {
-        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
-            files.push(f.unwrap().path());
-        }
-    }
-    files.sort();
+    let files = files_under(&root.join("lake/media"));
     let victim =
         files.iter().find(|f| std::fs::read(f).unwrap().starts_with(b"\x89PNG\r\n\x1a\n")).unwrap_or(&files[0]).clone();
     let original = std::fs::read(&victim).unwrap();
