@@ -51,7 +51,7 @@ read -r t_text n_text < <(rust text "$WORK/sentences.txt")
 read -r t_img n_img < <(rust image "$WORK"/images/*)
 read -r t_aud n_aud < <(rust audio "$WORK"/audio/*.wav)
 
-read -r p_text p_img p_aud < <(OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PY" - "$WORK" "$MODELS" "$THREADS" <<'PY'
+read -r p_text p_img p_aud < <(OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PY" - "$WORK" "$MODELS" "$THREADS" <<'PY' | tail -n 1
 import glob, sys, time, warnings
 warnings.filterwarnings("ignore")
 work, models, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])

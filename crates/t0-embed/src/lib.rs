@@ -28,7 +28,6 @@ pub mod video;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, FixedSizeListBuilder, Float32Builder, StringArray,
@@ -312,6 +311,87 @@ struct Computed {
     cached: u64,
 }
 
+/// Texts per forward pass. Only texts of one token length share a pass (no padding), so a
+/// vector does not depend on its batch (`batched_same_length_text_is_bit_identical_to_alone`).
+const TEXT_BATCH: usize = 128;
+
+impl Extractor {
+    /// One input, with decoder panics caught (untrusted media must not take the run down).
+    fn extract_guarded(&self, bytes: &[u8], path: &Path) -> std::result::Result<Vec<f32>, String> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.extract(bytes, path)))
+            .unwrap_or_else(|_| Err("the decoder panicked on this input".into()))
+    }
+
+    /// The vectors of many inputs on `pool`, in input order. Text is batched by exact token
+    /// length; everything else runs one input per task. `done` is told of each finished input.
+    pub fn extract_many(
+        &self,
+        inputs: &[(&[u8], &Path)],
+        pool: &rayon::ThreadPool,
+        done: &(dyn Fn(u64) + Sync),
+    ) -> Vec<std::result::Result<Vec<f32>, String>> {
+        let Extractor::Text(m) = self else {
+            return pool.install(|| {
+                inputs
+                    .par_iter()
+                    .map(|(b, p)| {
+                        let r = self.extract_guarded(b, p);
+                        done(1);
+                        r
+                    })
+                    .collect()
+            });
+        };
+        // Group by token length (inputs that fail to decode or tokenize go alone).
+        let lens: Vec<Option<usize>> = pool.install(|| {
+            inputs
+                .par_iter()
+                .map(|(b, _)| std::str::from_utf8(b).ok().and_then(|s| m.token_len(s).ok()).filter(|n| *n > 0))
+                .collect()
+        });
+        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        for (i, l) in lens.iter().enumerate() {
+            match l {
+                Some(n) => groups.entry(*n).or_default().push(i),
+                None => batches.push(vec![i]),
+            }
+        }
+        for g in groups.into_values() {
+            batches.extend(g.chunks(TEXT_BATCH).map(<[usize]>::to_vec));
+        }
+        let results: Vec<Vec<(usize, std::result::Result<Vec<f32>, String>)>> = pool.install(|| {
+            batches
+                .par_iter()
+                .map(|batch| {
+                    let texts: Option<Vec<&str>> =
+                        batch.iter().map(|&i| std::str::from_utf8(inputs[i].0).ok()).collect();
+                    let out = match texts {
+                        Some(t) if batch.len() > 1 => {
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.embed_same_length(&t)))
+                                .unwrap_or_else(|_| Err("the model panicked".into()))
+                                .ok()
+                                .map(|v| batch.iter().copied().zip(v.into_iter().map(Ok)).collect::<Vec<_>>())
+                        }
+                        _ => None,
+                    };
+                    // A batch that fails is retried one by one, so each input gets its own reason.
+                    let out = out.unwrap_or_else(|| {
+                        batch.iter().map(|&i| (i, self.extract_guarded(inputs[i].0, inputs[i].1))).collect()
+                    });
+                    done(batch.len() as u64);
+                    out
+                })
+                .collect()
+        });
+        let mut ordered: Vec<Option<std::result::Result<Vec<f32>, String>>> = vec![None; inputs.len()];
+        for (i, r) in results.into_iter().flatten() {
+            ordered[i] = Some(r);
+        }
+        ordered.into_iter().map(|r| r.expect("every input is in one batch")).collect()
+    }
+}
+
 /// Vectors for the distinct inputs `items` ((content hash, bytes loader)) under `ext`, from
 /// the cache or computed in parallel; failures are quarantined.
 #[allow(clippy::too_many_arguments)]
@@ -326,54 +406,51 @@ fn compute(
 ) -> (Computed, Vec<(String, String)>) {
     let version = ext.version();
     let dim = ext.dim();
-    let computed = AtomicU64::new(0);
-    let cached = AtomicU64::new(0);
     progress.phase(label, Some(items.len() as u64));
-    let results: Vec<(String, std::result::Result<Vec<f32>, String>)> = pool.install(|| {
-        items
-            .par_iter()
-            .map(|(hash, path)| {
-                let key = cache::key(&version, hash);
-                let r = if let Some(v) = cache.get(&key, dim) {
-                    cached.fetch_add(1, Ordering::Relaxed);
-                    Ok(v)
-                } else {
-                    let r = load(hash, path).and_then(|bytes| {
-                        // Decoders of untrusted media must not take the run down.
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ext.extract(&bytes, path)))
-                            .unwrap_or_else(|_| Err("the decoder panicked on this input".into()))
-                    });
-                    match r {
-                        Ok(v) if v.len() != dim => {
-                            Err(format!("extractor returned {} values, expected {dim}", v.len()))
-                        }
-                        Ok(v) if v.iter().any(|x| !x.is_finite()) => Err("non-finite values in the vector".into()),
-                        Ok(v) => {
-                            computed.fetch_add(1, Ordering::Relaxed);
-                            // A cache that cannot be written costs time, not correctness.
-                            let _ = cache.put(&key, &v);
-                            Ok(v)
-                        }
-                        Err(e) => Err(e),
-                    }
-                };
-                progress.advance(1);
-                (hash.clone(), r)
-            })
-            .collect()
-    });
+    // Cache hits first; the misses are loaded, then extracted together (text batches).
+    let lookups: Vec<Option<Vec<f32>>> =
+        pool.install(|| items.par_iter().map(|(hash, _)| cache.get(&cache::key(&version, hash), dim)).collect());
+    let cached = lookups.iter().filter(|v| v.is_some()).count() as u64;
+    progress.advance(cached);
+    let misses: Vec<usize> = (0..items.len()).filter(|&i| lookups[i].is_none()).collect();
+    let loaded: Vec<std::result::Result<Vec<u8>, String>> =
+        pool.install(|| misses.par_iter().map(|&i| load(&items[i].0, &items[i].1)).collect());
+    let ok: Vec<usize> = (0..misses.len()).filter(|&k| loaded[k].is_ok()).collect();
+    let inputs: Vec<(&[u8], &Path)> =
+        ok.iter().map(|&k| (loaded[k].as_ref().expect("ok").as_slice(), items[misses[k]].1.as_path())).collect();
+    let extracted = ext.extract_many(&inputs, pool, &|n| progress.advance(n));
+    progress.advance((misses.len() - ok.len()) as u64);
     progress.finish();
     let mut vectors = HashMap::new();
     let mut bad = Vec::new();
-    for (h, r) in results {
+    let mut computed = 0u64;
+    let mut extracted = extracted.into_iter();
+    for (k, &i) in misses.iter().enumerate() {
+        let hash = &items[i].0;
+        let r = match &loaded[k] {
+            Err(e) => Err(e.clone()),
+            Ok(_) => match extracted.next().expect("one result per loaded input") {
+                Ok(v) if v.len() != dim => Err(format!("extractor returned {} values, expected {dim}", v.len())),
+                Ok(v) if v.iter().any(|x| !x.is_finite()) => Err("non-finite values in the vector".into()),
+                other => other,
+            },
+        };
         match r {
             Ok(v) => {
-                vectors.insert(h, v);
+                computed += 1;
+                // A cache that cannot be written costs time, not correctness.
+                let _ = cache.put(&cache::key(&version, hash), &v);
+                vectors.insert(hash.clone(), v);
             }
-            Err(e) => bad.push((h, e)),
+            Err(e) => bad.push((hash.clone(), e)),
         }
     }
-    (Computed { vectors, computed: computed.into_inner(), cached: cached.into_inner() }, bad)
+    for (i, v) in lookups.into_iter().enumerate() {
+        if let Some(v) = v {
+            vectors.insert(items[i].0.clone(), v);
+        }
+    }
+    (Computed { vectors, computed, cached }, bad)
 }
 
 struct Planned {
@@ -771,8 +848,8 @@ pub fn extract_files(
     let pool =
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::internal("thread pool", e))?;
     let started = std::time::Instant::now();
-    let results: Vec<std::result::Result<Vec<f32>, String>> =
-        pool.install(|| inputs.par_iter().map(|(_, b, p)| ext.extract(b, p)).collect());
+    let refs: Vec<(&[u8], &Path)> = inputs.iter().map(|(_, b, p)| (b.as_slice(), p.as_path())).collect();
+    let results = ext.extract_many(&refs, &pool, &|_| {});
     let seconds = started.elapsed().as_secs_f64();
     let mut failed = Vec::new();
     let vectors = results

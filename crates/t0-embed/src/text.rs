@@ -2,9 +2,9 @@
 //! model.safetensors), as sentence-transformers computes them: mean pooling of the last hidden
 //! state under the attention mask, then L2 normalisation.
 //!
-//! Every text is encoded alone (no padding, batch of one). That costs little for short texts
-//! and makes a vector a function of its text and the model only: it does not depend on which
-//! other texts shared a batch, so cached and fresh vectors are bit-identical.
+//! Texts are never padded: only texts of the same token length share a forward pass. A vector
+//! is then a function of its text and the model only, whatever else shared its batch, so
+//! cached and fresh vectors are bit-identical.
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,38 @@ impl TextModel {
         })
     }
 
+    /// Token count of `text` after truncation (texts of equal count batch without padding).
+    pub fn token_len(&self, text: &str) -> Result<usize, String> {
+        Ok(self.tokenizer.encode(text, true).map_err(|e| format!("tokenizer: {e}"))?.get_ids().len())
+    }
+
+    /// Vectors of texts that all tokenize to the same length, in one forward pass. Without
+    /// padding each row sees exactly what it would alone, so the vectors are bit-identical to
+    /// [`TextModel::embed`]'s (tested in `tests/models.rs`).
+    pub fn embed_same_length(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        let encs = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(*t, true).map_err(|e| format!("tokenizer: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = encs.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        if n == 0 || encs.iter().any(|e| e.get_ids().len() != n) {
+            return Err("embed_same_length: texts of different (or zero) token length".into());
+        }
+        let b = encs.len();
+        let dev = Device::Cpu;
+        let flat = |f: fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
+            encs.iter().flat_map(|e| f(e).iter().copied()).collect()
+        };
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let input = Tensor::from_vec(flat(|e| e.get_ids()), (b, n), &dev)?;
+            let types = Tensor::from_vec(flat(|e| e.get_type_ids()), (b, n), &dev)?;
+            let mask = Tensor::from_vec(flat(|e| e.get_attention_mask()), (b, n), &dev)?;
+            let hidden = self.model.forward(&input, &types, Some(&mask))?; // (b, n, dim)
+            pool(&hidden, &mask)?.to_vec2::<f32>()
+        };
+        run().map_err(|e| format!("model: {e}"))
+    }
+
     /// The L2-normalised sentence vector of `text`.
     pub fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
         let enc = self.tokenizer.encode(text, true).map_err(|e| format!("tokenizer: {e}"))?;
@@ -106,16 +138,21 @@ impl TextModel {
             let types = Tensor::new(enc.get_type_ids(), &dev)?.unsqueeze(0)?;
             let mask = Tensor::new(enc.get_attention_mask(), &dev)?.unsqueeze(0)?;
             let hidden = self.model.forward(&input, &types, Some(&mask))?; // (1, n, dim)
-            let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (1, n, 1)
-            let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (1, dim)
-            let count = maskf.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-            let mean = summed.broadcast_div(&count)?;
-            let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
-            mean.broadcast_div(&norm)?.squeeze(0)?.to_vec1::<f32>()
+            pool(&hidden, &mask)?.squeeze(0)?.to_vec1::<f32>()
         };
         if n == 0 {
             return Err("the tokenizer produced no tokens".into());
         }
         run().map_err(|e| format!("model: {e}"))
     }
+}
+
+/// Mean of `hidden` (b, n, dim) under `mask` (b, n), L2-normalised: (b, dim).
+fn pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, n, 1)
+    let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (b, dim)
+    let count = maskf.sum(1)?.clamp(1e-9f32, f32::MAX)?;
+    let mean = summed.broadcast_div(&count)?;
+    let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+    mean.broadcast_div(&norm)
 }

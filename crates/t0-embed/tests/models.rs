@@ -126,3 +126,25 @@ fn audio_features_agree_with_librosa_on_speech_clips() {
     let failures: Vec<String> = failures.into_iter().flatten().collect();
     assert!(failures.is_empty(), "{} values out of tolerance:\n{}", failures.len(), failures.join("\n"));
 }
+
+#[test]
+fn batched_same_length_text_is_bit_identical_to_alone() {
+    let m = t0_embed::text::TextModel::load(&models().join("all-minilm-l6-v2")).unwrap();
+    let words = ["store", "clinic", "region", "sales", "patient", "visit", "price", "listing", "garden", "report"];
+    let mut by_len: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+    for i in 0..400usize {
+        let s: Vec<&str> = (0..(3 + i % 9)).map(|k| words[(i * 7 + k * 3) % words.len()]).collect();
+        let s = s.join(" ");
+        by_len.entry(m.token_len(&s).unwrap()).or_default().push(s);
+    }
+    let mut checked = 0;
+    for texts in by_len.values() {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let batch = m.embed_same_length(&refs).unwrap();
+        for (t, v) in refs.iter().zip(&batch) {
+            assert_eq!(&m.embed(t).unwrap(), v, "{t}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 400);
+}

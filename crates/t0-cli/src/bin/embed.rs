@@ -27,13 +27,13 @@ struct Cli {
     #[command(flatten)]
     freshness: Freshness,
     /// Directory of the model directories the project names.
-    #[arg(long, env = "T0CLIP_MODELS", value_name = "DIR")]
+    #[arg(long, env = "T0CLIP_MODELS", value_name = "DIR", global = true)]
     models: Option<PathBuf>,
     /// Vector cache directory (default: <root>/cache/embed); may be shared between roots.
     #[arg(long, env = "T0CLIP_EMBED_CACHE", value_name = "DIR")]
     cache: Option<PathBuf>,
     /// Worker threads (default: all cores). The outputs do not depend on it.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, global = true)]
     threads: usize,
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -97,6 +97,13 @@ fn human(r: &t0_embed::EmbedReport) -> String {
 }
 
 fn main() -> std::process::ExitCode {
+    // Parallelism is across inputs (`--threads`); each forward pass runs on one thread. With
+    // candle's own pools on top the cores are oversubscribed: text ran 2x slower on 2 cores.
+    // SAFETY: set before any thread is spawned; candle reads them when it first computes.
+    unsafe {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
     let cli = Cli::parse();
     if let Some(Cmd::ConvertPth { input, output }) = &cli.cmd {
         return match t0_embed::pth::convert_to_safetensors(input, output) {
