@@ -360,7 +360,8 @@ impl Extractor {
         for g in groups.into_values() {
             batches.extend(g.chunks(TEXT_BATCH).map(<[usize]>::to_vec));
         }
-        let results: Vec<Vec<(usize, std::result::Result<Vec<f32>, String>)>> = pool.install(|| {
+        type Done = Vec<(usize, std::result::Result<Vec<f32>, String>)>;
+        let results: Vec<Done> = pool.install(|| {
             batches
                 .par_iter()
                 .map(|batch| {

@@ -37,6 +37,59 @@ pub struct ProjectDef {
     pub features: Features,
     #[serde(default)]
     pub embed: EmbedInputs,
+    #[serde(default)]
+    pub train: TrainSettings,
+}
+
+/// How train-suite splits and evaluates (`train:` in project.yaml).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    /// `chronological` (default: blocks of whole T0s in time order, embargoed) or `random`
+    /// (seeded, leaks time; train-suite warns).
+    pub split: SplitKind,
+    /// Shares of the distinct T0s for the calibration, validation and test blocks (in that
+    /// time order, after training).
+    pub calibration: f64,
+    pub validation: f64,
+    pub test: f64,
+    /// The embargo before each block boundary. Default: the longest label horizon.
+    pub embargo: Option<Horizon>,
+    /// Seed of the random split (nothing else is random).
+    pub seed: u64,
+    /// Expanding-window folds inside the training block for stacking.
+    pub folds: usize,
+    /// Classification thresholds reported besides the one chosen on the calibration block.
+    pub thresholds: Vec<f64>,
+    /// Times (in the time-to-event label's unit, hours) at which S(t) is reported. Default:
+    /// the quartiles of the training event times.
+    pub survival_times: Vec<f64>,
+    /// Model families to train (default: all that fit each label).
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitKind {
+    Chronological,
+    Random,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            split: SplitKind::Chronological,
+            calibration: 0.1,
+            validation: 0.15,
+            test: 0.15,
+            embargo: None,
+            seed: 0,
+            folds: 3,
+            thresholds: vec![0.5],
+            survival_times: Vec::new(),
+            models: Vec::new(),
+        }
+    }
 }
 
 fn d_sources() -> String {
@@ -104,6 +157,13 @@ pub enum Transform {
 }
 
 impl Transform {
+    /// The inverse (back to the raw scale).
+    pub fn invert(self, y: f64) -> f64 {
+        match self {
+            Transform::None => y,
+            Transform::Log1p => y.exp_m1(),
+        }
+    }
     /// The transform applied to SQL expression `x`.
     pub fn sql(self, x: &str) -> String {
         match self {
@@ -238,6 +298,24 @@ impl LabelKind {
                 vec![name.clone(), event_column.clone().unwrap_or_else(|| format!("{name}_event"))]
             }
             other => vec![other.name().to_string()],
+        }
+    }
+
+    /// The horizon over which the label matures (none for time-to-event and threshold).
+    pub fn horizon(&self) -> Option<&Horizon> {
+        match self {
+            LabelKind::Value { horizon, .. }
+            | LabelKind::Flow { horizon, .. }
+            | LabelKind::EventWithin { horizon, .. } => Some(horizon),
+            _ => None,
+        }
+    }
+
+    /// The value transform of a value or flow label.
+    pub fn transform(&self) -> Transform {
+        match self {
+            LabelKind::Value { transform, .. } | LabelKind::Flow { transform, .. } => *transform,
+            _ => Transform::None,
         }
     }
 

@@ -10,26 +10,42 @@ use parquet::file::properties::WriterProperties;
 
 use crate::TableError;
 
-/// Write `batches` to `path` atomically (temporary file, fsync, rename). Snappy-compressed
-/// with explicit row-group size and no wall-clock metadata, so equal input gives equal bytes.
-pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<(), t0_core::Error> {
-    let props = WriterProperties::builder()
+fn writer_props() -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(64 * 1024))
         .set_created_by(format!("t0-clip {}", t0_core::CODE_VERSION))
-        .build();
+        .build()
+}
+
+fn write_to<W: std::io::Write + Send>(
+    out: W,
+    what: &str,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(), TableError> {
+    let err = |e: parquet::errors::ParquetError| TableError::Write { path: what.to_string(), message: e.to_string() };
+    let mut writer = ArrowWriter::try_new(out, schema, Some(writer_props())).map_err(err)?;
+    for b in batches {
+        writer.write(b).map_err(err)?;
+    }
+    writer.close().map_err(err)?;
+    Ok(())
+}
+
+/// Write `batches` to `path` atomically (temporary file, fsync, rename). Snappy-compressed
+/// with explicit row-group size and no wall-clock metadata, so equal input gives equal bytes.
+pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<(), t0_core::Error> {
     t0_core::fsio::with_atomic_file(path, |file| {
-        let err = |e: parquet::errors::ParquetError| TableError::Write {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(err)?;
-        for b in batches {
-            writer.write(b).map_err(err)?;
-        }
-        writer.close().map_err(err)?;
-        Ok(())
+        Ok(write_to(file, &path.display().to_string(), schema.clone(), batches)?)
     })
+}
+
+/// The bytes [`write_parquet`] would write.
+pub fn parquet_bytes(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, t0_core::Error> {
+    let mut buf = Vec::new();
+    write_to(&mut buf, "in-memory Parquet", schema, batches)?;
+    Ok(buf)
 }
 
 /// Read every batch of one Parquet file.

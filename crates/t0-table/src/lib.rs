@@ -10,7 +10,7 @@ mod hash;
 mod io;
 
 pub use hash::{ContentHasher, content_hash};
-pub use io::{ParquetSet, read_parquet, write_parquet};
+pub use io::{ParquetSet, parquet_bytes, read_parquet, write_parquet};
 
 /// Errors of this crate; they convert into [`t0_core::Error`] naming the file.
 #[derive(Debug, thiserror::Error)]

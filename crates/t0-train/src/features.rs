@@ -76,7 +76,8 @@ pub struct Raw {
     pub t0: Vec<i64>,
     /// (source, column, values) for every column read.
     pub cols: Vec<(String, String, RawCol)>,
-    pub y: Option<Vec<f64>>,
+    /// Label columns read (NULL: not matured), as numbers (booleans 0/1).
+    pub labels: Vec<(String, Vec<Option<f64>>)>,
 }
 
 #[derive(Debug, Default)]
@@ -85,7 +86,7 @@ pub struct Frame {
     pub t0: Vec<i64>,
     /// Row-major features, `names.len()` per row; NaN where a numeric value is missing.
     pub x: Vec<f64>,
-    pub y: Option<Vec<f64>>,
+    pub labels: Vec<(String, Vec<Option<f64>>)>,
     pub names: Vec<String>,
 }
 
@@ -97,6 +98,17 @@ impl Frame {
         let d = self.names.len();
         &self.x[i * d..(i + 1) * d]
     }
+    pub fn label(&self, name: &str) -> Option<&[Option<f64>]> {
+        self.labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// The label columns to read with the features: the file, the columns, and the one that must
+/// be matured (non-NULL) for a row to be kept.
+pub struct LabelRead<'a> {
+    pub path: &'a std::path::Path,
+    pub columns: &'a [String],
+    pub require: &'a str,
 }
 
 fn lit(path: &std::path::Path) -> String {
@@ -246,14 +258,14 @@ pub fn select(catalog: &Catalog, project: &Project, sources: &[Source]) -> Resul
     Ok(Selection { columns, skipped })
 }
 
-/// Read the columns of `specs` from their sources (and the `target` label from `labels`,
-/// keeping matured rows only), joined on (entity_id, t0), ordered by (t0, entity_id).
+/// Read the columns of `specs` from their sources (and label columns, keeping the rows whose
+/// required label is matured), joined on (entity_id, t0), ordered by (t0, entity_id).
 /// `where_sql` filters on the first source, aliased `s0`.
 pub fn load(
     catalog: &Catalog,
     sources: &[Source],
     specs: &[ColumnSpec],
-    labels: Option<(&std::path::Path, &str)>,
+    labels: Option<LabelRead>,
     where_sql: &str,
 ) -> Result<Raw> {
     let alias = |output: &str| sources.iter().position(|s| s.output == output).map(|i| format!("s{i}"));
@@ -274,12 +286,14 @@ pub fn load(
             lit(&s.path)
         ));
     }
-    if let Some((path, target)) = labels {
-        select.push(format!("CAST(l.{} AS DOUBLE) AS __y", quoted(target)));
+    if let Some(l) = &labels {
+        for c in l.columns {
+            select.push(format!("CAST(l.{} AS DOUBLE)", quoted(c)));
+        }
         joins.push_str(&format!(
             " JOIN read_parquet({}) l ON l.entity_id = s0.entity_id AND l.t0 = s0.t0 AND l.{} IS NOT NULL",
-            lit(path),
-            quoted(target)
+            lit(l.path),
+            quoted(l.require)
         ));
     }
     let sql = format!(
@@ -301,7 +315,10 @@ pub fn load(
                 (c.source.clone(), c.column.clone(), col)
             })
             .collect(),
-        y: labels.map(|_| Vec::new()),
+        labels: labels
+            .as_ref()
+            .map(|l| l.columns.iter().map(|c| (c.clone(), Vec::new())).collect())
+            .unwrap_or_default(),
         ..Default::default()
     };
     for b in &batches {
@@ -316,10 +333,10 @@ pub fn load(
         for (j, (_, name, col)) in raw.cols.iter_mut().enumerate() {
             push_column(col, b.column(2 + j)).map_err(|e| bad(format!("column {name}: {e}")))?;
         }
-        if let Some(y) = raw.y.as_mut() {
-            let c = cast(b.column(2 + specs.len()), &DataType::Float64).map_err(|e| bad(e.to_string()))?;
+        for (k, (_, y)) in raw.labels.iter_mut().enumerate() {
+            let c = cast(b.column(2 + specs.len() + k), &DataType::Float64).map_err(|e| bad(e.to_string()))?;
             let c = c.as_primitive::<Float64Type>();
-            y.extend((0..c.len()).map(|i| c.value(i)));
+            y.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
         }
     }
     Ok(raw)
@@ -405,5 +422,5 @@ pub fn encode(raw: Raw, specs: &[ColumnSpec]) -> Frame {
             }
         }
     }
-    Frame { entity_id: raw.entity_id, t0: raw.t0, x, y: raw.y, names }
+    Frame { entity_id: raw.entity_id, t0: raw.t0, x, labels: raw.labels, names }
 }

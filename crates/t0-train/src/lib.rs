@@ -1,24 +1,33 @@
-//! `train-suite`: trains on certified surfaces, embeddings and labels with a chronological
-//! split, and writes an immutable run snapshot (model, metrics, leaderboard, split manifest,
-//! test predictions).
+//! `train-suite`: trains the model suite on certified surfaces, embeddings and labels, on a
+//! time-respecting split, and writes an immutable run snapshot under `runs/<run_id>/`.
 //!
-//! Skeleton scope: a ridge regression (linfa-elasticnet, L1 ratio 0) on the project's target
-//! label over the features its `features:` declaration selects, its penalty picked on the
-//! validation block, and split-conformal intervals. Survival, tail gates and stacking come with
-//! the training issue.
+//! Per declared label of a fitting kind:
+//! - value / flow (real): `ridge` (exact leave-one-out penalty), `gbdt` (squared error) and a
+//!   `stack` of both over out-of-fold predictions from expanding time folds;
+//! - threshold / event_within (binary): the `woe` prior baseline and the `gate` (a logistic
+//!   GBDT, isotonic-calibrated on the calibration block, its threshold chosen there);
+//! - time_to_event (censored): parametric `aft-weibull`, `aft-lognormal`, `aft-loglogistic`
+//!   and `gbdt-aft`, with time quantiles and S(t) at declared times.
+//!
+//! The split is chronological by T0 with an embargo as long as the longest label horizon;
+//! time-to-event labels of earlier blocks are censored at the next block's start. Models are
+//! selected on the validation block, thresholds and calibration fitted on the calibration
+//! block, and the test block is only scored. Everything is a function of the inputs: the same
+//! inputs give the same bytes, whatever the thread count (`train-suite reproduce`).
 
 pub mod features;
+pub mod metrics;
+pub mod models;
+pub mod split;
+pub mod suite;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
+use arrow::array::{StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use linfa::prelude::*;
-use linfa_elasticnet::ElasticNet;
-use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use t0_catalog::{Catalog, RootLock};
 use t0_core::error::Context;
@@ -26,15 +35,19 @@ use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Loaded, Location, Output, StageRun};
 
 pub use features::{ColumnSpec, Frame, Source};
+pub use models::Fitted;
 use t0_project::Project;
 
 pub const STAGE: &str = "train-suite";
-pub const PENALTIES: &[f64] = &[0.001, 0.01, 0.1, 1.0];
 pub const NOMINAL: f64 = 0.9;
+/// Bumped when the suite's outputs change for the same inputs.
+pub const SUITE_VERSION: &str = "suite-v1";
 
-/// Everything needed to score: written as `runs/<run_id>/model.json`.
+/// The serving model (`runs/<run_id>/model.json`): the target label's model selected on the
+/// validation block, with everything score needs to rebuild its features.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Model {
+    /// The selected family (`ridge`, `gbdt-squared`, `stack`).
     pub kind: String,
     pub target: String,
     /// Manifest outputs the features come from, in join order (surfaces, then embeddings).
@@ -42,12 +55,8 @@ pub struct Model {
     /// How each source column becomes features (levels fitted on the training block).
     pub columns: Vec<ColumnSpec>,
     pub features: Vec<String>,
-    pub mean: Vec<f64>,
-    pub std: Vec<f64>,
-    pub coef: Vec<f64>,
-    pub intercept: f64,
-    pub penalty: f64,
-    /// Split-conformal half-width of the `nominal` prediction interval.
+    pub predictor: Fitted,
+    /// Split-conformal half-width of the `nominal` prediction interval (calibration block).
     pub interval_halfwidth: f64,
     pub nominal: f64,
     /// View-definition hash of each surface the model was trained on (train/serve skew guard).
@@ -55,42 +64,53 @@ pub struct Model {
     pub certify_run: String,
     pub embed_run: Option<String>,
     pub project: String,
-    /// T0 (µs) at which validation and test blocks begin.
+    /// T0 (µs) at which the validation and test blocks begin.
     pub valid_from: i64,
     pub test_from: i64,
 }
 
 impl Model {
-    /// Prediction and per-feature contributions (coef x standardised value; a missing value
-    /// is imputed with the training mean, so it contributes nothing).
+    /// Prediction and per-feature contributions.
     pub fn predict(&self, x: &[f64]) -> (f64, Vec<f64>) {
-        let contrib: Vec<f64> =
-            x.iter().enumerate().map(|(j, v)| self.coef[j] * standardise(*v, self.mean[j], self.std[j])).collect();
-        (self.intercept + contrib.iter().sum::<f64>(), contrib)
+        (self.predictor.predict(x), self.predictor.explain(x))
     }
 }
 
 pub struct TrainArgs {
     pub project: Project,
     pub max_age_days: i64,
-    /// The label to fit; default: the project's `features.target`.
+    /// The label the serving model fits; default: the project's `features.target`.
     pub target: Option<String>,
 }
 
-fn standardise(v: f64, mean: f64, std: f64) -> f64 {
-    if v.is_nan() { 0.0 } else { (v - mean) / std }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
+/// The serving model's figures (the target label), as the one-line summary shows them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Metrics {
+    pub model: String,
     pub rows_train: usize,
+    pub rows_calibration: usize,
     pub rows_valid: usize,
     pub rows_test: usize,
+    pub rows_embargoed: usize,
     pub valid_rmse: f64,
     pub test_rmse: f64,
     pub test_mae: f64,
     pub test_coverage: f64,
     pub baseline_test_rmse: f64,
+}
+
+/// One leaderboard row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub label: String,
+    pub label_kind: String,
+    pub model: String,
+    /// The metric models of this label are selected by, on validation and on test.
+    pub metric: String,
+    /// None where the metric is undefined (e.g. one class in the block).
+    pub valid: Option<f64>,
+    pub test: Option<f64>,
+    pub selected: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -102,8 +122,10 @@ pub struct TrainReport {
     pub features: usize,
     /// Surface columns that are not a feature kind, with the reason.
     pub skipped_columns: Vec<String>,
-    /// (penalty, validation RMSE) per candidate.
-    pub leaderboard: Vec<(f64, f64)>,
+    pub leaderboard: Vec<Entry>,
+    /// Labels not trained, with the reason (e.g. too few matured rows).
+    pub skipped_labels: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// Latest embed run, which must have been made from the certify run `cert`.
@@ -116,15 +138,6 @@ pub fn embed_for(root: &Root, catalog: &Catalog, cert: &Loaded) -> Result<Loaded
         )));
     }
     Ok(emb)
-}
-
-fn rmse(a: &[f64], b: &[f64]) -> f64 {
-    (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / a.len().max(1) as f64).sqrt()
-}
-
-fn to_array(f: &Frame, idx: &[usize], mean: &[f64], std: &[f64]) -> Array2<f64> {
-    let d = f.names.len();
-    Array2::from_shape_fn((idx.len(), d), |(i, j)| standardise(f.row(idx[i])[j], mean[j], std[j]))
 }
 
 /// The target label: `--target`, else the project's `features.target`; refused unless a
@@ -142,8 +155,9 @@ pub fn target(project: &Project, arg: Option<&str>) -> Result<String> {
             project.name(),
             project.def.labels.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
         ))),
-        Some(l) if l.kind_name() == "time_to_event" => Err(Error::Usage(format!(
-            "target {t:?} is a time-to-event label: the survival models come with the model-suite issue"
+        Some(l) if !l.is_numeric() => Err(Error::Usage(format!(
+            "target {t:?} is a {} label: the serving model fits a value or flow label (the suite trains the others too)",
+            l.kind_name()
         ))),
         Some(_) => Ok(t),
     }
@@ -151,6 +165,8 @@ pub fn target(project: &Project, arg: Option<&str>) -> Result<String> {
 
 /// The certified surfaces and embed outputs (`embeddings.<name>`, `fused.<strategy>`) the
 /// project's features read, consumed (verified) into `run`: (sources, embed run if any).
+/// `embed` pins the embed run (a replay); by default the latest one made from `cert`.
+#[allow(clippy::too_many_arguments)]
 pub fn feature_sources(
     root: &Root,
     catalog: &Catalog,
@@ -159,6 +175,20 @@ pub fn feature_sources(
     run: &mut StageRun,
     surfaces: &[String],
     embeddings: &[String],
+) -> Result<(Vec<Source>, Option<Loaded>)> {
+    feature_sources_pinned(root, catalog, project, cert, run, surfaces, embeddings, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn feature_sources_pinned(
+    root: &Root,
+    catalog: &Catalog,
+    project: &Project,
+    cert: &Loaded,
+    run: &mut StageRun,
+    surfaces: &[String],
+    embeddings: &[String],
+    embed: Option<Loaded>,
 ) -> Result<(Vec<Source>, Option<Loaded>)> {
     if surfaces.is_empty() {
         return Err(Error::config(
@@ -180,7 +210,10 @@ pub fn feature_sources(
     }
     let mut emb = None;
     if !embeddings.is_empty() {
-        let e = embed_for(root, catalog, cert)?;
+        let e = match embed {
+            Some(e) => e,
+            None => embed_for(root, catalog, cert)?,
+        };
         for output in embeddings {
             let out = run.consume(&e, &[output.as_str()])?;
             sources.push(Source { output: output.clone(), path: out[0].path(root)? });
@@ -190,196 +223,151 @@ pub fn feature_sources(
     Ok((sources, emb))
 }
 
-pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress) -> Result<TrainReport> {
+/// The verified inputs of one training.
+struct Inputs {
+    cert: Loaded,
+    emb: Option<Loaded>,
+    sources: Vec<Source>,
+    labels_path: std::path::PathBuf,
+}
+
+/// Consume the certified surfaces, embeddings and labels into `run`. `pinned` replays the
+/// upstream runs a recorded train run read (reproduce); otherwise the latest, fresh ones.
+fn gather(
+    root: &Root,
+    catalog: &Catalog,
+    clock: &Clock,
+    args: &TrainArgs,
+    run: &mut StageRun,
+    pinned: Option<&t0_manifest::Manifest>,
+) -> Result<Inputs> {
     let project = &args.project;
-    let target = target(project, args.target.as_deref())?;
-    let _lock = RootLock::acquire(root)?;
-    let catalog = Catalog::open(root)?;
-    let config_hash = t0_core::config::value_hash(&("ridge-v2", PENALTIES, NOMINAL, &project.hash, &target));
-    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
-    let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
-    let labels = t0_certify::labels::labels_for(root, &catalog, &cert)?;
+    let upstream = |stage: &str| -> Result<Option<Loaded>> {
+        match pinned {
+            None => Ok(None),
+            Some(m) => match m.upstream.iter().find(|u| u.stage == stage) {
+                Some(u) => Ok(Some(t0_manifest::load(root, catalog, stage, Some(&u.run_id))?)),
+                None => Ok(None),
+            },
+        }
+    };
+    let cert = match upstream(t0_certify::STAGE)? {
+        Some(c) => c,
+        None => t0_certify::guard(root, catalog, clock, args.max_age_days)?,
+    };
+    let labels = match upstream(t0_certify::labels::STAGE)? {
+        Some(l) => l,
+        None => t0_certify::labels::labels_for(root, catalog, &cert)?,
+    };
     let f = &project.def.features;
     let mut embed_outputs: Vec<String> = f.embeddings.iter().map(|e| format!("embeddings.{e}")).collect();
     if let Some(s) = f.fusion {
         embed_outputs.push(format!("fused.{}", s.as_str()));
     }
-    let (sources, emb) = feature_sources(root, &catalog, project, &cert, &mut run, &f.surfaces, &embed_outputs)?;
+    let pinned_embed = upstream("embed")?;
+    let (sources, emb) =
+        feature_sources_pinned(root, catalog, project, &cert, run, &f.surfaces, &embed_outputs, pinned_embed)?;
     let label_out = run.consume(&labels, &["labels"])?;
+    Ok(Inputs { cert, emb, sources, labels_path: label_out[0].path(root)? })
+}
+
+fn config_hash(args: &TrainArgs, target: &str) -> String {
+    t0_core::config::value_hash(&(SUITE_VERSION, NOMINAL, &args.project.hash, target, &args.project.def.train))
+}
+
+pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress) -> Result<TrainReport> {
+    let target = target(&args.project, args.target.as_deref())?;
+    let _lock = RootLock::acquire(root)?;
+    let catalog = Catalog::open(root)?;
+    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash(args, &target));
+    let inputs = gather(root, &catalog, &clock, args, &mut run, None)?;
     // Provenance includes the certificate: a model trained under another certification is
     // another run, as score and calibrate check.
-    let run_id = run.run_id(&cert.manifest.run_id);
+    let run_id = run.run_id(&inputs.cert.manifest.run_id);
     run.ensure_new(&run_id)?;
-
-    progress.phase("load features", None);
-    let selection = features::select(&catalog, project, &sources)?;
-    let mut specs = selection.columns;
-    let raw = features::load(&catalog, &sources, &specs, Some((&label_out[0].path(root)?, &target)), "true")?;
-    progress.finish();
-    let n = raw.entity_id.len();
-    if n < 20 {
-        return Err(Error::Gate(format!("only {n} matured rows: too few to train (need 20)")));
+    let built = suite::build(&catalog, args, &target, &inputs, &run_id, progress)?;
+    for w in &built.report.warnings {
+        progress.note(&format!("warning: {w}"));
     }
-    // Chronological blocks: rows are ordered by T0; a T0 never straddles two blocks.
-    let cut = |q: f64| {
-        let mut i = ((n as f64) * q) as usize;
-        while i > 0 && i < n && raw.t0[i] == raw.t0[i - 1] {
-            i += 1;
-        }
-        i.min(n)
-    };
-    let (v0, t0c) = (cut(0.70), cut(0.85));
-    let train: Vec<usize> = (0..v0).collect();
-    let valid: Vec<usize> = (v0..t0c).collect();
-    let test: Vec<usize> = (t0c..n).collect();
-    if valid.is_empty() || test.is_empty() {
-        return Err(Error::Gate("too few distinct T0 values for a train/valid/test split".into()));
-    }
-    features::fit_levels(&raw, &mut specs, &train, f.max_levels);
-    let frame = features::encode(raw, &specs);
-    let y = frame.y.clone().expect("labels were joined");
-    let d = frame.names.len();
-    let mut mean = vec![0.0; d];
-    let mut std = vec![0.0; d];
-    for j in 0..d {
-        // Missing values (NaN) are left out of the moments and imputed with the mean.
-        let col: Vec<f64> = train.iter().map(|&i| frame.row(i)[j]).filter(|v| !v.is_nan()).collect();
-        if col.is_empty() {
-            std[j] = 1.0;
-            continue;
-        }
-        mean[j] = col.iter().sum::<f64>() / col.len() as f64;
-        let var = col.iter().map(|v| (v - mean[j]).powi(2)).sum::<f64>() / col.len() as f64;
-        std[j] = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
-    }
-    let xs = |idx: &[usize]| to_array(&frame, idx, &mean, &std);
-    let ys = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<f64>>();
-    let (xt, yt) = (xs(&train), Array1::from(ys(&train)));
-    let dataset = Dataset::new(xt, yt);
-
-    progress.phase("fit", Some(PENALTIES.len() as u64));
-    let mut leaderboard = Vec::new();
-    let mut best: Option<(f64, f64, Vec<f64>, f64)> = None;
-    for &p in PENALTIES {
-        let m = ElasticNet::<f64>::ridge()
-            .penalty(p)
-            .max_iterations(10_000)
-            .tolerance(1e-8)
-            .fit(&dataset)
-            .ctx(|| format!("ridge fit (penalty {p})"))?;
-        let pv: Vec<f64> = m.predict(&xs(&valid)).to_vec();
-        let score = rmse(&pv, &ys(&valid));
-        leaderboard.push((p, score));
-        if best.as_ref().is_none_or(|b| score < b.1) {
-            best = Some((p, score, m.hyperplane().to_vec(), m.intercept()));
-        }
-        progress.advance(1);
-    }
-    progress.finish();
-    let (penalty, valid_rmse, coef, intercept) = best.expect("at least one penalty");
-    let mut surface_view_defs = BTreeMap::new();
-    for s in &f.surfaces {
-        let vdh = t0_certify::certified_view_def(&cert, s)
-            .ok_or_else(|| Error::Refused(format!("certificate records no view-definition hash for {s}")))?;
-        surface_view_defs.insert(s.clone(), vdh);
-    }
-    let mut model = Model {
-        kind: "ridge".into(),
-        target: target.clone(),
-        sources: sources.iter().map(|s| s.output.clone()).collect(),
-        columns: specs,
-        features: frame.names.clone(),
-        mean,
-        std,
-        coef,
-        intercept,
-        penalty,
-        interval_halfwidth: 0.0,
-        nominal: NOMINAL,
-        surface_view_defs,
-        certify_run: cert.manifest.run_id.clone(),
-        embed_run: emb.as_ref().map(|e| e.manifest.run_id.clone()),
-        project: project.name().to_string(),
-        valid_from: frame.t0[v0],
-        test_from: frame.t0[t0c],
-    };
-    // Split conformal: the ceil((n+1)q)-th smallest absolute validation residual.
-    let mut res: Vec<f64> = valid.iter().map(|&i| (y[i] - model.predict(frame.row(i)).0).abs()).collect();
-    res.sort_by(f64::total_cmp);
-    let k = (((res.len() + 1) as f64 * NOMINAL).ceil() as usize).clamp(1, res.len());
-    model.interval_halfwidth = res[k - 1];
-
-    let preds: Vec<f64> = test.iter().map(|&i| model.predict(frame.row(i)).0).collect();
-    let yt = ys(&test);
-    let train_mean = train.iter().map(|&i| y[i]).sum::<f64>() / train.len() as f64;
-    let covered = preds.iter().zip(&yt).filter(|(p, y)| (*p - *y).abs() <= model.interval_halfwidth).count();
-    let metrics = Metrics {
-        rows_train: train.len(),
-        rows_valid: valid.len(),
-        rows_test: test.len(),
-        valid_rmse,
-        test_rmse: rmse(&preds, &yt),
-        test_mae: preds.iter().zip(&yt).map(|(p, y)| (p - y).abs()).sum::<f64>() / yt.len() as f64,
-        test_coverage: covered as f64 / yt.len() as f64,
-        baseline_test_rmse: rmse(&vec![train_mean; yt.len()], &yt),
-    };
-
-    let dir = format!("runs/{run_id}");
-    let files = [
-        ("model.json", json_bytes(&model)?),
-        ("metrics.json", json_bytes(&metrics)?),
-        ("leaderboard.json", json_bytes(&leaderboard)?),
-    ];
     let mut outputs = Vec::new();
-    for (name, bytes) in files {
-        let rel = format!("{dir}/{name}");
-        t0_core::fsio::write_atomic(&root.join(&rel), &bytes)?;
-        let out_name = format!("run.{}", name.trim_end_matches(".json"));
-        outputs.push(t0_manifest::record_output(root, &catalog, &out_name, Location::File { path: rel })?);
+    for f in &built.files {
+        let rel = format!("{}/{}", built.report.snapshot, f.name);
+        t0_core::fsio::write_atomic(&root.join(&rel), &f.bytes)?;
+        let location = if f.per_entity_t0 { Location::per_entity_t0(rel) } else { Location::File { path: rel } };
+        outputs.push(t0_manifest::record_output(root, &catalog, &f.output, location)?);
     }
-    let split_rel = format!("{dir}/split.parquet");
-    let split_names: Vec<&str> = (0..n)
-        .map(|i| {
-            if i < v0 {
-                "train"
-            } else if i < t0c {
-                "valid"
-            } else {
-                "test"
-            }
-        })
-        .collect();
-    write_rows(
-        &root.join(&split_rel),
-        &frame.entity_id,
-        &frame.t0,
-        vec![("split", Arc::new(StringArray::from(split_names)))],
-    )?;
-    outputs.push(t0_manifest::record_output(root, &catalog, "run.split", Location::per_entity_t0(split_rel))?);
-    let pred_rel = format!("{dir}/predictions.parquet");
-    let ids: Vec<String> = test.iter().map(|&i| frame.entity_id[i].clone()).collect();
-    let t0s: Vec<i64> = test.iter().map(|&i| frame.t0[i]).collect();
-    write_rows(
-        &root.join(&pred_rel),
-        &ids,
-        &t0s,
-        vec![
-            ("y", Arc::new(Float64Array::from(yt.clone()))),
-            ("prediction", Arc::new(Float64Array::from(preds.clone()))),
-        ],
-    )?;
-    outputs.push(t0_manifest::record_output(root, &catalog, "run.predictions", Location::per_entity_t0(pred_rel))?);
-
-    let report = TrainReport {
-        run_id: run_id.clone(),
-        snapshot: dir,
-        metrics,
-        target,
-        features: model.features.len(),
-        skipped_columns: selection.skipped,
-        leaderboard,
-    };
+    let report = built.report;
     run.finish(&run_id, None, outputs, serde_json::to_value(&report).expect("plain struct"))?;
+    Ok(report)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReproduceReport {
+    pub run_id: String,
+    pub files: usize,
+    pub identical: bool,
+    pub first_difference: Option<String>,
+}
+
+/// Retrain run `run_id` from the upstream runs it recorded and compare every snapshot file
+/// byte for byte: exit 1 naming the first file that differs.
+pub fn reproduce(
+    root: &Root,
+    clock: Clock,
+    args: &TrainArgs,
+    run_id: &str,
+    progress: &dyn Progress,
+) -> Result<ReproduceReport> {
+    let catalog = Catalog::open(root)?;
+    let recorded = t0_manifest::load(root, &catalog, STAGE, Some(run_id))?;
+    if recorded.manifest.run_id != run_id {
+        return Err(Error::Usage(format!("no train-suite run {run_id}")));
+    }
+    let target = recorded.manifest.summary["target"]
+        .as_str()
+        .ok_or_else(|| Error::Refused(format!("train-suite run {run_id} records no target")))?
+        .to_string();
+    let args =
+        TrainArgs { project: args.project.clone(), max_age_days: args.max_age_days, target: Some(target.clone()) };
+    let config = config_hash(&args, &target);
+    if config != recorded.manifest.config_hash {
+        return Err(Error::Usage(format!(
+            "run {run_id} was trained under another configuration (project or train settings changed, or another code version): {} recorded, {config} now",
+            recorded.manifest.config_hash
+        )));
+    }
+    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config);
+    let inputs = gather(root, &catalog, &clock, &args, &mut run, Some(&recorded.manifest))?;
+    let again = run.run_id(&inputs.cert.manifest.run_id);
+    if again != run_id {
+        return Err(Error::Gate(format!(
+            "the recorded inputs of run {run_id} now give run id {again}: an input changed"
+        )));
+    }
+    let built = suite::build(&catalog, &args, &target, &inputs, run_id, progress)?;
+    let mut first_difference = None;
+    for f in &built.files {
+        let out = recorded.manifest.output(&f.output)?;
+        let path = out.path(root)?;
+        let old = t0_core::fsio::read(&path)?;
+        if old != f.bytes {
+            first_difference = Some(path.display().to_string());
+            break;
+        }
+    }
+    if built.files.len() != recorded.manifest.outputs.len() && first_difference.is_none() {
+        first_difference =
+            Some(format!("{} outputs recorded, {} retrained", recorded.manifest.outputs.len(), built.files.len()));
+    }
+    let report = ReproduceReport {
+        run_id: run_id.to_string(),
+        files: built.files.len(),
+        identical: first_difference.is_none(),
+        first_difference: first_difference.clone(),
+    };
+    if let Some(d) = first_difference {
+        return Err(Error::Gate(format!("run {run_id} does not reproduce: {d} differs")));
+    }
     Ok(report)
 }
 
@@ -390,8 +378,8 @@ pub fn json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     Ok(b)
 }
 
-/// Write (entity_id, t0, extra columns...) to a Parquet file.
-pub fn write_rows(path: &Path, ids: &[String], t0: &[i64], extra: Vec<(&str, arrow::array::ArrayRef)>) -> Result<()> {
+/// (entity_id, t0, extra columns...) as a record batch.
+pub fn rows_batch(ids: &[String], t0: &[i64], extra: Vec<(&str, arrow::array::ArrayRef)>) -> Result<RecordBatch> {
     let mut fields = vec![
         Field::new("entity_id", DataType::Utf8, false),
         Field::new("t0", DataType::Timestamp(TimeUnit::Microsecond, None), false),
@@ -402,9 +390,13 @@ pub fn write_rows(path: &Path, ids: &[String], t0: &[i64], extra: Vec<(&str, arr
         fields.push(Field::new(name, col.data_type().clone(), true));
         cols.push(col);
     }
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), cols).ctx(|| format!("batch for {}", path.display()))?;
-    t0_table::write_parquet(path, schema, &[batch])
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).ctx(|| "record batch".into())
+}
+
+/// Write (entity_id, t0, extra columns...) to a Parquet file.
+pub fn write_rows(path: &Path, ids: &[String], t0: &[i64], extra: Vec<(&str, arrow::array::ArrayRef)>) -> Result<()> {
+    let batch = rows_batch(ids, t0, extra)?;
+    t0_table::write_parquet(path, batch.schema(), &[batch])
 }
 
 /// Read the model file a train-suite run recorded as `run.model`.

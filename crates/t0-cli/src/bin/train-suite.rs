@@ -1,14 +1,22 @@
-//! `train-suite`: train on certified surfaces with a chronological split.
+//! `train-suite`: train the model suite on certified surfaces with a time-respecting split.
 use clap::Parser;
 use t0_cli::{Common, Freshness, Outcome};
 
 /// Train the model suite on the certified surfaces, embeddings and labels the project's
-/// `features:` declares, with a chronological train/valid/test split, and write an immutable
-/// run snapshot under runs/.
+/// `features:` declares, and write an immutable run snapshot under runs/<run_id>/.
 ///
-/// Exit codes: 0 done, 1 too little data to train or a leakage column selected, 2 a feature
-/// declaration naming a missing column or label, 3 certificate or upstream mismatch or lock
-/// held, 99 this run already exists.
+/// Per label: value/flow labels get ridge (penalty by exact leave-one-out), a histogram GBDT
+/// and a stack of both; threshold/event_within labels the WOE prior and the tail gate
+/// (logistic GBDT, isotonic-calibrated, threshold chosen on the calibration block);
+/// time_to_event labels Weibull, log-normal and log-logistic AFT models and a GBDT with the
+/// AFT objective. The split is chronological by T0 (train, calibration, validation, test)
+/// with an embargo of the longest label horizon (`train:` in project.yaml). Models are
+/// selected on validation; the test block is only scored. The target label's selected model
+/// is the serving model score uses.
+///
+/// Exit codes: 0 done, 1 too little data to train, a leakage column selected, or a run that
+/// does not reproduce, 2 a feature declaration naming a missing column or label, 3
+/// certificate or upstream mismatch or lock held, 99 this run already exists.
 #[derive(Parser)]
 #[command(name = "train-suite", version)]
 struct Cli {
@@ -16,28 +24,58 @@ struct Cli {
     common: Common,
     #[command(flatten)]
     freshness: Freshness,
-    /// The label to fit. Default: the project's features.target.
+    /// The label of the serving model. Default: the project's features.target.
     #[arg(long, value_name = "LABEL")]
     target: Option<String>,
     #[command(subcommand)]
-    cmd: Option<t0_cli::ShowCmd>,
+    cmd: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    #[command(flatten)]
+    Show(t0_cli::ShowCmd),
+    /// Retrain RUN from the upstream runs it recorded and compare every snapshot file byte
+    /// for byte; exit 1 naming the first file that differs.
+    Reproduce {
+        /// Run id (see runs/).
+        run: String,
+    },
 }
 
 fn human(r: &t0_train::TrainReport) -> String {
     let m = &r.metrics;
     let mut human = format!(
-        "run {} -> {}: {} on {} features: test RMSE {:.4} (baseline {:.4}), interval coverage {:.3}; {}/{}/{} rows train/valid/test",
+        "run {} -> {}: {} ({}) on {} features: test RMSE {:.4} (baseline {:.4}), interval coverage {:.3}; {}/{}/{}/{} rows train/calibration/valid/test, {} embargoed",
         r.run_id,
         r.snapshot,
         r.target,
+        m.model,
         r.features,
         m.test_rmse,
         m.baseline_test_rmse,
         m.test_coverage,
         m.rows_train,
+        m.rows_calibration,
         m.rows_valid,
-        m.rows_test
+        m.rows_test,
+        m.rows_embargoed
     );
+    for e in &r.leaderboard {
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        human.push_str(&format!(
+            "\n  {:<14} {:<20} {} valid {} test {}{}",
+            e.label,
+            e.model,
+            e.metric,
+            f(e.valid),
+            f(e.test),
+            if e.selected { "  *" } else { "" }
+        ));
+    }
+    for s in &r.skipped_labels {
+        human.push_str(&format!("\n  not trained: {s}"));
+    }
     for s in &r.skipped_columns {
         human.push_str(&format!("\n  not a feature: {s}"));
     }
@@ -47,7 +85,7 @@ fn human(r: &t0_train::TrainReport) -> String {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "train-suite", |root, clock, progress| {
-        if let Some(t0_cli::ShowCmd::Show { run }) = &cli.cmd {
+        if let Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) = &cli.cmd {
             let r: t0_train::TrainReport = t0_cli::show(root, t0_train::STAGE, run.as_deref())?;
             return Ok(Outcome::done(&r, human(&r)));
         }
@@ -56,6 +94,11 @@ fn main() -> std::process::ExitCode {
             max_age_days: cli.freshness.max_age_days,
             target: cli.target.clone(),
         };
+        if let Some(Cmd::Reproduce { run }) = &cli.cmd {
+            let r = t0_train::reproduce(root, clock, &args, run, progress)?;
+            let h = format!("run {}: all {} snapshot files reproduced byte for byte", r.run_id, r.files);
+            return Ok(Outcome::done(&r, h));
+        }
         let r = t0_train::run(root, clock, &args, progress)?;
         Ok(Outcome::done(&r, human(&r)))
     })

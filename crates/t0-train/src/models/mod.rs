@@ -1,0 +1,213 @@
+//! The model families. Each is one module behind [`Learner`] (fit, predict, explain, save,
+//! load); splits, metrics, snapshots and determinism live outside them and are shared.
+//!
+//! Every family sees the same [`Design`]: row-major features with NaN for a missing value,
+//! and a [`Target`]. Nothing here reads a clock, a thread count or an unseeded random source.
+
+pub mod aft;
+pub mod gbdt;
+pub mod isotonic;
+pub mod ridge;
+pub mod stack;
+pub mod woe;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    #[error("{rows} rows: too few to fit (need {need})")]
+    TooFewRows { rows: usize, need: usize },
+    #[error("the target is {found}, this model needs {want}")]
+    WrongTarget { want: &'static str, found: &'static str },
+    #[error("{0}")]
+    Config(String),
+    #[error("did not converge: {0}")]
+    NoConvergence(String),
+}
+
+/// What a model is fitted to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Real(Vec<f64>),
+    /// 0.0 or 1.0.
+    Binary(Vec<f64>),
+    /// Time-to-event bounds: the event happened in [lower, upper]; `upper` is +inf when
+    /// right-censored and equal to `lower` when observed. Times are positive.
+    Censored {
+        lower: Vec<f64>,
+        upper: Vec<f64>,
+    },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Real(_) => "real-valued",
+            Target::Binary(_) => "binary",
+            Target::Censored { .. } => "censored times",
+        }
+    }
+    pub fn real(&self) -> Result<&[f64], FitError> {
+        match self {
+            Target::Real(y) | Target::Binary(y) => Ok(y),
+            other => Err(FitError::WrongTarget { want: "real-valued", found: other.name() }),
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Target::Real(y) | Target::Binary(y) => y.len(),
+            Target::Censored { lower, .. } => lower.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The rows `idx` of this target.
+    pub fn take(&self, idx: &[usize]) -> Target {
+        let t = |v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+        match self {
+            Target::Real(y) => Target::Real(t(y)),
+            Target::Binary(y) => Target::Binary(t(y)),
+            Target::Censored { lower, upper } => Target::Censored { lower: t(lower), upper: t(upper) },
+        }
+    }
+}
+
+/// Rows of features (row-major, `d` per row, NaN = missing) and their target.
+#[derive(Debug, Clone)]
+pub struct Design {
+    pub x: Vec<f64>,
+    pub d: usize,
+    pub y: Target,
+}
+
+impl Design {
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.x[i * self.d..(i + 1) * self.d]
+    }
+    /// The rows `idx` of a frame-like matrix, with their target.
+    pub fn select(x: &[f64], d: usize, y: &Target, idx: &[usize]) -> Design {
+        let mut out = Vec::with_capacity(idx.len() * d);
+        for &i in idx {
+            out.extend_from_slice(&x[i * d..(i + 1) * d]);
+        }
+        Design { x: out, d, y: y.take(idx) }
+    }
+}
+
+/// One model family.
+pub trait Learner: Sized + Serialize + DeserializeOwned {
+    type Config;
+    /// The family's name in leaderboards and file names.
+    const KIND: &'static str;
+    /// Fit on `train`; `valid`, when given, may only steer early stopping or a
+    /// hyperparameter, never be fitted to.
+    fn fit(cfg: &Self::Config, train: &Design, valid: Option<&Design>) -> Result<Self, FitError>;
+    /// The model's score of one row: a value, a probability, or a log-time (AFT).
+    fn predict(&self, row: &[f64]) -> f64;
+    /// Per-feature contributions; with the model's base value they add up to `predict` on
+    /// the model's link scale.
+    fn explain(&self, row: &[f64]) -> Vec<f64>;
+    fn save(&self) -> Vec<u8> {
+        let mut b = serde_json::to_vec(self).expect("models serialise");
+        b.push(b'\n');
+        b
+    }
+    fn load(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not a {} model: {e}", Self::KIND))
+    }
+}
+
+/// Median imputation and standardisation, fitted on the training rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Standardiser {
+    pub median: Vec<f64>,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+impl Standardiser {
+    pub fn fit(train: &Design) -> Standardiser {
+        let (n, d) = (train.rows(), train.d);
+        let mut median = vec![0.0; d];
+        let mut mean = vec![0.0; d];
+        let mut std = vec![1.0; d];
+        let mut col = Vec::with_capacity(n);
+        for j in 0..d {
+            col.clear();
+            col.extend((0..n).map(|i| train.x[i * d + j]).filter(|v| !v.is_nan()));
+            if col.is_empty() {
+                continue;
+            }
+            col.sort_by(f64::total_cmp);
+            let m = col.len();
+            median[j] = if m % 2 == 1 { col[m / 2] } else { 0.5 * (col[m / 2 - 1] + col[m / 2]) };
+            // Moments of the imputed column (missing rows count at the median).
+            let missing = (n - m) as f64;
+            let mu = (col.iter().sum::<f64>() + missing * median[j]) / n as f64;
+            let var =
+                (col.iter().map(|v| (v - mu).powi(2)).sum::<f64>() + missing * (median[j] - mu).powi(2)) / n as f64;
+            mean[j] = mu;
+            std[j] = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+        }
+        Standardiser { median, mean, std }
+    }
+    pub fn value(&self, j: usize, v: f64) -> f64 {
+        let v = if v.is_nan() { self.median[j] } else { v };
+        (v - self.mean[j]) / self.std[j]
+    }
+    pub fn transform_all(&self, x: &Design) -> Vec<f64> {
+        let d = x.d;
+        x.x.iter().enumerate().map(|(k, v)| self.value(k % d, *v)).collect()
+    }
+}
+
+/// A fitted model of any family: what snapshots store and score replays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum Fitted {
+    Ridge(ridge::Ridge),
+    Gbdt(gbdt::Gbdt),
+    Aft(aft::Aft),
+    Woe(woe::Woe),
+    Stack(stack::Stack),
+    /// The tail gate: a calibrated probability and its threshold.
+    Gate(Box<crate::suite::Gate>),
+}
+
+impl Fitted {
+    pub fn kind(&self) -> String {
+        match self {
+            Fitted::Ridge(_) => "ridge".into(),
+            Fitted::Gbdt(g) => format!("gbdt-{}", g.objective.name()),
+            Fitted::Aft(a) => format!("aft-{}", a.dist.name()),
+            Fitted::Woe(_) => "woe".into(),
+            Fitted::Stack(_) => "stack".into(),
+            Fitted::Gate(_) => "gate".into(),
+        }
+    }
+    pub fn predict(&self, row: &[f64]) -> f64 {
+        match self {
+            Fitted::Ridge(m) => m.predict(row),
+            Fitted::Gbdt(m) => m.predict(row),
+            Fitted::Aft(m) => m.predict(row),
+            Fitted::Woe(m) => m.predict(row),
+            Fitted::Stack(m) => m.predict(row),
+            Fitted::Gate(g) => g.probability(row),
+        }
+    }
+    pub fn explain(&self, row: &[f64]) -> Vec<f64> {
+        match self {
+            Fitted::Ridge(m) => m.explain(row),
+            Fitted::Gbdt(m) => m.explain(row),
+            Fitted::Aft(m) => m.explain(row),
+            Fitted::Woe(m) => m.explain(row),
+            Fitted::Stack(m) => m.explain(row),
+            Fitted::Gate(g) => g.model.explain(row),
+        }
+    }
+}

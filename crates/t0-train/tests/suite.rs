@@ -1,0 +1,266 @@
+//! The model families against references computed once with the Python peers
+//! (scripts/reference/suite.py; fixtures in tests/fixtures), and their determinism.
+
+use std::path::PathBuf;
+
+use t0_train::metrics;
+use t0_train::models::aft::{Dist, fit_aft};
+use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective, aft_loss};
+use t0_train::models::isotonic::Isotonic;
+use t0_train::models::ridge::ridge_loo;
+use t0_train::models::{Design, Learner, Target};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn json(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixture(name)).unwrap()).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// (header, rows) of a numeric CSV fixture.
+fn csv(name: &str) -> (Vec<String>, Vec<Vec<f64>>) {
+    let mut r = ::csv::Reader::from_path(fixture(name)).unwrap();
+    let header = r.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = r.records().map(|rec| rec.unwrap().iter().map(|v| v.parse().unwrap()).collect()).collect();
+    (header, rows)
+}
+
+fn close(a: f64, b: f64, tol: f64, what: &str) {
+    assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{what}: {a} vs {b} (tolerance {tol})");
+}
+
+fn diabetes() -> (Vec<f64>, Vec<f64>) {
+    let (_, rows) = csv("diabetes.csv");
+    let x = rows.iter().flat_map(|r| r[..10].to_vec()).collect();
+    let y = rows.iter().map(|r| r[10]).collect();
+    (x, y)
+}
+
+#[test]
+fn ridge_loo_matches_sklearn_ridgecv() {
+    let r = json("ridge_reference.json");
+    let (x, y) = diabetes();
+    let fit = ridge_loo(&x, 10, &y, &floats(&r["alphas"])).unwrap();
+    assert_eq!(fit.alpha, r["alpha"].as_f64().unwrap());
+    for (a, b) in fit.loo_mse.iter().zip(floats(&r["loo_mse"])) {
+        close(*a, b, 1e-8, "LOO MSE");
+    }
+    for (a, b) in fit.coef.iter().zip(floats(&r["coef"])) {
+        close(*a, b, 1e-7, "coefficient");
+    }
+    close(fit.intercept, r["intercept"].as_f64().unwrap(), 1e-8, "intercept");
+}
+
+fn rossi() -> (Vec<f64>, Vec<f64>, Vec<bool>) {
+    let (h, rows) = csv("rossi.csv");
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let covs = ["fin", "age", "race", "wexp", "mar", "paro", "prio"];
+    let x = rows.iter().flat_map(|r| covs.iter().map(|c| r[col(c)]).collect::<Vec<_>>()).collect();
+    let t = rows.iter().map(|r| r[col("week")]).collect();
+    let e = rows.iter().map(|r| r[col("arrest")] > 0.5).collect();
+    (x, t, e)
+}
+
+#[test]
+fn parametric_aft_matches_lifelines() {
+    let r = json("aft_reference.json");
+    let (x, t, e) = rossi();
+    let covs = ["fin", "age", "race", "wexp", "mar", "paro", "prio"];
+    for (name, dist) in [("weibull", Dist::Extreme), ("lognormal", Dist::Normal), ("loglogistic", Dist::Logistic)] {
+        let f = fit_aft(dist, &x, 7, &t, &e, 0.0).unwrap();
+        let want = &r[name];
+        let ll = want["log_likelihood"].as_f64().unwrap();
+        close(f.log_likelihood, ll, 1e-6, &format!("{name} log-likelihood"));
+        // Newton reaches the maximum at least as well as lifelines' L-BFGS.
+        assert!(f.log_likelihood >= ll - 1e-9, "{name}: {} below lifelines' {ll}", f.log_likelihood);
+        // lifelines stops its log-logistic fit 9.5e-5 short of the maximum, where the
+        // likelihood is flat along `paro`: its coefficients are 1.7e-3 from the optimum there.
+        let tol = if dist == Dist::Logistic { 2.5e-3 } else { 1e-3 };
+        close(f.intercept, want["intercept"].as_f64().unwrap(), tol, &format!("{name} intercept"));
+        for (k, c) in covs.iter().enumerate() {
+            close(f.coef[k], want["coef"][c].as_f64().unwrap(), tol, &format!("{name} {c}"));
+        }
+        // lifelines' ancillary: log rho (Weibull), log sigma (log-normal), log beta (log-logistic).
+        let anc = if dist == Dist::Normal { f.log_sigma } else { -f.log_sigma };
+        close(anc, want["log_ancillary"].as_f64().unwrap(), 1e-3, &format!("{name} shape"));
+        // Median survival and S(t) of the first rows.
+        let sigma = f.log_sigma.exp();
+        let loc = |i: usize| f.intercept + (0..7).map(|j| f.coef[j] * x[i * 7 + j]).sum::<f64>();
+        for (i, m) in floats(&want["median_first5"]).iter().enumerate() {
+            close((loc(i) + sigma * dist.quantile(0.5)).exp(), *m, tol, &format!("{name} median row {i}"));
+        }
+        for (i, row) in want["survival_first3_at_10_30_52"].as_array().unwrap().iter().enumerate() {
+            for (k, tt) in [10.0f64, 30.0, 52.0].iter().enumerate() {
+                let s = dist.log_surv((tt.ln() - loc(i)) / sigma).exp();
+                close(s, row[k].as_f64().unwrap(), tol / 10.0, &format!("{name} S({tt}) row {i}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn gbdt_aft_loss_matches_xgboost_nloglik() {
+    let r = json("xgb_aft_loss.json");
+    let lower = floats(&r["lower"]);
+    let upper: Vec<f64> = r["upper"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap_or(f64::INFINITY)).collect();
+    let margin = floats(&r["margin"]);
+    assert!(upper.iter().zip(&lower).any(|(u, l)| u.is_finite() && u > l), "the fixture has interval rows");
+    for (dist, key) in [(Dist::Normal, "normal_1.0"), (Dist::Logistic, "logistic_1.0"), (Dist::Extreme, "extreme_1.0")]
+    {
+        let mean = (0..lower.len()).map(|i| aft_loss(dist, 1.0, lower[i], upper[i], margin[i])).sum::<f64>()
+            / lower.len() as f64;
+        // XGBoost computes in float32.
+        close(mean, r["loss"][key].as_f64().unwrap(), 1e-6, key);
+    }
+}
+
+#[test]
+fn gbdt_aft_gradients_match_finite_differences() {
+    let r = json("xgb_aft_loss.json");
+    let lower = floats(&r["lower"]);
+    let upper: Vec<f64> = r["upper"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap_or(f64::INFINITY)).collect();
+    for dist in [Dist::Normal, Dist::Logistic, Dist::Extreme] {
+        for i in 0..40 {
+            let f = lower[i].ln() + 0.3;
+            let (g, h) = t0_train::models::gbdt::aft_grad_hess(dist, 1.3, lower[i], upper[i], f);
+            let loss = |f: f64| {
+                // The exact negative log-likelihood (no epsilon floor) for the derivative check.
+                aft_loss(dist, 1.3, lower[i], upper[i], f)
+            };
+            let e = 1e-5;
+            let gd = (loss(f + e) - loss(f - e)) / (2.0 * e);
+            let hd = (loss(f + e) - 2.0 * loss(f) + loss(f - e)) / (e * e);
+            close(g, gd, 1e-5, &format!("{dist:?} gradient row {i}"));
+            close(h, hd, 1e-3, &format!("{dist:?} hessian row {i}"));
+        }
+    }
+}
+
+#[test]
+fn isotonic_matches_sklearn() {
+    let r = json("isotonic_reference.json");
+    let m = Isotonic::fit(&floats(&r["x"]), &floats(&r["y"]), 0.0, 1.0).unwrap();
+    for (q, want) in floats(&r["query"]).iter().zip(floats(&r["fitted"])) {
+        close(m.predict(*q), want, 1e-12, &format!("isotonic at {q}"));
+    }
+}
+
+#[test]
+fn survival_metrics_match_lifelines_and_scikit_survival() {
+    let r = json("survival_metrics_reference.json");
+    let (_, t, e) = rossi();
+    let (tr_t, tr_e) = (&t[..300], &e[..300]);
+    let (te_t, te_e) = (&t[300..], &e[300..]);
+    let risk = floats(&r["risk"]);
+    let score: Vec<f64> = risk.iter().map(|v| -v).collect();
+    close(metrics::harrell_c(te_t, te_e, &score), r["harrell"].as_f64().unwrap(), 1e-12, "Harrell's C");
+    let cens = metrics::CensoringKm::fit(tr_t, tr_e);
+    close(
+        metrics::uno_c(&cens, te_t, te_e, &risk, r["uno_tau"].as_f64().unwrap()),
+        r["uno"].as_f64().unwrap(),
+        1e-10,
+        "Uno's C",
+    );
+    let surv: Vec<Vec<f64>> = r["survival"].as_array().unwrap().iter().map(floats).collect();
+    close(
+        metrics::integrated_brier(&cens, te_t, te_e, &surv, &floats(&r["times"])),
+        r["ibs"].as_f64().unwrap(),
+        1e-10,
+        "integrated Brier score",
+    );
+}
+
+fn split(n: usize, frac: f64) -> (Vec<usize>, Vec<usize>) {
+    let k = (n as f64 * frac) as usize;
+    ((0..k).collect(), (k..n).collect())
+}
+
+#[test]
+fn gbdt_comes_within_reach_of_sklearn_hist_gradient_boosting() {
+    let r = json("gbdt_reference.json");
+    let p = &r["params"];
+    let cfg = |obj| GbdtConfig {
+        iterations: p["iterations"].as_u64().unwrap() as usize,
+        learning_rate: p["learning_rate"].as_f64().unwrap(),
+        max_leaves: p["max_leaves"].as_u64().unwrap() as usize,
+        min_leaf: p["min_leaf"].as_u64().unwrap() as usize,
+        // scikit-learn's default l2_regularization is 0.
+        l2: 0.0,
+        early_stopping_rounds: 0,
+        ..GbdtConfig::new(obj)
+    };
+    let (x, y) = diabetes();
+    let (tr, te) = split(y.len(), 0.75);
+    let all = Target::Real(y.clone());
+    let dt = Design::select(&x, 10, &all, &tr);
+    let g = Gbdt::fit(&cfg(Objective::Squared), &dt, None).unwrap();
+    let pred: Vec<f64> = te.iter().map(|&i| g.predict(&x[i * 10..(i + 1) * 10])).collect();
+    let truth: Vec<f64> = te.iter().map(|&i| y[i]).collect();
+    let rmse = metrics::rmse(&pred, &truth);
+    let want = r["regression_rmse"].as_f64().unwrap();
+    assert!(rmse <= want * 1.05, "GBDT RMSE {rmse} vs scikit-learn {want}: more than 5% worse");
+
+    let (_, rows) = csv("breast_cancer.csv");
+    let xb: Vec<f64> = rows.iter().flat_map(|r| r[..30].to_vec()).collect();
+    let yb: Vec<f64> = rows.iter().map(|r| r[30]).collect();
+    let (tr, te) = split(yb.len(), 0.75);
+    let dt = Design::select(&xb, 30, &Target::Binary(yb.clone()), &tr);
+    let c = Gbdt::fit(&cfg(Objective::Logistic), &dt, None).unwrap();
+    let p: Vec<f64> = te.iter().map(|&i| c.predict(&xb[i * 30..(i + 1) * 30])).collect();
+    let t: Vec<f64> = te.iter().map(|&i| yb[i]).collect();
+    let auc = metrics::roc_auc(&p, &t);
+    let want = r["classifier_auc"].as_f64().unwrap();
+    assert!(auc >= want - 0.01, "GBDT AUC {auc} vs scikit-learn {want}");
+}
+
+#[test]
+fn gbdt_is_bit_identical_across_thread_counts_and_explains_its_margin() {
+    let (x, y) = diabetes();
+    // Missing values in one column exercise the missing-value routing.
+    let mut x = x;
+    for i in (0..y.len()).step_by(7) {
+        x[i * 10 + 2] = f64::NAN;
+    }
+    let all = Target::Real(y.clone());
+    let (tr, va) = split(y.len(), 0.8);
+    let dt = Design::select(&x, 10, &all, &tr);
+    let dv = Design::select(&x, 10, &all, &va);
+    let cfg = GbdtConfig { iterations: 60, ..GbdtConfig::new(Objective::Squared) };
+    let fit_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| Gbdt::fit(&cfg, &dt, Some(&dv)).unwrap())
+    };
+    let (a, b) = (fit_with(1), fit_with(2));
+    assert_eq!(a.save(), b.save(), "model bytes differ between 1 and 2 threads");
+    assert!(a.best_iteration >= 1 && a.trees.len() == a.best_iteration);
+    // Path contributions add up to the margin.
+    for i in 0..20 {
+        let row = &x[i * 10..(i + 1) * 10];
+        let bias = a.base + a.trees.iter().map(|t| t.nodes[0].value).sum::<f64>();
+        close(bias + a.explain(row).iter().sum::<f64>(), a.margin(row), 1e-9, "contributions");
+    }
+    // Round trip through the saved bytes.
+    let back = Gbdt::load(&a.save()).unwrap();
+    assert_eq!(back, a);
+}
+
+#[test]
+fn classification_and_ranking_metrics_behave() {
+    let y = [0.0, 0.0, 1.0, 1.0, 1.0, 0.0];
+    let p = [0.1, 0.4, 0.35, 0.8, 0.9, 0.2];
+    // scikit-learn: roc_auc_score = 0.8888..., average_precision_score = 0.9166...
+    close(metrics::roc_auc(&p, &y), 8.0 / 9.0, 1e-12, "AUC");
+    close(metrics::average_precision(&p, &y), 11.0 / 12.0, 1e-12, "AP");
+    let (pr, rc, f1) = metrics::prf(&p, &y, 0.5);
+    assert_eq!((pr, rc), (1.0, 2.0 / 3.0));
+    close(f1, 0.8, 1e-12, "F1");
+    close(metrics::spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 40.0, 30.0]), 0.8, 1e-12, "Spearman");
+    // A perfect ranking within each group has NDCG 1.
+    let g = [1, 1, 1, 2, 2];
+    close(metrics::ndcg_at(10, &g, &[3.0, 2.0, 1.0, 5.0, 4.0], &[3.0, 2.0, 1.0, 2.0, 1.0]), 1.0, 1e-12, "NDCG");
+}
