@@ -116,6 +116,11 @@ fn classification_metrics(p: &[f64], y: &[f64], thresholds: &[f64]) -> BTreeMap<
     out
 }
 
+/// A GBDT's loss per round (the early-stopping record).
+fn curves_of(g: &Gbdt) -> serde_json::Value {
+    json!({"train": g.train_curve, "valid": g.valid_curve, "best_iteration": g.best_iteration})
+}
+
 /// The threshold of best F1 on (p, y) (ties: the lower threshold).
 fn best_f1_threshold(p: &[f64], y: &[f64]) -> f64 {
     let mut cands: Vec<f64> = p.to_vec();
@@ -262,8 +267,7 @@ pub(crate) fn build(
                 let gcfg = GbdtConfig::new(Objective::Squared);
                 if wants("gbdt") {
                     let g = Gbdt::fit(&gcfg, &dt, Some(&dv)).map_err(|e| fit_err(&name, "gbdt", e))?;
-                    let curves =
-                        json!({"train": g.train_curve, "valid": g.valid_curve, "best_iteration": g.best_iteration});
+                    let curves = curves_of(&g);
                     fitted.push(("gbdt-squared".into(), Fitted::Gbdt(g), Some(curves)));
                 }
                 if wants("stack") {
@@ -331,8 +335,7 @@ pub(crate) fn build(
                     let cal_p: Vec<f64> =
                         raw_cal.iter().map(|p| calibration.as_ref().map(|c| c.predict(*p)).unwrap_or(*p)).collect();
                     let threshold = best_f1_threshold(&cal_p, &ybin(&dc));
-                    let curves =
-                        json!({"train": g.train_curve, "valid": g.valid_curve, "best_iteration": g.best_iteration});
+                    let curves = curves_of(&g);
                     let gate = Gate { model: g.clone(), calibration, threshold };
                     fitted.push(("gate".into(), Fitted::Gbdt(g), Some(curves), Some(gate)));
                 }
@@ -459,8 +462,7 @@ pub(crate) fn build(
                     let obj = Objective::Aft { dist: Dist::Normal, sigma: 1.0 };
                     let g =
                         Gbdt::fit(&GbdtConfig::new(obj), &dt, Some(&dv)).map_err(|e| fit_err(&name, "gbdt-aft", e))?;
-                    let curves =
-                        json!({"train": g.train_curve, "valid": g.valid_curve, "best_iteration": g.best_iteration});
+                    let curves = curves_of(&g);
                     fitted.push(("gbdt-aft-lognormal".into(), Fitted::Gbdt(g), Dist::Normal, 1.0, Some(curves)));
                 }
                 for (model, fit, dist, sigma, curves) in fitted {

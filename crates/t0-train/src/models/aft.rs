@@ -70,7 +70,7 @@ impl Dist {
         }
     }
     /// (d/dz log f, d²/dz² log f).
-    fn dlog_pdf(self, z: f64) -> (f64, f64) {
+    pub(crate) fn dlog_pdf(self, z: f64) -> (f64, f64) {
         match self {
             Dist::Normal => (-z, -1.0),
             Dist::Logistic => {
@@ -81,7 +81,7 @@ impl Dist {
         }
     }
     /// (d/dz log S, d²/dz² log S).
-    fn dlog_surv(self, z: f64) -> (f64, f64) {
+    pub(crate) fn dlog_surv(self, z: f64) -> (f64, f64) {
         match self {
             Dist::Normal => {
                 let h = normal_hazard(z);

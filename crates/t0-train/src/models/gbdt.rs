@@ -255,11 +255,11 @@ fn grad_hess(obj: &Objective, y: &Target, i: usize, f: f64) -> (f64, f64) {
 pub fn aft_grad_hess(dist: Dist, sigma: f64, lower: f64, upper: f64, f: f64) -> (f64, f64) {
     let (g, h) = if lower == upper {
         let z = (lower.ln() - f) / sigma;
-        let (d1, d2) = dist_dlog_pdf(dist, z);
+        let (d1, d2) = dist.dlog_pdf(z);
         (d1 / sigma, -d2 / (sigma * sigma))
     } else if upper.is_infinite() {
         let z = (lower.ln() - f) / sigma;
-        let (d1, d2) = dist_dlog_surv(dist, z);
+        let (d1, d2) = dist.dlog_surv(z);
         (d1 / sigma, -d2 / (sigma * sigma))
     } else {
         let zu = (upper.ln() - f) / sigma;
@@ -276,33 +276,7 @@ pub fn aft_grad_hess(dist: Dist, sigma: f64, lower: f64, upper: f64, f: f64) -> 
 
 fn pdf_cdf_dpdf(dist: Dist, z: f64) -> (f64, f64, f64) {
     let f = dist.pdf(z);
-    (f, dist.cdf(z), f * dist_dlog_pdf(dist, z).0)
-}
-
-fn dist_dlog_pdf(dist: Dist, z: f64) -> (f64, f64) {
-    // d/dz and d²/dz² of log f (as in aft.rs, kept local to avoid widening its API).
-    match dist {
-        Dist::Normal => (-z, -1.0),
-        Dist::Logistic => {
-            let s = sigmoid(z);
-            (1.0 - 2.0 * s, -2.0 * s * (1.0 - s))
-        }
-        Dist::Extreme => (1.0 - z.exp(), -z.exp()),
-    }
-}
-
-fn dist_dlog_surv(dist: Dist, z: f64) -> (f64, f64) {
-    match dist {
-        Dist::Normal => {
-            let h = (dist.log_pdf(z) - dist.log_surv(z)).exp();
-            (-h, -h * (h - z))
-        }
-        Dist::Logistic => {
-            let s = sigmoid(z);
-            (-s, -s * (1.0 - s))
-        }
-        Dist::Extreme => (-z.exp(), -z.exp()),
-    }
+    (f, dist.cdf(z), f * dist.dlog_pdf(z).0)
 }
 
 /// XGBoost's `aft-nloglik` of one row at margin `f`.
