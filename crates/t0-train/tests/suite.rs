@@ -249,6 +249,79 @@ fn gbdt_is_bit_identical_across_thread_counts_and_explains_its_margin() {
     assert_eq!(back, a);
 }
 
+/// More columns than events (as with embeddings): the events alone could be fitted exactly,
+/// and only a penalty on β/σ (not on β) keeps the likelihood bounded as σ → 0. Every
+/// distribution converges to a finite scale, and a larger penalty shrinks β/σ.
+#[test]
+fn penalised_aft_converges_on_a_design_wider_than_its_events() {
+    let (n, d) = (60, 80);
+    let mut s = 7u64;
+    let mut unit = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let x: Vec<f64> = (0..n * d).map(|_| unit() * 2.0 - 1.0).collect();
+    let t: Vec<f64> = (0..n).map(|i| (2.0 + x[i * d] + 0.3 * unit()).exp()).collect();
+    let e: Vec<bool> = (0..n).map(|i| i % 6 == 0).collect();
+    for dist in [Dist::Extreme, Dist::Normal, Dist::Logistic] {
+        let small = fit_aft(dist, &x, d, &t, &e, 1e-3).unwrap_or_else(|err| panic!("{}: {err}", dist.name()));
+        let large = fit_aft(dist, &x, d, &t, &e, 1e-1).unwrap();
+        assert!(small.log_sigma.is_finite() && small.log_sigma > -6.0, "{}: log σ {}", dist.name(), small.log_sigma);
+        // The penalised quantity, |β/σ|², cannot grow with the penalty.
+        let norm =
+            |f: &t0_train::models::aft::AftFit| f.coef.iter().map(|b| b * b).sum::<f64>() * (-2.0 * f.log_sigma).exp();
+        assert!(norm(&large) < norm(&small), "{}: the larger penalty did not shrink β/σ", dist.name());
+    }
+    // Unpenalised, the maximum does not exist: refused for too few rows, not looped on.
+    assert!(fit_aft(Dist::Extreme, &x, d, &t, &e, 0.0).is_err());
+}
+
+/// Large enough for the parallel paths (chunked partitions, per-thread feature groups,
+/// four-feature leaf histograms with a remainder): every objective gives the same bytes on
+/// one and on three threads.
+#[test]
+fn gbdt_parallel_paths_are_bit_identical_for_every_objective() {
+    let (n, d) = (70_000, 7);
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut unit = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let x: Vec<f64> = (0..n * d).map(|k| if k % 13 == 0 { f64::NAN } else { unit() * 4.0 - 2.0 }).collect();
+    let signal: Vec<f64> = (0..n)
+        .map(|i| x[i * d + 1].max(0.0) * 1.5 - x[i * d + 3].abs() + 0.3 * unit())
+        .map(|v| if v.is_nan() { 0.0 } else { v })
+        .collect();
+    let targets = [
+        (Objective::Squared, Target::Real(signal.clone())),
+        (Objective::Logistic, Target::Binary(signal.iter().map(|v| (*v > 0.2) as u8 as f64).collect())),
+        (
+            Objective::Aft { dist: Dist::Logistic, sigma: 0.8 },
+            Target::Censored {
+                lower: signal.iter().map(|v| (1.0 + v).exp()).collect(),
+                upper: signal
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| if i % 3 == 0 { f64::INFINITY } else { (1.0 + v).exp() })
+                    .collect(),
+            },
+        ),
+    ];
+    for (objective, y) in targets {
+        let train = Design { x: x.clone(), d, y };
+        let cfg = GbdtConfig { iterations: 4, early_stopping_rounds: 0, ..GbdtConfig::new(objective) };
+        let fit_with = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| Gbdt::fit(&cfg, &train, None).unwrap())
+        };
+        let (a, b) = (fit_with(1), fit_with(3));
+        assert!(a.trees.iter().all(|t| t.nodes.len() > 1), "{}: trees did not split", objective.name());
+        assert_eq!(a.save(), b.save(), "{}: model bytes differ between 1 and 3 threads", objective.name());
+        // Training loss goes down round after round.
+        assert!(a.train_curve.windows(2).all(|w| w[1] < w[0]), "{}: {:?}", objective.name(), a.train_curve);
+    }
+}
+
 #[test]
 fn classification_and_ranking_metrics_behave() {
     let y = [0.0, 0.0, 1.0, 1.0, 1.0, 0.0];

@@ -6,6 +6,7 @@
 //! ŷ = ȳ + Zβ, and the hat matrix diagonal h_i = 1/n + Σ_k (Z_i·v_k)² / (λ_k + α). The exact
 //! leave-one-out residual is (y_i − ŷ_i) / (1 − h_i).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Design, FitError, Learner, Standardiser};
@@ -20,6 +21,9 @@ impl Default for RidgeConfig {
         RidgeConfig { alphas: vec![1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4] }
     }
 }
+
+/// Rows per partial Gram matrix.
+const CHUNK: usize = 4096;
 
 /// The solution of [`ridge_loo`].
 #[derive(Debug, Clone)]
@@ -43,49 +47,66 @@ pub fn ridge_loo(x: &[f64], d: usize, y: &[f64], alphas: &[f64]) -> Result<Ridge
     }
     let xmean: Vec<f64> = (0..d).map(|j| (0..n).map(|i| x[i * d + j]).sum::<f64>() / n as f64).collect();
     let ymean = y.iter().sum::<f64>() / n as f64;
-    let mut gram = nalgebra::DMatrix::<f64>::zeros(d, d);
-    let mut zy = vec![0.0; d];
-    let mut z = vec![0.0; d];
-    for i in 0..n {
-        for j in 0..d {
-            z[j] = x[i * d + j] - xmean[j];
-        }
-        let yc = y[i] - ymean;
-        for a in 0..d {
-            zy[a] += z[a] * yc;
-            for b in a..d {
-                gram[(a, b)] += z[a] * z[b];
+    // Z'Z (upper triangle) and Z'y in fixed chunks of rows, added in chunk order: the same
+    // sums on any number of threads.
+    let part = |c: usize| {
+        let mut gram = vec![0.0; d * d];
+        let mut zy = vec![0.0; d];
+        let mut z = vec![0.0; d];
+        for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+            for j in 0..d {
+                z[j] = x[i * d + j] - xmean[j];
+            }
+            let yc = y[i] - ymean;
+            for a in 0..d {
+                zy[a] += z[a] * yc;
+                let za = z[a];
+                for (g, zb) in gram[a * d + a..(a + 1) * d].iter_mut().zip(&z[a..]) {
+                    *g += za * zb;
+                }
             }
         }
+        (gram, zy)
+    };
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = (0..n.div_ceil(CHUNK)).into_par_iter().map(part).collect();
+    let mut parts = parts.into_iter();
+    let (mut upper, mut zy) = parts.next().expect("n >= 2");
+    for (g, v) in parts {
+        upper.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+        zy.iter_mut().zip(&v).for_each(|(a, b)| *a += b);
     }
-    for a in 0..d {
-        for b in 0..a {
-            gram[(a, b)] = gram[(b, a)];
-        }
-    }
+    let gram = nalgebra::DMatrix::from_fn(d, d, |a, b| upper[a.min(b) * d + a.max(b)]);
     let eig = nalgebra::SymmetricEigen::new(gram);
     let lambda: Vec<f64> = eig.eigenvalues.iter().map(|l| l.max(0.0)).collect();
     let v = eig.eigenvectors;
+    // V' row-major, so each projection is a contiguous dot product.
+    let vt: Vec<f64> = (0..d).flat_map(|k| (0..d).map(move |j| (j, k))).map(|(j, k)| v[(j, k)]).collect();
     // Z'y in the eigenbasis, and each row's projections P_ik = Z_i · v_k.
-    let vty: Vec<f64> = (0..d).map(|k| (0..d).map(|j| v[(j, k)] * zy[j]).sum()).collect();
+    let vty: Vec<f64> = (0..d).map(|k| vt[k * d..(k + 1) * d].iter().zip(&zy).map(|(a, b)| a * b).sum()).collect();
     let mut proj = vec![0.0; n * d];
-    for i in 0..n {
-        for k in 0..d {
-            proj[i * d + k] = (0..d).map(|j| (x[i * d + j] - xmean[j]) * v[(j, k)]).sum();
+    proj.par_chunks_mut(d.max(1)).enumerate().for_each(|(i, out)| {
+        let z: Vec<f64> = (0..d).map(|j| x[i * d + j] - xmean[j]).collect();
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = vt[k * d..(k + 1) * d].iter().zip(&z).map(|(a, b)| a * b).sum();
         }
-    }
+    });
     let mut loo_mse = Vec::with_capacity(alphas.len());
     for &alpha in alphas {
-        let c: Vec<f64> = (0..d).map(|k| vty[k] / (lambda[k] + alpha)).collect();
-        let mut sse = 0.0;
-        for i in 0..n {
-            let p = &proj[i * d..(i + 1) * d];
-            let fitted = ymean + (0..d).map(|k| p[k] * c[k]).sum::<f64>();
-            let h = 1.0 / n as f64 + (0..d).map(|k| p[k] * p[k] / (lambda[k] + alpha)).sum::<f64>();
-            let r = (y[i] - fitted) / (1.0 - h).max(1e-12);
-            sse += r * r;
-        }
-        loo_mse.push(sse / n as f64);
+        let inv: Vec<f64> = lambda.iter().map(|l| 1.0 / (l + alpha)).collect();
+        let c: Vec<f64> = (0..d).map(|k| vty[k] * inv[k]).collect();
+        let part = |ch: usize| {
+            let mut sse = 0.0;
+            for i in ch * CHUNK..((ch + 1) * CHUNK).min(n) {
+                let p = &proj[i * d..(i + 1) * d];
+                let fitted = ymean + p.iter().zip(&c).map(|(a, b)| a * b).sum::<f64>();
+                let h = 1.0 / n as f64 + p.iter().zip(&inv).map(|(a, b)| a * a * b).sum::<f64>();
+                let r = (y[i] - fitted) / (1.0 - h).max(1e-12);
+                sse += r * r;
+            }
+            sse
+        };
+        let parts: Vec<f64> = (0..n.div_ceil(CHUNK)).into_par_iter().map(part).collect();
+        loo_mse.push(parts.iter().sum::<f64>() / n as f64);
     }
     let best = (0..alphas.len()).fold(0, |b, i| if loo_mse[i] < loo_mse[b] { i } else { b });
     let alpha = alphas[best];
