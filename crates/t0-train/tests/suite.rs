@@ -9,6 +9,7 @@ use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective, aft_loss};
 use t0_train::models::isotonic::Isotonic;
 use t0_train::models::ridge::ridge_loo;
 use t0_train::models::{Design, Learner, Target};
+use t0_train::split::SplitMix;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -255,11 +256,8 @@ fn gbdt_is_bit_identical_across_thread_counts_and_explains_its_margin() {
 #[test]
 fn penalised_aft_converges_on_a_design_wider_than_its_events() {
     let (n, d) = (60, 80);
-    let mut s = 7u64;
-    let mut unit = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
+    let mut rng = SplitMix(7u64);
+    let mut unit = move || rng.unit();
     let x: Vec<f64> = (0..n * d).map(|_| unit() * 2.0 - 1.0).collect();
     let t: Vec<f64> = (0..n).map(|i| (2.0 + x[i * d] + 0.3 * unit()).exp()).collect();
     let e: Vec<bool> = (0..n).map(|i| i % 6 == 0).collect();
@@ -282,11 +280,8 @@ fn penalised_aft_converges_on_a_design_wider_than_its_events() {
 #[test]
 fn gbdt_parallel_paths_are_bit_identical_for_every_objective() {
     let (n, d) = (70_000, 7);
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    let mut unit = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
+    let mut rng = SplitMix(0x9e37_79b9_7f4a_7c15u64);
+    let mut unit = move || rng.unit();
     let x: Vec<f64> = (0..n * d).map(|k| if k % 13 == 0 { f64::NAN } else { unit() * 4.0 - 2.0 }).collect();
     let signal: Vec<f64> = (0..n)
         .map(|i| x[i * d + 1].max(0.0) * 1.5 - x[i * d + 3].abs() + 0.3 * unit())
