@@ -11,9 +11,14 @@
 //!
 //! Speed, as measured by bench/train.sh against scikit-learn's HistGradientBoosting: per-row
 //! gradients are f32 (as scikit-learn's; sums are f64), the squared loss skips Hessians (the
-//! count is the sum), a leaf's gradients are gathered once, its column loads are prefetched
-//! and issued four features at a time, partitions are branch-free and chunked in parallel,
-//! and the last split of a tree builds no histograms.
+//! count is the sum) and derives each tree's root histogram from the last tree's leaves
+//! instead of summing every row again, a leaf's gradients are gathered once, its column
+//! loads are prefetched and issued four features at a time, a split sums the smaller
+//! child, subtracts the larger and searches both in one parallel region (split gains are
+//! computed in a vectorised loop), rows live in one buffer partitioned in place
+//! (branch-free, chunked in parallel), and the last split of a tree builds no histograms.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -175,12 +180,13 @@ const NB: usize = 256;
 type Hist = Vec<Bin>;
 
 /// An open leaf: node index, rows, histogram, best split.
-type OpenLeaf = (u32, Vec<u32>, Hist, Option<Split>);
+type OpenLeaf = (u32, Range<usize>, Hist, Option<Split>);
 
 /// Below this many (row, feature) cells a histogram or split search runs on one thread:
 /// the work is smaller than the cost of waking the pool.
 const PARALLEL_CELLS: usize = 1 << 15;
 
+#[derive(Clone, Copy)]
 struct Split {
     gain: f64,
     feature: usize,
@@ -196,9 +202,10 @@ fn score(g: f64, h: f64, l2: f64) -> f64 {
     g * g / (h + l2)
 }
 
-/// The best split of one feature's histogram (ties: the lower threshold).
+/// The best split of one feature's histogram (ties: the lower threshold, then missing
+/// values right). The gains of every threshold are computed first, in a branch-free loop
+/// the compiler vectorises, then scanned in order.
 fn best_split_feature(j: usize, hj: &[Bin], edges: &[f64], cfg: &GbdtConfig) -> Option<Split> {
-    let mut best: Option<Split> = None;
     let nb = edges.len() + 1;
     let miss = hj[MISSING];
     let (mut g, mut h, mut c) = (miss.g, miss.h, miss.n);
@@ -207,44 +214,44 @@ fn best_split_feature(j: usize, hj: &[Bin], edges: &[f64], cfg: &GbdtConfig) -> 
         h += b.h;
         c += b.n;
     }
-    let parent = score(g, h, cfg.l2);
-    let (mut gl, mut hl, mut cl) = (0.0, 0.0, 0u32);
-    for (t, b) in hj[..nb - 1].iter().enumerate() {
-        gl += b.g;
-        hl += b.h;
-        cl += b.n;
-        for missing_left in [false, true] {
-            if missing_left && miss.n == 0 {
-                continue;
-            }
-            let (ga, ha, ca) = if missing_left { (gl + miss.g, hl + miss.h, cl + miss.n) } else { (gl, hl, cl) };
-            let (gb, hb, cb) = (g - ga, h - ha, c - ca);
-            if (ca as usize) < cfg.min_leaf || (cb as usize) < cfg.min_leaf || ha < 1e-3 || hb < 1e-3 {
-                continue;
-            }
-            let gain = score(ga, ha, cfg.l2) + score(gb, hb, cfg.l2) - parent;
-            if gain > 1e-12 && best.as_ref().is_none_or(|s| gain > s.gain) {
-                // Unseen missing values follow the larger side.
-                let ml = if miss.n == 0 { ca >= cb } else { missing_left };
-                best = Some(Split { gain, feature: j, bin: t, missing_left: ml });
-            }
-        }
+    // Left-side sums of each threshold t (bins 0..=t); counts as f64 (exact) so that every
+    // lane of the gain loop is the same width.
+    let m = nb - 1;
+    let (mut gl, mut hl, mut cl) = ([0.0; NB], [0.0; NB], [0.0; NB]);
+    let (mut ga, mut ha, mut ca) = (0.0, 0.0, 0u32);
+    for (t, b) in hj[..m].iter().enumerate() {
+        ga += b.g;
+        ha += b.h;
+        ca += b.n;
+        (gl[t], hl[t], cl[t]) = (ga, ha, ca as f64);
     }
-    best
-}
-
-/// The best split over all features (ties: the lower feature, then the lower threshold).
-fn best_split(hist: &[Bin], edges: &[Vec<f64>], cfg: &GbdtConfig, rows: usize) -> Option<Split> {
-    let per = |(j, hj): (usize, &[Bin])| best_split_feature(j, hj, &edges[j], cfg);
-    let found: Vec<Option<Split>> = if rows * edges.len() >= PARALLEL_CELLS {
-        hist.par_chunks(NB).enumerate().map(per).collect()
-    } else {
-        hist.chunks(NB).enumerate().map(per).collect()
+    let (l2, min_leaf, parent, cf) = (cfg.l2, cfg.min_leaf as f64, score(g, h, cfg.l2), c as f64);
+    // The gain of each threshold with the missing values' sums `add` on the left side;
+    // NEG_INFINITY where a side is too small.
+    let gains = |add: (f64, f64, f64), out: &mut [f64; NB]| {
+        for (((o, &gl), &hl), &cl) in out[..m].iter_mut().zip(&gl[..m]).zip(&hl[..m]).zip(&cl[..m]) {
+            let (ga, ha, ca) = (gl + add.0, hl + add.1, cl + add.2);
+            let (gb, hb, cb) = (g - ga, h - ha, cf - ca);
+            // `&`, not `&&`: no branches, so the loop vectorises.
+            let ok = (ca >= min_leaf) & (cb >= min_leaf) & (ha >= 1e-3) & (hb >= 1e-3);
+            let gain = score(ga, ha, l2) + score(gb, hb, l2) - parent;
+            *o = if ok { gain } else { f64::NEG_INFINITY };
+        }
     };
-    found
-        .into_iter()
-        .flatten()
-        .fold(None, |b, s| if b.as_ref().is_none_or(|b: &Split| s.gain > b.gain) { Some(s) } else { b })
+    let (mut right, mut left) = ([f64::NEG_INFINITY; NB], [f64::NEG_INFINITY; NB]);
+    gains((0.0, 0.0, 0.0), &mut right);
+    if miss.n > 0 {
+        gains((miss.g, miss.h, miss.n as f64), &mut left);
+    }
+    // The first threshold (missing values right before left) that reaches the top gain.
+    let top = right[..m].iter().chain(&left[..m]).fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    if top.is_nan() || top <= 1e-12 {
+        return None;
+    }
+    let t = (0..m).find(|&t| right[t] == top || left[t] == top)?;
+    // Unseen missing values follow the larger side.
+    let missing_left = if miss.n == 0 { cl[t] >= cf - cl[t] } else { right[t] != top };
+    Some(Split { gain: top, feature: j, bin: t, missing_left })
 }
 
 /// Gradients and Hessians of the training rows; `h` is None when every Hessian is 1
@@ -279,50 +286,51 @@ fn prefetch<T>(col: &[T], r: usize) {
     let _ = (col, r);
 }
 
-/// `v[rows[k]]` for every k, prefetching ahead.
-fn gather(v: &[f32], rows: &[u32]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows.len());
+/// `out[k] = v[rows[k]]` for every k, prefetching ahead (`out` keeps its capacity).
+fn gather(out: &mut Vec<f32>, v: &[f32], rows: &[u32]) {
+    out.clear();
     for (k, &r) in rows.iter().enumerate() {
         if let Some(&ahead) = rows.get(k + PREFETCH) {
             prefetch(v, ahead as usize);
         }
         out.push(v[r as usize]);
     }
-    out
 }
 
-/// The histograms of `rows` (None: every row, in order). Each feature is summed by one
-/// thread in row order, so the sums do not depend on the thread count or the grouping.
-fn histogram(rows: Option<&[u32]>, binned: &Binned, grads: &Grads) -> Hist {
-    // Gather the leaf's gradients once, contiguous, rather than once per feature.
-    let gathered;
-    let (g, h): (&[f32], Option<&[f32]>) = match rows {
-        None => (&grads.g, grads.h.as_deref()),
-        Some(rows) => {
-            let og = gather(&grads.g, rows);
-            let oh = grads.h.as_ref().map(|h| gather(h, rows));
-            gathered = (og, oh);
-            (&gathered.0, gathered.1.as_deref())
-        }
-    };
+/// Buffers a fit reuses from split to split and tree to tree: large allocations cost page
+/// faults, and a tree makes dozens of them.
+#[derive(Default)]
+struct Work {
+    /// The rows of every leaf of the tree being grown: each leaf owns a contiguous range.
+    rows: Vec<u32>,
+    /// The right-hand rows of a partition before they are copied back.
+    scratch: Vec<u32>,
+    /// A leaf's gathered gradients and Hessians.
+    g: Vec<f32>,
+    h: Vec<f32>,
+}
+
+/// Add the rows of a leaf (None: every row, in order) to the histograms of features
+/// `[j0, j0 + out.len() / NB)`, block by block. `g` and `h` are the rows' gradients and
+/// Hessians in the order of `rows`. Each feature receives its rows in order, so a sum does
+/// not depend on how features are grouped.
+fn sum_group(rows: Option<&[u32]>, g: &[f32], h: Option<&[f32]>, binned: &Binned, j0: usize, out: &mut [Bin]) {
     let n = g.len();
-    let d = binned.bins.len();
-    // Sum features [j0, j0 + out.len() / NB) over every row, block by block.
-    let group = |(j0, out): (usize, &mut [Bin])| {
+    let Some(rows) = rows else {
         for lo in (0..n).step_by(BLOCK) {
             let hi = (lo + BLOCK).min(n);
             for (k, hist) in out.chunks_exact_mut(NB).enumerate() {
                 let col: &[u8] = &binned.bins[j0 + k];
                 let hist: &mut [Bin; NB] = hist.try_into().expect("NB bins");
-                match (rows, h) {
-                    (None, None) => {
+                match h {
+                    None => {
                         for (&b, &g) in col[lo..hi].iter().zip(&g[lo..hi]) {
                             let bin = &mut hist[b as usize];
                             bin.g += g as f64;
                             bin.n += 1;
                         }
                     }
-                    (None, Some(h)) => {
+                    Some(h) => {
                         for ((&b, &g), &h) in col[lo..hi].iter().zip(&g[lo..hi]).zip(&h[lo..hi]) {
                             let bin = &mut hist[b as usize];
                             bin.g += g as f64;
@@ -330,51 +338,30 @@ fn histogram(rows: Option<&[u32]>, binned: &Binned, grads: &Grads) -> Hist {
                             bin.n += 1;
                         }
                     }
-                    (Some(_), _) => unreachable!("leaf rows are summed four features at a time"),
                 }
             }
         }
+        return;
     };
-    // A leaf's rows, block by block, four features at a time: each row index and gradient
-    // is read once for four columns, and four independent loads are in flight.
-    let leaf = |(j0, out): (usize, &mut [Bin])| {
-        let rows = rows.expect("a leaf's rows");
-        let mut hists: Vec<&mut [Bin]> = out.chunks_exact_mut(NB).collect();
-        for lo in (0..n).step_by(BLOCK) {
-            let hi = (lo + BLOCK).min(n);
-            for (q, quad) in hists.chunks_mut(4).enumerate() {
-                let cols = &binned.bins[j0 + 4 * q..j0 + 4 * q + quad.len()];
-                match (quad.len(), h) {
-                    (4, None) => scatter::<4, false>(cols, quad, rows, g, &[], lo, hi),
-                    (4, Some(h)) => scatter::<4, true>(cols, quad, rows, g, h, lo, hi),
-                    (3, None) => scatter::<3, false>(cols, quad, rows, g, &[], lo, hi),
-                    (3, Some(h)) => scatter::<3, true>(cols, quad, rows, g, h, lo, hi),
-                    (2, None) => scatter::<2, false>(cols, quad, rows, g, &[], lo, hi),
-                    (2, Some(h)) => scatter::<2, true>(cols, quad, rows, g, h, lo, hi),
-                    (_, None) => scatter::<1, false>(cols, quad, rows, g, &[], lo, hi),
-                    (_, Some(h)) => scatter::<1, true>(cols, quad, rows, g, h, lo, hi),
-                }
+    // A leaf's rows four features at a time: each row index and gradient is read once for
+    // four columns, and four independent loads are in flight.
+    let mut hists: Vec<&mut [Bin]> = out.chunks_exact_mut(NB).collect();
+    for lo in (0..n).step_by(BLOCK) {
+        let hi = (lo + BLOCK).min(n);
+        for (q, quad) in hists.chunks_mut(4).enumerate() {
+            let cols = &binned.bins[j0 + 4 * q..j0 + 4 * q + quad.len()];
+            match (quad.len(), h) {
+                (4, None) => scatter::<4, false>(cols, quad, rows, g, &[], lo, hi),
+                (4, Some(h)) => scatter::<4, true>(cols, quad, rows, g, h, lo, hi),
+                (3, None) => scatter::<3, false>(cols, quad, rows, g, &[], lo, hi),
+                (3, Some(h)) => scatter::<3, true>(cols, quad, rows, g, h, lo, hi),
+                (2, None) => scatter::<2, false>(cols, quad, rows, g, &[], lo, hi),
+                (2, Some(h)) => scatter::<2, true>(cols, quad, rows, g, h, lo, hi),
+                (_, None) => scatter::<1, false>(cols, quad, rows, g, &[], lo, hi),
+                (_, Some(h)) => scatter::<1, true>(cols, quad, rows, g, h, lo, hi),
             }
         }
-    };
-    let mut hist = vec![Bin::default(); d * NB];
-    if n * d >= PARALLEL_CELLS {
-        // One group of features per thread (the grouping cannot change a sum).
-        let per = d.div_ceil(rayon::current_num_threads()).max(1);
-        let groups = hist.par_chunks_mut(per * NB).enumerate().map(|(k, out)| (k * per, out));
-        if rows.is_some() { groups.for_each(leaf) } else { groups.for_each(group) }
-    } else if rows.is_some() {
-        leaf((0, &mut hist));
-    } else {
-        group((0, &mut hist));
     }
-    if h.is_none() {
-        // Every Hessian is 1: the sum is the count, exactly.
-        for b in &mut hist {
-            b.h = b.n as f64;
-        }
-    }
-    hist
 }
 
 /// Add rows `rows[lo..hi]` (gradients `g[lo..hi]`, Hessians `h[lo..hi]` when `HESS`) to the
@@ -410,8 +397,79 @@ fn scatter<const K: usize, const HESS: bool>(
     }
 }
 
-fn subtract(parent: &[Bin], child: &[Bin]) -> Hist {
-    parent.iter().zip(child).map(|(a, b)| Bin { g: a.g - b.g, h: a.h - b.h, n: a.n - b.n }).collect()
+/// A built histogram and the best split found in it (None: not searched, or no split).
+type Searched = (Hist, Option<Split>);
+
+/// One pass over groups of features (one group per thread, a single group for small
+/// work): sums the histogram of `rows` (None: every row), derives its sibling as
+/// `parent − it` when a parent is given, and searches each for its best split where
+/// `search` asks. One parallel region per split: waking the pool costs more than most
+/// leaves' work. Best splits are reduced in feature order (ties: the lower feature).
+fn build(
+    rows: Option<&[u32]>,
+    parent: Option<&[Bin]>,
+    search: (bool, bool),
+    binned: &Binned,
+    grads: &Grads,
+    bufs: (&mut Vec<f32>, &mut Vec<f32>),
+    cfg: &GbdtConfig,
+) -> (Searched, Searched) {
+    // Gather the leaf's gradients once, contiguous, rather than once per feature.
+    let (g, h): (&[f32], Option<&[f32]>) = match rows {
+        None => (&grads.g, grads.h.as_deref()),
+        Some(rows) => {
+            gather(bufs.0, &grads.g, rows);
+            if let Some(h) = &grads.h {
+                gather(bufs.1, h, rows);
+            }
+            (bufs.0, grads.h.as_ref().map(|_| bufs.1.as_slice()))
+        }
+    };
+    let d = binned.bins.len();
+    let mut own = vec![Bin::default(); d * NB];
+    let mut sib = if parent.is_some() { vec![Bin::default(); d * NB] } else { Vec::new() };
+    let per = if g.len() * d >= PARALLEL_CELLS { d.div_ceil(rayon::current_num_threads()).max(1) } else { d.max(1) };
+    let group = |(k, (own, sib)): (usize, (&mut [Bin], &mut [Bin]))| {
+        let j0 = k * per;
+        sum_group(rows, g, h, binned, j0, own);
+        if h.is_none() {
+            // Every Hessian is 1: the sum is the count, exactly.
+            for b in own.iter_mut() {
+                b.h = b.n as f64;
+            }
+        }
+        if let Some(parent) = parent {
+            let parent = &parent[j0 * NB..j0 * NB + own.len()];
+            for ((s, a), b) in sib.iter_mut().zip(parent).zip(own.iter()) {
+                *s = Bin { g: a.g - b.g, h: a.h - b.h, n: a.n - b.n };
+            }
+        }
+        let find = |hist: &[Bin], on: bool| {
+            let per_feature = hist.chunks_exact(NB).enumerate().filter(|_| on);
+            first_best(per_feature.map(|(q, hj)| best_split_feature(j0 + q, hj, &binned.edges[j0 + q], cfg)))
+        };
+        (find(own, search.0), find(sib, search.1))
+    };
+    // A zero-length sibling still needs one (empty) chunk per group.
+    let sib_per = if sib.is_empty() { 0 } else { per * NB };
+    let found: Vec<(Option<Split>, Option<Split>)> = if per < d {
+        let sibs: Vec<&mut [Bin]> = if sib_per == 0 {
+            (0..d.div_ceil(per)).map(|_| <&mut [Bin]>::default()).collect()
+        } else {
+            sib.chunks_mut(sib_per).collect()
+        };
+        own.par_chunks_mut(per * NB).zip(sibs).enumerate().map(group).collect()
+    } else {
+        vec![group((0, (&mut own, &mut sib)))]
+    };
+    let so = first_best(found.iter().map(|f| f.0));
+    let ss = first_best(found.iter().map(|f| f.1));
+    ((own, so), (sib, ss))
+}
+
+/// The split of greatest gain, in the order given (ties: the first).
+fn first_best(splits: impl Iterator<Item = Option<Split>>) -> Option<Split> {
+    splits.flatten().fold(None, |b, s| if b.as_ref().is_none_or(|b: &Split| s.gain > b.gain) { Some(s) } else { b })
 }
 
 /// Gradient and Hessian of the objective at margin `f` for row `i`.
@@ -534,53 +592,89 @@ impl Gbdt {
     }
 }
 
-/// The rows of a leaf that go left and right of `split`, each in row order. Branch-free:
-/// which side a row takes is data, not control flow, so the loop does not mispredict.
-/// Large leaves are cut into fixed chunks partitioned in parallel and joined in order.
-fn partition(rows: &[u32], binned: &Binned, split: &Split) -> (Vec<u32>, Vec<u32>) {
+/// Reorder a leaf's rows so those that go left of `split` come first, each side in row
+/// order; returns how many go left. Branch-free: which side a row takes is data, not control
+/// flow, so the loop does not mispredict. Large leaves are cut into fixed chunks partitioned
+/// in parallel and joined in order.
+fn partition(rows: &mut [u32], scratch: &mut [u32], binned: &Binned, split: &Split) -> usize {
     let mut goes_left = [false; NB];
     for (b, l) in goes_left.iter_mut().enumerate() {
         *l = if b == MISSING { split.missing_left } else { b <= split.bin };
     }
     let col = &binned.bins[split.feature];
-    let part = |rows: &[u32]| {
-        let (mut l, mut r) = (vec![0u32; rows.len()], vec![0u32; rows.len()]);
+    // Lefts are compacted to the front of `rows` in place (a left is never written past
+    // where it was read), rights go to `scratch`; returns the count of lefts.
+    let part = |rows: &mut [u32], scratch: &mut [u32]| {
         let (mut nl, mut nr) = (0, 0);
-        for (k, &i) in rows.iter().enumerate() {
+        for k in 0..rows.len() {
             if let Some(&ahead) = rows.get(k + PREFETCH) {
                 prefetch(col, ahead as usize);
             }
+            let i = rows[k];
             let left = goes_left[col[i as usize] as usize];
-            l[nl] = i;
-            r[nr] = i;
+            rows[nl] = i;
+            scratch[nr] = i;
             nl += left as usize;
             nr += !left as usize;
         }
-        l.truncate(nl);
-        r.truncate(nr);
-        (l, r)
+        nl
     };
-    if rows.len() <= CHUNK {
-        return part(rows);
+    let n = rows.len();
+    let scratch = &mut scratch[..n];
+    if n <= CHUNK {
+        let nl = part(rows, scratch);
+        rows[nl..].copy_from_slice(&scratch[..n - nl]);
+        return nl;
     }
-    let parts: Vec<(Vec<u32>, Vec<u32>)> = rows.par_chunks(CHUNK).map(part).collect();
-    let (mut l, mut r) = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
-    for (a, b) in parts {
-        l.extend_from_slice(&a);
-        r.extend_from_slice(&b);
+    let lefts: Vec<usize> =
+        rows.par_chunks_mut(CHUNK).zip(scratch.par_chunks_mut(CHUNK)).map(|(r, s)| part(r, s)).collect();
+    // Join in chunk order: a chunk's lefts move towards the front (never into a later
+    // chunk), then the rights come back from `scratch`.
+    let mut nl = 0;
+    for (c, &l) in lefts.iter().enumerate() {
+        rows.copy_within(c * CHUNK..c * CHUNK + l, nl);
+        nl += l;
     }
-    (l, r)
+    let mut at = nl;
+    for (c, &l) in lefts.iter().enumerate() {
+        let lo = c * CHUNK;
+        let nr = CHUNK.min(n - lo) - l;
+        rows[at..at + nr].copy_from_slice(&scratch[lo..lo + nr]);
+        at += nr;
+    }
+    nl
 }
 
-fn grow(cfg: &GbdtConfig, binned: &Binned, grads: &Grads) -> (Tree, Vec<(u32, Vec<u32>)>) {
+/// A finished leaf: its node, its rows (a range of `Work::rows`) and its histogram (empty
+/// when nobody asked for it).
+type Leaf = (u32, Range<usize>, Hist);
+
+/// Grow one tree from the histogram of all rows. With `leaf_hists` every leaf keeps its
+/// histogram (the last split's children get theirs built too); otherwise the last split
+/// builds none.
+fn grow(
+    cfg: &GbdtConfig,
+    binned: &Binned,
+    grads: &Grads,
+    root: Option<Hist>,
+    work: &mut Work,
+    leaf_hists: bool,
+) -> (Tree, Vec<Leaf>) {
     let n = grads.g.len();
-    let all: Vec<u32> = (0..n as u32).collect();
+    work.rows.clear();
+    work.rows.extend(0..n as u32);
+    work.scratch.resize(n, 0);
     let node = |value: f64| Node { feature: None, threshold: 0.0, missing_left: false, left: 0, right: 0, value };
-    let root_hist = histogram(None, binned, grads);
-    let (g, h) = sums(&root_hist);
+    let (root, root_split) = match root {
+        None => build(None, None, (true, false), binned, grads, (&mut work.g, &mut work.h), cfg).0,
+        Some(root) => {
+            let split = search_all(&root, binned, cfg);
+            (root, split)
+        }
+    };
+    let (g, h) = sums(&root);
     let mut nodes = vec![node(cfg.learning_rate * leaf_weight(g, h, cfg.l2))];
-    let root_split = best_split(&root_hist, &binned.edges, cfg, n);
-    let mut open: Vec<OpenLeaf> = vec![(0, all, root_hist, root_split)];
+    let mut open: Vec<OpenLeaf> = vec![(0, 0..n, root, root_split)];
     let mut leaves = 1;
     while leaves < cfg.max_leaves {
         // The open leaf of greatest gain (ties: the earliest node).
@@ -590,39 +684,35 @@ fn grow(cfg: &GbdtConfig, binned: &Binned, grads: &Grads) -> (Tree, Vec<(u32, Ve
             .filter_map(|(k, o)| o.3.as_ref().map(|s| (k, s.gain)))
             .fold(None, |b: Option<(usize, f64)>, (k, g)| if b.is_none_or(|b| g > b.1) { Some((k, g)) } else { b });
         let Some((k, _)) = pick else { break };
-        let (parent, rows, hist, split) = open.swap_remove(k);
+        let (parent, range, hist, split) = open.swap_remove(k);
         let split = split.expect("picked a leaf with a split");
-        let (l, r) = partition(&rows, binned, &split);
-        drop(rows);
+        let nl = partition(&mut work.rows[range.clone()], &mut work.scratch, binned, &split);
+        let (l, r) = (range.start..range.start + nl, range.start + nl..range.end);
         leaves += 1;
-        // The last split's children are never split: their sums come from the rows and
-        // nobody needs their histograms.
-        let last = leaves == cfg.max_leaves;
-        let (lh, rh) = if last {
-            (Vec::new(), Vec::new())
-        } else if l.len() <= r.len() {
-            let lh = histogram(Some(&l), binned, grads);
-            let rh = subtract(&hist, &lh);
-            (lh, rh)
+        // A leaf with fewer than two minimum leaves of rows cannot be split, nor can any
+        // once the tree is full.
+        let splittable = |r: &Range<usize>| leaves < cfg.max_leaves && r.len() >= 2 * cfg.min_leaf;
+        // Unless asked, the last split's children are never split: their sums come from
+        // the rows and nobody needs their histograms.
+        let ((lh, ls), (rh, rs)) = if leaves == cfg.max_leaves && !leaf_hists {
+            ((Vec::new(), None), (Vec::new(), None))
         } else {
-            let rh = histogram(Some(&r), binned, grads);
-            (subtract(&hist, &rh), rh)
+            // The smaller child is summed from its rows, the larger is the parent minus it.
+            let small_left = l.len() <= r.len();
+            let (small, large) = if small_left { (&l, &r) } else { (&r, &l) };
+            let bufs = (&mut work.g, &mut work.h);
+            let rows = Some(&work.rows[small.clone()]);
+            let (s, b) = build(rows, Some(&hist), (splittable(small), splittable(large)), binned, grads, bufs, cfg);
+            if small_left { (s, b) } else { (b, s) }
         };
         drop(hist);
-        let mut child = |rows: Vec<u32>, h: Hist| {
-            let (g, hh) = if h.is_empty() { row_sums(&rows, grads) } else { sums(&h) };
+        let mut child = |range: Range<usize>, h: Hist, s: Option<Split>| {
+            let (g, hh) = if h.is_empty() { row_sums(&work.rows[range.clone()], grads) } else { sums(&h) };
             nodes.push(node(cfg.learning_rate * leaf_weight(g, hh, cfg.l2)));
-            let idx = (nodes.len() - 1) as u32;
-            // A leaf with fewer than two minimum leaves of rows cannot be split.
-            let s = if h.is_empty() || rows.len() < 2 * cfg.min_leaf {
-                None
-            } else {
-                best_split(&h, &binned.edges, cfg, rows.len())
-            };
-            (idx, rows, h, s)
+            ((nodes.len() - 1) as u32, range, h, s)
         };
-        let lc = child(l, lh);
-        let rc = child(r, rh);
+        let lc = child(l, lh, ls);
+        let rc = child(r, rh, rs);
         let p = &mut nodes[parent as usize];
         p.feature = Some(split.feature as u32);
         p.threshold = binned.edges[split.feature][split.bin];
@@ -632,8 +722,32 @@ fn grow(cfg: &GbdtConfig, binned: &Binned, grads: &Grads) -> (Tree, Vec<(u32, Ve
         open.push(lc);
         open.push(rc);
     }
-    let done = open.into_iter().map(|(node, rows, _, _)| (node, rows)).collect();
+    let done = open.into_iter().map(|(node, range, hist, _)| (node, range, hist)).collect();
     (Tree { nodes }, done)
+}
+
+/// The best split over every feature of a histogram (ties: the lower feature).
+fn search_all(hist: &[Bin], binned: &Binned, cfg: &GbdtConfig) -> Option<Split> {
+    let found: Vec<Option<Split>> =
+        hist.par_chunks(NB).enumerate().map(|(j, hj)| best_split_feature(j, hj, &binned.edges[j], cfg)).collect();
+    first_best(found.into_iter())
+}
+
+/// The histogram of every row for the next tree of a squared-error fit, from this tree's
+/// leaves: the gradient of row i is f_i − y_i and the tree adds its leaf's value v to f_i,
+/// so each bin's gradient sum grows by v times the leaf's count in that bin. This replaces
+/// a pass over every row and feature by one over the leaves' histograms.
+fn next_root_squared(tree: &Tree, leaves: &[Leaf]) -> Hist {
+    let mut root = vec![Bin::default(); leaves[0].2.len()];
+    for (node, _, hist) in leaves {
+        let v = tree.nodes[*node as usize].value;
+        for (r, b) in root.iter_mut().zip(hist) {
+            r.g += b.g + v * b.n as f64;
+            r.n += b.n;
+            r.h += b.h;
+        }
+    }
+    root
 }
 
 /// Gradient and Hessian sums of a leaf from its histogram (any one feature holds them all).
@@ -667,8 +781,12 @@ impl Learner for Gbdt {
         let mut valid_curve = Vec::new();
         let mut train_curve = Vec::new();
         let (mut best, mut best_it) = (f64::INFINITY, 0);
+        let squared = cfg.objective == Objective::Squared;
+        let mut work = Work::default();
+        // Squared error: every tree after the first gets its root histogram from the last.
+        let mut root: Option<Hist> = None;
         for it in 0..cfg.iterations {
-            let grads = if cfg.objective == Objective::Squared {
+            let grads = if squared {
                 let y = train.y.real()?;
                 Grads { g: (0..n).into_par_iter().map(|i| (f[i] - y[i]) as f32).collect(), h: None }
             } else {
@@ -681,12 +799,15 @@ impl Learner for Gbdt {
                     .unzip();
                 Grads { g, h: Some(h) }
             };
-            let (tree, leaves) = grow(cfg, &binned, &grads);
-            for (node, rows) in &leaves {
+            let (tree, leaves) = grow(cfg, &binned, &grads, root.take(), &mut work, squared);
+            for (node, range, _) in &leaves {
                 let v = tree.nodes[*node as usize].value;
-                for &r in rows {
+                for &r in &work.rows[range.clone()] {
                     f[r as usize] += v;
                 }
+            }
+            if squared {
+                root = Some(next_root_squared(&tree, &leaves));
             }
             train_curve.push(mean_loss(&cfg.objective, &train.y, &f));
             if let Some(v) = valid {
