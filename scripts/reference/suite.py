@@ -12,6 +12,8 @@ cancer, lifelines' rossi), written beside the references so the Rust tests read 
              (Uno) and integrated_brier_score
   gbdt       scikit-learn HistGradientBoosting{Regressor,Classifier} accuracy on a fixed split
              (the Rust learner must come within a stated margin, not equal it)
+  stack_meta the stacking meta-learners on fixed inputs: a convex blend by SciPy's SLSQP, and
+             scikit-learn LogisticRegression (ridge on the weights, not the intercept)
 
 Usage: python scripts/reference/suite.py  (with scikit-learn, lifelines, scikit-survival,
 xgboost and pandas installed)
@@ -170,6 +172,44 @@ def gbdt():
             "params": {"iterations": 200, "learning_rate": 0.05, "max_leaves": 15, "min_leaf": 20}}
 
 
+def stack_meta():
+    """Meta-learner inputs built from fixed columns of the peers' datasets, standardised
+    (population deviation), signed and scaled."""
+    from scipy.optimize import minimize
+    from sklearn.linear_model import LogisticRegression
+
+    def cols(x, idx_signs):
+        z = (x - x.mean(axis=0)) / x.std(axis=0)
+        return np.column_stack([s * z[:, i] for i, s in idx_signs])
+
+    # Convex blend (weights >= 0 summing to 1, no intercept) of three "predictions" of
+    # diabetes progression: mean + deviation * signed standardised bmi, s5, and -3 bmi.
+    d = pd.read_csv(os.path.join(OUT, "diabetes.csv"))
+    x, y = d.drop(columns="y").to_numpy(), d["y"].to_numpy()
+    lin_cols = [(2, 1.0), (8, 1.0), (2, -3.0)]
+    p = y.mean() + y.std() * cols(x, lin_cols)
+    scale = np.sum((y - y.mean()) ** 2)
+    blend = minimize(lambda w: np.sum((y - p @ w) ** 2) / scale, np.array([0.5, 0.3, 0.2]),
+                     jac=lambda w: -2 * p.T @ (y - p @ w) / scale, method="SLSQP", bounds=[(0, 1)] * 3,
+                     constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1, "jac": lambda w: np.ones(3)}],
+                     options={"ftol": 1e-15, "maxiter": 1000})
+    # Logistic regression on logits with a ridge on the weights only (scikit-learn leaves
+    # the intercept unpenalised). y = 1 is benign: mean radius and worst concave points
+    # relate negatively, so they are negated; the third column (not negated) gets weight 0,
+    # so the reference is fitted on the first two.
+    b = pd.read_csv(os.path.join(OUT, "breast_cancer.csv"))
+    xb, yb = b.drop(columns="y").to_numpy(), b["y"].to_numpy()
+    pb = cols(xb, [(0, -1.0), (27, -1.0), (27, 1.0)])
+    pen = 1e-4 * len(yb)
+    log = LogisticRegression(C=1.0 / pen, tol=1e-12, max_iter=100000).fit(pb[:, :2], yb)
+    return {
+        "blend": {"columns": [[j, s] for j, s in lin_cols], "weights": [float(w) for w in blend.x]},
+        "logistic": {"columns": [[0, -1], [27, -1], [27, 1]], "penalty_per_row": 1e-4,
+                     "intercept": float(log.intercept_[0]),
+                     "weights": [float(w) for w in log.coef_[0]] + [0.0]},
+    }
+
+
 if __name__ == "__main__":
     dump("ridge_reference.json", ridge())
     dump("aft_reference.json", aft())
@@ -177,4 +217,5 @@ if __name__ == "__main__":
     dump("isotonic_reference.json", isotonic())
     dump("survival_metrics_reference.json", surv_metrics())
     dump("gbdt_reference.json", gbdt())
+    dump("stack_meta_reference.json", stack_meta())
     print("wrote", sorted(os.listdir(OUT)))

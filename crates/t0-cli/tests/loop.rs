@@ -1167,13 +1167,30 @@ fn train_suite_reproduces_byte_for_byte_on_one_thread_and_names_a_changed_file()
     let root = dir.path();
     let model = find(root, "runs/", "model.json");
     let run_id = model.split('/').nth(1).unwrap().to_string();
-    // The suite trained every family on the clips labels, each in its own file.
-    for family in ["__ridge.json", "__gbdt-squared.json", "__stack.json", "__gate.json", "__woe.json"] {
-        find(root, &format!("runs/{run_id}/models/y_"), family);
+    // The suite trained every family on every clips label once per fusion strategy, each in
+    // its own file; the stack exists for the value, binary and time-to-event labels.
+    for fusion in ["concat", "sum_pool", "max_pool"] {
+        for (label, family) in [
+            ("y_log_views", "ridge"),
+            ("y_log_views", "gbdt-squared"),
+            ("y_log_views", "stack"),
+            ("y_tail", "gate"),
+            ("y_tail", "woe"),
+            ("y_tail", "stack"),
+            ("tte_hours", "aft-weibull"),
+            ("tte_hours", "gbdt-aft-lognormal"),
+            ("tte_hours", "stack"),
+        ] {
+            find(root, &format!("runs/{run_id}/models/{label}__"), &format!("__{family}+{fusion}.json"));
+        }
     }
-    // The parametric AFT models do not converge on the fixture's 144 training rows with 147
-    // features and few events (a warning names them); the GBDT with the AFT objective trains.
-    find(root, &format!("runs/{run_id}/models/tte_hours__"), "gbdt-aft-lognormal.json");
+    let board = std::fs::read_to_string(root.join(format!("runs/{run_id}/leaderboard.csv"))).unwrap();
+    assert!(board.starts_with("label,label_kind,model,fusion,"), "{board}");
+    // One model per label is selected, across the fusion strategies.
+    for label in ["y_log_views", "y_tail"] {
+        let picked = board.lines().filter(|l| l.starts_with(&format!("{label},")) && l.ends_with(",true")).count();
+        assert_eq!(picked, 1, "{label} in {board}");
+    }
     // The pristine run used every core; the replay uses one.
     let replay = |root: &Path| {
         Command::new(bin("train-suite"))
@@ -1191,7 +1208,7 @@ fn train_suite_reproduces_byte_for_byte_on_one_thread_and_names_a_changed_file()
     assert_eq!(r["identical"], true);
     assert!(r["files"].as_u64().unwrap() >= 15, "{r}");
     // A changed model file: the replay stops (exit 1) naming it.
-    let gbdt = find(root, &format!("runs/{run_id}/models/y_log_views__"), "gbdt-squared.json");
+    let gbdt = find(root, &format!("runs/{run_id}/models/y_log_views__"), "gbdt-squared+concat.json");
     let path = root.join(&gbdt);
     let text = std::fs::read_to_string(&path).unwrap().replacen("\"value\":", "\"value\": ", 1);
     std::fs::write(&path, text).unwrap();

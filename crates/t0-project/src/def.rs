@@ -353,10 +353,11 @@ pub struct Features {
     /// Embed input names whose vectors are features.
     #[serde(default)]
     pub embeddings: Vec<String>,
-    /// A fused embedding (`fused.<strategy>`) whose vector and modality presence flags are
-    /// features.
-    #[serde(default)]
-    pub fusion: Option<FusionStrategy>,
+    /// Fused embeddings (`fused.<strategy>`): one strategy or a list. train-suite trains
+    /// the suite once per strategy, each with that fused vector (and the modality presence
+    /// flags) beside the surface columns, and selects across them on validation.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub fusion: Vec<FusionStrategy>,
     /// The label train-suite fits by default.
     #[serde(default)]
     pub target: Option<String>,
@@ -370,6 +371,24 @@ fn d_levels() -> usize {
     20
 }
 
+/// A value written either alone (`fusion: concat`) or as a list (`fusion: [concat, sum_pool]`).
+fn one_or_many<'de, D, T>(d: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(t) => vec![t],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 impl Default for Features {
     fn default() -> Self {
         Features {
@@ -378,7 +397,7 @@ impl Default for Features {
             transforms: BTreeMap::new(),
             max_levels: d_levels(),
             embeddings: Vec::new(),
-            fusion: None,
+            fusion: Vec::new(),
             target: None,
             leakage: Vec::new(),
         }
@@ -668,16 +687,19 @@ impl ProjectDef {
                 ));
             }
         }
-        if let Some(s) = f.fusion
-            && !self.embed.fusion.contains(&s)
-        {
-            return Err(at(
-                file,
-                fline("fusion"),
-                format!("features.fusion is {}, which embed.fusion does not write", s.as_str()),
-            ));
+        for s in &f.fusion {
+            if !self.embed.fusion.contains(s) {
+                return Err(at(
+                    file,
+                    fline("fusion"),
+                    format!("features.fusion names {}, which embed.fusion does not write", s.as_str()),
+                ));
+            }
         }
-        if f.fusion.is_some() && self.embed.is_empty() {
+        if let Some(dup) = f.fusion.iter().enumerate().find(|(k, s)| f.fusion[..*k].contains(s)) {
+            return Err(at(file, fline("fusion"), format!("features.fusion names {} twice", dup.1.as_str())));
+        }
+        if !f.fusion.is_empty() && self.embed.is_empty() {
             return Err(at(file, fline("fusion"), "features.fusion needs embed inputs"));
         }
         if self.embed.fusion_dim == 0 || self.embed.fusion_dim > 4096 {
@@ -744,5 +766,22 @@ mod tests {
             let e = parse(&text).unwrap_err();
             assert!(e.contains("p/project.yaml") && e.contains(line) && e.contains(what), "{e}");
         }
+    }
+
+    #[test]
+    fn fusion_is_one_strategy_or_a_list_of_those_embed_writes() {
+        let with = |features: &str, embed: &str| {
+            OK.replace("  target: y_pop\n", &format!("  target: y_pop\n  fusion: {features}\n"))
+                + &format!("embed:\n  text:\n    - {{name: t, surface: base, column: region}}\n  fusion: {embed}\n")
+        };
+        let one = parse(&with("sum_pool", "[concat, sum_pool]")).unwrap();
+        assert_eq!(one.features.fusion, vec![FusionStrategy::SumPool]);
+        let two = parse(&with("[concat, sum_pool]", "[concat, sum_pool]")).unwrap();
+        assert_eq!(two.features.fusion, vec![FusionStrategy::Concat, FusionStrategy::SumPool]);
+        let e = parse(&with("[concat, max_pool]", "[concat, sum_pool]")).unwrap_err();
+        assert!(e.contains("max_pool") && e.contains("embed.fusion does not write"), "{e}");
+        let e = parse(&with("[concat, concat]", "[concat]")).unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        assert!(parse(OK).unwrap().features.fusion.is_empty());
     }
 }

@@ -151,6 +151,7 @@ pub fn select(catalog: &Catalog, project: &Project, sources: &[Source]) -> Resul
     let mut skipped = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut used_names: Vec<String> = Vec::new();
+    let mut fused_flags_taken = false;
     for s in sources {
         let schema = schema_of(catalog, &s.path)?;
         let is_embedding_output = s.output.starts_with("embeddings.") || s.output.starts_with("fused.");
@@ -163,6 +164,11 @@ pub fn select(catalog: &Catalog, project: &Project, sources: &[Source]) -> Resul
             // A fused manifest's strategy is constant and its modality list repeats the
             // has_<modality> flags, which are features.
             if is_fused && (col == "strategy" || col == "modalities") {
+                continue;
+            }
+            // Every fused output of one embed run carries the same has_<modality> flags:
+            // they are taken from the first.
+            if is_fused && col.starts_with("has_") && fused_flags_taken {
                 continue;
             }
             let qualified = format!("{}.{col}", short(&s.output));
@@ -238,6 +244,7 @@ pub fn select(catalog: &Catalog, project: &Project, sources: &[Source]) -> Resul
             }
             columns.push(ColumnSpec { source: s.output.clone(), column: name, kind });
         }
+        fused_flags_taken |= is_fused;
     }
     for e in &f.exclude {
         if !used_names.contains(e) {

@@ -49,6 +49,8 @@ pub const SUITE_VERSION: &str = "suite-v1";
 pub struct Model {
     /// The selected family (`ridge`, `gbdt-squared`, `stack`).
     pub kind: String,
+    /// The fused embedding it was trained with (`none` without fusion).
+    pub fusion: String,
     pub target: String,
     /// Manifest outputs the features come from, in join order (surfaces, then embeddings).
     pub sources: Vec<String>,
@@ -105,6 +107,8 @@ pub struct Entry {
     pub label: String,
     pub label_kind: String,
     pub model: String,
+    /// The fusion variant (`none` without fusion).
+    pub fusion: String,
     /// The metric models of this label are selected by, on validation and on test.
     pub metric: String,
     /// None where the metric is undefined (e.g. one class in the block).
@@ -261,9 +265,7 @@ fn gather(
     };
     let f = &project.def.features;
     let mut embed_outputs: Vec<String> = f.embeddings.iter().map(|e| format!("embeddings.{e}")).collect();
-    if let Some(s) = f.fusion {
-        embed_outputs.push(format!("fused.{}", s.as_str()));
-    }
+    embed_outputs.extend(f.fusion.iter().map(|s| format!("fused.{}", s.as_str())));
     let pinned_embed = upstream("embed")?;
     let (sources, emb) =
         feature_sources_pinned(root, catalog, project, &cert, run, &f.surfaces, &embed_outputs, pinned_embed)?;

@@ -4,11 +4,14 @@
 use std::path::PathBuf;
 
 use t0_train::metrics;
+use t0_train::models::aft::AftConfig;
 use t0_train::models::aft::{Dist, fit_aft};
 use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective, aft_loss};
 use t0_train::models::isotonic::Isotonic;
 use t0_train::models::ridge::ridge_loo;
-use t0_train::models::{Design, Learner, Target};
+use t0_train::models::stack::{Base, Meta, Stack, StackConfig, convex_blend, nn_logistic};
+use t0_train::models::woe::WoeConfig;
+use t0_train::models::{Design, Fitted, Learner, Target};
 use t0_train::split::SplitMix;
 
 fn fixture(name: &str) -> PathBuf {
@@ -331,4 +334,118 @@ fn classification_and_ranking_metrics_behave() {
     // A perfect ranking within each group has NDCG 1.
     let g = [1, 1, 1, 2, 2];
     close(metrics::ndcg_at(10, &g, &[3.0, 2.0, 1.0, 5.0, 4.0], &[3.0, 2.0, 1.0, 2.0, 1.0]), 1.0, 1e-12, "NDCG");
+}
+
+/// Columns of `x` (row-major, `d` wide) standardised (population deviation) and signed.
+fn signed_columns(x: &[f64], d: usize, spec: &serde_json::Value) -> Vec<Vec<f64>> {
+    let n = x.len() / d;
+    spec.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let (j, sign) = (c[0].as_u64().unwrap() as usize, c[1].as_f64().unwrap());
+            // Column j, standardised, times `sign` (which may also scale it).
+            let col: Vec<f64> = (0..n).map(|i| x[i * d + j]).collect();
+            let mean = col.iter().sum::<f64>() / n as f64;
+            let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+            col.iter().map(|v| sign * (v - mean) / sd).collect()
+        })
+        .collect()
+}
+
+fn breast_cancer() -> (Vec<f64>, Vec<f64>) {
+    let (_, rows) = csv("breast_cancer.csv");
+    (rows.iter().flat_map(|r| r[..30].to_vec()).collect(), rows.iter().map(|r| r[30]).collect())
+}
+
+#[test]
+fn stack_meta_learners_match_scipy_convex_blend_and_sklearn_logistic_regression() {
+    let r = json("stack_meta_reference.json");
+    // Convex blend: weights non-negative, summing to 1, no intercept.
+    let (x, y) = diabetes();
+    let n = y.len() as f64;
+    let (mean, sd) = (
+        y.iter().sum::<f64>() / n,
+        (y.iter().map(|v| v * v).sum::<f64>() / n - (y.iter().sum::<f64>() / n).powi(2)).sqrt(),
+    );
+    let p: Vec<Vec<f64>> = signed_columns(&x, 10, &r["blend"]["columns"])
+        .into_iter()
+        .map(|c| c.iter().map(|z| mean + sd * z).collect())
+        .collect();
+    let w = convex_blend(&p, &y);
+    for (k, (got, want)) in w.iter().zip(floats(&r["blend"]["weights"])).enumerate() {
+        close(*got, want, 1e-6, &format!("blend weight {k}"));
+    }
+    close(w.iter().sum(), 1.0, 1e-12, "blend weights sum");
+    // Logistic regression on logits with non-negative weights, ridge on the weights only.
+    let (xb, yb) = breast_cancer();
+    let (a, w) = nn_logistic(&signed_columns(&xb, 30, &r["logistic"]["columns"]), &yb);
+    close(a, r["logistic"]["intercept"].as_f64().unwrap(), 1e-5, "logistic meta intercept");
+    for (k, (got, want)) in w.iter().zip(floats(&r["logistic"]["weights"])).enumerate() {
+        close(*got, want, 1e-5, &format!("logistic meta weight {k}"));
+    }
+}
+
+/// Expanding folds over `n` time-ordered rows: fit on every row before a cut, predict the
+/// next `n / (k + 1)` rows.
+fn expanding(n: usize, k: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let step = n / (k + 1);
+    (1..=k).map(|f| ((0..f * step).collect(), (f * step..((f + 1) * step).min(n)).collect())).collect()
+}
+
+#[test]
+fn binary_and_censored_stacks_combine_their_bases_on_time_folds_deterministically() {
+    // Binary: WOE and a logistic GBDT, meta logistic on their logits.
+    let (xb, yb) = breast_cancer();
+    let (tr, te) = split(yb.len(), 0.75);
+    let yall = Target::Binary(yb.clone());
+    let (dt, dte) = (Design::select(&xb, 30, &yall, &tr), Design::select(&xb, 30, &yall, &te));
+    let gbdt = GbdtConfig { iterations: 60, early_stopping_rounds: 0, ..GbdtConfig::new(Objective::Logistic) };
+    let cfg = StackConfig {
+        folds: expanding(tr.len(), 3),
+        bases: vec![Base::Woe(WoeConfig { bins: 5 }), Base::Gbdt(gbdt)],
+        meta_aft: None,
+    };
+    let s = Stack::fit(&cfg, &dt, None).unwrap();
+    let Meta::Logistic { weights, .. } = &s.meta else { panic!("a binary stack has a logistic meta: {:?}", s.meta) };
+    assert!(weights.iter().all(|w| *w >= 0.0) && weights.iter().any(|w| *w > 0.0), "{weights:?}");
+    let auc = |m: &dyn Fn(&[f64]) -> f64| {
+        let p: Vec<f64> = (0..dte.rows()).map(|i| m(dte.row(i))).collect();
+        assert!(p.iter().all(|p| (0.0..=1.0).contains(p)), "probabilities");
+        metrics::roc_auc(&p, dte.y.real().unwrap())
+    };
+    let stack_auc = auc(&|r| s.predict(r));
+    let best_base = s.bases.iter().map(|b| auc(&|r| b.predict(r))).fold(0.0, f64::max);
+    assert!(stack_auc >= 0.95 && stack_auc >= best_base - 0.02, "stack AUC {stack_auc}, best base {best_base}");
+    assert_eq!(s, Stack::fit(&cfg, &dt, None).unwrap(), "refit differs");
+
+    // Censored: Weibull AFT and GBDT-AFT, meta log-normal AFT on their locations.
+    let (x, t, e) = rossi();
+    let upper: Vec<f64> = t.iter().zip(&e).map(|(t, e)| if *e { *t } else { f64::INFINITY }).collect();
+    let y = Target::Censored { lower: t.clone(), upper };
+    let (tr, te) = ((0..300).collect::<Vec<_>>(), (300..t.len()).collect::<Vec<_>>());
+    let (dt, dte) = (Design::select(&x, 7, &y, &tr), Design::select(&x, 7, &y, &te));
+    let aft = |dist| AftConfig { dist, penalties: vec![1e-3] };
+    let gbdt = GbdtConfig {
+        iterations: 40,
+        early_stopping_rounds: 0,
+        ..GbdtConfig::new(Objective::Aft { dist: Dist::Normal, sigma: 1.0 })
+    };
+    let cfg = StackConfig {
+        folds: expanding(tr.len(), 3),
+        bases: vec![Base::Aft(aft(Dist::Extreme)), Base::Gbdt(gbdt)],
+        meta_aft: Some(aft(Dist::Normal)),
+    };
+    let s = Stack::fit(&cfg, &dt, None).unwrap();
+    let meta = s.aft().expect("a censored stack has a meta AFT");
+    assert!(meta.sigma().is_finite() && meta.sigma() > 0.0 && meta.dist == Dist::Normal);
+    assert!(matches!(s.bases[0], Fitted::Aft(_)));
+    let loc: Vec<f64> = (0..dte.rows()).map(|i| s.predict(dte.row(i))).collect();
+    let c = metrics::harrell_c(&t[300..], &e[300..], &loc);
+    assert!(c > 0.55, "stack concordance {c} on the held-out rossi rows");
+    assert_eq!(s, Stack::fit(&cfg, &dt, None).unwrap(), "refit differs");
+
+    // A stack of a censored target without a meta AFT is refused, not guessed.
+    let bad = StackConfig { meta_aft: None, ..cfg };
+    assert!(Stack::fit(&bad, &dt, None).is_err());
 }
