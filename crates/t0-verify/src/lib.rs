@@ -230,10 +230,13 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
             let verified = t0_manifest::verify_output(root, &catalog, m, o);
             hashing += t.elapsed();
             if let Err(e) = verified {
-                let kind = if e.to_string().contains("cannot") || e.to_string().contains("missing") {
-                    Kind::Missing
-                } else {
-                    Kind::Changed
+                // A file that is there but unreadable (a flipped byte in a compressed page)
+                // is changed, not missing.
+                let kind = match o.path(root) {
+                    Ok(p) if p.exists() => Kind::Changed,
+                    Ok(_) => Kind::Missing,
+                    Err(_) if e.to_string().contains("cannot") || e.to_string().contains("missing") => Kind::Missing,
+                    Err(_) => Kind::Changed,
                 };
                 problem(kind, o.location.describe(), format!("output {} of {} run {}: {e}", o.name, m.stage, m.run_id));
             }
