@@ -267,7 +267,7 @@ const BLOCK: usize = 65536;
 
 /// Rows per chunk of a parallel partition (fixed, so the result is the same on any
 /// number of threads).
-const CHUNK: usize = 1 << 15;
+const CHUNK: usize = 1 << 13;
 
 /// How many rows ahead a leaf's histogram asks for the bin it will read.
 const PREFETCH: usize = 32;
