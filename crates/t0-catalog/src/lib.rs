@@ -36,7 +36,7 @@ impl Catalog {
     pub fn open(root: &Root) -> Result<Self> {
         std::fs::create_dir_all(root.path()).map_err(|e| Error::io(root.path(), e))?;
         let path = root.catalog();
-        let conn = Connection::open_with_flags(&path, config()?)
+        let conn = Connection::open_with_flags(&path, config(Some(root))?)
             .map_err(|e| Error::internal(format!("open catalog {}", path.display()), e))?;
         let cat = Catalog { conn };
         cat.migrate()?;
@@ -50,7 +50,7 @@ impl Catalog {
         if !path.exists() {
             return Err(Error::Refused(format!("no catalog at {}: run `acquire` first", path.display())));
         }
-        let cfg = config()?.access_mode(duckdb::AccessMode::ReadOnly).ctx(|| "duckdb config".into())?;
+        let cfg = config(Some(root))?.access_mode(duckdb::AccessMode::ReadOnly).ctx(|| "duckdb config".into())?;
         let conn = Connection::open_with_flags(&path, cfg)
             .map_err(|e| Error::internal(format!("open catalog {} read-only", path.display()), e))?;
         let cat = Catalog { conn };
@@ -67,7 +67,7 @@ impl Catalog {
 
     /// An in-memory catalog (tests, scratch work) with the same settings and schema.
     pub fn in_memory() -> Result<Self> {
-        let conn = Connection::open_in_memory_with_flags(config()?).ctx(|| "open in-memory catalog".into())?;
+        let conn = Connection::open_in_memory_with_flags(config(None)?).ctx(|| "open in-memory catalog".into())?;
         let cat = Catalog { conn };
         cat.migrate()?;
         Ok(cat)
@@ -115,12 +115,16 @@ impl Catalog {
         Ok((schema, arrow.collect()))
     }
 
-    /// Canonical content hash and row count of the rows `sql` returns (see `t0-table`).
-    pub fn content_hash(&self, sql: &str, params: &[&dyn duckdb::ToSql], key: &[&str]) -> Result<(String, u64)> {
-        let (schema, batches) = self.query_arrow(sql, params)?;
-        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let hash = t0_table::content_hash(&schema, &batches, key)?;
-        Ok((hash, rows))
+    /// Canonical content hash and row count of the rows `sql` returns (see `t0-table`),
+    /// streamed: one Arrow batch in memory at a time.
+    pub fn content_hash(&self, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<(String, u64)> {
+        let mut stmt = self.conn.prepare(sql).ctx(|| format!("prepare {}", short(sql)))?;
+        let arrow = stmt.query_arrow(params).ctx(|| format!("query {}", short(sql)))?;
+        let mut h = t0_table::ContentHasher::new(&arrow.get_schema())?;
+        for b in arrow {
+            h.push(&b)?;
+        }
+        Ok((h.finish(), h.state().rows))
     }
 
     /// Column name -> DuckDB type of `table` (empty when there is no such table).
@@ -163,12 +167,72 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn config() -> Result<Config> {
+/// What a stage process lets DuckDB use: set once by the binary (`--memory-limit`,
+/// `--temp-dir`), read by every catalog it opens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    /// Bytes DuckDB may hold in memory; beyond it, it spills to `temp_dir` or fails.
+    pub memory_limit: Option<u64>,
+    /// Where DuckDB spills (default: `<root>/tmp`).
+    pub temp_dir: Option<std::path::PathBuf>,
+}
+
+static RESOURCES: std::sync::OnceLock<Resources> = std::sync::OnceLock::new();
+
+/// Set the process's resources (once; a second call is ignored).
+pub fn set_resources(r: Resources) {
+    let _ = RESOURCES.set(r);
+}
+
+/// The process's resources.
+pub fn resources() -> Resources {
+    RESOURCES.get().cloned().unwrap_or_default()
+}
+
+/// Bytes of a size like `1GB`, `512MiB`, `2g` or `1073741824` (decimal units are powers of
+/// 1000, binary ones of 1024, a bare letter binary, as DuckDB reads them).
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("{text:?} is not a size (e.g. 1GB, 512MiB)"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "bytes" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0f64.powi(4),
+        other => return Err(format!("{text:?}: unknown size unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
+    };
+    let bytes = value * scale;
+    if !(bytes >= 1.0 && bytes < 1e18) {
+        return Err(format!("{text:?} is not a usable memory size"));
+    }
+    Ok(bytes as u64)
+}
+
+fn config(root: Option<&Root>) -> Result<Config> {
     // No network and no surprise downloads: extensions are never installed or autoloaded.
-    Config::default()
+    let mut cfg = Config::default()
         .enable_autoload_extension(false)
         .and_then(|c| c.with("autoinstall_known_extensions", "false"))
-        .ctx(|| "duckdb config".into())
+        .ctx(|| "duckdb config".into())?;
+    let r = resources();
+    if let Some(bytes) = r.memory_limit {
+        // In KiB: DuckDB reads the unit, and a round number shows in its own error messages.
+        cfg =
+            cfg.with("memory_limit", &format!("{}KiB", (bytes / 1024).max(1))).ctx(|| "duckdb memory_limit".into())?;
+    }
+    let temp = r.temp_dir.or_else(|| root.map(|root| root.path().join("tmp")));
+    if let Some(dir) = temp {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        cfg = cfg.with("temp_directory", &dir.to_string_lossy()).ctx(|| "duckdb temp_directory".into())?;
+    }
+    Ok(cfg)
 }
 
 fn short(sql: &str) -> String {
@@ -208,5 +272,38 @@ impl RootLock {
         let _ = file.set_len(0);
         let _ = write!(file, "pid {}", std::process::id());
         Ok(RootLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_as_duckdb_reads_them_and_bad_ones_say_why() {
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_size(" 1048576 ").unwrap(), 1 << 20);
+        assert_eq!(parse_size("1.5GB").unwrap(), 1_500_000_000);
+        for bad in ["", "GB", "12 parsecs", "0MB", "-1GB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert!(parse_size("12 parsecs").unwrap_err().contains("unknown size unit"));
+    }
+
+    /// The only test in this binary that sets the process's resources (they are set once).
+    #[test]
+    fn the_memory_limit_and_temp_directory_reach_duckdb() {
+        let dir = std::env::temp_dir().join(format!("t0clip-catalog-test-{}", std::process::id()));
+        set_resources(Resources { memory_limit: Some(200 << 20), temp_dir: Some(dir.clone()) });
+        let cat = Catalog::in_memory().unwrap();
+        let setting = |name: &str| -> String {
+            cat.conn().query_row(&format!("SELECT current_setting('{name}')"), [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(setting("memory_limit"), "200.0 MiB");
+        assert_eq!(setting("temp_directory"), dir.to_string_lossy());
+        assert!(dir.is_dir());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -417,7 +417,6 @@ fn dataset_baselines(
         let (hash, rows) = catalog.content_hash(
             &format!("SELECT * FROM surface_{entry} WHERE CAST(t0 AS DATE) = CAST(? AS DATE)"),
             &[&day],
-            &["entity_id", "t0"],
         )?;
         let previous: Option<String> = conn
             .query_row(

@@ -28,6 +28,14 @@ pub struct Common {
     /// stores, labels, features, embed inputs). Default: the built-in clips example.
     #[arg(long, env = "T0CLIP_PROJECT", global = true, value_name = "DIR")]
     pub project: Option<PathBuf>,
+    /// Memory DuckDB may use in this stage (e.g. 1GB, 512MiB). Over it, DuckDB spills to
+    /// the temp directory; work that cannot spill fails with an error naming the limit.
+    /// Default: DuckDB's own (80% of RAM).
+    #[arg(long, env = "T0CLIP_MEMORY_LIMIT", global = true, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+    /// Where DuckDB spills when over the memory limit. Default: <root>/tmp.
+    #[arg(long, env = "T0CLIP_TEMP_DIR", global = true, value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
 }
 
 impl Common {
@@ -134,6 +142,37 @@ impl Progress for Bar {
     }
 }
 
+/// Hand `--memory-limit` and `--temp-dir` to every catalog the stage opens.
+fn resources(common: &Common) -> t0_core::Result<()> {
+    let memory_limit = match &common.memory_limit {
+        Some(s) => Some(
+            t0_catalog::parse_size(s)
+                .map_err(|e| t0_core::Error::Usage(format!("--memory-limit / T0CLIP_MEMORY_LIMIT: {e}")))?,
+        ),
+        None => None,
+    };
+    t0_catalog::set_resources(t0_catalog::Resources { memory_limit, temp_dir: common.temp_dir.clone() });
+    Ok(())
+}
+
+/// DuckDB's out-of-memory error, told in terms of the flag that set the limit.
+fn name_the_limit(e: t0_core::Error, common: &Common) -> t0_core::Error {
+    let text = e.to_string();
+    if !(text.contains("Out of Memory") || text.contains("could not allocate block")) {
+        return e;
+    }
+    // DuckDB's own advice (SET memory_limit, threads) names settings the user sets by flag.
+    let text = text.split("\n\nPossible solutions").next().unwrap_or(&text).to_string();
+    let limit = match &common.memory_limit {
+        Some(l) => format!("the memory limit {l} (--memory-limit / T0CLIP_MEMORY_LIMIT)"),
+        None => "DuckDB's default memory limit (set one with --memory-limit / T0CLIP_MEMORY_LIMIT)".into(),
+    };
+    t0_core::Error::Internal {
+        context: format!("out of memory under {limit}; raise it, or free disk in the temp directory DuckDB spills to"),
+        message: text,
+    }
+}
+
 /// Run a stage body and exit according to the contract.
 pub fn run(
     common: &Common,
@@ -142,7 +181,10 @@ pub fn run(
 ) -> std::process::ExitCode {
     let root = Root::new(&common.root);
     let bar = Bar::new(common.quiet);
-    let result = Clock::from_arg(common.now.as_deref()).and_then(|clock| body(&root, clock, &bar));
+    let result = resources(common)
+        .and_then(|()| Clock::from_arg(common.now.as_deref()))
+        .and_then(|clock| body(&root, clock, &bar))
+        .map_err(|e| name_the_limit(e, common));
     bar.finish();
     let code = match result {
         Ok(o) => {

@@ -570,7 +570,7 @@ fn a_killed_ingest_resumes_without_duplicating_rows() {
                     "quarantine" => "SELECT batch_id, row_number, column_name, reason FROM quarantine".to_string(),
                     _ => format!("SELECT * FROM {t}"),
                 };
-                cat.content_hash(&sql, &[], &[]).unwrap()
+                cat.content_hash(&sql, &[]).unwrap()
             })
             .collect()
     };
@@ -611,9 +611,9 @@ fn a_heal_killed_before_commit_leaves_no_partial_change() {
         let cat = t0_catalog::Catalog::open(&Root::new(root)).unwrap();
         ["entities", "observations", "events", "heal_ledger", "heal_quarantine"]
             .iter()
-            .map(|t| cat.content_hash(&format!("SELECT * FROM {t}"), &[], &[]).unwrap())
+            .map(|t| cat.content_hash(&format!("SELECT * FROM {t}"), &[]).unwrap())
             .chain(std::iter::once(
-                cat.content_hash("SELECT stage, run_id FROM manifests WHERE stage = 'heal'", &[], &[]).unwrap(),
+                cat.content_hash("SELECT stage, run_id FROM manifests WHERE stage = 'heal'", &[]).unwrap(),
             ))
             .collect()
     };
@@ -1226,4 +1226,30 @@ fn a_changed_snapshot_file_is_named_by_verify() {
     let o = run(dir.path(), "verify", &[]);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains(&rel) || o.stdout.contains(&rel), "verify must name {rel}: {}", o.stderr);
+}
+
+#[test]
+fn a_memory_limit_is_taken_by_flag_or_environment_and_named_when_duckdb_runs_out() {
+    let fx = fixture();
+    let input = fx.to_str().unwrap();
+    // A size that is not one is a usage error naming the flag.
+    let dir = tempfile::tempdir().unwrap();
+    let o = expect(dir.path(), "acquire", &["--input", input, "--memory-limit", "12 parsecs"], 2);
+    assert!(o.stderr.contains("--memory-limit") && o.stderr.contains("parsecs"), "{}", o.stderr);
+    // Too little memory for DuckDB: an error naming the limit and the flag, not a crash.
+    let o = expect(dir.path(), "acquire", &["--input", input, "--memory-limit", "1MB"], 70);
+    assert!(o.stderr.contains("out of memory under the memory limit 1MB (--memory-limit"), "{}", o.stderr);
+    // A workable limit, from the environment, completes, with DuckDB's spill directory under
+    // the root.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(bin("acquire"))
+        .args(["--root", dir.path().to_str().unwrap(), "--input", input])
+        .env("T0CLIP_NOW", NOW)
+        .env("T0CLIP_MEMORY_LIMIT", "256MB")
+        .env_remove("T0CLIP_ROOT")
+        .env_remove("T0CLIP_PROJECT")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.path().join("tmp").is_dir());
 }

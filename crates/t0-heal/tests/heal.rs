@@ -173,7 +173,7 @@ impl Env {
     }
     fn hash(&self, table: &str) -> String {
         let cat = self.catalog();
-        cat.content_hash(&format!("SELECT * FROM {table}"), &[], &[]).unwrap().0
+        cat.content_hash(&format!("SELECT * FROM {table}"), &[]).unwrap().0
     }
 }
 

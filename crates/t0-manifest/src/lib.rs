@@ -78,8 +78,10 @@ impl Output {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Location {
     /// Rows of a catalog table, optionally only those whose `run_id` column equals `run_id`.
+    /// `key` names the columns that identify a row, for readers; the content hash is of the
+    /// multiset of rows and does not depend on it.
     Table { table: String, key: Vec<String>, run_id: Option<String> },
-    /// A Parquet file or a directory of Parquet files, relative to the root.
+    /// A Parquet file or a directory of Parquet files, relative to the root (`key` as above).
     Parquet { path: String, key: Vec<String> },
     /// Any other file (JSON model, report), relative to the root; hashed by its bytes.
     File { path: String },
@@ -119,18 +121,17 @@ type Measured = (String, Option<u64>, BTreeMap<String, String>);
 
 fn measure(root: &Root, catalog: &Catalog, location: &Location) -> Result<Measured> {
     match location {
-        Location::Table { table, key, run_id } => {
-            let keys: Vec<&str> = key.iter().map(String::as_str).collect();
-            let (h, rows) = catalog.content_hash(&table_sql(table, run_id), &[], &keys)?;
+        Location::Table { table, run_id, .. } => {
+            let (h, rows) = catalog.content_hash(&table_sql(table, run_id), &[])?;
             Ok((h, Some(rows), BTreeMap::new()))
         }
-        Location::Parquet { path, key } => {
+        Location::Parquet { path, .. } => {
             let set = ParquetSet::open(&root.join(path))?;
             let mut files = BTreeMap::new();
             for f in &set.files {
                 files.insert(root.relative(f), t0_core::fsio::file_hash(f)?);
             }
-            let (h, rows) = parquet_content(&set, key)?;
+            let (h, rows) = set.content_hash()?;
             Ok((h, Some(rows), files))
         }
         Location::File { path } => {
@@ -138,14 +139,6 @@ fn measure(root: &Root, catalog: &Catalog, location: &Location) -> Result<Measur
             Ok((h, None, BTreeMap::new()))
         }
     }
-}
-
-fn parquet_content(set: &ParquetSet, key: &[String]) -> Result<(String, u64), t0_table::TableError> {
-    let (schema, batches) = set.read_all()?;
-    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let schema = schema.expect("a ParquetSet has at least one file");
-    let keys: Vec<&str> = key.iter().map(String::as_str).collect();
-    Ok((t0_table::content_hash(&schema, &batches, &keys)?, rows))
 }
 
 /// Recompute `out` and refuse unless it matches what `producer` recorded.
@@ -160,9 +153,8 @@ pub fn verify_output(root: &Root, catalog: &Catalog, producer: &Manifest, out: &
         ))
     };
     match &out.location {
-        Location::Table { table, key, run_id } => {
-            let keys: Vec<&str> = key.iter().map(String::as_str).collect();
-            let (actual, _) = catalog.content_hash(&table_sql(table, run_id), &[], &keys)?;
+        Location::Table { table, run_id, .. } => {
+            let (actual, _) = catalog.content_hash(&table_sql(table, run_id), &[])?;
             if actual != out.content_hash {
                 return Err(refuse(format!(
                     "content hash mismatch in {}: expected {}, actual {actual}",
@@ -171,7 +163,7 @@ pub fn verify_output(root: &Root, catalog: &Catalog, producer: &Manifest, out: &
                 )));
             }
         }
-        Location::Parquet { path, key } => {
+        Location::Parquet { path, .. } => {
             let set = ParquetSet::open(&root.join(path)).map_err(|e| refuse(format!("cannot open {path}: {e}")))?;
             let mut changed = Vec::new();
             for f in &set.files {
@@ -192,7 +184,7 @@ pub fn verify_output(root: &Root, catalog: &Catalog, producer: &Manifest, out: &
             } else {
                 format!("{} missing", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
             };
-            match parquet_content(&set, key) {
+            match set.content_hash() {
                 Ok((actual, _)) if actual == out.content_hash => {}
                 Ok((actual, _)) => {
                     return Err(refuse(format!(

@@ -5,54 +5,116 @@ use arrow::datatypes::{
     UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
+use rayon::prelude::*;
 
 use crate::TableError;
 
-const MAGIC: &[u8] = b"t0clip-content-v1\0";
+const MAGIC: &[u8] = b"t0clip-content-v2\0";
 
-/// Canonical content hash of `batches` (all sharing `schema`), rows ordered by `key` columns
-/// first and then by every other column (in name order). See the crate docs for the encoding.
-pub fn content_hash(schema: &Schema, batches: &[RecordBatch], key: &[&str]) -> Result<String, TableError> {
-    let mut h = ContentHasher::new(schema, key)?;
+/// Context of the key each row digest is keyed with (blake3 `derive_key`, over the header).
+const ROW_CONTEXT: &str = "t0clip content v2 row digest";
+
+/// Canonical content hash of `batches` (all sharing `schema`): a function of the multiset of
+/// rows and the columns' names and types only. See the crate docs for the construction.
+pub fn content_hash(schema: &Schema, batches: &[RecordBatch]) -> Result<String, TableError> {
+    let mut h = ContentHasher::new(schema)?;
     for b in batches {
         h.push(b)?;
     }
-    h.finish()
+    Ok(h.finish())
 }
 
-/// Incremental form of [`content_hash`]: push batches, then finish. Rows are buffered until
-/// `finish` because the canonical order is global.
-pub struct ContentHasher {
-    order: Vec<usize>,
-    names: Vec<String>,
-    types: Vec<DataType>,
-    batches: Vec<RecordBatch>,
+/// The order-independent state of a content hash: how many rows and the lane-wise sum of
+/// their digests. States of disjoint sets of rows add up to the state of their union, so a
+/// table that only grows is hashed by adding the state of what was appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContentState {
+    pub rows: u64,
+    pub lanes: [u64; 8],
 }
+
+impl ContentState {
+    pub fn add(&mut self, other: &ContentState) {
+        self.rows += other.rows;
+        for (a, b) in self.lanes.iter_mut().zip(other.lanes) {
+            *a = a.wrapping_add(b);
+        }
+    }
+
+    fn add_digest(&mut self, d: &[u8; 64]) {
+        self.rows += 1;
+        for (k, lane) in self.lanes.iter_mut().enumerate() {
+            *lane = lane.wrapping_add(u64::from_le_bytes(d[k * 8..k * 8 + 8].try_into().expect("8 bytes")));
+        }
+    }
+
+    /// Hex form, for recording beside a hash so a later append can continue from it.
+    pub fn to_hex(&self) -> String {
+        let mut s = format!("{:016x}", self.rows);
+        for l in self.lanes {
+            s.push_str(&format!("{l:016x}"));
+        }
+        s
+    }
+
+    pub fn from_hex(s: &str) -> Option<ContentState> {
+        if s.len() != 9 * 16 || !s.is_ascii() {
+            return None;
+        }
+        let word = |k: usize| u64::from_str_radix(&s[k * 16..(k + 1) * 16], 16).ok();
+        let mut lanes = [0u64; 8];
+        for (k, l) in lanes.iter_mut().enumerate() {
+            *l = word(k + 1)?;
+        }
+        Some(ContentState { rows: word(0)?, lanes })
+    }
+}
+
+/// Streaming form of [`content_hash`]: push batches in any order and any split, then finish.
+/// Nothing is buffered: each row is digested as it is pushed.
+pub struct ContentHasher {
+    /// Column indices in canonical (name) order.
+    order: Vec<usize>,
+    types: Vec<DataType>,
+    header: Vec<u8>,
+    key: [u8; 32],
+    state: ContentState,
+}
+
+/// Rows per unit of parallel work when a batch is digested.
+const ROWS_PER_TASK: usize = 8192;
 
 impl ContentHasher {
-    pub fn new(schema: &Schema, key: &[&str]) -> Result<Self, TableError> {
-        let mut order = Vec::with_capacity(schema.fields().len());
-        for k in key {
-            let i = schema.index_of(k)?;
-            if !order.contains(&i) {
-                order.push(i);
-            }
+    pub fn new(schema: &Schema) -> Result<Self, TableError> {
+        // Columns by name: a table whose columns were added in another order (a measure
+        // declared later, `acquire --evolve-schema`) hashes like one made at once.
+        let mut order: Vec<usize> = (0..schema.fields().len()).collect();
+        order.sort_by(|&a, &b| schema.field(a).name().cmp(schema.field(b).name()));
+        let mut header = Vec::new();
+        header.extend_from_slice(MAGIC);
+        put_u64(&mut header, order.len() as u64);
+        for &i in &order {
+            let f = schema.field(i);
+            put_bytes(&mut header, f.name().as_bytes());
+            put_bytes(&mut header, type_name(f.name(), f.data_type())?.as_bytes());
         }
-        // The other columns by name: a table whose columns were added in another order (a
-        // measure declared later, `acquire --evolve-schema`) hashes like one made at once.
-        let mut rest: Vec<usize> = (0..schema.fields().len()).filter(|i| !order.contains(i)).collect();
-        rest.sort_by(|&a, &b| schema.field(a).name().cmp(schema.field(b).name()));
-        order.extend(rest);
-        for f in schema.fields() {
-            type_name(f.name(), f.data_type())?;
-        }
+        // Row digests are keyed by the header: the same values under other names or types
+        // give other digests.
+        let key = blake3::derive_key(ROW_CONTEXT, &header);
         Ok(ContentHasher {
             order,
-            names: schema.fields().iter().map(|f| f.name().clone()).collect(),
             types: schema.fields().iter().map(|f| f.data_type().clone()).collect(),
-            batches: Vec::new(),
+            header,
+            key,
+            state: ContentState::default(),
         })
+    }
+
+    /// Continue from the state of rows already hashed (a table before an append).
+    pub fn resume(schema: &Schema, state: ContentState) -> Result<Self, TableError> {
+        let mut h = ContentHasher::new(schema)?;
+        h.state = state;
+        Ok(h)
     }
 
     pub fn push(&mut self, batch: &RecordBatch) -> Result<(), TableError> {
@@ -62,48 +124,50 @@ impl ContentHasher {
                 message: format!("expected {} columns, got {}", self.types.len(), batch.num_columns()),
             });
         }
-        if batch.num_rows() > 0 {
-            self.batches.push(batch.clone());
+        let cols: Vec<&dyn Array> = self.order.iter().map(|&i| batch.column(i).as_ref()).collect();
+        let digest_rows = |lo: usize, hi: usize| {
+            let mut st = ContentState::default();
+            let mut buf = Vec::with_capacity(256);
+            let mut out = [0u8; 64];
+            for r in lo..hi {
+                buf.clear();
+                for c in &cols {
+                    encode(&mut buf, *c, r);
+                }
+                blake3::Hasher::new_keyed(&self.key).update(&buf).finalize_xof().fill(&mut out);
+                st.add_digest(&out);
+            }
+            st
+        };
+        let n = batch.num_rows();
+        // The sum is commutative: tasks may finish in any order and on any thread.
+        let tasks: Vec<ContentState> = if n > ROWS_PER_TASK {
+            (0..n.div_ceil(ROWS_PER_TASK))
+                .into_par_iter()
+                .map(|t| digest_rows(t * ROWS_PER_TASK, ((t + 1) * ROWS_PER_TASK).min(n)))
+                .collect()
+        } else {
+            vec![digest_rows(0, n)]
+        };
+        for t in &tasks {
+            self.state.add(t);
         }
         Ok(())
     }
 
-    pub fn finish(self) -> Result<String, TableError> {
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = Vec::with_capacity(1 << 16);
-        buf.extend_from_slice(MAGIC);
-        put_u64(&mut buf, self.names.len() as u64);
-        // The header lists columns in canonical (key-first) order so that the same columns in
-        // a different physical order still hash alike.
-        for &i in &self.order {
-            put_bytes(&mut buf, self.names[i].as_bytes());
-            put_bytes(&mut buf, type_name(&self.names[i], &self.types[i])?.as_bytes());
+    /// The state so far (to record beside the hash for a later [`ContentHasher::resume`]).
+    pub fn state(&self) -> ContentState {
+        self.state
+    }
+
+    pub fn finish(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.header);
+        h.update(&self.state.rows.to_le_bytes());
+        for l in self.state.lanes {
+            h.update(&l.to_le_bytes());
         }
-        let fields: Vec<SortField> = self.order.iter().map(|&i| SortField::new(self.types[i].clone())).collect();
-        let converter = RowConverter::new(fields)?;
-        let mut rows = converter.empty_rows(0, 0);
-        let mut at: Vec<(u32, u32)> = Vec::new();
-        for (bi, b) in self.batches.iter().enumerate() {
-            let cols: Vec<ArrayRef> = self.order.iter().map(|&i| b.column(i).clone()).collect();
-            converter.append(&mut rows, &cols)?;
-            at.extend((0..b.num_rows() as u32).map(|r| (bi as u32, r)));
-        }
-        let mut idx: Vec<usize> = (0..at.len()).collect();
-        idx.sort_unstable_by(|&a, &b| rows.row(a).cmp(&rows.row(b)));
-        put_u64(&mut buf, idx.len() as u64);
-        for i in idx {
-            let (bi, r) = at[i];
-            let batch = &self.batches[bi as usize];
-            for &c in &self.order {
-                encode(&mut buf, batch.column(c).as_ref(), r as usize);
-            }
-            if buf.len() >= 1 << 16 {
-                hasher.update(&buf);
-                buf.clear();
-            }
-        }
-        hasher.update(&buf);
-        Ok(hasher.finalize().to_hex().to_string())
+        h.finalize().to_hex().to_string()
     }
 }
 

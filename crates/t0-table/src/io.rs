@@ -91,6 +91,30 @@ impl ParquetSet {
         }
     }
 
+    /// Content hash and row count of every row of the set (see the crate docs), one file in
+    /// memory at a time. Every file must have the same columns.
+    pub fn content_hash(&self) -> Result<(String, u64), TableError> {
+        let mut hasher: Option<(SchemaRef, crate::ContentHasher)> = None;
+        for f in &self.files {
+            let (s, batches) = read_parquet(f)?;
+            let (schema, h) = match &mut hasher {
+                Some(h) => h,
+                None => hasher.insert((s.clone(), crate::ContentHasher::new(&s)?)),
+            };
+            if s.fields() != schema.fields() {
+                return Err(TableError::Read {
+                    path: f.display().to_string(),
+                    message: "columns differ from the first file of the dataset".into(),
+                });
+            }
+            for b in &batches {
+                h.push(b)?;
+            }
+        }
+        let (_, h) = hasher.expect("a ParquetSet has at least one file");
+        Ok((h.finish(), h.state().rows))
+    }
+
     pub fn read_all(&self) -> Result<(Option<SchemaRef>, Vec<RecordBatch>), TableError> {
         let mut schema = None;
         let mut out = Vec::new();

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float32Builder, Float64Array, Int64Array, ListBuilder, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, Float32Builder, Float64Array, Int64Array, ListBuilder, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -59,17 +59,14 @@ fn write_with(path: &std::path::Path, batches: &[RecordBatch], rows_per_group: u
 }
 
 fn hash_of(path: &std::path::Path) -> String {
-    let (schema, batches) = ParquetSet::open(path).unwrap().read_all().unwrap();
-    content_hash(&schema.unwrap(), &batches, &["entity_id", "t0"]).unwrap()
+    ParquetSet::open(path).unwrap().content_hash().unwrap().0
 }
-
-const KEY: &[&str] = &["entity_id", "t0"];
 
 #[test]
 fn same_rows_in_different_layouts_hash_alike() {
     let dir = tempfile::tempdir().unwrap();
     let batch = rows(1000, None);
-    let reference = content_hash(&schema(), std::slice::from_ref(&batch), KEY).unwrap();
+    let reference = content_hash(&schema(), std::slice::from_ref(&batch)).unwrap();
 
     let small_groups = dir.path().join("small.parquet");
     write_with(&small_groups, std::slice::from_ref(&batch), 7, Compression::UNCOMPRESSED);
@@ -98,11 +95,11 @@ fn same_rows_in_different_layouts_hash_alike() {
 
 #[test]
 fn one_changed_value_changes_the_hash() {
-    let base = content_hash(&schema(), &[rows(1000, None)], KEY).unwrap();
-    let bumped = content_hash(&schema(), &[rows(1000, Some(500))], KEY).unwrap();
+    let base = content_hash(&schema(), &[rows(1000, None)]).unwrap();
+    let bumped = content_hash(&schema(), &[rows(1000, Some(500))]).unwrap();
     assert_ne!(base, bumped);
     // A dropped row and a NULL where a value was are changes too.
-    let fewer = content_hash(&schema(), &[rows(999, None)], KEY).unwrap();
+    let fewer = content_hash(&schema(), &[rows(999, None)]).unwrap();
     assert_ne!(base, fewer);
     let batch = rows(1000, None);
     let mut cols = batch.columns().to_vec();
@@ -110,24 +107,23 @@ fn one_changed_value_changes_the_hash() {
         (0..1000).map(|i| if i % 17 == 0 { None } else { Some(i as f64 / 7.0) }).collect();
     scores[1] = None;
     cols[3] = Arc::new(Float64Array::from(scores));
-    let nulled = content_hash(&schema(), &[RecordBatch::try_new(schema(), cols).unwrap()], KEY).unwrap();
+    let nulled = content_hash(&schema(), &[RecordBatch::try_new(schema(), cols).unwrap()]).unwrap();
     assert_ne!(base, nulled);
 }
 
 #[test]
 fn a_renamed_or_retyped_column_changes_the_hash() {
     let batch = rows(10, None);
-    let base = content_hash(&schema(), std::slice::from_ref(&batch), KEY).unwrap();
+    let base = content_hash(&schema(), std::slice::from_ref(&batch)).unwrap();
     let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields[2] = Field::new("views_total", DataType::Int64, true);
     let renamed = Arc::new(Schema::new(fields));
     let b2 = RecordBatch::try_new(renamed.clone(), batch.columns().to_vec()).unwrap();
-    assert_ne!(base, content_hash(&renamed, &[b2], KEY).unwrap());
+    assert_ne!(base, content_hash(&renamed, &[b2]).unwrap());
 }
 
 #[test]
-fn unknown_key_and_corrupt_files_are_errors_not_panics() {
-    assert!(content_hash(&schema(), &[rows(3, None)], &["nope"]).is_err());
+fn corrupt_files_are_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x.parquet");
     write_parquet(&p, schema(), &[rows(200, None)]).unwrap();
@@ -137,4 +133,103 @@ fn unknown_key_and_corrupt_files_are_errors_not_panics() {
     std::fs::write(&p, &bytes).unwrap();
     let err = read_parquet(&p).unwrap_err().to_string();
     assert!(err.contains("x.parquet"), "{err}");
+}
+
+/// `batch` with its rows in another order (a fixed permutation) and its columns reversed.
+fn shuffled(batch: &RecordBatch) -> RecordBatch {
+    let n = batch.num_rows() as u64;
+    let idx = arrow::array::UInt64Array::from((0..n).map(|i| (i * 7919 + 13) % n).collect::<Vec<_>>());
+    let fields: Vec<Field> = schema().fields().iter().rev().map(|f| f.as_ref().clone()).collect();
+    let cols: Vec<ArrayRef> =
+        batch.columns().iter().rev().map(|c| arrow::compute::take(c.as_ref(), &idx, None).unwrap()).collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+}
+
+#[test]
+fn row_order_column_order_and_batching_do_not_matter() {
+    let batch = rows(1000, None);
+    let reference = content_hash(&schema(), std::slice::from_ref(&batch)).unwrap();
+    let other = shuffled(&batch);
+    assert_eq!(content_hash(&other.schema(), &[other.slice(0, 333), other.slice(333, 667)]).unwrap(), reference);
+}
+
+#[test]
+fn an_appended_batch_continues_from_the_recorded_state() {
+    let batch = rows(1000, None);
+    let full = content_hash(&schema(), std::slice::from_ref(&batch)).unwrap();
+    let mut before = t0_table::ContentHasher::new(&schema()).unwrap();
+    before.push(&batch.slice(0, 900)).unwrap();
+    // The state is recorded as hex (beside the hash) and read back for the append.
+    let recorded = before.state().to_hex();
+    let state = t0_table::ContentState::from_hex(&recorded).unwrap();
+    assert_eq!(state.rows, 900);
+    let mut after = t0_table::ContentHasher::resume(&schema(), state).unwrap();
+    after.push(&batch.slice(900, 100)).unwrap();
+    assert_eq!(after.finish(), full);
+    assert!(t0_table::ContentState::from_hex(&recorded[1..]).is_none());
+}
+
+#[test]
+fn every_single_changed_value_and_every_row_level_edit_changes_the_hash() {
+    let n = 300;
+    let batch = rows(n, None);
+    let base = content_hash(&schema(), std::slice::from_ref(&batch)).unwrap();
+    let mut seen = std::collections::BTreeSet::from([base.clone()]);
+    // Each cell of the numeric columns, one at a time: +1 (or a value where NULL was).
+    for c in [2usize, 3] {
+        for r in 0..n {
+            let mut cols = batch.columns().to_vec();
+            cols[c] = match c {
+                2 => {
+                    let a = batch.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+                    let v: Vec<Option<i64>> = (0..n)
+                        .map(|i| if i == r { Some(a.value(i) + 1) } else { a.is_valid(i).then(|| a.value(i)) })
+                        .collect();
+                    Arc::new(Int64Array::from(v))
+                }
+                _ => {
+                    let a = batch.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
+                    let v: Vec<Option<f64>> = (0..n)
+                        .map(|i| if i == r { Some(a.value(i) + 0.5) } else { a.is_valid(i).then(|| a.value(i)) })
+                        .collect();
+                    Arc::new(Float64Array::from(v))
+                }
+            };
+            let h = content_hash(&schema(), &[RecordBatch::try_new(schema(), cols).unwrap()]).unwrap();
+            assert!(seen.insert(h), "column {c}, row {r}: the change left the hash as another table's");
+        }
+    }
+    // A duplicated row, a dropped row, and two rows that swap one value.
+    let dup = arrow::compute::concat_batches(&schema(), &[batch.clone(), batch.slice(7, 1)]).unwrap();
+    assert!(seen.insert(content_hash(&schema(), &[dup]).unwrap()));
+    let dropped = arrow::compute::concat_batches(&schema(), &[batch.slice(0, 7), batch.slice(8, n - 8)]).unwrap();
+    assert!(seen.insert(content_hash(&schema(), &[dropped]).unwrap()));
+    let mut cols = batch.columns().to_vec();
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "e{:04}",
+                if i == 1 {
+                    2
+                } else if i == 2 {
+                    1
+                } else {
+                    i % 97
+                }
+            )
+        })
+        .collect();
+    cols[0] = Arc::new(StringArray::from(ids));
+    assert!(seen.insert(content_hash(&schema(), &[RecordBatch::try_new(schema(), cols).unwrap()]).unwrap()));
+}
+
+#[test]
+fn the_hash_does_not_depend_on_the_thread_count() {
+    // More rows than one parallel task takes, so the batch is split over threads.
+    let batch = rows(30_000, None);
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| content_hash(&schema(), std::slice::from_ref(&batch)).unwrap())
+    };
+    assert_eq!(on(1), on(3));
 }

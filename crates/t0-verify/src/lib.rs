@@ -328,6 +328,8 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
                 // The embed vector cache: each entry carries its own checksum and a bad one is
                 // recomputed, so it is not a recorded output.
                 || rel.starts_with("cache/")
+                // DuckDB's spill files (`--temp-dir` default), scratch while a stage runs.
+                || rel.starts_with("tmp/")
                 || named_files.iter().any(|n| rel.starts_with(&format!("{n}/")))
                 || landing.iter().any(|l| rel.starts_with(&format!("{l}/")))
                 // The catalog, its write-ahead log, the lock, and the latest metrics export
