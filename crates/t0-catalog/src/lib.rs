@@ -209,7 +209,7 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         other => return Err(format!("{text:?}: unknown size unit {other:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
     };
     let bytes = value * scale;
-    if !(bytes >= 1.0 && bytes < 1e18) {
+    if !(1.0..1e18).contains(&bytes) {
         return Err(format!("{text:?} is not a usable memory size"));
     }
     Ok(bytes as u64)
@@ -224,13 +224,12 @@ fn config(root: Option<&Root>) -> Result<Config> {
     let r = resources();
     if let Some(bytes) = r.memory_limit {
         // In KiB: DuckDB reads the unit, and a round number shows in its own error messages.
-        cfg =
-            cfg.with("memory_limit", &format!("{}KiB", (bytes / 1024).max(1))).ctx(|| "duckdb memory_limit".into())?;
+        cfg = cfg.with("memory_limit", format!("{}KiB", (bytes / 1024).max(1))).ctx(|| "duckdb memory_limit".into())?;
     }
     let temp = r.temp_dir.or_else(|| root.map(|root| root.path().join("tmp")));
     if let Some(dir) = temp {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        cfg = cfg.with("temp_directory", &dir.to_string_lossy()).ctx(|| "duckdb temp_directory".into())?;
+        cfg = cfg.with("temp_directory", dir.to_string_lossy()).ctx(|| "duckdb temp_directory".into())?;
     }
     Ok(cfg)
 }

@@ -176,7 +176,10 @@ impl ContentHasher {
 /// The bytes are exactly those of [`encode`], which the rest (lists, views) still uses.
 enum Col<'a> {
     /// Integers, dates, timestamps and floats (NaN canonical), as their encoded u64.
-    Fixed { nulls: Option<arrow::buffer::NullBuffer>, values: Vec<u64> },
+    Fixed {
+        nulls: Option<arrow::buffer::NullBuffer>,
+        values: Vec<u64>,
+    },
     Bool(&'a arrow::array::BooleanArray),
     Utf8(&'a arrow::array::StringArray),
     Other(&'a dyn Array),
