@@ -16,6 +16,7 @@ use t0_acquire::AcquireArgs;
 use t0_audit::AuditArgs;
 use t0_catalog::Catalog;
 use t0_certify::{CertifyArgs, GridMode};
+use t0_core::rng::SplitMix as Rng;
 use t0_core::{Clock, NoProgress, Root};
 
 fn clock(at: &str) -> Clock {
@@ -219,21 +220,6 @@ fn the_red_team_catches_a_store_without_the_availability_filter() {
 }
 
 // --- 3. property test ------------------------------------------------------------------------
-
-/// splitmix64, the test's own source of randomness.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Debug)]
 struct Version {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fault;
 pub mod fsio;
 pub mod progress;
+pub mod rng;
 pub mod root;
 
 pub use clock::Clock;

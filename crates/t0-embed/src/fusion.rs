@@ -11,29 +11,17 @@
 //! A presence mask (`has_<modality>`) travels with every fused row, so a model can tell
 //! "absent" from "small".
 
+use t0_core::rng::SplitMix;
 use t0_project::def::FusionStrategy;
 
 const SEED: u64 = 0x7430_636c_6970_6675; // "t0clipfu"
 
-fn splitmix(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// The (dim_in x d) projection of modality `name`, row-major.
 pub fn projection(name: &str, dim_in: usize, d: usize) -> Vec<f32> {
     let h = blake3::hash(name.as_bytes());
-    let mut state = SEED ^ u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+    let mut rng = SplitMix(SEED ^ u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes")));
     let scale = (1.0 / d as f64).sqrt();
-    (0..dim_in * d)
-        .map(|_| {
-            let (u1, u2) = (splitmix(&mut state).max(f64::MIN_POSITIVE), splitmix(&mut state));
-            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos() * scale) as f32
-        })
-        .collect()
+    (0..dim_in * d).map(|_| (rng.normal() * scale) as f32).collect()
 }
 
 /// A modality's projector to the common dimension.

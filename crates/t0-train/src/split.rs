@@ -154,23 +154,9 @@ pub fn expanding_folds(t0: &[i64], rows: &[usize], folds: usize, embargo: &[Hori
     out
 }
 
-/// The one source of randomness of the suite: splitmix64, seeded from the config.
-#[derive(Debug, Clone)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The one source of randomness of the suite (a random split on request), seeded from the
+/// config.
+pub use t0_core::rng::SplitMix;
 
 #[cfg(test)]
 mod tests {

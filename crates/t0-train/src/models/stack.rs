@@ -80,22 +80,24 @@ fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
-/// Fit `a + w·x` to `y` over the columns `p` with weights forced non-negative: columns of
-/// negative weight are dropped and the rest refitted. `solve(active)` fits the intercept and
-/// the active columns' weights.
-fn non_negative(k: usize, solve: impl Fn(&[usize]) -> Vec<f64>) -> (f64, Vec<f64>) {
+/// Weights over `k` columns forced non-negative by an active set: `solve(active)` fits the
+/// active columns and returns a solution whose entries `lead..lead + active.len()` are their
+/// weights (entries before them, e.g. an intercept, are unconstrained); the column of the
+/// first negative weight is dropped and the rest refitted. Returns the final solution and the
+/// weights of all `k` columns (0 for dropped ones).
+fn non_negative(k: usize, lead: usize, solve: impl Fn(&[usize]) -> Vec<f64>) -> (Vec<f64>, Vec<f64>) {
     let mut active: Vec<usize> = (0..k).collect();
     loop {
         let sol = solve(&active);
-        if let Some(neg) = (1..sol.len()).find(|&r| sol[r] < 0.0) {
-            active.remove(neg - 1);
+        if let Some(neg) = (0..active.len()).find(|&r| sol[lead + r] < 0.0) {
+            active.remove(neg);
             continue;
         }
         let mut w = vec![0.0; k];
         for (r, &c) in active.iter().enumerate() {
-            w[c] = sol[r + 1];
+            w[c] = sol[lead + r];
         }
-        return (sol[0], w);
+        return (sol, w);
     }
 }
 
@@ -107,10 +109,9 @@ fn design_row(p: &[Vec<f64>], active: &[usize], i: usize) -> Vec<f64> {
 /// Least squares of `y` on the columns `p` with weights that are non-negative and sum to 1
 /// (a convex blend, no intercept).
 pub fn convex_blend(p: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
-    let k = p.len();
-    let mut active: Vec<usize> = (0..k).collect();
-    loop {
-        // KKT system of min |y − P w|² subject to Σ w = 1 over the active columns.
+    non_negative(p.len(), 0, |active| {
+        // KKT system of min |y − P w|² subject to Σ w = 1 over the active columns (the last
+        // unknown is the multiplier).
         let m = active.len();
         let mut a = nalgebra::DMatrix::<f64>::zeros(m + 1, m + 1);
         let mut b = nalgebra::DVector::<f64>::zeros(m + 1);
@@ -125,22 +126,15 @@ pub fn convex_blend(p: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
         }
         b[m] = 1.0;
         let sol = a.lu().solve(&b).unwrap_or_else(|| nalgebra::DVector::from_element(m + 1, 1.0 / m as f64));
-        if let Some(neg) = (0..m).find(|&r| sol[r] < 0.0) {
-            active.remove(neg);
-            continue;
-        }
-        let mut w = vec![0.0; k];
-        for (r, &c) in active.iter().enumerate() {
-            w[c] = sol[r];
-        }
-        return w;
-    }
+        sol.iter().copied().collect()
+    })
+    .1
 }
 
 /// Logistic regression with an intercept and non-negative weights, by Newton's method
 /// (a small ridge on the weights keeps separable folds finite).
 pub fn nn_logistic(p: &[Vec<f64>], y: &[f64]) -> (f64, Vec<f64>) {
-    non_negative(p.len(), |active| {
+    let (sol, w) = non_negative(p.len(), 1, |active| {
         let m = active.len() + 1;
         let n = y.len();
         let pen = 1e-4 * n as f64;
@@ -171,7 +165,8 @@ pub fn nn_logistic(p: &[Vec<f64>], y: &[f64]) -> (f64, Vec<f64>) {
             }
         }
         beta.iter().copied().collect()
-    })
+    });
+    (sol[0], w)
 }
 
 impl Stack {

@@ -14,35 +14,7 @@ use std::path::Path;
 use t0_core::{Error, Progress, Result};
 
 /// splitmix64: the single source of randomness of the generator.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(f64::MIN_POSITIVE);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && self.uniform() < p
-    }
-}
+pub use t0_core::rng::SplitMix as Rng;
 
 /// The generator's knobs (also the flags of `acquire generate`).
 #[derive(Debug, Clone, serde::Serialize, clap::Args)]
@@ -163,7 +135,7 @@ fn thumbnail(path: &Path, log_pop: f64, rng: &mut Rng) -> Result<()> {
     let mut data = Vec::with_capacity(32 * 32 * 3);
     for y in 0..32u32 {
         for x in 0..32u32 {
-            let n = rng.uniform() * 40.0;
+            let n = rng.unit() * 40.0;
             let r = 60.0 + 180.0 * heat + n;
             let g = 80.0 + 60.0 * ((x + y) as f64 / 62.0) + n;
             let b = 200.0 - 150.0 * heat + n;
@@ -188,7 +160,7 @@ fn audio(path: &Path, log_pop: f64, rng: &mut Rng) -> Result<()> {
     let mut pcm = Vec::with_capacity(n as usize * 2);
     for i in 0..n {
         let t = i as f64 / RATE as f64;
-        let v = amp * (2.0 * std::f64::consts::PI * freq * t).sin() + (rng.uniform() - 0.5) * 800.0;
+        let v = amp * (2.0 * std::f64::consts::PI * freq * t).sin() + (rng.unit() - 0.5) * 800.0;
         pcm.extend_from_slice(&(v.clamp(-32768.0, 32767.0) as i16).to_le_bytes());
     }
     let mut wav = Vec::with_capacity(44 + pcm.len());
@@ -256,7 +228,7 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
     for i in 0..opt.entities {
         let id = format!("clip{i:07}");
         let ch = rng.below(channels) as usize;
-        let created = EPOCH + (rng.uniform() * 60.0 * 86_400.0) as i64;
+        let created = EPOCH + (rng.unit() * 60.0 * 86_400.0) as i64;
         let duration = 5 + rng.below(55);
         ent.line(format_args!("{id},clip,ch{ch:06},{},{duration}", ts(created)))?;
         s.clips += 1;
@@ -266,13 +238,13 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
             log_pop += 3.0;
         }
         let pop = log_pop.exp();
-        let like_rate = 0.02 + 0.05 * rng.uniform();
-        let tau_h = 12.0 + 60.0 * rng.uniform();
+        let like_rate = 0.02 + 0.05 * rng.unit();
+        let tau_h = 12.0 + 60.0 * rng.unit();
         // Title: signal words appear more often for popular clips.
         let words: Vec<&str> = (0..4)
             .map(|_| {
                 let p_signal = (0.08 + (log_pop - 6.0) * 0.12).clamp(0.02, 0.9);
-                if rng.uniform() < p_signal {
+                if rng.unit() < p_signal {
                     SIGNAL[rng.below(SIGNAL.len() as u64) as usize]
                 } else {
                     NEUTRAL[rng.below(NEUTRAL.len() as u64) as usize]
@@ -294,11 +266,11 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
         // Another channel promotes the clip, more often when it is popular.
         if rng.chance((0.05 + (log_pop - 6.0) * 0.05).clamp(0.0, 0.8)) {
             let from = rng.below(channels);
-            let when = created + (3600.0 * (1.0 + 48.0 * rng.uniform())) as i64;
-            int.line(format_args!("ch{from:06},{id},promoted,{:.3},{}", rng.uniform(), ts(when)))?;
+            let when = created + (3600.0 * (1.0 + 48.0 * rng.unit())) as i64;
+            int.line(format_args!("ch{from:06},{id},promoted,{:.3},{}", rng.unit(), ts(when)))?;
             s.interactions += 1;
         }
-        let removed_at = rng.chance(0.03).then(|| created + (3600.0 * (24.0 + 400.0 * rng.uniform())) as i64);
+        let removed_at = rng.chance(0.03).then(|| created + (3600.0 * (24.0 + 400.0 * rng.unit())) as i64);
         if let Some(r) = removed_at {
             evt.line(format_args!("{id},removed,,{}", ts(r)))?;
             s.events += 1;
@@ -309,7 +281,7 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
         let mut last_counts = (0i64, 0i64, 0i64);
         for k in 0..opt.snapshots {
             // Irregular captures: frequent early, sparse later (about 3 weeks at 8 snapshots).
-            t += (3600.0 * (2.0 + 10.0 * rng.uniform()) * (1.0 + k as f64).powf(1.4)) as i64;
+            t += (3600.0 * (2.0 + 10.0 * rng.unit()) * (1.0 + k as f64).powf(1.4)) as i64;
             if removed_at.is_some_and(|r| t > r) {
                 // The first capture after the removal sees the clip gone, counters frozen.
                 let (v, l, c) = last_counts;
