@@ -90,3 +90,8 @@ loop input="fixtures/clips": build
 # into its own root.
 loop-gapminder: build
     T0CLIP_PROJECT=projects/gapminder T0CLIP_ROOT="{{root}}-gapminder" {{just_executable()}} loop fixtures/gapminder
+
+# The data-half benchmark harness: medians of `runs` runs against each peer, written to
+# bench/report.md and the README's benchmark table (release build; about 10 minutes a run).
+bench runs="3" entities="1300000":
+    bash bench/run.sh {{runs}} {{entities}}

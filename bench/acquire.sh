@@ -54,10 +54,12 @@ rm -f "$work/peer.duckdb"
     "$venv/bin/python" "$work/duckdb_read_csv.py" "$work/peer.duckdb" "$data/observations.csv" > "$work/peer.rows"
 read -r peer_s peer_kb < <(tail -n 1 "$work/peer.time")
 
-python3 - "$rows" "$t0_s" "$t0_kb" "$peer_s" "$peer_kb" "$(cat "$work/peer.rows")" <<'PY'
-import sys
+python3 - "$rows" "$t0_s" "$t0_kb" "$peer_s" "$peer_kb" "$(cat "$work/peer.rows")" "$work" <<'PY'
+import json, sys
 rows, t0_s, t0_kb, peer_s, peer_kb, peer_rows = int(sys.argv[1]), *map(float, sys.argv[2:6]), int(sys.argv[6])
 print(f"acquire (validate, quarantine, land Parquet, versioned insert): {t0_s:.1f} s, {rows / t0_s:,.0f} rows/s, peak RSS {t0_kb / 1024:.0f} MiB")
 print(f"duckdb read_csv -> table (no validation, no versioning):      {peer_s:.1f} s, {peer_rows / peer_s:,.0f} rows/s, peak RSS {peer_kb / 1024:.0f} MiB")
 print(f"ratio acquire / duckdb: time {t0_s / peer_s:.2f}x, memory {t0_kb / peer_kb:.2f}x")
+json.dump({"rows": rows, "t0_s": t0_s, "t0_mib": t0_kb / 1024, "peer_s": peer_s, "peer_mib": peer_kb / 1024},
+          open(sys.argv[7] + "/acquire-result.json", "w"))
 PY

@@ -63,4 +63,7 @@ print(f"certify, base store only:     {b_s:.1f} s, peak RSS {b_kb / 1024:.0f} Mi
 print(f"pandas merge_asof (base):     {p_s:.1f} s wall ({peer['seconds']:.1f} s in script), peak RSS {p_kb / 1024:.0f} MiB")
 print(f"ratio certify(base) / pandas: time {b_s / p_s:.2f}x, memory {b_kb / p_kb:.2f}x")
 print(f"values: {rows:,} rows joined, {differ:,} differ in {', '.join(cols)}")
+json.dump({"grid": rep["stores"][0]["rows"], "all_s": a_s, "all_mib": a_kb / 1024, "t0_s": b_s, "t0_mib": b_kb / 1024,
+           "peer_s": p_s, "peer_mib": p_kb / 1024, "joined": rows, "differ": differ},
+          open(f"{work}/certify-result.json", "w"))
 PY

@@ -52,4 +52,6 @@ for r in rep["rules"]:
     state = r["skipped"] or f"{r['cells']:,} cells, {r['rows']:,} rows, {r['tombstones']:,} removed"
     print(f"  {r['id']:22s} {key:42s} failing before {before.get(key, '-')!s:>8} after {after.get(key, '-')!s:>5}  {state}")
 print(f"second heal exit {again} (99 = nothing to do); verify-ledger exit {verify}")
+json.dump({"cells": cells, "rows": rows, "t0_s": s, "t0_mib": kb / 1024, "dry_s": ds, "dry_mib": dkb / 1024,
+           "again": again, "verify": verify}, open(f"{work}/heal-result.json", "w"))
 PY

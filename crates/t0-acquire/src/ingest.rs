@@ -586,24 +586,22 @@ impl Ingest<'_> {
             Availability::ObservedPlus { seconds } => format!("{observed} + INTERVAL {seconds} SECOND"),
             Availability::Column => "s.available_at".into(),
         };
-        let partition = spec.key.join(", ");
         let landing_lit = quote_literal(&landing.display().to_string());
         let stage_sql = format!(
             "CREATE OR REPLACE TEMP TABLE chunk AS
              SELECT s.*, CASE {reject} END AS reject FROM read_parquet({landing_lit}) s"
         );
         // A fact identical to the current version of its key is unchanged; a different one
-        // becomes version max + 1. Nothing is overwritten.
+        // becomes version max + 1 (the current version is the newest). Nothing is overwritten.
+        // One join of the chunk with the current rows answers both.
         let insert_sql = format!(
             "INSERT INTO {table} ({cols}, available_at, version, batch_id)
-             SELECT {sel}, {avail},
-                    coalesce((SELECT max(c.version) FROM {table} c WHERE {key_match}), 0) + 1, ?
-             FROM chunk s
-             WHERE s.reject IS NULL AND NOT EXISTS (
-                 SELECT 1 FROM (SELECT * FROM {table} QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY version DESC) = 1) c
-                 WHERE {key_match} AND {same})",
+             SELECT {sel}, {avail}, coalesce(c.version, 0) + 1, ?
+             FROM chunk s LEFT JOIN {current} c ON {key_match}
+             WHERE s.reject IS NULL AND (c.version IS NULL OR NOT ({same}))",
             cols = insert_cols.join(", "),
             sel = select_cols.join(", "),
+            current = t0_project::vocab::current_sql(table, false).expect("canonical table"),
         );
         // A panel file may carry its entities: register each id not known yet, first seen at
         // its earliest row here (attributes from that row), before references are checked.

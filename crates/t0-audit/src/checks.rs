@@ -29,25 +29,113 @@ fn list(values: &[String]) -> String {
     values.iter().map(|v| quote_literal(v)).collect::<Vec<_>>().join(", ")
 }
 
-/// The query of one check: one row per failing item, its first column a text key.
-pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
+/// How a check finds what fails.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// The rows of `source` (aliased `t`) where `cond` holds, named by the table's key text.
+    /// Row probes over the same source and window partition run as one query
+    /// ([`fused_sql`]): one scan answers all of them.
+    Rows { source: String, window: Option<Window>, cond: String },
+    /// A query whose first column is the text key of each failing item.
+    Query(String),
+}
+
+/// The partition and order a windowed row probe's windows share, and their definitions
+/// (`name AS (...)`, names unique to the check).
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub partition: Vec<String>,
+    pub order: String,
+    pub defs: Vec<String>,
+}
+
+/// What row probes may share one scan: the source, and the window partition and order.
+pub type Group = (String, Option<(Vec<String>, String)>);
+
+impl Probe {
+    /// What probes may share one scan ([`Group`]); `None` for a whole query.
+    pub fn group(&self) -> Option<Group> {
+        match self {
+            Probe::Rows { source, window, .. } => {
+                Some((source.clone(), window.as_ref().map(|w| (w.partition.clone(), w.order.clone()))))
+            }
+            Probe::Query(_) => None,
+        }
+    }
+
+    /// The probe on its own: one row per failing item, its first column a text key.
+    pub fn sql(&self, table: &str) -> String {
+        match self {
+            Probe::Query(q) => q.clone(),
+            Probe::Rows { .. } => fused_sql(table, &[self]),
+        }
+    }
+}
+
+/// One query answering several row probes of `table` that share a [`Probe::group`]: a row per
+/// row failing any of them, the key text, then one boolean per probe (in order).
+pub fn fused_sql(table: &str, probes: &[&Probe]) -> String {
+    let k = key_text(table);
+    let mut flags = Vec::new();
+    let mut defs = Vec::new();
+    let mut from = String::new();
+    for (i, p) in probes.iter().enumerate() {
+        let Probe::Rows { source, window, cond } = p else { panic!("fused_sql takes row probes") };
+        from = source.clone();
+        flags.push(format!("coalesce(({cond}), false) AS __f{i}"));
+        if let Some(w) = window {
+            defs.extend(w.defs.iter().cloned());
+        }
+    }
+    let window = if defs.is_empty() { String::new() } else { format!(" WINDOW {}", defs.join(", ")) };
+    let any = (0..probes.len()).map(|i| format!("__f{i}")).collect::<Vec<_>>().join(" OR ");
+    let cols = (0..probes.len()).map(|i| format!("__f{i}")).collect::<Vec<_>>().join(", ");
+    format!("SELECT __k, {cols} FROM (SELECT {k} AS __k, {} FROM {from} t{window}) WHERE {any}", flags.join(", "))
+}
+
+/// Whether a check's failing items are rows of its table named by their key text (what heal
+/// can restrict a repair to), rather than groups, aggregates or whatever custom SQL returns.
+pub fn names_rows(kind: &Kind) -> bool {
+    !matches!(
+        kind,
+        Kind::Unique { .. }
+            | Kind::Freshness { .. }
+            | Kind::Sql { .. }
+            | Kind::RowCount { .. }
+            | Kind::Metric { .. }
+            | Kind::Drift { .. }
+    )
+}
+
+/// The probe of one check; `id` makes its window names unique within a fused query.
+pub fn probe(table: &str, check: &Check, as_of: &str, id: usize) -> Probe {
     let t = source(table, check.all_versions);
     let k = key_text(table);
     let as_of = format!("TIMESTAMP {}", quote_literal(as_of));
+    let rows = |cond: String| Probe::Rows { source: t.clone(), window: None, cond };
+    // Each windowed check has one window, `__w<id>`, over `key` in `order` with `frame`.
+    let windowed = |key: &[String], order: &str, frame: &str, cond: String| {
+        let partition = key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+        Probe::Rows {
+            source: t.clone(),
+            window: Some(Window {
+                partition: key.to_vec(),
+                order: order.to_string(),
+                defs: vec![format!("__w{id} AS (PARTITION BY {partition} ORDER BY t.{order}{frame})")],
+            }),
+            cond,
+        }
+    };
     match &check.kind {
         Kind::NotNull { columns } => {
-            let cond = columns.iter().map(|c| format!("t.{c} IS NULL")).collect::<Vec<_>>().join(" OR ");
-            format!("SELECT {k} FROM {t} t WHERE {cond}")
+            rows(columns.iter().map(|c| format!("t.{c} IS NULL")).collect::<Vec<_>>().join(" OR "))
         }
         Kind::Unique { columns } => {
             let cols = columns.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
-            format!("SELECT concat_ws('|', {cols}) FROM {t} t GROUP BY {cols} HAVING count(*) > 1")
+            Probe::Query(format!("SELECT concat_ws('|', {cols}) FROM {t} t GROUP BY {cols} HAVING count(*) > 1"))
         }
         Kind::AllowedValues { column, values } => {
-            format!(
-                "SELECT {k} FROM {t} t WHERE t.{column} IS NOT NULL AND CAST(t.{column} AS VARCHAR) NOT IN ({})",
-                list(values)
-            )
+            rows(format!("t.{column} IS NOT NULL AND CAST(t.{column} AS VARCHAR) NOT IN ({})", list(values)))
         }
         Kind::Range { column, min, max } => {
             let mut cond = Vec::new();
@@ -60,70 +148,68 @@ pub fn failing_sql(table: &str, check: &Check, as_of: &str) -> String {
             if cond.is_empty() {
                 cond.push("false".into());
             }
-            format!("SELECT {k} FROM {t} t WHERE {}", cond.join(" OR "))
+            rows(cond.join(" OR "))
         }
-        Kind::Regex { column, pattern } => format!(
-            "SELECT {k} FROM {t} t WHERE t.{column} IS NOT NULL AND NOT regexp_full_match(CAST(t.{column} AS VARCHAR), {})",
+        Kind::Regex { column, pattern } => rows(format!(
+            "t.{column} IS NOT NULL AND NOT regexp_full_match(CAST(t.{column} AS VARCHAR), {})",
             quote_literal(pattern)
-        ),
+        )),
         // The referenced rows are the current live ones too: a removed (tombstoned) entity
         // leaves its references orphaned.
-        Kind::References { column, table: other, key } => format!(
-            "SELECT {k} FROM {t} t WHERE t.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} r WHERE r.{key} = t.{column})",
+        Kind::References { column, table: other, key } => rows(format!(
+            "t.{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {} r WHERE r.{key} = t.{column})",
             source(other, false)
-        ),
-        Kind::Freshness { column, max_age_hours } => format!(
+        )),
+        Kind::Freshness { column, max_age_hours } => Probe::Query(format!(
             "SELECT 'newest {column}: ' || coalesce(CAST(max(t.{column}) AS VARCHAR), 'none') FROM {t} t
              HAVING max(t.{column}) IS NULL OR max(t.{column}) < {as_of} - INTERVAL {} SECOND",
             (max_age_hours * 3600.0).round() as i64
-        ),
+        )),
         // A fact's lateness is when it first became known: a repair appends a version long
-        // after the observation without making the fact late.
+        // after the observation without making the fact late. A late current row fails unless
+        // some version of its fact was available in time (the few late rows are the only ones
+        // looked up, rather than a window over every version).
         Kind::Lateness { max_lag_hours } => {
             let lag = (max_lag_hours * 3600.0).round() as i64;
+            let late = format!("date_diff('second', t.observed_at, t.available_at) > {lag}");
             match fact_key(table) {
-                Some(key) if !check.all_versions => format!(
-                    "SELECT {k} FROM (SELECT *, min(available_at) OVER (PARTITION BY {keys}) AS __first_known FROM {table}
-                                      QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY version DESC) = 1 AND NOT deleted) t
-                     WHERE date_diff('second', t.observed_at, t.__first_known) > {lag}",
-                    keys = key.join(", ")
-                ),
-                _ => format!("SELECT {k} FROM {t} t WHERE date_diff('second', t.observed_at, t.available_at) > {lag}"),
+                Some(key) if !check.all_versions => Probe::Query(format!(
+                    "SELECT {k} FROM {t} t WHERE {late} AND NOT EXISTS (SELECT 1 FROM {table} v WHERE {}
+                        AND date_diff('second', t.observed_at, v.available_at) <= {lag})",
+                    key.iter().map(|c| format!("v.{c} = t.{c}")).collect::<Vec<_>>().join(" AND ")
+                )),
+                _ => rows(late),
             }
         }
-        Kind::FutureTimestamps => format!(
-            "SELECT {k} FROM {t} t WHERE t.observed_at > t.available_at OR t.observed_at > {as_of} OR t.available_at > {as_of}"
-        ),
-        Kind::Monotonic { key, order, columns } => {
-            let maxes =
-                columns.iter().map(|c| format!("max(t.{c}) OVER w AS prev_max_{c}")).collect::<Vec<_>>().join(", ");
-            let cond = columns.iter().map(|c| format!("{c} < prev_max_{c}")).collect::<Vec<_>>().join(" OR ");
-            format!(
-                "SELECT k FROM (SELECT {k} AS k, t.*, {maxes} FROM {t} t
-                    WINDOW w AS (PARTITION BY {} ORDER BY t.{order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
-                 WHERE {cond}",
-                key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
-            )
+        Kind::FutureTimestamps => {
+            rows(format!("t.observed_at > t.available_at OR t.observed_at > {as_of} OR t.available_at > {as_of}"))
         }
+        Kind::Monotonic { key, order, columns } => windowed(
+            key,
+            order,
+            " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING",
+            columns.iter().map(|c| format!("t.{c} < max(t.{c}) OVER __w{id}")).collect::<Vec<_>>().join(" OR "),
+        ),
         Kind::DuplicateSnapshots { key, order, columns, within_seconds } => {
             let same = columns
                 .iter()
-                .map(|c| format!("t.{c} IS NOT DISTINCT FROM lag(t.{c}) OVER w"))
+                .map(|c| format!("t.{c} IS NOT DISTINCT FROM lag(t.{c}) OVER __w{id}"))
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            format!(
-                "SELECT k FROM (SELECT {k} AS k, ({same}) AND date_diff('second', lag(t.{order}) OVER w, t.{order}) <= {within_seconds} AS dup
-                    FROM {t} t WINDOW w AS (PARTITION BY {} ORDER BY t.{order}))
-                 WHERE dup",
-                key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+            windowed(
+                key,
+                order,
+                "",
+                format!("({same}) AND date_diff('second', lag(t.{order}) OVER __w{id}, t.{order}) <= {within_seconds}"),
             )
         }
-        Kind::StatusTransitions { key, order, column, terminal, require_event, revival_event } => {
-            status_violations_sql(&t, key, order, column, terminal, require_event, revival_event.as_deref(), &k)
-        }
-        Kind::Sql { query } => {
-            format!("SELECT * FROM ({}) q", t0_project::vocab::expand_current(query.trim().trim_end_matches(';')))
-        }
+        Kind::StatusTransitions { key, order, column, terminal, require_event, revival_event } => Probe::Query(
+            status_violations_sql(&t, key, order, column, terminal, require_event, revival_event.as_deref(), &k),
+        ),
+        Kind::Sql { query } => Probe::Query(format!(
+            "SELECT * FROM ({}) q",
+            t0_project::vocab::expand_current(query.trim().trim_end_matches(';'))
+        )),
         Kind::RowCount { .. } | Kind::Metric { .. } | Kind::Drift { .. } => {
             unreachable!("stateful checks are evaluated by crate::stateful")
         }
@@ -285,5 +371,31 @@ pub fn run_check(catalog: &Catalog, sql: &str) -> Result<Vec<String>> {
         }
     }
     keys.sort();
+    Ok(keys)
+}
+
+/// Run row probes of `table` that share a [`Probe::group`] as one query ([`fused_sql`]) and
+/// return each probe's failing keys, sorted.
+pub fn run_fused(catalog: &Catalog, table: &str, probes: &[&Probe]) -> Result<Vec<Vec<String>>> {
+    use arrow::array::{Array, AsArray};
+    if let [one @ Probe::Query(_)] = probes {
+        return Ok(vec![run_check(catalog, &one.sql(table))?]);
+    }
+    let (_, batches) = catalog.query_arrow(&fused_sql(table, probes), &[])?;
+    let mut keys = vec![Vec::new(); probes.len()];
+    for b in &batches {
+        let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| t0_core::Error::internal("check result", e))?;
+        let k = col.as_string::<i32>();
+        for (j, out) in keys.iter_mut().enumerate() {
+            let flag = b.column(j + 1).as_boolean();
+            for i in (0..b.num_rows()).filter(|&i| flag.value(i)) {
+                out.push(if k.is_valid(i) { k.value(i).to_string() } else { "NULL".into() });
+            }
+        }
+    }
+    for k in &mut keys {
+        k.sort();
+    }
     Ok(keys)
 }

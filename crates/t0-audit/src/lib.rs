@@ -131,6 +131,8 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
     let mut findings = Vec::new();
     let mut metrics: Vec<(String, String, f64)> = Vec::new();
     let mut baselines: Vec<(String, String, String, i64)> = Vec::new();
+    // Checks answered by SQL probes, run after the stateful ones: (finding, contract, check).
+    let mut probes: Vec<(usize, &Contract, &contract::Check, checks::Probe)> = Vec::new();
     for c in &contracts {
         for check in &c.checks {
             let defined_at = format!("{}:{}", c.file.display(), check.line);
@@ -153,17 +155,56 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
                 if let Some((col, json, rows)) = o.baseline {
                     baselines.push((c.table.clone(), col, json, rows));
                 }
+                progress.advance(1);
             } else if matches!(check.kind, contract::Kind::Freshness { .. }) && args.as_of.is_none() {
                 f.skipped = Some("freshness needs a pinned --as-of".into());
+                progress.advance(1);
             } else {
-                let keys = checks::run_check(&ro, &checks::failing_sql(&c.table, check, &as_of))
-                    .map_err(|e| c.error_at(check.line, format!("{}: {e}", check.name)))?;
-                f.failing = keys.len() as u64;
-                f.sample = keys.into_iter().take(args.sample).collect();
+                let p = checks::probe(&c.table, check, &as_of, findings.len());
+                probes.push((findings.len(), c, check, p));
             }
             findings.push(f);
-            progress.advance(1);
         }
+    }
+    // Row probes over the same rows (and window partition) share one scan; a fused query that
+    // fails is re-run probe by probe so the error names the check that caused it.
+    let mut groups: Vec<(Option<checks::Group>, Vec<usize>)> = Vec::new();
+    for (i, (_, c, _, p)) in probes.iter().enumerate() {
+        let g = p.group().map(|(source, w)| (format!("{}\u{0}{source}", c.table), w));
+        match groups.iter_mut().find(|(k, _)| k.is_some() && *k == g) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((g, vec![i])),
+        }
+    }
+    // Every failing row of the checks that name rows, for heal to restrict its repairs to.
+    let mut flagged: Vec<(usize, Vec<String>)> = Vec::new();
+    for (_, members) in &groups {
+        let (_, c, _, _) = &probes[members[0]];
+        let group: Vec<&checks::Probe> = members.iter().map(|&i| &probes[i].3).collect();
+        let keys = match checks::run_fused(&ro, &c.table, &group) {
+            Ok(keys) => keys,
+            Err(_) if members.len() > 1 => members
+                .iter()
+                .map(|&i| {
+                    let (_, c, check, p) = &probes[i];
+                    checks::run_fused(&ro, &c.table, &[p]).map(|mut k| k.remove(0)).map_err(|e| (c, check, e))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|(c, check, e)| c.error_at(check.line, format!("{}: {e}", check.name)))?,
+            Err(e) => {
+                let (_, c, check, _) = &probes[members[0]];
+                return Err(c.error_at(check.line, format!("{}: {e}", check.name)));
+            }
+        };
+        for (&i, keys) in members.iter().zip(keys) {
+            let f = &mut findings[probes[i].0];
+            f.failing = keys.len() as u64;
+            f.sample = keys.iter().take(args.sample).cloned().collect();
+            if checks::names_rows(&probes[i].2.kind) && !keys.is_empty() {
+                flagged.push((probes[i].0, keys));
+            }
+        }
+        progress.advance(members.len() as u64);
     }
     progress.finish();
     // Every audited table's row count joins the history, checked or not.
@@ -190,7 +231,7 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
     t0_manifest::purge_unrecorded(
         &catalog,
         &run_id,
-        &["audit_findings", "audit_verdicts", "audit_metrics", "audit_baselines"],
+        &["audit_findings", "audit_failing", "audit_verdicts", "audit_metrics", "audit_baselines"],
     )?;
     let now = clock.stamp();
     catalog.transaction(|c| {
@@ -203,6 +244,15 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
             )
             .ctx(|| "record finding".into())?;
         }
+        let mut app = c.appender("audit_failing").ctx(|| "failing rows appender".into())?;
+        for (i, keys) in &flagged {
+            let f = &findings[*i];
+            for k in keys {
+                app.append_row(params![run_id, f.table, f.check, k]).ctx(|| "record failing row".into())?;
+            }
+        }
+        app.flush().ctx(|| "record failing rows".into())?;
+        drop(app);
         for (t, m, v) in &metrics {
             c.execute(
                 "INSERT INTO audit_metrics VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMP))",
@@ -235,6 +285,12 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
             &catalog,
             "audit.findings",
             table("audit_findings", &["table_name", "check_name"]),
+        )?,
+        t0_manifest::record_output(
+            root,
+            &catalog,
+            "audit.failing",
+            table("audit_failing", &["table_name", "check_name", "row_key"]),
         )?,
         t0_manifest::record_output(root, &catalog, "audit.verdict", table("audit_verdicts", &["run_id"]))?,
     ];

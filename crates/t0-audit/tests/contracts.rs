@@ -146,6 +146,76 @@ fn every_check_type_passes_and_fails() {
     for (table, check, as_of, want) in cases {
         assert_eq!(env.failing(&c(table, check), *as_of), *want, "{table}: {check}");
     }
+
+    // All together, one contract per table: checks over the same rows share a scan (and
+    // windowed ones their partition), and each still finds exactly what it finds alone.
+    let together: Vec<(usize, &str, &str, u64)> = cases
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.2.is_none())
+        .map(|(i, (t, check, _, want))| (i, *t, *check, *want))
+        .collect();
+    for e in std::fs::read_dir(env.contracts.path()).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    for table in ["entities", "observations", "events"] {
+        let checks: String = together
+            .iter()
+            .filter(|c| c.1 == table)
+            .map(|(i, _, check, _)| format!("  - {{name: case{i}, {}\n", &check[1..]))
+            .collect();
+        std::fs::write(
+            env.contracts.path().join(format!("{table}.yaml")),
+            format!("table: {table}\nchecks:\n{checks}"),
+        )
+        .unwrap();
+    }
+    let args = AuditArgs {
+        project: t0_project::Project::builtin(),
+        sample: 5,
+        contracts: Some(env.contracts.path().to_path_buf()),
+        as_of: None,
+        rebaseline: false,
+    };
+    let r = t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
+    assert_eq!(r.findings.len(), together.len());
+    for (i, table, check, want) in &together {
+        let f = r.findings.iter().find(|f| f.check == format!("case{i}")).unwrap();
+        assert_eq!((f.table.as_str(), f.failing), (*table, *want), "together: {check}");
+        assert_eq!(f.sample.len() as u64, (*want).min(5));
+    }
+}
+
+#[test]
+fn a_fact_is_late_by_when_it_was_first_known_not_by_its_newest_version() {
+    let env = env();
+    // A second batch revises c1's first snapshot 26 days after it was observed: the current
+    // version is late, but the fact was known an hour after it was observed.
+    let input = tempfile::tempdir().unwrap();
+    std::fs::write(
+        input.path().join("observations.csv"),
+        "entity_id,observed_at,views,likes,comments,available_at\nc1,2026-01-03 00:00:00,101,0,0,2026-01-29 00:00:00\n",
+    )
+    .unwrap();
+    let args = AcquireArgs {
+        project: t0_project::Project::builtin(),
+        evolve_schema: false,
+        input: input.path().to_path_buf(),
+        config: None,
+        chunk_rows: 1000,
+    };
+    t0_acquire::run(
+        &Root::new(env.root.path()),
+        Clock::from_arg(Some("2026-02-02T00:00:00Z")).unwrap(),
+        &args,
+        &NoProgress,
+    )
+    .unwrap();
+    let r = env.audit(&c("observations", "{type: lateness, max_lag_hours: 240}"), None).unwrap();
+    assert_eq!(r.findings[0].failing, 1, "{:?}", r.findings);
+    assert_eq!(r.findings[0].sample, vec!["c2|2026-01-05 00:00:00".to_string()]);
+    let r = env.audit(&c("observations", "{type: lateness, max_lag_hours: 240, all_versions: true}"), None).unwrap();
+    assert_eq!(r.findings[0].failing, 2, "every late stored row: {:?}", r.findings);
 }
 
 #[test]
@@ -287,4 +357,40 @@ checks:
     assert_eq!(f[1].failing, 1, "{:?}", f[1]);
     assert_eq!(f[2].failing, 2, "PSI and KS both: {:?}", f[2]);
     assert_eq!(r3.verdict, "FAIL");
+}
+
+#[test]
+fn every_failing_row_is_recorded_the_same_way_on_the_same_data() {
+    let rows = |env: &Env| -> Vec<(String, String, String)> {
+        let args = AuditArgs {
+            project: t0_project::Project::builtin(),
+            sample: 1,
+            contracts: None,
+            as_of: None,
+            rebaseline: false,
+        };
+        let r = t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
+        let cat = t0_catalog::Catalog::open(&Root::new(env.root.path())).unwrap();
+        let mut stmt = cat
+            .conn()
+            .prepare("SELECT table_name, check_name, row_key FROM audit_failing WHERE run_id = ? ORDER BY ALL")
+            .unwrap();
+        let out: Vec<(String, String, String)> = stmt
+            .query_map([&r.run_id], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)))
+            .unwrap()
+            .map(|x| x.unwrap())
+            .collect();
+        // Counts are exact and every row-naming finding lists all its rows, not just the sample.
+        let n = |table: &str, check: &str| out.iter().filter(|x| x.0 == table && x.1 == check).count() as u64;
+        assert_eq!(n("observations", "monotonic_counter"), 1);
+        assert_eq!(n("events", "revived_after_terminal"), 1);
+        for f in r.findings.iter().filter(|f| f.failing > 0 && f.check != "clip_without_title") {
+            assert_eq!(n(&f.table, &f.check), f.failing, "{}", f.check);
+        }
+        out
+    };
+    let (a, b) = (env(), env());
+    let first = rows(&a);
+    assert!(!first.is_empty());
+    assert_eq!(first, rows(&b), "same data, same failing rows");
 }

@@ -79,19 +79,6 @@ pub fn apply_plan(
     Ok(cells)
 }
 
-/// The working table of current live rows (`__rid`, every column) a heal run plans against,
-/// built once per table: later rules see earlier patches without re-deriving the current state
-/// of the whole table.
-pub fn create_working(c: &Connection, table: &str) -> Result<String> {
-    let name = format!("heal_current_{table}");
-    c.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {}",
-        super::rules::current_with_rowid(table)
-    ))
-    .ctx(|| format!("current rows of {table}"))?;
-    Ok(name)
-}
-
 /// After a step: the repaired versions replace the rows they repaired in the working table
 /// (tombstones just leave it).
 fn refresh_working(c: &Connection, table: &str, working: &str, batch: &str) -> Result<()> {

@@ -12,6 +12,7 @@
 
 pub mod apply;
 pub mod rules;
+pub mod scope;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ pub struct RuleReport {
     pub finding: Option<String>,
     /// Why the rule did not run.
     pub skipped: Option<String>,
+    /// The rows the rule could change: those its finding flagged, the partitions holding
+    /// them, or every current row when the check names no rows.
+    pub scope: Option<String>,
     pub rows: u64,
     pub cells: u64,
     pub tombstones: u64,
@@ -134,7 +138,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     ruleset.validate(&catalog)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, ruleset.hash.clone());
     let audit = t0_manifest::load(root, &catalog, "audit", None)?;
-    run.consume(&audit, &["audit.findings"])?;
+    run.consume(&audit, &["audit.findings", "audit.failing"])?;
     let run_id = run.run_id("");
     // The same audit answered with the same rules by the same code: already done.
     if !args.dry_run {
@@ -172,6 +176,13 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     let mut planned: Vec<(usize, Vec<apply::PlannedCell>)> = Vec::new();
     // Per table: the working table of current rows and the column types.
     let mut working: BTreeMap<String, (String, BTreeMap<String, String>)> = BTreeMap::new();
+    // The rules that will run: their findings fail in the audit.
+    let running: Vec<usize> = (0..ruleset.rules.len())
+        .filter(|&i| {
+            let r = &ruleset.rules[i];
+            findings.get(&(r.table.clone(), r.answers.clone())).is_some_and(|n| *n > 0)
+        })
+        .collect();
     progress.phase("heal", Some(ruleset.rules.len() as u64));
     // Plan and apply rule after rule inside one transaction; a dry run rolls it back.
     let outcome = catalog.transaction(|c| {
@@ -183,6 +194,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
                 answers: rule.answers.clone(),
                 finding: None,
                 skipped: None,
+                scope: None,
                 rows: 0,
                 cells: 0,
                 tombstones: 0,
@@ -197,12 +209,22 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
                     let (current, types) = match working.get(&rule.table) {
                         Some(w) => w.clone(),
                         None => {
-                            let w = (apply::create_working(c, &rule.table)?, catalog.column_types(&rule.table)?);
+                            let on_table: Vec<&rules::Rule> = running.iter().map(|&j| &ruleset.rules[j]).collect();
+                            let w = (
+                                scope::create_working(c, &rule.table, &audit_run, &on_table)?,
+                                catalog.column_types(&rule.table)?,
+                            );
                             working.insert(rule.table.clone(), w.clone());
                             w
                         }
                     };
-                    let ctx = PlanContext { now: now.clone(), types, current };
+                    let (within, described) = scope::of_rule(c, rule, &audit_run)?;
+                    rep.scope = Some(described);
+                    let ctx = PlanContext {
+                        now: now.clone(),
+                        types,
+                        current: format!("(SELECT * FROM {current} t WHERE {within})"),
+                    };
                     let mut cells = Vec::new();
                     for plan in rule.plans(&ctx) {
                         cells.extend(apply::apply_plan(
@@ -212,7 +234,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
                             &plan,
                             &now,
                             &batch,
-                            Some(&ctx.current),
+                            Some(&current),
                         )?);
                     }
                     rep.rows = apply::distinct_rows(&cells);

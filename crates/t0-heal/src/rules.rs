@@ -230,11 +230,7 @@ pub struct PlanContext {
 
 /// The current live rows of a canonical table, with the rowid of each as `__rid`.
 pub fn current_with_rowid(table: &str) -> String {
-    let key = t0_project::vocab::spec(table).expect("canonical table").key.join(", ");
-    format!(
-        "(SELECT rowid AS __rid, * FROM {table}
-          QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY version DESC) = 1 AND NOT deleted)"
-    )
+    t0_project::vocab::current_with_rowid(table).expect("canonical table")
 }
 
 /// The text key of a fact (`k1|k2`), the same as audit's failing samples.

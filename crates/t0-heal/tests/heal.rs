@@ -497,3 +497,62 @@ fn the_shipped_rules_answer_the_generator_defects() {
     }
     assert!(Path::new(&root.catalog()).exists());
 }
+
+#[test]
+fn a_rule_changes_only_what_its_finding_flagged_and_a_tampered_flag_list_is_refused() {
+    let env = env();
+    // Each rule's plan matches more than the finding it answers flagged.
+    let rules = env.input.path().join("scoped.yaml");
+    std::fs::write(
+        &rules,
+        "rules:
+  - {id: cap_likes, version: 1, answers: likes_within_views, table: observations, fix: clamp, column: likes, max: 5}
+  - id: prefer_stale
+    version: 1
+    answers: duplicate_snapshots
+    table: observations
+    fix: dedupe
+    key: [entity_id]
+    order: observed_at
+    columns: [views, likes, comments]
+    precedence: {column: status, order: [stale, live]}
+  - {id: carry_views, version: 1, answers: status_transitions, table: observations, fix: monotonic,
+     key: [entity_id], order: observed_at, columns: [views], policy: carry_max}
+",
+    )
+    .unwrap();
+    env.audit();
+    let args = HealArgs { rules: Some(rules), ..env.heal_args(false) };
+
+    // A flagged row changed in the catalog after audit recorded it: refused, naming the output.
+    let cat = env.catalog();
+    cat.conn()
+        .execute_batch(
+            "UPDATE audit_failing SET row_key = 'c1|2026-01-03 00:00:00' WHERE check_name = 'likes_within_views'",
+        )
+        .unwrap();
+    let e = t0_heal::run(&env.root(), clock(NOW), &args, &NoProgress).unwrap_err();
+    assert_eq!(code(&e), ExitCode::Refused, "{e}");
+    assert!(e.to_string().contains("table audit_failing"), "{e}");
+    cat.conn()
+        .execute_batch(
+            "UPDATE audit_failing SET row_key = 'c9|2026-01-03 00:00:00' WHERE check_name = 'likes_within_views'",
+        )
+        .unwrap();
+    drop(cat);
+
+    let r = t0_heal::run(&env.root(), clock(NOW), &args, &NoProgress).unwrap();
+    let scope = |id: &str| r.rules.iter().find(|x| x.id == id).unwrap().scope.clone().unwrap();
+    assert_eq!(scope("cap_likes"), "1 flagged rows");
+    assert_eq!(scope("prefer_stale"), "3 partitions by entity_id holding 3 flagged rows");
+    // The clamp reaches c9 (flagged: likes above views) and not c1's likes of 10 and 12.
+    assert_eq!(env.current("c9", "2026-01-03 00:00:00", "likes"), Some("5".into()));
+    assert_eq!(env.current("c1", "2026-01-03 00:00:00", "likes"), Some("10".into()));
+    // Dedupe sees the whole partition of a flagged row: c2's later snapshot was flagged, and
+    // the earlier one is what precedence removes.
+    assert_eq!(env.current("c2", "2026-01-03 00:00:00", "views"), None);
+    assert_eq!(env.current("c2", "2026-01-03 00:00:30", "status"), Some("stale".into()));
+    // c1's regression belongs to no partition status_transitions flagged: left for its own rule.
+    assert_eq!(env.current("c1", "2026-01-04 00:00:00", "views"), Some("80".into()));
+    assert_eq!(r.rules.iter().find(|x| x.id == "carry_views").unwrap().cells, 0);
+}

@@ -136,13 +136,32 @@ pub const SPECS: &[TableSpec] = &[
 ];
 
 /// The current state of a canonical table as SQL: the newest version of each fact, without
-/// facts whose newest version is a tombstone when `live_only`.
+/// facts whose newest version is a tombstone when `live_only`. Columns are those of the table
+/// (rows aliased `t` inside, so `t.rowid` is the stored row).
+///
+/// Written as an anti join against the rows with `version > 1` (a fact's first version is 1;
+/// only re-versioned facts have more) rather than a `row_number()` window over the whole
+/// table: the build side is the few re-versioned rows and the table is only probed, 0.34 s
+/// instead of 2.6 s on 10.4M rows (bench/audit.sh). Key columns are NOT NULL, so equality
+/// matches what the window's partition did.
 pub fn current_sql(table: &str, live_only: bool) -> Option<String> {
+    current_select(table, "t.*", live_only)
+}
+
+/// [`current_sql`] with the stored row's id first, as `__rid` (heal's plans name the version
+/// they repair by it).
+pub fn current_with_rowid(table: &str) -> Option<String> {
+    current_select(table, "t.rowid AS __rid, t.*", true)
+}
+
+fn current_select(table: &str, columns: &str, live_only: bool) -> Option<String> {
     let s = spec(table)?;
-    let live = if live_only { " AND NOT deleted" } else { "" };
+    let live = if live_only { " WHERE NOT t.deleted" } else { "" };
+    let keys = s.key.join(", ");
+    let on = s.key.iter().map(|k| format!("n.{k} = t.{k}")).collect::<Vec<_>>().join(" AND ");
     Some(format!(
-        "(SELECT * FROM {table} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY version DESC) = 1{live})",
-        s.key.join(", ")
+        "(SELECT {columns} FROM {table} t
+          ANTI JOIN (SELECT {keys}, version FROM {table} WHERE version > 1) n ON {on} AND n.version > t.version{live})"
     ))
 }
 
