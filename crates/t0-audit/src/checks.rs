@@ -62,14 +62,6 @@ impl Probe {
             Probe::Query(_) => None,
         }
     }
-
-    /// The probe on its own: one row per failing item, its first column a text key.
-    pub fn sql(&self, table: &str) -> String {
-        match self {
-            Probe::Query(q) => q.clone(),
-            Probe::Rows { .. } => fused_sql(table, &[self]),
-        }
-    }
 }
 
 /// One query answering several row probes of `table` that share a [`Probe::group`]: a row per
@@ -354,44 +346,29 @@ pub fn validate(catalog: &Catalog, c: &Contract) -> Result<()> {
     Ok(())
 }
 
-/// Run a check's query and return the failing keys as text, sorted.
-pub fn run_check(catalog: &Catalog, sql: &str) -> Result<Vec<String>> {
-    use arrow::array::{Array, AsArray};
-    let (_, batches) = catalog.query_arrow(sql, &[])?;
-    let mut keys = Vec::new();
-    for b in &batches {
-        if b.num_columns() == 0 {
-            continue;
-        }
-        let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| t0_core::Error::internal("check result", e))?;
-        let s = col.as_string::<i32>();
-        for i in 0..s.len() {
-            keys.push(if s.is_valid(i) { s.value(i).to_string() } else { "NULL".into() });
-        }
-    }
-    keys.sort();
-    Ok(keys)
-}
-
-/// Run row probes of `table` that share a [`Probe::group`] as one query ([`fused_sql`]) and
-/// return each probe's failing keys, sorted.
+/// Run a whole-query probe, or row probes of `table` that share a [`Probe::group`] as one query
+/// ([`fused_sql`]), and return each probe's failing keys, sorted.
 pub fn run_fused(catalog: &Catalog, table: &str, probes: &[&Probe]) -> Result<Vec<Vec<String>>> {
     use arrow::array::{Array, AsArray};
-    if let [one @ Probe::Query(_)] = probes {
-        return Ok(vec![run_check(catalog, &one.sql(table))?]);
-    }
-    let (_, batches) = catalog.query_arrow(&fused_sql(table, probes), &[])?;
-    let mut keys = vec![Vec::new(); probes.len()];
-    for b in &batches {
+    // A whole query's rows all fail; a fused query's row fails the probes whose flag is set.
+    let (sql, flags) = match probes {
+        [Probe::Query(q)] => (q.clone(), 0),
+        _ => (fused_sql(table, probes), probes.len()),
+    };
+    let (_, batches) = catalog.query_arrow(&sql, &[])?;
+    let mut keys = vec![Vec::new(); flags.max(1)];
+    for b in batches.iter().filter(|b| b.num_columns() > 0) {
         let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
             .map_err(|e| t0_core::Error::internal("check result", e))?;
         let k = col.as_string::<i32>();
+        let text = |i: usize| if k.is_valid(i) { k.value(i).to_string() } else { "NULL".into() };
+        if flags == 0 {
+            keys[0].extend((0..b.num_rows()).map(text));
+            continue;
+        }
         for (j, out) in keys.iter_mut().enumerate() {
             let flag = b.column(j + 1).as_boolean();
-            for i in (0..b.num_rows()).filter(|&i| flag.value(i)) {
-                out.push(if k.is_valid(i) { k.value(i).to_string() } else { "NULL".into() });
-            }
+            out.extend((0..b.num_rows()).filter(|&i| flag.value(i)).map(text));
         }
     }
     for k in &mut keys {

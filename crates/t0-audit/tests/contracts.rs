@@ -1,6 +1,8 @@
 //! Every contract check type against data that passes and data that fails, and malformed
 //! contracts refused with file, line and problem before any check runs.
 
+use std::path::Path;
+
 use t0_acquire::AcquireArgs;
 use t0_audit::{AuditArgs, AuditReport};
 use t0_core::{Clock, Error, ExitCode, NoProgress, Root};
@@ -37,14 +39,7 @@ fn env() -> Env {
         std::fs::write(input.path().join(name), body).unwrap();
     }
     let env = Env { root: tempfile::tempdir().unwrap(), contracts: tempfile::tempdir().unwrap() };
-    let args = AcquireArgs {
-        project: t0_project::Project::builtin(),
-        evolve_schema: false,
-        input: input.path().to_path_buf(),
-        config: None,
-        chunk_rows: 1000,
-    };
-    t0_acquire::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
+    env.acquire(input.path(), clock());
     env
 }
 
@@ -52,20 +47,38 @@ fn clock() -> Clock {
     Clock::from_arg(Some("2026-02-01T00:00:00Z")).unwrap()
 }
 
+/// Audit arguments: the shipped contracts unless `contracts` names a folder.
+fn args(contracts: Option<&Path>, sample: usize, as_of: Option<&str>) -> AuditArgs {
+    AuditArgs {
+        project: t0_project::Project::builtin(),
+        sample,
+        contracts: contracts.map(Path::to_path_buf),
+        as_of: as_of.map(str::to_string),
+        rebaseline: false,
+    }
+}
+
 impl Env {
+    /// Acquire the CSV files in `input` into this root (one more batch).
+    fn acquire(&self, input: &Path, at: Clock) {
+        let args = AcquireArgs {
+            project: t0_project::Project::builtin(),
+            evolve_schema: false,
+            input: input.to_path_buf(),
+            config: None,
+            chunk_rows: 1000,
+        };
+        t0_acquire::run(&Root::new(self.root.path()), at, &args, &NoProgress).unwrap();
+    }
     fn audit(&self, contract: &str, as_of: Option<&str>) -> Result<AuditReport, Error> {
         for e in std::fs::read_dir(self.contracts.path()).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
         std::fs::write(self.contracts.path().join("c.yaml"), contract).unwrap();
-        let args = AuditArgs {
-            project: t0_project::Project::builtin(),
-            sample: 5,
-            contracts: Some(self.contracts.path().to_path_buf()),
-            as_of: as_of.map(str::to_string),
-            rebaseline: false,
-        };
-        t0_audit::run(&Root::new(self.root.path()), clock(), &args, &NoProgress)
+        self.run(&args(Some(self.contracts.path()), 5, as_of))
+    }
+    fn run(&self, args: &AuditArgs) -> Result<AuditReport, Error> {
+        t0_audit::run(&Root::new(self.root.path()), clock(), args, &NoProgress)
     }
 
     /// Failing count of the single check in `contract`.
@@ -170,14 +183,7 @@ fn every_check_type_passes_and_fails() {
         )
         .unwrap();
     }
-    let args = AuditArgs {
-        project: t0_project::Project::builtin(),
-        sample: 5,
-        contracts: Some(env.contracts.path().to_path_buf()),
-        as_of: None,
-        rebaseline: false,
-    };
-    let r = t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
+    let r = env.run(&args(Some(env.contracts.path()), 5, None)).unwrap();
     assert_eq!(r.findings.len(), together.len());
     for (i, table, check, want) in &together {
         let f = r.findings.iter().find(|f| f.check == format!("case{i}")).unwrap();
@@ -197,20 +203,7 @@ fn a_fact_is_late_by_when_it_was_first_known_not_by_its_newest_version() {
         "entity_id,observed_at,views,likes,comments,available_at\nc1,2026-01-03 00:00:00,101,0,0,2026-01-29 00:00:00\n",
     )
     .unwrap();
-    let args = AcquireArgs {
-        project: t0_project::Project::builtin(),
-        evolve_schema: false,
-        input: input.path().to_path_buf(),
-        config: None,
-        chunk_rows: 1000,
-    };
-    t0_acquire::run(
-        &Root::new(env.root.path()),
-        Clock::from_arg(Some("2026-02-02T00:00:00Z")).unwrap(),
-        &args,
-        &NoProgress,
-    )
-    .unwrap();
+    env.acquire(input.path(), Clock::from_arg(Some("2026-02-02T00:00:00Z")).unwrap());
     let r = env.audit(&c("observations", "{type: lateness, max_lag_hours: 240}"), None).unwrap();
     assert_eq!(r.findings[0].failing, 1, "{:?}", r.findings);
     assert_eq!(r.findings[0].sample, vec!["c2|2026-01-05 00:00:00".to_string()]);
@@ -224,16 +217,7 @@ fn samples_are_capped_but_counts_are_not() {
     let r = env.audit(&c("observations", "{type: range, column: views, max: 0}"), None).unwrap();
     let f = &r.findings[0];
     assert_eq!(f.failing, 5);
-    let r = {
-        let args = AuditArgs {
-            project: t0_project::Project::builtin(),
-            sample: 2,
-            contracts: Some(env.contracts.path().to_path_buf()),
-            as_of: None,
-            rebaseline: false,
-        };
-        t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap()
-    };
+    let r = env.run(&args(Some(env.contracts.path()), 2, None)).unwrap();
     assert_eq!((r.findings[0].failing, r.findings[0].sample.len()), (5, 2));
     assert!(f.defined_at.ends_with("c.yaml:3"), "{}", f.defined_at);
 }
@@ -284,14 +268,7 @@ fn malformed_contracts_are_refused_before_any_check_runs() {
 #[test]
 fn the_shipped_contracts_are_valid_and_find_the_fixture_defects() {
     let env = env();
-    let args = AuditArgs {
-        project: t0_project::Project::builtin(),
-        sample: 5,
-        contracts: None,
-        as_of: None,
-        rebaseline: false,
-    };
-    let r = t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
+    let r = env.run(&args(None, 5, None)).unwrap();
     let failing = |name: &str| r.findings.iter().filter(|f| f.check == name).map(|f| f.failing).sum::<u64>();
     assert_eq!(failing("monotonic_counter"), 1);
     assert_eq!(failing("revived_after_terminal"), 1);
@@ -362,14 +339,7 @@ checks:
 #[test]
 fn every_failing_row_is_recorded_the_same_way_on_the_same_data() {
     let rows = |env: &Env| -> Vec<(String, String, String)> {
-        let args = AuditArgs {
-            project: t0_project::Project::builtin(),
-            sample: 1,
-            contracts: None,
-            as_of: None,
-            rebaseline: false,
-        };
-        let r = t0_audit::run(&Root::new(env.root.path()), clock(), &args, &NoProgress).unwrap();
+        let r = env.run(&args(None, 1, None)).unwrap();
         let cat = t0_catalog::Catalog::open(&Root::new(env.root.path())).unwrap();
         let mut stmt = cat
             .conn()

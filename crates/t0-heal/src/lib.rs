@@ -174,8 +174,8 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     let batch = batch_id(&run_id);
     let mut reports = Vec::new();
     let mut planned: Vec<(usize, Vec<apply::PlannedCell>)> = Vec::new();
-    // Per table: the working table of current rows and the column types.
-    let mut working: BTreeMap<String, (String, BTreeMap<String, String>)> = BTreeMap::new();
+    // Per table: the working rows (and each running rule's scope) and the column types.
+    let mut working: BTreeMap<String, (scope::Working, BTreeMap<String, String>)> = BTreeMap::new();
     // The rules that will run: their findings fail in the audit.
     let running: Vec<usize> = (0..ruleset.rules.len())
         .filter(|&i| {
@@ -206,24 +206,19 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
                 Some(0) => rep.skipped = Some(format!("{} passes", rule.answers)),
                 Some(_) => {
                     rep.finding = Some(format!("{audit_run}:{}", rule.answers));
-                    let (current, types) = match working.get(&rule.table) {
-                        Some(w) => w.clone(),
-                        None => {
-                            let on_table: Vec<&rules::Rule> = running.iter().map(|&j| &ruleset.rules[j]).collect();
-                            let w = (
-                                scope::create_working(c, &rule.table, &audit_run, &on_table)?,
-                                catalog.column_types(&rule.table)?,
-                            );
-                            working.insert(rule.table.clone(), w.clone());
-                            w
-                        }
-                    };
-                    let (within, described) = scope::of_rule(c, rule, &audit_run)?;
-                    rep.scope = Some(described);
+                    if !working.contains_key(&rule.table) {
+                        let on_table: Vec<(usize, &rules::Rule)> =
+                            running.iter().map(|&j| (j, &ruleset.rules[j])).collect();
+                        let w = scope::create_working(c, &rule.table, &audit_run, &on_table)?;
+                        working.insert(rule.table.clone(), (w, catalog.column_types(&rule.table)?));
+                    }
+                    let (w, types) = &working[&rule.table];
+                    let (current, scope) = (w.name.clone(), &w.scopes[&i]);
+                    rep.scope = Some(scope.described.clone());
                     let ctx = PlanContext {
                         now: now.clone(),
-                        types,
-                        current: format!("(SELECT * FROM {current} t WHERE {within})"),
+                        types: types.clone(),
+                        current: format!("(SELECT * FROM {current} t WHERE {})", scope.within),
                     };
                     let mut cells = Vec::new();
                     for plan in rule.plans(&ctx) {

@@ -9,6 +9,8 @@
 //! A rule therefore repairs what audit found, not whatever else its plan would match; what it
 //! leaves (and any defect an earlier rule's patch creates elsewhere) the next audit finds.
 
+use std::collections::BTreeMap;
+
 use duckdb::Connection;
 use t0_catalog::quote_literal;
 use t0_core::Result;
@@ -39,20 +41,34 @@ fn flagged_count(c: &Connection, rule: &Rule, audit_run: &str) -> Result<i64> {
     .ctx(|| format!("flagged rows of {}", rule.answers))
 }
 
-/// What `rule` may change, as a condition over rows aliased `t` (the working table's), and its
-/// description for the report.
-pub fn of_rule(c: &Connection, rule: &Rule, audit_run: &str) -> Result<(String, String)> {
+/// What one rule may change: a condition over rows aliased `t`, and its description for the
+/// report.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub within: String,
+    pub described: String,
+}
+
+/// A table's working rows: its name and each running rule's scope within it, by rule index.
+#[derive(Debug, Clone)]
+pub struct Working {
+    pub name: String,
+    pub scopes: BTreeMap<usize, Scope>,
+}
+
+fn of_rule(c: &Connection, rule: &Rule, audit_run: &str) -> Result<Scope> {
     let n = flagged_count(c, rule, audit_run)?;
     if n == 0 {
-        return Ok(("true".into(), format!("every current row ({} names no rows)", rule.answers)));
+        let described = format!("every current row ({} names no rows)", rule.answers);
+        return Ok(Scope { within: "true".into(), described });
     }
     let flagged = flagged_table(&rule.table);
     let check = quote_literal(&rule.answers);
     Ok(match partition(rule) {
-        None => (
-            format!("{} IN (SELECT __row_key FROM {flagged} WHERE __check = {check})", key_text(&rule.table)),
-            format!("{n} flagged rows"),
-        ),
+        None => Scope {
+            within: format!("{} IN (SELECT __row_key FROM {flagged} WHERE __check = {check})", key_text(&rule.table)),
+            described: format!("{n} flagged rows"),
+        },
         Some(key) => {
             let on = key.iter().map(|k| format!("s.{k} = t.{k}")).collect::<Vec<_>>().join(" AND ");
             let parts: i64 = c
@@ -65,19 +81,19 @@ pub fn of_rule(c: &Connection, rule: &Rule, audit_run: &str) -> Result<(String, 
                     |r| r.get(0),
                 )
                 .ctx(|| format!("partitions flagged by {}", rule.answers))?;
-            (
-                format!("EXISTS (SELECT 1 FROM {flagged} s WHERE s.__check = {check} AND {on})"),
-                format!("{parts} partitions by {} holding {n} flagged rows", key.join(", ")),
-            )
+            Scope {
+                within: format!("EXISTS (SELECT 1 FROM {flagged} s WHERE s.__check = {check} AND {on})"),
+                described: format!("{parts} partitions by {} holding {n} flagged rows", key.join(", ")),
+            }
         }
     })
 }
 
 /// The working table of `table` (current live rows with `__rid`) restricted to what any of the
-/// running `rules` on it may change; returns its name.
-pub fn create_working(c: &Connection, table: &str, audit_run: &str, rules: &[&Rule]) -> Result<String> {
-    let rules: Vec<&Rule> = rules.iter().copied().filter(|r| r.table == table).collect();
-    let checks = rules.iter().map(|r| quote_literal(&r.answers)).collect::<Vec<_>>().join(", ");
+/// running `rules` (index, rule) on it may change, with each one's scope.
+pub fn create_working(c: &Connection, table: &str, audit_run: &str, rules: &[(usize, &Rule)]) -> Result<Working> {
+    let rules: Vec<(usize, &Rule)> = rules.iter().copied().filter(|(_, r)| r.table == table).collect();
+    let checks = rules.iter().map(|(_, r)| quote_literal(&r.answers)).collect::<Vec<_>>().join(", ");
     c.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE {flagged} AS
          SELECT f.check_name AS __check, f.row_key AS __row_key, t.* FROM {current} t
@@ -91,16 +107,20 @@ pub fn create_working(c: &Connection, table: &str, audit_run: &str, rules: &[&Ru
         key = key_text(table),
     ))
     .ctx(|| format!("flagged rows of {table}"))?;
-    let mut any = Vec::new();
-    for r in &rules {
-        any.push(of_rule(c, r, audit_run)?.0);
+    let mut scopes = BTreeMap::new();
+    for (i, r) in &rules {
+        scopes.insert(*i, of_rule(c, r, audit_run)?);
     }
-    let within = if any.is_empty() { "false".into() } else { any.join(" OR ") };
+    let within = if scopes.is_empty() {
+        "false".into()
+    } else {
+        scopes.values().map(|s| s.within.as_str()).collect::<Vec<_>>().join(" OR ")
+    };
     let name = format!("heal_current_{table}");
     c.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {} t WHERE {within}",
         current_with_rowid(table)
     ))
     .ctx(|| format!("current rows of {table}"))?;
-    Ok(name)
+    Ok(Working { name, scopes })
 }
