@@ -14,7 +14,7 @@ work="${BENCH_DIR:-$HOME/.cache/t0-clip/bench}"
 venv="$HOME/.cache/t0-clip/bench-venv"
 bin="$CARGO_TARGET_DIR/release"
 
-cargo build --release --workspace --bins
+[ -n "${T0CLIP_BENCH_BUILT:-}" ] || cargo build --release --workspace --bins  # run.sh builds once
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet duckdb; }
 
 data="$work/data-$entities"

@@ -11,7 +11,7 @@ work="${BENCH_DIR:-$HOME/.cache/t0-clip/bench}"
 venv="$HOME/.cache/t0-clip/bench-venv"
 bin="$CARGO_TARGET_DIR/release"
 [ -d "$work/root" ] || bash bench/acquire.sh
-cargo build --release --workspace --bins
+[ -n "${T0CLIP_BENCH_BUILT:-}" ] || cargo build --release --workspace --bins  # run.sh builds once
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import duckdb, pandas, pyarrow" 2>/dev/null || "$venv/bin/pip" install --quiet duckdb pandas pyarrow
 

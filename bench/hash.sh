@@ -11,5 +11,5 @@ THREADS="${1:-2}"
 ROWS="${2:-2000000}"
 RUNS="${3:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/t0-clip/target}"
-cargo build -q --release --workspace --examples
+[ -n "${T0CLIP_BENCH_BUILT:-}" ] || cargo build -q --release --workspace --examples
 RAYON_NUM_THREADS=$THREADS "$CARGO_TARGET_DIR/release/examples/hash_bench" "$ROWS" "$RUNS"

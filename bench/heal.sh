@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/t0-clip/target}"
 work="${BENCH_DIR:-$HOME/.cache/t0-clip/bench}"
 entities="${1:-1300000}"
 bin="$CARGO_TARGET_DIR/release"
-cargo build --release --workspace --bins
+[ -n "${T0CLIP_BENCH_BUILT:-}" ] || cargo build --release --workspace --bins  # run.sh builds once
 data="$work/defects-$entities"
 root="$work/root-heal-$entities"
 now=2026-12-01T00:00:00Z

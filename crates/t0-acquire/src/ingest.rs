@@ -472,6 +472,7 @@ impl Ingest<'_> {
                 &file_str,
                 &landing,
                 &quarantine,
+                rep.resumed_after_row > 0,
                 |c, inserted, rejected| {
                     after.chunks = chunk + 1;
                     after.rows_read += read;
@@ -542,23 +543,12 @@ impl Ingest<'_> {
         file: &str,
         landing: &Path,
         quarantine: &[Quarantined],
+        resumed: bool,
         checkpoint: impl FnOnce(&duckdb::Connection, u64, u64) -> std::result::Result<(), duckdb::Error>,
     ) -> Result<u64> {
         let table = spec.table;
         let key_match = spec.key.iter().map(|k| format!("c.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
         let key_list = spec.key.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", ");
-        let mut reject = format!(
-            "WHEN row_number() OVER (PARTITION BY {key_list} ORDER BY s.source_line) > 1
-                  OR EXISTS (SELECT 1 FROM {table} c WHERE c.batch_id = {batch} AND {key_match})
-             THEN 'duplicate key ({}) within the file'",
-            spec.key.join(", "),
-            batch = quote_literal(batch_id),
-        );
-        for r in spec.entity_refs {
-            reject.push_str(&format!(
-                " WHEN NOT EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = s.{r}) THEN 'unknown entity in {r}: ' || s.{r}"
-            ));
-        }
         // Quoted: a measure may be named like an SQL keyword.
         let value_cols: Vec<&str> =
             used.iter().map(|(c, _, _)| c.as_str()).filter(|c| *c != "available_at").collect::<Vec<_>>();
@@ -579,6 +569,29 @@ impl Ingest<'_> {
             .map(|c| format!("c.{c} IS NOT DISTINCT FROM {}", select_for(c, &insert_cols, &select_cols)))
             .collect::<Vec<_>>()
             .join(" AND ");
+        // One join of the chunk with the current version of each fact answers three questions:
+        // a key already written by this file (its current version is this batch's: this batch
+        // is the newest writer of every key it wrote) is a duplicate within the file; a fact
+        // identical to its current version is unchanged; a different one becomes version
+        // current + 1. Nothing is overwritten. (Two joins, one for duplicates and one for
+        // versions, scanned the growing table twice per chunk.) A resumed file may have had
+        // another file write its keys in between, so it asks for duplicates over all versions.
+        let batch = quote_literal(batch_id);
+        let written_here = if resumed {
+            format!("EXISTS (SELECT 1 FROM {table} c WHERE c.batch_id = {batch} AND {key_match})")
+        } else {
+            format!("c.batch_id IS NOT DISTINCT FROM {batch}")
+        };
+        let mut reject = format!(
+            "WHEN row_number() OVER (PARTITION BY {key_list} ORDER BY s.source_line) > 1 OR {written_here}
+             THEN 'duplicate key ({}) within the file'",
+            spec.key.join(", "),
+        );
+        for r in spec.entity_refs {
+            reject.push_str(&format!(
+                " WHEN NOT EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = s.{r}) THEN 'unknown entity in {r}: ' || s.{r}"
+            ));
+        }
         let observed = format!("s.{}", spec.observed);
         let avail = match src.availability() {
             Availability::IngestTime => format!("TIMESTAMP '{}'", self.clock.stamp().trim_end_matches('Z')),
@@ -589,19 +602,17 @@ impl Ingest<'_> {
         let landing_lit = quote_literal(&landing.display().to_string());
         let stage_sql = format!(
             "CREATE OR REPLACE TEMP TABLE chunk AS
-             SELECT s.*, CASE {reject} END AS reject FROM read_parquet({landing_lit}) s"
+             SELECT s.*, c.version AS __current_version, c.version IS NOT NULL AND ({same}) AS __unchanged,
+                    CASE {reject} END AS reject
+             FROM read_parquet({landing_lit}) s LEFT JOIN {current} c ON {key_match}",
+            current = t0_project::vocab::current_sql(table, false).expect("canonical table"),
         );
-        // A fact identical to the current version of its key is unchanged; a different one
-        // becomes version max + 1 (the current version is the newest). Nothing is overwritten.
-        // One join of the chunk with the current rows answers both.
         let insert_sql = format!(
             "INSERT INTO {table} ({cols}, available_at, version, batch_id)
-             SELECT {sel}, {avail}, coalesce(c.version, 0) + 1, ?
-             FROM chunk s LEFT JOIN {current} c ON {key_match}
-             WHERE s.reject IS NULL AND (c.version IS NULL OR NOT ({same}))",
+             SELECT {sel}, {avail}, coalesce(s.__current_version, 0) + 1, ?
+             FROM chunk s WHERE s.reject IS NULL AND NOT s.__unchanged",
             cols = insert_cols.join(", "),
             sel = select_cols.join(", "),
-            current = t0_project::vocab::current_sql(table, false).expect("canonical table"),
         );
         // A panel file may carry its entities: register each id not known yet, first seen at
         // its earliest row here (attributes from that row), before references are checked.

@@ -274,24 +274,30 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
         Ok(())
     });
     progress.finish();
-    let mut all: Vec<Patch> = Vec::new();
-    let mut quarantined = 0;
-    for (i, cells) in &planned {
-        let rule = &ruleset.rules[*i];
-        quarantined += cells.iter().filter(|p| p.reason.is_some()).count() as u64;
-        all.extend(cells.iter().map(|p| p.patch(&rule.table)));
-    }
+    // Only the first `limit` patches are copied into the report: at 10M rows the plan holds
+    // over a million cells, and a second copy of them all was a quarter of heal's own memory.
+    let quarantined = planned.iter().map(|(_, cells)| cells.iter().filter(|p| p.reason.is_some()).count() as u64).sum();
+    let cells_patched: usize = planned.iter().map(|(_, cells)| cells.len()).sum();
+    let patches: Vec<Patch> = planned
+        .iter()
+        .flat_map(|(i, cells)| {
+            let table = &ruleset.rules[*i].table;
+            cells.iter().map(move |p| p.patch(table))
+        })
+        .take(args.limit)
+        .collect();
+    drop(planned);
     let report = HealReport {
         run_id: run_id.clone(),
         dry_run: args.dry_run,
         audit_run,
         rules_source: ruleset.source.display().to_string(),
         rows_repaired: reports.iter().map(|r| r.rows).sum(),
-        cells_patched: all.len() as u64,
+        cells_patched: cells_patched as u64,
         quarantined,
         rules: reports,
-        patches_truncated: all.len() > args.limit,
-        patches: all.into_iter().take(args.limit).collect(),
+        patches_truncated: cells_patched > args.limit,
+        patches,
     };
     match outcome {
         Ok(()) => {}
