@@ -74,8 +74,7 @@ for p in sorted(glob.glob(f"{times}/*.time")):
     s, kb = open(p).read().split()[-2:]
     rc = int(open(f"{times}/{tag}.rc").read())
     stages.append({"stage": tag.split("-", 1)[1], "s": float(s), "mib": int(kb) / 1024, "exit": rc})
-rows = json.load(open(f"{times}/01-acquire.json"))
-read = sum(f["rows_read"] for f in rows.get("files", []))
+read = json.load(open(f"{times}/01-acquire.json"))["rows_read"]
 total = sum(x["s"] for x in stages)
 peak = max(x["mib"] for x in stages)
 print(f"total {total:.1f} s, peak RSS {peak:,.0f} MiB (largest stage), {read:,} rows read")
