@@ -7,7 +7,8 @@
 //! 3. On random small histories (versions, tombstones, late rows), every base and history
 //!    value equals a brute-force as-of computation written here, independently of the SQL.
 //!
-//! Also: labels, the SLA gate, and drift in strict and tolerant stores.
+//! Also: labels, the SLA gate, drift in strict and tolerant stores, and the priors store's exact
+//! weighted sums against plain float sums.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -398,6 +399,81 @@ fn surfaces_equal_a_brute_force_as_of_on_random_histories() {
         }
     }
     assert!(checked > 100, "only {checked} (entity, T0) rows checked");
+}
+
+/// The priors store sums its recency weights exactly (fixed point, HUGEINT) so that thread order
+/// cannot change a bit. On an every_k_days grid its values equal cohort views written here with
+/// plain float sums to 1e-9, and the counts, medians and ladder levels are the same.
+#[test]
+fn priors_exact_sums_equal_the_float_definition() {
+    let data = tempfile::tempdir().unwrap();
+    let opt = t0_clips_gen::GenerateOptions { entities: 300, media: 0, ..Default::default() };
+    t0_clips_gen::generate(data.path(), &opt, &NoProgress).unwrap();
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::new(root_dir.path());
+    let at = "2026-04-01T00:00:00Z";
+    let args = AcquireArgs {
+        project: t0_project::Project::builtin(),
+        evolve_schema: false,
+        input: data.path().to_path_buf(),
+        config: None,
+        chunk_rows: 100_000,
+    };
+    t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
+    audit_heal(&root, at);
+    let args =
+        CertifyArgs { project: t0_project::Project::builtin(), config: None, stores_dir: None, rebaseline: false };
+    let loaded = t0_certify::load_config(&args).unwrap();
+    let mut cfg = loaded.cfg;
+    cfg.t0.mode = GridMode::EveryKDays;
+    let files = loaded.closures.iter().find(|(s, _)| s.entrypoint == "priors").unwrap().1.clone();
+    let cat = Catalog::open(&root).unwrap();
+    t0_certify::prepare(&cat, &cfg).unwrap();
+    t0_certify::build_surface(&cat, "priors", &files).unwrap();
+    let sql = "SELECT CASE prior_level WHEN 'channel' THEN 2 WHEN 'global' THEN 1 ELSE 0 END, prior_n,
+                      prior_log_views, prior_tail_rate, prior_ess, channel_tail_woe
+               FROM surface_priors ORDER BY entity_id, t0";
+    let exact = values(&cat, sql);
+
+    // The reference: the cohort views written here with plain float sums.
+    let cohorts = "
+        CREATE OR REPLACE TEMP VIEW prior_channel AS
+        SELECT cutoff, channel, count(*) AS n, median(outcome) AS med, sum(w * tail) / sum(w) AS tail_rate,
+               pow(sum(w), 2) / sum(w * w) AS ess
+        FROM prior_facts GROUP BY cutoff, channel;
+        CREATE OR REPLACE TEMP VIEW prior_global AS
+        SELECT cutoff, count(*) AS n, median(outcome) AS med, sum(w * tail) / sum(w) AS tail_rate,
+               pow(sum(w), 2) / sum(w * w) AS ess
+        FROM prior_facts GROUP BY cutoff;
+    ";
+    let float: Vec<(String, String)> = files
+        .iter()
+        .map(|(name, sql)| {
+            match (
+                sql.find("CREATE OR REPLACE TEMP VIEW prior_channel"),
+                sql.find("CREATE OR REPLACE TEMP VIEW priors_ladder"),
+            ) {
+                (Some(a), Some(b)) => (name.clone(), format!("{}{cohorts}{}", &sql[..a], &sql[b..])),
+                _ => (name.clone(), sql.clone()),
+            }
+        })
+        .collect();
+    assert_ne!(float, files, "the priors store no longer defines prior_channel before priors_ladder");
+    t0_certify::build_surface(&cat, "priors", &float).unwrap();
+    let reference = values(&cat, sql);
+
+    assert_eq!(exact.len(), reference.len());
+    let near = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-300),
+        (a, b) => a == b,
+    };
+    let mut by_channel = 0;
+    for (i, (e, r)) in exact.iter().zip(&reference).enumerate() {
+        assert_eq!(e[..3], r[..3], "row {i}: level, n or median differ: {e:?} vs {r:?}");
+        assert!(e[3..].iter().zip(&r[3..]).all(|(a, b)| near(*a, *b)), "row {i}: {e:?} vs float {r:?}");
+        by_channel += usize::from(e[0] == Some(2.0));
+    }
+    assert!(exact.len() > 1000 && by_channel > 100, "{} rows, {by_channel} at the channel level", exact.len());
 }
 
 // --- labels ------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ FROM t0_grid g, certify_params p;
 -- Outcomes known strictly before each cutoff, with recency weights for the effective sample size
 -- (tables, not views: three aggregates read them).
 CREATE OR REPLACE TEMP TABLE prior_facts AS
-SELECT c.cutoff, k.entity_id, k.channel, k.created_at, k.outcome,
+SELECT c.cutoff, k.channel, k.created_at, k.outcome,
        CAST(k.outcome >= ln(1 + p.tail_views) AS DOUBLE) AS tail,
        pow(0.5, date_diff('second', k.known_from, c.cutoff) / 86400.0 / p.half_life_days) AS w
 FROM (SELECT DISTINCT cutoff FROM prior_cutoffs) c

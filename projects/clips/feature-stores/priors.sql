@@ -1,17 +1,25 @@
 -- Entrypoint `priors`: cohort anchors of matured outcomes with a fallback ladder. A clip's own
 -- channel is used when its effective sample size (Kish, recency-weighted) reaches `min_ess`;
--- otherwise all clips; otherwise nothing (prior_level = 'none'). Float sums run in entity order
--- so that the same data gives bit-identical values whatever the thread schedule.
+-- otherwise all clips; otherwise nothing (prior_level = 'none').
+-- Weighted sums are exact: each weight (at most 1) is rounded to a multiple of 2^-100 and summed
+-- as HUGEINT, so the result does not depend on the order DuckDB's threads add rows in. (Ordered
+-- float sums, `sum(x ORDER BY entity_id)`, did the same at twice the time and memory: they buffer
+-- every (cutoff, fact) row.) Weights below 2^-100 (100 half-lives) count as 0, and squares below
+-- it too (50 half-lives); a cohort whose facts are all that old has no effective sample size.
+CREATE OR REPLACE TEMP MACRO prior_xsum(x) AS sum(CAST(x * 1.2676506002282294e30 AS HUGEINT));
+
 CREATE OR REPLACE TEMP VIEW prior_channel AS
 SELECT cutoff, channel, count(*) AS n, median(outcome) AS med,
-       sum(w * tail ORDER BY entity_id) / sum(w ORDER BY entity_id) AS tail_rate,
-       pow(sum(w ORDER BY entity_id), 2) / sum(w * w ORDER BY entity_id) AS ess
+       CAST(prior_xsum(w * tail) AS DOUBLE) / CAST(prior_xsum(w) AS DOUBLE) AS tail_rate,
+       pow(CAST(prior_xsum(w) AS DOUBLE), 2) / nullif(CAST(prior_xsum(w * w) AS DOUBLE), 0)
+           / 1.2676506002282294e30 AS ess
 FROM prior_facts GROUP BY cutoff, channel;
 
 CREATE OR REPLACE TEMP VIEW prior_global AS
 SELECT cutoff, count(*) AS n, median(outcome) AS med,
-       sum(w * tail ORDER BY entity_id) / sum(w ORDER BY entity_id) AS tail_rate,
-       pow(sum(w ORDER BY entity_id), 2) / sum(w * w ORDER BY entity_id) AS ess
+       CAST(prior_xsum(w * tail) AS DOUBLE) / CAST(prior_xsum(w) AS DOUBLE) AS tail_rate,
+       pow(CAST(prior_xsum(w) AS DOUBLE), 2) / nullif(CAST(prior_xsum(w * w) AS DOUBLE), 0)
+           / 1.2676506002282294e30 AS ess
 FROM prior_facts GROUP BY cutoff;
 
 CREATE OR REPLACE TEMP VIEW priors_ladder AS
