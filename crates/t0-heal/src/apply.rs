@@ -1,7 +1,7 @@
 //! Applying a plan: new versions for the planned cells, ledger entries chained by hash, and the
 //! inverse (revert) computed from the ledger.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use duckdb::{Connection, params};
 use t0_catalog::{Catalog, quote_literal};
@@ -51,13 +51,25 @@ impl PlannedCell {
     }
 }
 
-pub fn distinct_rows(cells: &[PlannedCell]) -> u64 {
-    cells.iter().map(|c| c.rid).collect::<BTreeSet<_>>().len() as u64
+/// What one applied step changed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StepCount {
+    /// Distinct versions repaired (one new version each).
+    pub rows: u64,
+    pub cells: u64,
+    pub tombstones: u64,
+    /// Cells with a quarantine reason.
+    pub quarantined: u64,
 }
 
+/// Cells handed to a step's sink at a time. The cells of a step are never all held: at 10M rows
+/// a step plans over a million of them.
+const CHUNK: u64 = 50_000;
+
 /// Materialise `plan` (a query yielding `__rid, row_key, column_name, old_value, new_value,
-/// reason`), append one new version per planned row, and return the cells in ledger order
-/// (row key, then column).
+/// reason`), append one new version per planned row, and hand the cells to `sink` in ledger
+/// order (row key, then column), a chunk at a time.
+#[allow(clippy::too_many_arguments)]
 pub fn apply_plan(
     c: &Connection,
     table: &str,
@@ -66,17 +78,35 @@ pub fn apply_plan(
     now: &str,
     batch: &str,
     working: Option<&str>,
-) -> Result<Vec<PlannedCell>> {
-    c.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE heal_step AS {plan}")).ctx(|| format!("plan on {table}"))?;
-    let cells = read_step(c)?;
-    if !cells.is_empty() {
-        insert_versions(c, table, types, &cells, now, batch)?;
+    sink: &mut dyn FnMut(&Connection, &[PlannedCell]) -> Result<()>,
+) -> Result<StepCount> {
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE heal_step AS
+         SELECT *, row_number() OVER (ORDER BY row_key, column_name) AS __n FROM ({plan})"
+    ))
+    .ctx(|| format!("plan on {table}"))?;
+    let count = check_step(c)?;
+    if count.cells > 0 {
+        insert_versions(c, table, types, count.rows, now, batch)?;
         if let Some(w) = working {
             refresh_working(c, table, w, batch)?;
         }
+        let (mut from, mut handed) = (0, 0);
+        while from < count.cells {
+            let cells = read_step(c, from, from + CHUNK)?;
+            handed += cells.len() as u64;
+            sink(c, &cells)?;
+            from += CHUNK;
+        }
+        if handed != count.cells {
+            return Err(Error::internal(
+                "apply",
+                format!("{table}: planned {} cells, read back {handed}", count.cells),
+            ));
+        }
     }
     c.execute_batch("DROP TABLE heal_step").ctx(|| "drop plan".into())?;
-    Ok(cells)
+    Ok(count)
 }
 
 /// After a step: the repaired versions replace the rows they repaired in the working table
@@ -98,37 +128,61 @@ fn refresh_working(c: &Connection, table: &str, working: &str, batch: &str) -> R
     .ctx(|| format!("refresh current rows of {table}"))
 }
 
-fn read_step(c: &Connection) -> Result<Vec<PlannedCell>> {
+/// Count the step's cells and refuse a plan that sets a cell twice or a version column.
+fn check_step(c: &Connection) -> Result<StepCount> {
+    let versioned = VERSION_COLUMNS.iter().map(|v| quote_literal(v)).collect::<Vec<_>>().join(", ");
+    let (count, twice, version_col): (StepCount, Option<String>, Option<String>) = c
+        .query_row(
+            &format!(
+                "SELECT count(*), count(DISTINCT __rid),
+                        count(*) FILTER (WHERE column_name = 'deleted' AND new_value = 'true'),
+                        count(*) FILTER (WHERE reason IS NOT NULL),
+                        (SELECT any_value(row_key || ' ' || column_name) FROM heal_step
+                         GROUP BY __rid, column_name HAVING count(*) > 1 LIMIT 1),
+                        any_value(column_name) FILTER (WHERE column_name IN ({versioned}))
+                 FROM heal_step"
+            ),
+            [],
+            |r| {
+                let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
+                Ok((
+                    StepCount { cells: n(0)?, rows: n(1)?, tombstones: n(2)?, quarantined: n(3)? },
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .ctx(|| "check plan".into())?;
+    if let Some(cell) = twice {
+        return Err(Error::internal("plan", format!("cell {cell} planned twice")));
+    }
+    if let Some(col) = version_col {
+        return Err(Error::internal("plan", format!("a patch may not set {col}")));
+    }
+    Ok(count)
+}
+
+/// The cells numbered (from, to] in ledger order.
+fn read_step(c: &Connection, from: u64, to: u64) -> Result<Vec<PlannedCell>> {
     let mut stmt = c
         .prepare(
             "SELECT __rid, row_key, column_name, old_value, new_value, reason FROM heal_step
-             ORDER BY row_key, column_name",
+             WHERE __n > ? AND __n <= ? ORDER BY __n",
         )
         .ctx(|| "read plan".into())?;
-    let cells: Vec<PlannedCell> = stmt
-        .query_map([], |r| {
-            Ok(PlannedCell {
-                rid: r.get(0)?,
-                row_key: r.get(1)?,
-                column: r.get(2)?,
-                old: r.get(3)?,
-                new: r.get(4)?,
-                reason: r.get(5)?,
-            })
+    stmt.query_map(params![from as i64, to as i64], |r| {
+        Ok(PlannedCell {
+            rid: r.get(0)?,
+            row_key: r.get(1)?,
+            column: r.get(2)?,
+            old: r.get(3)?,
+            new: r.get(4)?,
+            reason: r.get(5)?,
         })
-        .ctx(|| "read plan".into())?
-        .collect::<std::result::Result<_, _>>()
-        .ctx(|| "read plan".into())?;
-    let mut seen = BTreeSet::new();
-    for p in &cells {
-        if !seen.insert((p.rid, p.column.as_str())) {
-            return Err(Error::internal("plan", format!("cell {} {} planned twice", p.row_key, p.column)));
-        }
-        if VERSION_COLUMNS.contains(&p.column.as_str()) {
-            return Err(Error::internal("plan", format!("a patch may not set {}", p.column)));
-        }
-    }
-    Ok(cells)
+    })
+    .ctx(|| "read plan".into())?
+    .collect::<std::result::Result<_, _>>()
+    .ctx(|| "read plan".into())
 }
 
 /// One new version per planned row: the repaired version's values with the planned cells
@@ -138,15 +192,22 @@ fn insert_versions(
     c: &Connection,
     table: &str,
     types: &BTreeMap<String, String>,
-    cells: &[PlannedCell],
+    rows: u64,
     now: &str,
     batch: &str,
 ) -> Result<()> {
-    let columns: BTreeSet<&str> = cells.iter().map(|p| p.column.as_str()).collect();
+    let columns: Vec<String> = {
+        let mut stmt =
+            c.prepare("SELECT DISTINCT column_name FROM heal_step ORDER BY 1").ctx(|| "read plan columns".into())?;
+        stmt.query_map([], |r| r.get(0))
+            .ctx(|| "read plan columns".into())?
+            .collect::<std::result::Result<_, _>>()
+            .ctx(|| "read plan columns".into())?
+    };
     let mut pivot = Vec::new();
     let mut replace = Vec::new();
     for (i, col) in columns.iter().enumerate() {
-        let ty = types.get(*col).ok_or_else(|| Error::internal("plan", format!("{table} has no column {col}")))?;
+        let ty = types.get(col).ok_or_else(|| Error::internal("plan", format!("{table} has no column {col}")))?;
         let q = quote_literal(col);
         pivot.push(format!(
             "bool_or(column_name = {q}) AS __has_{i}, max(new_value) FILTER (WHERE column_name = {q}) AS __new_{i}"
@@ -164,7 +225,6 @@ fn insert_versions(
         now = quote_literal(now),
     );
     let n = c.execute(&sql, []).ctx(|| format!("append repaired versions to {table}"))?;
-    let rows = distinct_rows(cells);
     if n as u64 != rows {
         return Err(Error::internal("apply", format!("{table}: planned {rows} rows, appended {n}")));
     }
@@ -349,7 +409,12 @@ pub fn revert_table(
         "SELECT __rid, row_key, column_name, cur AS old_value, pre AS new_value, CAST(NULL AS VARCHAR) AS reason
          FROM ({joined}) WHERE cur IS DISTINCT FROM pre"
     );
-    apply_plan(c, table, types, &plan, now, batch, None)
+    let mut cells = Vec::new();
+    apply_plan(c, table, types, &plan, now, batch, None, &mut |_, chunk| {
+        cells.extend_from_slice(chunk);
+        Ok(())
+    })?;
+    Ok(cells)
 }
 
 /// Where a run's entries sit in the ledger: recorded in its manifest (`summary.ledger`), so a

@@ -173,7 +173,9 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     let now = t0_core::clock::sql_timestamp(clock.now());
     let batch = batch_id(&run_id);
     let mut reports = Vec::new();
-    let mut planned: Vec<(usize, Vec<apply::PlannedCell>)> = Vec::new();
+    // The report keeps the first `limit` patches; the ledger takes the rest as they are planned.
+    let mut patches: Vec<Patch> = Vec::new();
+    let mut quarantined = 0;
     // Per table: the working rows (and each running rule's scope) and the column types.
     let mut working: BTreeMap<String, (scope::Working, BTreeMap<String, String>)> = BTreeMap::new();
     // The rules that will run: their findings fail in the audit.
@@ -220,9 +222,25 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
                         types: types.clone(),
                         current: format!("(SELECT * FROM {current} t WHERE {})", scope.within),
                     };
-                    let mut cells = Vec::new();
+                    let rule_id = format!("{}@{}", rule.id, rule.version);
+                    let (rule_hash, finding) = (rule.hash(), rep.finding.clone().unwrap_or_default());
+                    let mut sink = |c: &duckdb::Connection, cells: &[apply::PlannedCell]| -> Result<()> {
+                        let room = args.limit.saturating_sub(patches.len());
+                        patches.extend(cells.iter().take(room).map(|p| p.patch(&rule.table)));
+                        if args.dry_run {
+                            return Ok(());
+                        }
+                        let entries = cells.iter().map(|p| apply::LedgerEntry {
+                            patch: p.patch(&rule.table),
+                            rule_id: rule_id.clone(),
+                            rule_hash: rule_hash.clone(),
+                            finding: finding.clone(),
+                        });
+                        apply::append_ledger(c, &run_id, &patched_at, entries)?;
+                        apply::record_quarantine(c, &run_id, &rule.table, &rule.id, cells, &now)
+                    };
                     for plan in rule.plans(&ctx) {
-                        cells.extend(apply::apply_plan(
+                        let n = apply::apply_plan(
                             c,
                             &rule.table,
                             &ctx.types,
@@ -230,12 +248,13 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
                             &now,
                             &batch,
                             Some(&current),
-                        )?);
+                            &mut sink,
+                        )?;
+                        rep.rows += n.rows;
+                        rep.cells += n.cells;
+                        rep.tombstones += n.tombstones;
+                        quarantined += n.quarantined;
                     }
-                    rep.rows = apply::distinct_rows(&cells);
-                    rep.cells = cells.len() as u64;
-                    rep.tombstones = cells.iter().filter(|p| p.is_tombstone()).count() as u64;
-                    planned.push((i, cells));
                 }
             }
             progress.note(&format!(
@@ -251,42 +270,15 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
             reports.push(rep);
             t0_core::fault::pause_point("heal.apply");
         }
-        let total: usize = planned.iter().map(|(_, c)| c.len()).sum();
-        if args.dry_run || total == 0 {
+        // The ledger and quarantine entries were appended step by step, inside this transaction.
+        if args.dry_run || reports.iter().all(|r| r.cells == 0) {
             return Err(Error::NothingToDo(String::new()));
-        }
-        let entries = planned.iter().flat_map(|(i, cells)| {
-            let rule = &ruleset.rules[*i];
-            let finding = reports[*i].finding.clone().unwrap_or_default();
-            cells.iter().map(move |p| apply::LedgerEntry {
-                patch: p.patch(&rule.table),
-                rule_id: format!("{}@{}", rule.id, rule.version),
-                rule_hash: rule.hash(),
-                finding: finding.clone(),
-            })
-        });
-        apply::append_ledger(c, &run_id, &patched_at, entries)?;
-        for (i, cells) in &planned {
-            let rule = &ruleset.rules[*i];
-            apply::record_quarantine(c, &run_id, &rule.table, &rule.id, cells, &now)?;
         }
         t0_core::fault::pause_point("heal.commit");
         Ok(())
     });
     progress.finish();
-    // Only the first `limit` patches are copied into the report: at 10M rows the plan holds
-    // over a million cells, and a copy of them all cost about 450 MB.
-    let quarantined = planned.iter().map(|(_, cells)| cells.iter().filter(|p| p.reason.is_some()).count() as u64).sum();
     let cells_patched: u64 = reports.iter().map(|r| r.cells).sum();
-    let patches: Vec<Patch> = planned
-        .iter()
-        .flat_map(|(i, cells)| {
-            let table = &ruleset.rules[*i].table;
-            cells.iter().map(move |p| p.patch(table))
-        })
-        .take(args.limit)
-        .collect();
-    drop(planned);
     let report = HealReport {
         run_id: run_id.clone(),
         dry_run: args.dry_run,
