@@ -47,6 +47,27 @@ fn audit_heal(root: &Root, at: &str) {
     panic!("audit still fails after heal");
 }
 
+/// `entities` generated clips (no media), acquired, audited and healed at 2026-04-01; the temp
+/// directories live as long as the first value.
+fn healed_clips(entities: u64) -> ([tempfile::TempDir; 2], Root, &'static str) {
+    let data = tempfile::tempdir().unwrap();
+    let opt = t0_clips_gen::GenerateOptions { entities, media: 0, ..Default::default() };
+    t0_clips_gen::generate(data.path(), &opt, &NoProgress).unwrap();
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = Root::new(root_dir.path());
+    let at = "2026-04-01T00:00:00Z";
+    let args = AcquireArgs {
+        project: t0_project::Project::builtin(),
+        evolve_schema: false,
+        input: data.path().to_path_buf(),
+        config: None,
+        chunk_rows: 100_000,
+    };
+    t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
+    audit_heal(&root, at);
+    ([data, root_dir], root, at)
+}
+
 fn certify(root: &Root, at: &str, stores: Option<&Path>, rebaseline: bool) -> t0_certify::CertifyReport {
     let args = CertifyArgs {
         project: t0_project::Project::builtin(),
@@ -406,21 +427,7 @@ fn surfaces_equal_a_brute_force_as_of_on_random_histories() {
 /// plain float sums to 1e-9, and the counts, medians and ladder levels are the same.
 #[test]
 fn priors_exact_sums_equal_the_float_definition() {
-    let data = tempfile::tempdir().unwrap();
-    let opt = t0_clips_gen::GenerateOptions { entities: 300, media: 0, ..Default::default() };
-    t0_clips_gen::generate(data.path(), &opt, &NoProgress).unwrap();
-    let root_dir = tempfile::tempdir().unwrap();
-    let root = Root::new(root_dir.path());
-    let at = "2026-04-01T00:00:00Z";
-    let args = AcquireArgs {
-        project: t0_project::Project::builtin(),
-        evolve_schema: false,
-        input: data.path().to_path_buf(),
-        config: None,
-        chunk_rows: 100_000,
-    };
-    t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
-    audit_heal(&root, at);
+    let (_dirs, root, _) = healed_clips(300);
     let args =
         CertifyArgs { project: t0_project::Project::builtin(), config: None, stores_dir: None, rebaseline: false };
     let loaded = t0_certify::load_config(&args).unwrap();
@@ -611,21 +618,7 @@ fn late_artifacts_stay_null_and_an_ungated_column_fails_the_sla() {
 
 #[test]
 fn drift_fails_a_strict_store_and_is_recorded_by_a_tolerant_one() {
-    let data = tempfile::tempdir().unwrap();
-    let opt = t0_clips_gen::GenerateOptions { entities: 120, media: 0, ..Default::default() };
-    t0_clips_gen::generate(data.path(), &opt, &NoProgress).unwrap();
-    let root_dir = tempfile::tempdir().unwrap();
-    let root = Root::new(root_dir.path());
-    let at = "2026-04-01T00:00:00Z";
-    let args = AcquireArgs {
-        project: t0_project::Project::builtin(),
-        evolve_schema: false,
-        input: data.path().to_path_buf(),
-        config: None,
-        chunk_rows: 100_000,
-    };
-    t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
-    audit_heal(&root, at);
+    let (_dirs, root, at) = healed_clips(120);
     assert_eq!(certify(&root, at, None, false).status, "CERTIFIED");
 
     // Layout and comments do not move a view-definition hash: the same certification again.
