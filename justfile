@@ -53,6 +53,10 @@ verify *args:
 certify *args:
     {{just_executable()}} _run certify "" {{args}}
 
+# The red team: inject late facts into a copy of the catalog and count what moves (exit 1 on a leak).
+attack *args:
+    {{just_executable()}} _run certify "" attack {{args}}
+
 # Labels for the latest certified run (outside every feature closure).
 labels *args:
     {{just_executable()}} _run certify "" labels {{args}}

@@ -40,6 +40,9 @@ YAML
 /usr/bin/time -f "%e %M" -o "$work/certify-base.time" "$bin/certify" -q --root "$root-base" --config "$work/certify-base.yaml" --json > "$work/certify-base.json"
 sed 's/mode: first_seen/mode: every_k_days/' projects/clips/certify.yaml > "$work/certify-k.yaml"
 /usr/bin/time -f "%e %M" -o "$work/certify-k.time" "$bin/certify" -q --root "$root-k" --config "$work/certify-k.yaml" --json > "$work/certify-k.json"
+# The same again as a new run (--rebaseline): every store replays the first run's 1.17M rows.
+/usr/bin/time -f "%e %M" -o "$work/certify-k2.time" "$bin/certify" --root "$root-k" --config "$work/certify-k.yaml" \
+    --rebaseline --json > "$work/certify-k2.json" 2> "$work/certify-k2.err"
 rm -rf "$root-k"
 surface=$(ls "$root-base"/lake/surfaces/base/*/surface.parquet)
 "$venv/bin/python" - "$root-base/catalog.duckdb" "$work/certify-obs.parquet" <<'PY'
@@ -55,6 +58,11 @@ import duckdb, json, sys
 work, surface, entities, snapshots = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 t = lambda n: tuple(map(float, open(f"{work}/{n}.time").read().split()[-2:]))
 (a_s, a_kb), (b_s, b_kb), (p_s, p_kb), (k_s, k_kb) = t("certify-all"), t("certify-base"), t("certify-pandas"), t("certify-k")
+k2_s, k2_kb = t("certify-k2")
+import re
+replay = [float(m) for m in re.findall(r"replay of \d+ rows against run \w+ in ([0-9.]+) s", open(f"{work}/certify-k2.err").read())]
+k2 = json.load(open(f"{work}/certify-k2.json"))
+replayed = sum(s["replay"]["compared"] for s in k2["stores"] if s.get("replay"))
 k_grid = json.load(open(f"{work}/certify-k.json"))["stores"][0]["rows"]
 rep = json.load(open(f"{work}/certify-all.json"))
 peer = json.load(open(f"{work}/certify-pandas.json"))
@@ -70,9 +78,12 @@ print(f"certify, base store only:     {b_s:.1f} s, peak RSS {b_kb / 1024:.0f} Mi
 print(f"pandas merge_asof (base):     {p_s:.1f} s wall ({peer['seconds']:.1f} s in script), peak RSS {p_kb / 1024:.0f} MiB")
 print(f"ratio certify(base) / pandas: time {b_s / p_s:.2f}x, memory {b_kb / p_kb:.2f}x")
 print(f"certify every_k_days, 5 stores: {k_s:.1f} s, peak RSS {k_kb / 1024:.0f} MiB, grid {k_grid:,} (entity, T0) rows")
+print(f"every_k_days again (replay check of {len(replay)} stores, {replayed:,} rows): {k2_s:.1f} s, peak RSS {k2_kb / 1024:.0f} MiB; "
+      f"the comparisons took {sum(replay):.1f} s ({100 * sum(replay) / k2_s:.0f}% of the run)")
 print(f"values: {rows:,} rows joined, {differ:,} differ in {', '.join(cols)}")
 json.dump({"grid": rep["stores"][0]["rows"], "all_s": a_s, "all_mib": a_kb / 1024, "t0_s": b_s, "t0_mib": b_kb / 1024,
            "peer_s": p_s, "peer_mib": p_kb / 1024, "joined": rows, "differ": differ,
-           "k_grid": k_grid, "k_s": k_s, "k_mib": k_kb / 1024},
+           "k_grid": k_grid, "k_s": k_s, "k_mib": k_kb / 1024,
+           "k2_s": k2_s, "k2_mib": k2_kb / 1024, "replay_s": sum(replay), "replay_rows": replayed},
           open(f"{work}/certify-result.json", "w"))
 PY

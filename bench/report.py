@@ -62,6 +62,10 @@ if cert:
         km = med(cert, "k_mib")
         rows.append(("certify every_k_days (all 5 stores)", f"{cert[0]['k_grid']:,} (entity, T0) rows",
                      f"{med(cert, 'k_s'):.1f} s, {km:,.0f} MiB", "-", "-", "< 2.5 GB", "met" if km < 2560 else "not met"))
+    if cert[0].get("replay_rows"):
+        rows.append(("certify every_k_days again: replay check", f"{int(cert[0]['replay_rows']):,} rows compared",
+                     f"{med(cert, 'replay_s'):.1f} s of {med(cert, 'k2_s'):.1f} s, {med(cert, 'k2_mib'):,.0f} MiB",
+                     "-", "-", "-", "-"))
 if heal1g:
     t, m = med(heal1g, "t0_s"), med(heal1g, "t0_mib")
     rows.append(("heal, T0CLIP_MEMORY_LIMIT=1GB", f"{int(med(heal1g, 'cells')):,} cells patched", f"{t:.1f} s, {m:,.0f} MiB",

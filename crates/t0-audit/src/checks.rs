@@ -344,7 +344,12 @@ pub fn validate(catalog: &Catalog, c: &Contract) -> Result<()> {
                 }
                 let q = t0_project::vocab::expand_current(q);
                 if let Err(e) = catalog.conn().prepare(&format!("SELECT * FROM ({q}) LIMIT 0")) {
-                    return bad(format!("custom SQL does not prepare: {e}"));
+                    let files = if e.to_string().contains("Permission Error") {
+                        " (custom SQL reads the catalog only: no files)"
+                    } else {
+                        ""
+                    };
+                    return bad(format!("custom SQL does not prepare: {e}{files}"));
                 }
             }
             _ => {}

@@ -99,6 +99,9 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
     // check, custom SQL included, on a read-only connection.
     drop(Catalog::open(root)?);
     let ro = Catalog::open_read_only(root)?;
+    // Contract SQL (custom checks, metric expressions) reads the catalog only: no file, no
+    // ATTACH, no COPY, for the life of this database instance.
+    ro.conn().execute_batch("SET enable_external_access = false").ctx(|| "lock the audit connection".into())?;
     t0_project::schema::check(&ro, &args.project)?;
     for c in &contracts {
         checks::validate(&ro, c)?;

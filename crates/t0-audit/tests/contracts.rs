@@ -251,6 +251,22 @@ fn malformed_contracts_are_refused_before_any_check_runs() {
         4,
         "single SELECT",
     );
+    // Contract SQL reads the catalog only: no file, whichever way it is named.
+    for q in [
+        "SELECT * FROM read_csv(''/etc/passwd'')",
+        "SELECT * FROM ''/etc/passwd''",
+        "SELECT (SELECT content FROM read_text(''/etc/hostname'')) AS t",
+    ] {
+        refused(&env, &format!("{head}  - {{type: sql, query: '{q}'}}\n"), 4, "custom SQL does not prepare");
+    }
+    refused(
+        &env,
+        &format!(
+            "{head}  - {{type: metric, metric: m, expr: \"max(views) + (SELECT count(*) FROM read_text('/etc/hostname'))\"}}\n"
+        ),
+        4,
+        "not a valid aggregate",
+    );
     refused(&env, &format!("{head}  - {{type: nonsense, column: views}}\n"), 4, "unknown variant `nonsense`");
     refused(&env, &format!("{head}  - {{type: range, column: views, minimum: 0}}\n"), 4, "unknown field `minimum`");
     refused(&env, "table: nothing_here\nchecks: []\n", 1, "unknown table");

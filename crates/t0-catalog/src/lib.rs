@@ -74,8 +74,22 @@ impl Catalog {
         Ok(cat)
     }
 
+    /// An empty in-memory DuckDB with the same locked-down settings and no schema at all:
+    /// scratch work that must see nothing of any catalog (the feature-store sandbox's dry run,
+    /// comparisons of Parquet files).
+    pub fn scratch() -> Result<Self> {
+        let conn = Connection::open_in_memory_with_flags(config(None)?).ctx(|| "open scratch database".into())?;
+        Ok(Catalog { conn })
+    }
+
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// The name DuckDB gives this catalog's database (`catalog` for `catalog.duckdb`): SQL on
+    /// a connection whose search path excludes it must qualify its tables with it.
+    pub fn database_name(&self) -> Result<String> {
+        self.conn.query_row("SELECT current_database()", [], |r| r.get(0)).ctx(|| "database name".into())
     }
 
     pub fn schema_version(&self) -> Result<usize> {
@@ -110,22 +124,13 @@ impl Catalog {
 
     /// Run `sql` and collect the result as Arrow batches with its schema.
     pub fn query_arrow(&self, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let mut stmt = self.conn.prepare(sql).ctx(|| format!("prepare {}", short(sql)))?;
-        let arrow = stmt.query_arrow(params).ctx(|| format!("query {}", short(sql)))?;
-        let schema = arrow.get_schema();
-        Ok((schema, arrow.collect()))
+        query_arrow(&self.conn, sql, params)
     }
 
     /// Canonical content hash and row count of the rows `sql` returns (see `t0-table`),
     /// streamed: one Arrow batch in memory at a time.
     pub fn content_hash(&self, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<(String, u64)> {
-        let mut stmt = self.conn.prepare(sql).ctx(|| format!("prepare {}", short(sql)))?;
-        let arrow = stmt.query_arrow(params).ctx(|| format!("query {}", short(sql)))?;
-        let mut h = t0_table::ContentHasher::new(&arrow.get_schema())?;
-        for b in arrow {
-            h.push(&b)?;
-        }
-        Ok((h.finish(), h.state().rows))
+        content_hash(&self.conn, sql, params)
     }
 
     /// Column name -> DuckDB type of `table` (empty when there is no such table).
@@ -161,6 +166,58 @@ impl Catalog {
             }
         }
     }
+}
+
+/// [`Catalog::query_arrow`] on any connection (a sandbox's, a scratch database's).
+pub fn query_arrow(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn duckdb::ToSql],
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let mut stmt = conn.prepare(sql).ctx(|| format!("prepare {}", short(sql)))?;
+    let arrow = stmt.query_arrow(params).ctx(|| format!("query {}", short(sql)))?;
+    let schema = arrow.get_schema();
+    Ok((schema, arrow.collect()))
+}
+
+/// The first column of every row `sql` returns.
+pub fn column<T: duckdb::types::FromSql>(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn duckdb::ToSql],
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare(sql).ctx(|| format!("prepare {}", short(sql)))?;
+    stmt.query_map(params, |r| r.get(0))
+        .ctx(|| format!("query {}", short(sql)))?
+        .collect::<std::result::Result<_, _>>()
+        .ctx(|| format!("read {}", short(sql)))
+}
+
+/// `(column, type)` of `table` in the connection's current database, in table order (empty
+/// when there is no such table).
+pub fn table_columns(conn: &Connection, table: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT column_name, data_type FROM information_schema.columns
+             WHERE table_catalog = current_database() AND table_schema = 'main' AND table_name = ?
+             ORDER BY ordinal_position",
+        )
+        .ctx(|| format!("read schema of {table}"))?;
+    stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
+        .ctx(|| format!("read schema of {table}"))?
+        .collect::<std::result::Result<_, _>>()
+        .ctx(|| format!("read schema of {table}"))
+}
+
+/// [`Catalog::content_hash`] on any connection.
+pub fn content_hash(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<(String, u64)> {
+    let mut stmt = conn.prepare(sql).ctx(|| format!("prepare {}", short(sql)))?;
+    let arrow = stmt.query_arrow(params).ctx(|| format!("query {}", short(sql)))?;
+    let mut h = t0_table::ContentHasher::new(&arrow.get_schema())?;
+    for b in arrow {
+        h.push(&b)?;
+    }
+    Ok((h.finish(), h.state().rows))
 }
 
 /// `s` as a single-quoted SQL string literal (for file paths given to `read_parquet`).

@@ -2,19 +2,25 @@
 //! proves their SQL closures free of wall-clock and label reads, and writes them to Parquet
 //! with a certificate. Labels are written beside them, outside every certified closure.
 //!
-//! The stores are the project's: SQL files (`feature-stores/`) run in order, the last defining
-//! `surface_<entrypoint>`, one row per (entity, T0) of the grid. Parameters reach the SQL
-//! through the one-row `certify_params` table, so the files themselves are fixed and hashed.
+//! The stores are the project's: SQL files (`feature-stores/`) run in order in a sandbox that
+//! shows them only the as-of views, the T0 grid and the parameters (`sandbox`); the last
+//! defines `surface_<entrypoint>`, one row per (entity, T0) of the grid (`grid`, decided as of
+//! each T0). Parameters reach the SQL through the one-row `certify_params` table, so the files
+//! themselves are fixed and hashed. Every run compares the rows the previous certified run
+//! already covered (`replay`); `certify attack` injects late facts and measures what moves.
 
+pub mod attack;
+pub mod grid;
 pub mod labels;
+pub mod replay;
+pub mod sandbox;
 pub mod sqlcheck;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use duckdb::arrow::array::RecordBatch;
-use duckdb::arrow::datatypes::SchemaRef;
 use duckdb::params;
 use serde::{Deserialize, Serialize};
 use t0_catalog::{Catalog, RootLock};
@@ -56,7 +62,7 @@ pub enum Param {
 }
 
 impl Param {
-    fn sql(&self) -> String {
+    pub(crate) fn sql(&self) -> String {
         match self {
             Param::Int(v) => format!("CAST({v} AS BIGINT)"),
             Param::Float(v) => format!("CAST({v:?} AS DOUBLE)"),
@@ -155,6 +161,10 @@ pub struct StoreConfig {
     /// tolerant one records the drift in its notes and rebaselines.
     #[serde(default)]
     pub strict: bool,
+    /// Why this store may change rows of T0s a previous run certified (a reason, recorded in
+    /// every certificate). Without it a replay difference fails the store, tolerant or not.
+    #[serde(default)]
+    pub may_change_past: Option<String>,
 }
 
 pub struct CertifyArgs {
@@ -178,6 +188,13 @@ pub struct StoreResult {
     pub rows: u64,
     pub path: Option<String>,
     pub notes: Vec<String>,
+    /// The view definition with the grid, parameters and SLA: surfaces of equal definition
+    /// are comparable row by row.
+    #[serde(default)]
+    pub definition_hash: String,
+    /// The comparison with the previous certified surface of the same definition, if any.
+    #[serde(default)]
+    pub replay: Option<replay::Replay>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -188,14 +205,50 @@ pub struct CertifyReport {
     pub project: serde_json::Value,
     pub status: String,
     pub stores: Vec<StoreResult>,
+    /// The latest moment a T0 could take (the clock, and the data's latest availability).
+    #[serde(default)]
+    pub grid_through: Option<String>,
+    /// Rows per (table, batch) the run knew: the next run's replay check starts from it.
+    #[serde(default)]
+    pub knowledge: replay::Knowledge,
 }
 
 /// Store SQL `file` from `dir` (a project's feature stores or `--stores`), or the built-in
-/// project's when `None`. A directory without `asof.sql` gets the generic as-of views.
+/// project's when `None`; `asof.sql` is the built-in as-of views. A file name must stay inside
+/// its directory, and a directory may not ship its own `asof.sql` (exit 2).
 fn read_sql(dir: Option<&Path>, file: &str) -> Result<String> {
+    let plain = Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain || file.is_empty() {
+        return Err(Error::config(
+            file,
+            "a store file must be a relative path inside the stores directory (no `..`, no absolute path)",
+        ));
+    }
+    if let Some(d) = dir
+        && d.join(sandbox::ASOF_FILE).exists()
+    {
+        return Err(Error::config(
+            d.join(sandbox::ASOF_FILE),
+            "the as-of views are built into certify (the sandbox provides them to every store); a project cannot replace them: remove this file",
+        ));
+    }
+    if file == sandbox::ASOF_FILE {
+        return Ok(sandbox::ASOF_TEMPLATE.to_string());
+    }
     match dir {
-        Some(d) if file == "asof.sql" && !d.join(file).exists() => Ok(t0_project::GENERIC_ASOF.to_string()),
-        Some(d) => t0_core::config::read_text(&d.join(file)),
+        Some(d) => {
+            let path = d.join(file);
+            let (real, base) = (std::fs::canonicalize(&path), std::fs::canonicalize(d));
+            if let (Ok(real), Ok(base)) = (&real, &base)
+                && !real.starts_with(base)
+            {
+                return Err(Error::config(
+                    &path,
+                    format!("resolves to {}, outside the stores directory", real.display()),
+                ));
+            }
+            t0_core::config::read_text(&path)
+        }
         None => Project::builtin().store_sql(file).map(|(_, sql)| sql),
     }
 }
@@ -218,15 +271,14 @@ pub fn view_def_hash(closure: &[(String, String)]) -> String {
     h.finalize().to_hex().to_string()
 }
 
-fn ts(t: &str) -> String {
+pub(crate) fn ts(t: &str) -> String {
     t.trim_end_matches('Z').to_string()
 }
 
-/// Load the config (or the default) and each store's closure: (store, [(file, sql)]).
 /// A store's SQL closure: (file name, SQL) in execution order.
 pub type Closure = Vec<(String, String)>;
 /// A baseline T0 day: (day, dataset hash, rows).
-type DayHash = (String, String, u64);
+pub type DayHash = (String, String, u64);
 
 /// A loaded configuration: the config, its hash, and each store with its closure.
 pub struct LoadedConfig {
@@ -278,162 +330,178 @@ fn validate(cfg: &CertifyConfig, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Create the T0 grid and the parameter row every feature block reads (temp tables of the
-/// connection). The grid only decides *when* decisions are made; features read the data as
-/// of each T0 through the as-of views.
-pub fn prepare(catalog: &Catalog, cfg: &CertifyConfig) -> Result<()> {
-    let entities = t0_project::vocab::current_sql("entities", true).expect("canonical table");
-    let events = t0_project::vocab::current_sql("events", true).expect("canonical table");
-    let observations = t0_project::vocab::current_sql("observations", true).expect("canonical table");
-    let g = &cfg.t0;
-    let list = |v: &[String]| v.iter().map(|e| t0_catalog::quote_literal(e)).collect::<Vec<_>>().join(", ");
-    let kind = match &g.entity_kind {
-        Some(k) => format!("e.kind = {} AND ", t0_catalog::quote_literal(k)),
-        None => String::new(),
-    };
-    let ends = if g.end_events.is_empty() {
-        "SELECT NULL::VARCHAR AS entity_id, NULL::TIMESTAMP AS ended_at WHERE false".to_string()
-    } else {
-        format!(
-            "SELECT entity_id, min(observed_at) AS ended_at FROM {events} WHERE event_type IN ({}) GROUP BY entity_id",
-            list(&g.end_events)
+/// One store's certification: its result, and on success its output and baseline days.
+struct Certified {
+    result: StoreResult,
+    output: Option<t0_manifest::Output>,
+    days: Vec<DayHash>,
+}
+
+/// What the previous certified run of a store offers the replay check.
+struct Previous {
+    run_id: String,
+    definition_hash: String,
+    surface: PathBuf,
+    through: String,
+    knowledge: replay::Knowledge,
+}
+
+/// The latest run that certified `entry`, with its surface verified against its recorded
+/// hash (a tampered or missing previous surface is exit 3). `None` when there is none, or it
+/// predates the replay record.
+fn previous(root: &Root, catalog: &Catalog, entry: &str) -> Result<Option<Previous>> {
+    let run: Option<String> = catalog
+        .conn()
+        .query_row(
+            "SELECT run_id FROM certificates WHERE entrypoint = ? AND status = 'CERTIFIED'
+             ORDER BY certified_at DESC, run_id DESC LIMIT 1",
+            params![entry],
+            |r| r.get(0),
         )
+        .ok();
+    let Some(run) = run else { return Ok(None) };
+    let loaded = t0_manifest::load(root, catalog, STAGE, Some(&run))?;
+    let report: CertifyReport = serde_json::from_value(loaded.manifest.summary.clone())
+        .map_err(|e| Error::Refused(format!("certify run {run}: unreadable summary: {e}")))?;
+    let Some(s) = report.stores.iter().find(|s| s.entrypoint == entry) else { return Ok(None) };
+    let Some(through) = report.grid_through.clone().filter(|_| !s.definition_hash.is_empty()) else {
+        return Ok(None);
     };
-    let off = "to_hours(CAST(p.off AS BIGINT))";
-    let grid = match g.mode {
-        GridMode::FirstSeen => format!("SELECT f.entity_id, f.first_seen + {off} AS t0 FROM first f, p"),
-        GridMode::EveryKDays => format!(
-            "SELECT f.entity_id, f.first_seen + {off} + to_days(CAST(r.i * {k} AS INTEGER)) AS t0
-             FROM first f CROSS JOIN p CROSS JOIN range(0, {n}) r(i)
-             LEFT JOIN ends x ON x.entity_id = f.entity_id
-             WHERE x.ended_at IS NULL OR f.first_seen + {off} + to_days(CAST(r.i * {k} AS INTEGER)) < x.ended_at",
-            k = g.every_days,
-            n = g.max_per_entity.max(1),
-        ),
-        GridMode::AtObservations => format!(
-            "SELECT o.entity_id, o.observed_at + {off} AS t0
-             FROM (SELECT DISTINCT entity_id, observed_at FROM {observations}) o
-             JOIN first f ON f.entity_id = o.entity_id CROSS JOIN p
-             LEFT JOIN ends x ON x.entity_id = o.entity_id
-             WHERE x.ended_at IS NULL OR o.observed_at + {off} < x.ended_at
-             QUALIFY row_number() OVER (PARTITION BY o.entity_id ORDER BY o.observed_at) <= {n}",
-            n = g.max_per_entity.max(1),
-        ),
-    };
-    let mut params: Vec<String> = cfg.params.iter().map(|(k, v)| format!("{} AS {k}", v.sql())).collect();
-    params.push(format!("CAST({} AS BIGINT) AS sla_hours", cfg.sla.hours));
-    let sql = format!(
-        "CREATE OR REPLACE TEMP TABLE t0_grid AS
-         WITH p AS (SELECT {off_h} AS off),
-              first AS (SELECT e.entity_id, min(e.observed_at) AS first_seen FROM entities e
-                        WHERE {kind}e.entity_id IN (SELECT entity_id FROM {entities})
-                        GROUP BY e.entity_id),
-              ends AS ({ends}),
-              grid AS ({grid}),
-              horizon AS (SELECT max(available_at) AS as_of FROM observations)
-         SELECT g.entity_id, g.t0 FROM grid g, horizon WHERE g.t0 <= horizon.as_of
-         ORDER BY g.entity_id, g.t0;
-         CREATE OR REPLACE TEMP TABLE certify_params AS SELECT {params};",
-        off_h = g.offset_hours,
-        params = params.join(", "),
-    );
-    catalog.conn().execute_batch(&sql).ctx(|| "build T0 grid".into())
+    let out = loaded.manifest.output(&format!("surface.{entry}"))?;
+    t0_manifest::verify_output(root, catalog, &loaded.manifest, out)?;
+    Ok(Some(Previous {
+        run_id: run,
+        definition_hash: s.definition_hash.clone(),
+        surface: out.path(root)?,
+        through,
+        knowledge: report.knowledge,
+    }))
 }
 
-/// Run a store's closure and return its surface, ordered by (entity_id, t0).
-pub fn build_surface(
-    catalog: &Catalog,
-    entry: &str,
-    files: &[(String, String)],
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    for (name, sql) in files {
-        catalog.conn().execute_batch(sql).map_err(|e| Error::config(name, format!("feature-store SQL failed: {e}")))?;
-    }
-    catalog.query_arrow(&format!("SELECT * FROM surface_{entry} ORDER BY entity_id, t0"), &[])
-}
-
-/// Gated columns of `entry` that are non-NULL although no version of their artifact visible
-/// at T0 arrived within the SLA. Checked against the canonical table, not the store's views.
-fn sla_violations(catalog: &Catalog, cfg: &CertifyConfig, entry: &str) -> Result<Vec<String>> {
-    let mut notes = Vec::new();
-    for g in cfg.sla.gated.iter().filter(|g| g.store == entry) {
-        let n: i64 = catalog
-            .conn()
-            .query_row(
-                &format!(
-                    "SELECT count(*) FROM surface_{entry} s WHERE s.{col} IS NOT NULL AND NOT EXISTS (
-                        SELECT 1 FROM artifacts a WHERE a.entity_id = s.entity_id AND a.kind = ? AND NOT a.deleted
-                          AND a.observed_at <= s.t0 AND a.available_at <= s.t0
-                          AND a.available_at <= a.observed_at + to_hours(CAST(? AS BIGINT)))",
-                    col = g.column
-                ),
-                params![g.artifact, cfg.sla.hours],
-                |r| r.get(0),
-            )
-            .map_err(|e| Error::config(format!("surface_{entry}"), format!("SLA check of {}: {e}", g.column)))?;
-        if n > 0 {
-            notes.push(format!(
-                "SLA violation: {entry}.{} is non-NULL in {n} rows whose {} artifact was not available within {} h by T0",
-                g.column, g.artifact, cfg.sla.hours
-            ));
-        }
-    }
-    Ok(notes)
-}
-
-/// Dataset hashes of the surface's rows on each baseline T0 day, compared with the stored
-/// baselines. Returns (day, hash, rows) for every day and the drift notes.
-fn dataset_baselines(
-    catalog: &Catalog,
-    cfg: &CertifyConfig,
-    entry: &str,
+/// Everything a run needs besides the catalog: config, root, clock-derived values.
+struct RunCtx<'a> {
+    root: &'a Root,
+    cfg: &'a CertifyConfig,
+    run_id: &'a str,
     rebaseline: bool,
-) -> Result<(Vec<DayHash>, Vec<String>)> {
-    let conn = catalog.conn();
-    let strings = |sql: &str, p: &[&dyn duckdb::ToSql]| -> Result<Vec<String>> {
-        let mut stmt = conn.prepare(sql).ctx(|| "baselines".into())?;
-        let rows = stmt.query_map(p, |r| r.get::<_, String>(0)).ctx(|| "baselines".into())?;
-        rows.collect::<std::result::Result<_, _>>().ctx(|| "baselines".into())
+    params: String,
+    knowledge: &'a replay::Knowledge,
+}
+
+/// Build, check and (when nothing failed) write one store's surface.
+fn certify_store(
+    ctx: &RunCtx,
+    catalog: &Catalog,
+    p: &store::Prepared,
+    prev: Option<&Previous>,
+    progress: &dyn Progress,
+) -> Result<Certified> {
+    let entry = &p.store.entrypoint;
+    let mut result = StoreResult {
+        entrypoint: entry.clone(),
+        files: p.files.iter().map(|(f, _)| f.clone()).collect(),
+        status: "FAILED".into(),
+        view_def_hash: p.view_def_hash.clone(),
+        dataset_hash: None,
+        rows: 0,
+        path: None,
+        notes: p.notes.clone(),
+        definition_hash: p.definition_hash.clone(),
+        replay: None,
     };
-    let mut days = cfg.baseline_days.clone();
-    if days.is_empty() {
-        days = strings(
-            "SELECT DISTINCT CAST(t0_day AS VARCHAR) FROM certify_baselines WHERE entrypoint = ? ORDER BY 1",
-            &[&entry],
-        )?;
+    // A closure that reads the clock or a label never runs.
+    if !p.notes.is_empty() {
+        return Ok(Certified { result, output: None, days: Vec::new() });
     }
-    if days.is_empty() || rebaseline && cfg.baseline_days.is_empty() {
-        days = strings(
-            &format!(
-                "SELECT DISTINCT CAST(CAST(t0 AS DATE) AS VARCHAR) FROM surface_{entry} ORDER BY 1 LIMIT {}",
-                cfg.baseline_days_default
-            ),
-            &[],
-        )?;
+    let mut drift = view_def_drift(catalog, entry, &p.view_def_hash, ctx.rebaseline)?;
+    let built = store::build(catalog, p, &ctx.params)?;
+    let c = built.session.conn();
+    let mut notes = built.grid_notes.clone();
+    notes.extend(store::sla_violations(c, ctx.cfg, entry)?);
+    let (days, dataset_drift) = store::dataset_baselines(c, ctx.cfg, entry, ctx.rebaseline)?;
+    drift.extend(dataset_drift);
+    if p.store.strict && !drift.is_empty() {
+        notes.extend(drift.iter().map(|d| format!("{d} (strict store; --rebaseline accepts it)")));
     }
-    let mut out = Vec::new();
-    let mut notes = Vec::new();
-    for day in days {
-        let (hash, rows) = catalog.content_hash(
-            &format!("SELECT * FROM surface_{entry} WHERE CAST(t0 AS DATE) = CAST(? AS DATE)"),
-            &[&day],
-        )?;
-        let previous: Option<String> = conn
-            .query_row(
-                "SELECT dataset_hash FROM certify_baselines WHERE entrypoint = ? AND t0_day = CAST(? AS DATE)
-                 ORDER BY recorded_at DESC, run_id DESC LIMIT 1",
-                params![entry, day],
-                |r| r.get(0),
-            )
-            .ok();
-        if let Some(prev) = previous.filter(|p| *p != hash)
-            && !rebaseline
-        {
-            notes.push(format!("dataset drift on T0 day {day}: baseline {prev}, now {hash} ({rows} rows)"));
+    let rel = format!("lake/surfaces/{entry}/{}/surface.parquet", ctx.run_id);
+    let path = ctx.root.join(&rel);
+    t0_table::write_parquet(&path, built.schema.clone(), &built.batches)?;
+    drop(built);
+    if let Some(prev) = prev.filter(|pr| pr.definition_hash == p.definition_hash) {
+        let horizon = replay::horizon(catalog, &prev.knowledge, ctx.knowledge)?;
+        let window = replay::window(&prev.through, horizon.as_deref());
+        let started = std::time::Instant::now();
+        let r = replay::compare(&prev.run_id, &prev.surface, &path, &window)?;
+        progress.note(&format!(
+            "store {entry}: replay of {} rows against run {} in {:.2} s",
+            r.compared,
+            &prev.run_id[..16.min(prev.run_id.len())],
+            started.elapsed().as_secs_f64()
+        ));
+        if r.differs() {
+            match &p.store.may_change_past {
+                None => notes.push(format!("{} (no fact available before these T0s arrived since: a leak from after T0, or a non-deterministic store)", r.describe())),
+                Some(why) => drift.push(format!("{} (the project declares why: {why})", r.describe())),
+            }
         }
-        out.push((day, hash, rows));
+        result.replay = Some(r);
     }
-    Ok((out, notes))
+    if !notes.is_empty() {
+        let _ = std::fs::remove_file(&path);
+        result.notes.extend(notes);
+        return Ok(Certified { result, output: None, days: Vec::new() });
+    }
+    result.notes.extend(drift.iter().map(|d| format!("{d} (drift-tolerant store: recorded and rebaselined)")));
+    let out =
+        t0_manifest::record_output(ctx.root, catalog, &format!("surface.{entry}"), Location::per_entity_t0(&rel))?;
+    result.status = "CERTIFIED".into();
+    result.dataset_hash = Some(out.content_hash.clone());
+    result.rows = out.rows.unwrap_or(0);
+    result.path = Some(rel);
+    Ok(Certified { result, output: Some(out), days })
+}
+
+/// View-definition drift against the last CERTIFIED certificate of `entry`.
+fn view_def_drift(catalog: &Catalog, entry: &str, vdh: &str, rebaseline: bool) -> Result<Vec<String>> {
+    let previous: Option<String> = catalog
+        .conn()
+        .query_row(
+            "SELECT view_def_hash FROM certificates WHERE entrypoint = ? AND status = 'CERTIFIED' ORDER BY certified_at DESC, run_id DESC LIMIT 1",
+            params![entry],
+            |r| r.get(0),
+        )
+        .ok();
+    Ok(match previous.filter(|p| p != vdh) {
+        Some(prev) if !rebaseline => {
+            vec![format!("view-definition drift in store {entry}: baseline {prev}, now {vdh}")]
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// The audit gate: the latest audit passed and the canonical data is still what it passed.
+fn consume_audit(root: &Root, catalog: &Catalog, run: &mut StageRun) -> Result<Loaded> {
+    let audit = t0_manifest::load(root, catalog, "audit", None)?;
+    if audit.manifest.gate.as_deref() != Some("PASS") {
+        return Err(Error::Refused(format!(
+            "the latest audit (run {}) did not pass: open error-level findings; heal and audit again",
+            audit.manifest.run_id
+        )));
+    }
+    run.consume(&audit, &["audit.verdict"])?;
+    // Write-audit-publish: the data must be exactly what the audit passed.
+    for input in
+        audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.") || i.name == t0_project::LEDGER_OUTPUT)
+    {
+        t0_manifest::verify_output(root, catalog, &audit.manifest, input).map_err(|e| {
+            Error::Refused(format!(
+                "the canonical data changed after the passing audit {}: audit again ({e})",
+                audit.manifest.run_id
+            ))
+        })?;
+        run.add_input(input.clone());
+    }
+    Ok(audit)
 }
 
 pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progress) -> Result<CertifyReport> {
@@ -452,139 +520,36 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     let catalog = Catalog::open(root)?;
     t0_project::schema::check(&catalog, &args.project)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
-    let audit = t0_manifest::load(root, &catalog, "audit", None)?;
-    if audit.manifest.gate.as_deref() != Some("PASS") {
-        return Err(Error::Refused(format!(
-            "the latest audit (run {}) did not pass: open error-level findings; heal and audit again",
-            audit.manifest.run_id
-        )));
-    }
-    run.consume(&audit, &["audit.verdict"])?;
-    // Write-audit-publish: the data must be exactly what the audit passed.
-    for input in
-        audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.") || i.name == t0_project::LEDGER_OUTPUT)
-    {
-        t0_manifest::verify_output(root, &catalog, &audit.manifest, input).map_err(|e| {
-            Error::Refused(format!(
-                "the canonical data changed after the passing audit {}: audit again ({e})",
-                audit.manifest.run_id
-            ))
-        })?;
-        run.add_input(input.clone());
-    }
+    let audit = consume_audit(root, &catalog, &mut run)?;
+    // Every store's SQL is checked and dry-run before a store reads real data (exit 2).
+    let prepared = store::prepare(&catalog, &cfg, &closures)?;
     let run_id = run.run_id(&defs.join(","));
     run.ensure_new(&run_id)?;
     t0_manifest::purge_unrecorded(&catalog, &run_id, &["certificates", "certify_baselines"])?;
-    prepare(&catalog, &cfg)?;
-    let conn = catalog.conn();
+    let now = clock.stamp();
+    let through = grid::build(&catalog, &cfg.t0, &ts(&now))?;
+    let knowledge = replay::knowledge(&catalog)?;
+    let previous: Vec<Option<Previous>> =
+        prepared.iter().map(|p| previous(root, &catalog, &p.store.entrypoint)).collect::<Result<_>>()?;
+    let ctx = RunCtx {
+        root,
+        cfg: &cfg,
+        run_id: &run_id,
+        rebaseline: args.rebaseline,
+        params: store::params_sql(&cfg),
+        knowledge: &knowledge,
+    };
 
-    let mut stores = Vec::new();
-    let mut outputs = Vec::new();
-    let mut baselines: Vec<(String, Vec<DayHash>)> = Vec::new();
-    let mut all_ok = true;
-    progress.phase("surfaces", Some(closures.len() as u64));
-    for (store, files) in &closures {
-        let entry = &store.entrypoint;
-        let vdh = view_def_hash(files);
-        let mut notes: Vec<String> =
-            files.iter().flat_map(|(name, sql)| sqlcheck::violations(name, &sqlcheck::normalise(sql))).collect();
-        let previous: Option<String> = conn
-            .query_row(
-                "SELECT view_def_hash FROM certificates WHERE entrypoint = ? AND status = 'CERTIFIED' ORDER BY certified_at DESC, run_id DESC LIMIT 1",
-                params![entry],
-                |r| r.get(0),
-            )
-            .ok();
-        let mut drift = Vec::new();
-        if let Some(prev) = previous.filter(|p| *p != vdh)
-            && !args.rebaseline
-        {
-            drift.push(format!("view-definition drift in store {entry}: baseline {prev}, now {vdh}"));
-        }
-        let mut result = StoreResult {
-            entrypoint: entry.clone(),
-            files: files.iter().map(|(f, _)| f.clone()).collect(),
-            status: "FAILED".into(),
-            view_def_hash: vdh.clone(),
-            dataset_hash: None,
-            rows: 0,
-            path: None,
-            notes: Vec::new(),
-        };
-        // A closure that reads the clock or a label never runs.
-        if notes.is_empty() {
-            let (schema, batches) = build_surface(&catalog, entry, files)?;
-            notes.extend(sla_violations(&catalog, &cfg, entry)?);
-            let (days, dataset_drift) = dataset_baselines(&catalog, &cfg, entry, args.rebaseline)?;
-            drift.extend(dataset_drift);
-            if store.strict && !drift.is_empty() {
-                notes.extend(drift.iter().map(|d| format!("{d} (strict store; --rebaseline accepts it)")));
-            }
-            if notes.is_empty() {
-                if !drift.is_empty() {
-                    notes.extend(drift.iter().map(|d| format!("{d} (drift-tolerant store: recorded and rebaselined)")));
-                }
-                let rel = format!("lake/surfaces/{entry}/{run_id}/surface.parquet");
-                t0_table::write_parquet(&root.join(&rel), schema, &batches)?;
-                let out = t0_manifest::record_output(
-                    root,
-                    &catalog,
-                    &format!("surface.{entry}"),
-                    Location::per_entity_t0(&rel),
-                )?;
-                result.status = "CERTIFIED".into();
-                result.dataset_hash = Some(out.content_hash.clone());
-                result.rows = out.rows.unwrap_or(0);
-                result.path = Some(rel);
-                outputs.push(out);
-                baselines.push((entry.clone(), days));
-            }
-        }
-        result.notes = notes;
-        all_ok &= result.status == "CERTIFIED";
-        stores.push(result);
+    let mut done = Vec::new();
+    progress.phase("surfaces", Some(prepared.len() as u64));
+    for (p, prev) in prepared.iter().zip(&previous) {
+        done.push(certify_store(&ctx, &catalog, p, prev.as_ref(), progress)?);
         progress.advance(1);
     }
     progress.finish();
 
-    let (t0_min, t0_max): (Option<String>, Option<String>) = conn
-        .query_row("SELECT CAST(min(t0) AS VARCHAR), CAST(max(t0) AS VARCHAR) FROM t0_grid", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .ctx(|| "T0 range".into())?;
-    let now = clock.stamp();
-    for s in &stores {
-        let days = baselines.iter().find(|(e, _)| *e == s.entrypoint).map(|(_, d)| d.clone()).unwrap_or_default();
-        let cert = serde_json::json!({
-            "entrypoint": s.entrypoint, "status": s.status, "view_def_hash": s.view_def_hash,
-            "dataset_hash": s.dataset_hash, "t0_min": t0_min, "t0_max": t0_max, "rows": s.rows,
-            "certified_at": now, "run_id": run_id, "notes": s.notes,
-            "baselines": days.iter().map(|(d, h, n)| serde_json::json!({"t0_day": d, "dataset_hash": h, "rows": n})).collect::<Vec<_>>(),
-            "upstream": [{"stage": "audit", "run_id": audit.manifest.run_id, "manifest_hash": audit.manifest_hash}],
-        });
-        let rel = format!("lake/surfaces/{}/{run_id}/certificate.json", s.entrypoint);
-        let mut bytes = serde_json::to_vec_pretty(&cert).expect("json");
-        bytes.push(b'\n');
-        t0_core::fsio::write_atomic(&root.join(&rel), &bytes)?;
-        outputs.push(t0_manifest::record_output(
-            root,
-            &catalog,
-            &format!("certificate.{}", s.entrypoint),
-            Location::File { path: rel },
-        )?);
-        conn.execute(
-            "INSERT INTO certificates VALUES (?, ?, ?, CAST(? AS TIMESTAMP), ?, ?, CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP), ?, ?)",
-            params![run_id, s.entrypoint, s.status, ts(&now), s.view_def_hash, s.dataset_hash.clone().unwrap_or_default(), t0_min, t0_max, s.rows as i64, s.notes.join("; ")],
-        )
-        .ctx(|| "record certificate".into())?;
-        for (day, hash, rows) in &days {
-            conn.execute(
-                "INSERT INTO certify_baselines VALUES (?, ?, CAST(? AS DATE), ?, ?, CAST(? AS TIMESTAMP))",
-                params![run_id, s.entrypoint, day, hash, *rows as i64, ts(&now)],
-            )
-            .ctx(|| "record baseline".into())?;
-        }
-    }
+    let outputs = write_certificates(&ctx, &catalog, &done, &audit, &now)?;
+    let all_ok = done.iter().all(|d| d.result.status == "CERTIFIED");
     let status = if all_ok { "CERTIFIED" } else { "FAILED" };
     let stores_dir = match stores_dir(args) {
         Some(d) => {
@@ -597,10 +562,65 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         stores_dir,
         project: args.project.provenance(),
         status: status.into(),
-        stores,
+        stores: done.into_iter().map(|d| d.result).collect(),
+        grid_through: through,
+        knowledge,
     };
     run.finish(&run_id, Some(status), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
+}
+
+/// Write each store's certificate (file and catalog row) and baselines; returns every output
+/// of the run (surfaces first).
+fn write_certificates(
+    ctx: &RunCtx,
+    catalog: &Catalog,
+    done: &[Certified],
+    audit: &Loaded,
+    now: &str,
+) -> Result<Vec<t0_manifest::Output>> {
+    let conn = catalog.conn();
+    let (t0_min, t0_max): (Option<String>, Option<String>) = conn
+        .query_row(
+            &format!("SELECT CAST(min(t0) AS VARCHAR), CAST(max(t0) AS VARCHAR) FROM {}", grid::GRID_TABLE),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ctx(|| "T0 range".into())?;
+    let mut outputs: Vec<t0_manifest::Output> = done.iter().filter_map(|d| d.output.clone()).collect();
+    for Certified { result: s, days, .. } in done {
+        let cert = serde_json::json!({
+            "entrypoint": s.entrypoint, "status": s.status, "view_def_hash": s.view_def_hash,
+            "definition_hash": s.definition_hash,
+            "dataset_hash": s.dataset_hash, "t0_min": t0_min, "t0_max": t0_max, "rows": s.rows,
+            "certified_at": now, "run_id": ctx.run_id, "notes": s.notes, "replay": s.replay,
+            "baselines": days.iter().map(|(d, h, n)| serde_json::json!({"t0_day": d, "dataset_hash": h, "rows": n})).collect::<Vec<_>>(),
+            "upstream": [{"stage": "audit", "run_id": audit.manifest.run_id, "manifest_hash": audit.manifest_hash}],
+        });
+        let rel = format!("lake/surfaces/{}/{}/certificate.json", s.entrypoint, ctx.run_id);
+        let mut bytes = serde_json::to_vec_pretty(&cert).expect("json");
+        bytes.push(b'\n');
+        t0_core::fsio::write_atomic(&ctx.root.join(&rel), &bytes)?;
+        outputs.push(t0_manifest::record_output(
+            ctx.root,
+            catalog,
+            &format!("certificate.{}", s.entrypoint),
+            Location::File { path: rel },
+        )?);
+        conn.execute(
+            "INSERT INTO certificates VALUES (?, ?, ?, CAST(? AS TIMESTAMP), ?, ?, CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP), ?, ?)",
+            params![ctx.run_id, s.entrypoint, s.status, ts(now), s.view_def_hash, s.dataset_hash.clone().unwrap_or_default(), t0_min, t0_max, s.rows as i64, s.notes.join("; ")],
+        )
+        .ctx(|| "record certificate".into())?;
+        for (day, hash, rows) in days {
+            conn.execute(
+                "INSERT INTO certify_baselines VALUES (?, ?, CAST(? AS DATE), ?, ?, CAST(? AS TIMESTAMP))",
+                params![ctx.run_id, s.entrypoint, day, hash, *rows as i64, ts(now)],
+            )
+            .ctx(|| "record baseline".into())?;
+        }
+    }
+    Ok(outputs)
 }
 
 /// The downstream guard: the latest certify run must be CERTIFIED and not older than

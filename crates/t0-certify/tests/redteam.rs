@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use t0_acquire::AcquireArgs;
 use t0_audit::AuditArgs;
 use t0_catalog::Catalog;
-use t0_certify::{CertifyArgs, GridMode};
+use t0_certify::sandbox::{self, Policy, Session};
+use t0_certify::{CertifyArgs, CertifyConfig, Closure, GridMode};
 use t0_core::rng::SplitMix as Rng;
 use t0_core::{Clock, NoProgress, Root};
 
@@ -196,8 +197,7 @@ fn attack(stores: Option<&Path>) -> Attack {
     let mut changed = BTreeMap::new();
     let mut compared = BTreeMap::new();
     for (entry, path) in &before {
-        let other =
-            after_paths.get(entry).unwrap_or_else(|| panic!("{entry} not certified again: {:?}", second.stores));
+        let Some(other) = after_paths.get(entry) else { continue };
         changed.insert(entry.clone(), changed_rows(path, other));
         compared.insert(
             entry.clone(),
@@ -220,25 +220,46 @@ fn facts_from_after_t0_change_no_certified_value() {
         assert!(a.compared[entry] >= 300, "{entry}: only {} rows compared", a.compared[entry]);
         assert_eq!(*n, 0, "{entry}: {n} of {} rows changed after the attack", a.compared[entry]);
     }
+    // Certify's own replay check compared every row of the first run and found none changed.
+    for s in &a.second.stores {
+        let r = s.replay.as_ref().unwrap_or_else(|| panic!("{}: no replay check", s.entrypoint));
+        assert_eq!(r.compared, a.compared[&s.entrypoint], "{}: {r:?}", s.entrypoint);
+        assert!(!r.differs(), "{}: {r:?}", s.entrypoint);
+    }
+}
+
+/// The clips stores with `obs_asof` replaced by a view that forgets availability: the newest
+/// version of every snapshot observed by T0, whenever it became known.
+fn leaky_stores() -> tempfile::TempDir {
+    let leaky = "CREATE OR REPLACE TEMP VIEW leaky_obs AS
+        SELECT g.entity_id, g.t0, o.* EXCLUDE (entity_id, known_from, known_to)
+        FROM t0_grid g JOIN observations_history o
+          ON o.entity_id = g.entity_id AND o.observed_at <= g.t0 AND o.known_to IS NULL;\n";
+    store_copy(|name, sql| match name {
+        "base.sql" | "history.sql" => format!("{leaky}{}", sql.replace("FROM obs_asof", "FROM leaky_obs")),
+        _ => sql,
+    })
 }
 
 #[test]
-fn the_red_team_catches_a_store_without_the_availability_filter() {
-    let stores = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects/clips/feature-stores");
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), stores.path().join(e.file_name())).unwrap();
-    }
-    // The clips project reads through the generic as-of views.
-    let asof = t0_project::GENERIC_ASOF.to_string();
-    let leaky = asof.replace("AND o.available_at <= g.t0", "");
-    assert_ne!(asof, leaky);
-    std::fs::write(stores.path().join("asof.sql"), leaky).unwrap();
+fn the_replay_check_fails_a_store_that_reads_past_its_t0() {
+    let stores = leaky_stores();
     let a = attack(Some(stores.path()));
-    // Late rows and the repairs now reach the surfaces that read snapshots.
-    assert!(a.changed["base"] > 0, "{:?}", a.changed);
-    assert!(a.changed["history"] > 0, "{:?}", a.changed);
+    assert_eq!(a.second.status, "FAILED");
+    for entry in ["base", "history"] {
+        let s = store(&a.second, entry);
+        assert_eq!(s.status, "FAILED", "{entry}: {:?}", s.notes);
+        let r = s.replay.as_ref().unwrap();
+        assert!(r.changed > 0, "{entry}: {r:?}");
+        let notes = s.notes.join("; ");
+        assert!(notes.contains("replay of certify run") && notes.contains("changed"), "{notes}");
+        assert!(notes.contains(" @ 2026-"), "the note names rows: {notes}");
+    }
+    assert!(store(&a.second, "base").replay.as_ref().unwrap().columns.contains_key("views_t0"));
+    // Stores that never read the leaky view replay cleanly.
+    for entry in ["modality", "text"] {
+        assert_eq!(store(&a.second, entry).status, "CERTIFIED", "{entry}");
+    }
 }
 
 // --- 3. property test ------------------------------------------------------------------------
@@ -337,8 +358,8 @@ fn visible(rows: &[Version], entity: &str, t0: i64) -> Vec<Version> {
     newest.into_values().filter(|v| !v.deleted).cloned().collect()
 }
 
-fn values(cat: &Catalog, sql: &str) -> Vec<Vec<Option<f64>>> {
-    let mut stmt = cat.conn().prepare(sql).unwrap();
+fn values(conn: &t0_catalog::duckdb::Connection, sql: &str) -> Vec<Vec<Option<f64>>> {
+    let mut stmt = conn.prepare(sql).unwrap();
     let n = stmt.column_count();
     let mut rows = stmt.query([]).unwrap();
     let mut out = Vec::new();
@@ -346,6 +367,17 @@ fn values(cat: &Catalog, sql: &str) -> Vec<Vec<Option<f64>>> {
         out.push((0..n).map(|i| r.get::<_, Option<f64>>(i).unwrap()).collect());
     }
     out
+}
+
+/// The grid of `cfg` on `cat` (no clock bound) and `stores` run in one sandbox session.
+fn session(cat: &Catalog, cfg: &CertifyConfig, stores: &[&Closure]) -> Session {
+    t0_certify::grid::build(cat, &cfg.t0, "2100-01-01 00:00:00").unwrap();
+    let policy = Policy::of_build().unwrap();
+    let s = Session::open(cat, t0_certify::grid::GRID_TABLE, &t0_certify::store::params_sql(cfg)).unwrap();
+    for files in stores {
+        s.run(&sandbox::statements(files, &policy).unwrap()).unwrap();
+    }
+    s
 }
 
 fn close(a: Option<f64>, b: Option<f64>) -> bool {
@@ -372,11 +404,9 @@ fn surfaces_equal_a_brute_force_as_of_on_random_histories() {
         let (clips, rows) = history(&mut rng);
         let cat = clips_catalog();
         load(&cat, &clips, &rows);
-        t0_certify::prepare(&cat, &cfg).unwrap();
-        t0_certify::build_surface(&cat, "base", &files("base")).unwrap();
-        t0_certify::build_surface(&cat, "history", &files("history")).unwrap();
+        let s = session(&cat, &cfg, &[&files("base"), &files("history")]);
         let got = values(
-            &cat,
+            s.conn(),
             "SELECT CAST(substr(b.entity_id, 2) AS DOUBLE), epoch(b.t0), b.views_t0, b.likes_t0, b.n_snapshots,
                     b.hours_since_last, h.views_gain_24h, h.views_gain_72h, h.snapshots_24h, h.log_growth_72h
              FROM surface_base b JOIN surface_history h USING (entity_id, t0) ORDER BY b.entity_id, b.t0",
@@ -435,12 +465,10 @@ fn priors_exact_sums_equal_the_float_definition() {
     cfg.t0.mode = GridMode::EveryKDays;
     let files = loaded.closures.iter().find(|(s, _)| s.entrypoint == "priors").unwrap().1.clone();
     let cat = Catalog::open(&root).unwrap();
-    t0_certify::prepare(&cat, &cfg).unwrap();
-    t0_certify::build_surface(&cat, "priors", &files).unwrap();
     let sql = "SELECT CASE prior_level WHEN 'channel' THEN 2 WHEN 'global' THEN 1 ELSE 0 END, prior_n,
                       prior_log_views, prior_tail_rate, prior_ess, channel_tail_woe
                FROM surface_priors ORDER BY entity_id, t0";
-    let exact = values(&cat, sql);
+    let exact = values(session(&cat, &cfg, &[&files]).conn(), sql);
 
     // The reference: the cohort views written here with plain float sums.
     let cohorts = "
@@ -466,8 +494,7 @@ fn priors_exact_sums_equal_the_float_definition() {
         })
         .collect();
     assert_ne!(float, files, "the priors store no longer defines prior_channel before priors_ladder");
-    t0_certify::build_surface(&cat, "priors", &float).unwrap();
-    let reference = values(&cat, sql);
+    let reference = values(session(&cat, &cfg, &[&float]).conn(), sql);
 
     assert_eq!(exact.len(), reference.len());
     let near = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -524,9 +551,10 @@ fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
     let project = t0_project::Project::builtin();
     let args = CertifyArgs { project: project.clone(), config: None, stores_dir: None, rebaseline: false };
     let cfg = t0_certify::load_config(&args).unwrap().cfg;
-    t0_certify::prepare(&cat, &cfg).unwrap();
+    t0_certify::grid::build(&cat, &cfg.t0, "2100-01-01 00:00:00").unwrap();
+    cat.conn().execute_batch("CREATE TEMP TABLE t0_grid AS SELECT * FROM t0work.main.grid").unwrap();
     let got = values(
-        &cat,
+        cat.conn(),
         &format!(
             "SELECT y_log_views, CAST(y_tail AS DOUBLE), tte_hours, CAST(event AS DOUBLE) FROM ({}) ORDER BY entity_id",
             t0_certify::labels::labels_sql(&project)

@@ -387,6 +387,111 @@ fn a_time_token_or_a_label_read_in_a_feature_store_fails_certification() {
 }
 
 #[test]
+fn store_sql_runs_in_a_sandbox_and_anything_else_is_refused_naming_file_and_line() {
+    let dir = copy_of_pristine();
+    let outside = tempfile::tempdir().unwrap();
+    let stores = outside.path().join("stores");
+    copy_dir(&repo("projects/clips/feature-stores"), &stores);
+    let base = std::fs::read_to_string(stores.join("base.sql")).unwrap();
+    let line = base.lines().count() + 1;
+    let copied = outside.path().join("copied.csv");
+    let copy = format!("COPY (SELECT * FROM heal_ledger) TO '{}';", copied.display());
+    for (statement, why) in [
+        ("DROP TABLE heal_ledger;", "only `CREATE"),
+        ("UPDATE observations SET views = 0;", "only `CREATE"),
+        ("ATTACH 'other.duckdb' AS other;", "only `CREATE"),
+        (copy.as_str(), "only `CREATE"),
+        ("CREATE TABLE kept AS SELECT * FROM obs_asof;", "only `CREATE"),
+        ("CREATE TEMP VIEW peek AS SELECT * FROM observations;", "does not exist"),
+        ("CREATE TEMP VIEW peek AS SELECT * FROM heal_ledger;", "does not exist"),
+        ("CREATE TEMP VIEW peek AS SELECT * FROM catalog.main.entities;", "outside the sandbox"),
+        ("CREATE TEMP VIEW peek AS SELECT * FROM read_csv('/etc/passwd');", "read_csv"),
+        ("CREATE TEMP VIEW peek AS SELECT estimated_size FROM duckdb_tables();", "duckdb_tables"),
+        ("CREATE OR REPLACE TEMP VIEW t0_grid AS SELECT entity_id, t0 FROM obs_asof;", "input"),
+    ] {
+        std::fs::write(stores.join("base.sql"), format!("{base}{statement}\n")).unwrap();
+        let o = expect(dir.path(), "certify", &["--stores", stores.to_str().unwrap(), "--rebaseline"], 2);
+        assert!(o.stderr.contains(&format!("base.sql:{line}")) && o.stderr.contains(why), "{statement}: {}", o.stderr);
+    }
+    assert!(!copied.exists());
+    // A store file must stay inside the stores directory, and the as-of views are not a
+    // project's to replace.
+    std::fs::write(stores.join("base.sql"), &base).unwrap();
+    std::fs::write(outside.path().join("outside.sql"), "CREATE TEMP VIEW surface_base AS SELECT * FROM t0_grid;")
+        .unwrap();
+    let cfg = outside.path().join("certify.yaml");
+    let shipped = std::fs::read_to_string(repo("projects/clips/certify.yaml")).unwrap();
+    std::fs::write(&cfg, shipped.replace("files: [asof.sql, base.sql]", "files: [asof.sql, ../outside.sql]")).unwrap();
+    let o =
+        expect(dir.path(), "certify", &["--config", cfg.to_str().unwrap(), "--stores", stores.to_str().unwrap()], 2);
+    assert!(o.stderr.contains("../outside.sql") && o.stderr.contains("inside the stores directory"), "{}", o.stderr);
+    std::fs::write(stores.join("asof.sql"), "CREATE TEMP VIEW obs_asof AS SELECT * FROM observations;").unwrap();
+    let o = expect(dir.path(), "certify", &["--stores", stores.to_str().unwrap(), "--rebaseline"], 2);
+    assert!(o.stderr.contains("cannot replace them"), "{}", o.stderr);
+    // Nothing the refused runs tried reached the root.
+    expect(dir.path(), "verify", &[], 0);
+}
+
+/// `certify attack --json` on `root` with extra arguments; (exit code, report).
+fn attack(root: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let o = run(root, "certify", &[args, &["attack", "--json", "--sample", "200"]].concat());
+    assert!([0, 1].contains(&o.code), "attack exited {}: {}", o.code, o.stderr);
+    eprintln!("{}", o.stderr.trim());
+    (o.code, serde_json::from_str(o.stdout.trim()).unwrap())
+}
+
+/// The stores of a report that leak, and a check that every store compared rows and every
+/// canonical table was attacked.
+fn leaking(v: &serde_json::Value, tables: &[&str]) -> Vec<String> {
+    for s in v["stores"].as_array().unwrap() {
+        assert!(s["compared"].as_u64().unwrap() > 0, "{s}");
+    }
+    for t in tables {
+        assert!(v["injected"][t].as_u64().unwrap() > 0, "nothing injected into {t}: {v}");
+    }
+    v["leaking"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn certify_attack_finds_no_leak_in_the_shipped_projects_and_names_a_leaky_store() {
+    let all = ["observations", "entities", "events", "artifacts", "interactions"];
+    let dir = copy_of_pristine();
+    let (code, v) = attack(dir.path(), &[]);
+    assert_eq!((code, leaking(&v, &all)), (0, Vec::<String>::new()), "{v}");
+    let gap = tempfile::tempdir().unwrap();
+    copy_dir(gapminder_root(), gap.path());
+    let p = repo("projects/gapminder");
+    let (code, v) = attack(gap.path(), &["--project", p.to_str().unwrap()]);
+    assert_eq!((code, leaking(&v, &["observations", "entities", "events"])), (0, Vec::<String>::new()), "{v}");
+    // The attack writes nothing under the root.
+    expect(dir.path(), "verify", &[], 0);
+    expect(gap.path(), "verify", &[], 0);
+    // A store that reads snapshots by observation time only, whenever they became known.
+    let stores = dir.path().join("leaky");
+    copy_dir(&repo("projects/clips/feature-stores"), &stores);
+    let base = std::fs::read_to_string(stores.join("base.sql")).unwrap();
+    let leaky = "CREATE OR REPLACE TEMP VIEW leaky_obs AS
+        SELECT g.entity_id, g.t0, o.* EXCLUDE (entity_id, known_from, known_to)
+        FROM t0_grid g JOIN observations_history o ON o.entity_id = g.entity_id AND o.observed_at <= g.t0 AND o.known_to IS NULL;\n";
+    std::fs::write(stores.join("base.sql"), format!("{leaky}{}", base.replace("FROM obs_asof", "FROM leaky_obs")))
+        .unwrap();
+    let (code, v) = attack(dir.path(), &["--stores", stores.to_str().unwrap()]);
+    assert_eq!((code, leaking(&v, &all)), (1, vec!["base".to_string()]), "{v}");
+    let base = v["stores"].as_array().unwrap().iter().find(|s| s["against"] == "base").unwrap();
+    assert!(base["columns"]["views_t0"].as_u64().unwrap() > 0, "{base}");
+}
+
+#[test]
+fn a_tampered_previous_surface_stops_the_replay_check() {
+    let dir = copy_of_pristine();
+    let rel = find(dir.path(), "lake/surfaces/history/", "surface.parquet");
+    flip_byte(&dir.path().join(&rel));
+    // A new certify run (a rebaseline) compares with the previous surfaces: exit 3 naming it.
+    let o = expect(dir.path(), "certify", &["--rebaseline"], 3);
+    assert!(o.stderr.contains(&rel), "{}", o.stderr);
+}
+
+#[test]
 fn a_held_lock_refuses_a_second_writer() {
     let dir = copy_of_pristine();
     let _held = t0_catalog::RootLock::acquire(&Root::new(dir.path())).unwrap();
@@ -959,6 +1064,9 @@ fn a_generated_project_with_random_measures_runs_with_no_code_change() {
     for (m, _) in &measures {
         assert!(model.contains(&format!("{m}_last")), "{m} is a feature");
     }
+    // Measures of every type are perturbed by the red team; nothing reaches an earlier T0.
+    let (code, v) = attack(&root, &p);
+    assert_eq!((code, leaking(&v, &["observations", "entities", "events"])), (0, Vec::<String>::new()), "{v}");
 }
 
 #[test]

@@ -85,7 +85,7 @@ pub fn apply_plan(
          SELECT *, row_number() OVER (ORDER BY row_key, column_name) AS __n FROM ({plan})"
     ))
     .ctx(|| format!("plan on {table}"))?;
-    let count = check_step(c)?;
+    let count = check_step(c, table)?;
     if count.cells > 0 {
         insert_versions(c, table, types, count.rows, now, batch)?;
         if let Some(w) = working {
@@ -128,9 +128,17 @@ fn refresh_working(c: &Connection, table: &str, working: &str, batch: &str) -> R
     .ctx(|| format!("refresh current rows of {table}"))
 }
 
-/// Count the step's cells and refuse a plan that sets a cell twice or a version column.
-fn check_step(c: &Connection) -> Result<StepCount> {
-    let versioned = VERSION_COLUMNS.iter().map(|v| quote_literal(v)).collect::<Vec<_>>().join(", ");
+/// Count the step's cells and refuse a plan that sets a cell twice or a version column
+/// (`observed_at` only where it identifies the fact: an entity's mirrors its creation time,
+/// which a quarantine may revert).
+fn check_step(c: &Connection, table: &str) -> Result<StepCount> {
+    let keyed = t0_project::vocab::spec(table).is_none_or(|s| s.key.contains(&"observed_at"));
+    let versioned = VERSION_COLUMNS
+        .iter()
+        .filter(|v| keyed || **v != "observed_at")
+        .map(|v| quote_literal(v))
+        .collect::<Vec<_>>()
+        .join(", ");
     let (count, twice, version_col): (StepCount, Option<String>, Option<String>) = c
         .query_row(
             &format!(
@@ -317,7 +325,8 @@ pub fn append_ledger(
     Ok(n)
 }
 
-/// Record the rows a quarantine removed, with their reasons.
+/// Record the rows a quarantine removed or reverted, and those a state machine removed, with
+/// their reasons (one reasoned cell per row).
 pub fn record_quarantine(
     c: &Connection,
     run_id: &str,
@@ -327,7 +336,7 @@ pub fn record_quarantine(
     now: &str,
 ) -> Result<()> {
     let mut app = c.appender("heal_quarantine").ctx(|| "quarantine appender".into())?;
-    for p in cells.iter().filter(|p| p.is_tombstone()) {
+    for p in cells.iter().filter(|p| p.reason.is_some()) {
         if let Some(reason) = &p.reason {
             app.append_row(params![run_id, table, p.row_key, rule_id, reason, now, None::<String>])
                 .ctx(|| "append quarantine row".into())?;

@@ -275,6 +275,59 @@ impl Rule {
         format!("({w})")
     }
 
+    /// A quarantine never destroys a valid version: a flagged row whose fact has an earlier
+    /// version that is live and does not meet the rule's condition is reverted to the latest
+    /// such version (one cell per column that differs, the first carrying the reason; a new
+    /// version like every repair). A row with no valid earlier version, or one that differs from
+    /// it in no column a patch may set, becomes a tombstone.
+    fn quarantine_plan(&self, ctx: &PlanContext, reason: &str) -> String {
+        let (cur, table) = (ctx.current.as_str(), self.table.as_str());
+        let spec = t0_project::vocab::spec(table).expect("canonical table");
+        let cond = self.condition(ctx);
+        let k = key_text(table);
+        let on =
+            |a: &str, b: &str| spec.key.iter().map(|c| format!("{a}.{c} = {b}.{c}")).collect::<Vec<_>>().join(" AND ");
+        let data: Vec<&String> = ctx
+            .types
+            .keys()
+            .filter(|c| !t0_project::vocab::BOOKKEEPING.contains(&c.as_str()) && !spec.key.contains(&c.as_str()))
+            .collect();
+        let mut diffs: Vec<String> = data
+            .iter()
+            .map(|c| {
+                format!(
+                    "SELECT t.__rid, {k} AS row_key, {} AS column_name, CAST(t.\"{c}\" AS VARCHAR) AS old_value,
+                            CAST(g.\"{c}\" AS VARCHAR) AS new_value, g.version AS __to
+                     FROM bad t JOIN last_good g ON g.__rid = t.__rid WHERE t.\"{c}\" IS DISTINCT FROM g.\"{c}\"",
+                    quote_literal(c)
+                )
+            })
+            .collect();
+        if diffs.is_empty() {
+            diffs.push("SELECT NULL::BIGINT, NULL, NULL, NULL, NULL, NULL::INTEGER WHERE false".into());
+        }
+        let reason = quote_literal(reason);
+        format!(
+            "WITH bad AS (SELECT t.* FROM {cur} t WHERE {cond}),
+                  good AS (SELECT * FROM {table} g0 WHERE NOT deleted AND NOT coalesce({cond}, false)
+                           AND EXISTS (SELECT 1 FROM bad b WHERE {on_b})),
+                  last_good AS (SELECT b.__rid, g.* FROM bad b JOIN good g ON {on_g} AND g.version < b.version
+                                QUALIFY row_number() OVER (PARTITION BY b.__rid ORDER BY g.version DESC) = 1),
+                  diffs AS ({diffs})
+             SELECT __rid, row_key, column_name, old_value, new_value,
+                    CASE WHEN row_number() OVER (PARTITION BY __rid ORDER BY column_name) = 1
+                         THEN 'reverted to version ' || CAST(__to AS VARCHAR) || ': ' || {reason} END AS reason
+             FROM diffs
+             UNION ALL
+             SELECT t.__rid AS __rid, {k} AS row_key, 'deleted' AS column_name, 'false' AS old_value, 'true' AS new_value,
+                    {reason} AS reason
+             FROM bad t WHERE t.__rid NOT IN (SELECT __rid FROM diffs)",
+            on_b = on("b", "g0"),
+            on_g = on("g", "b"),
+            diffs = diffs.join(" UNION ALL "),
+        )
+    }
+
     /// The plan queries of this rule, applied one after another (a state machine first removes
     /// unproven terminal rows, then stops revivals among the rest).
     pub fn plans(&self, ctx: &PlanContext) -> Vec<String> {
@@ -290,9 +343,7 @@ impl Rule {
         };
         let tombstone = |reason: &str| cell("deleted", "false", "true", reason);
         match &self.fix {
-            Fix::Quarantine { reason } => {
-                vec![format!("SELECT {} FROM {cur} t WHERE {cond}", tombstone(&quote_literal(reason)))]
-            }
+            Fix::Quarantine { reason } => vec![self.quarantine_plan(ctx, reason)],
             Fix::Dedupe { key, order, within_seconds, columns, precedence } => {
                 let same = columns
                     .iter()

@@ -306,6 +306,48 @@ fn a_replay_before_the_repair_sees_the_original_data() {
 }
 
 #[test]
+fn a_quarantined_revision_reverts_to_the_last_valid_version() {
+    let env = env();
+    // A revision of c1's first snapshot, stamped available in the future: the quarantine of
+    // future timestamps flags it, but version 1 of the same fact is valid.
+    std::fs::write(
+        env.input.path().join("observations-revision.csv"),
+        "entity_id,observed_at,views,likes,comments,available_at,status\nc1,2026-01-03 00:00:00,5000,9,1,2027-06-01 00:00:00,live\n",
+    )
+    .unwrap();
+    env.acquire();
+    let key = "entity_id = 'c1' AND observed_at = TIMESTAMP '2026-01-03 00:00:00'";
+    assert_eq!(
+        env.one(&format!("SELECT CAST(max(version) AS VARCHAR) FROM observations WHERE {key}")),
+        Some("2".into())
+    );
+    assert!(env.audit()["observations.future_timestamps"] > 0);
+    env.heal(NOW).unwrap();
+    // The fact is back at version 1's values as a new version; nothing was removed.
+    assert_eq!(env.current("c1", "2026-01-03 00:00:00", "views"), Some("100".into()));
+    assert_eq!(env.current("c1", "2026-01-03 00:00:00", "likes"), Some("10".into()));
+    let versions = env.query(&format!(
+        "SELECT CAST(version AS VARCHAR), CAST(deleted AS VARCHAR), CAST(views AS VARCHAR) FROM observations WHERE {key} ORDER BY version"
+    ));
+    let flat: Vec<String> = versions
+        .iter()
+        .map(|r| r.iter().map(|c| c.clone().unwrap_or_default()).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(flat, ["1 false 100", "2 false 5000", "3 false 100"]);
+    // Ledgered cell by cell, and listed in the quarantine with the version it went back to.
+    let cells = env.query(
+        "SELECT column_name, old_value, new_value, rule_id FROM heal_ledger WHERE row_key = 'c1|2026-01-03 00:00:00' ORDER BY column_name",
+    );
+    let cells: Vec<String> =
+        cells.iter().map(|r| r.iter().map(|c| c.clone().unwrap_or_default()).collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(cells, ["likes 9 10 quarantine_future@1", "views 5000 100 quarantine_future@1"]);
+    let why = env.one("SELECT reason FROM heal_quarantine WHERE row_key = 'c1|2026-01-03 00:00:00'").unwrap();
+    assert!(why.starts_with("reverted to version 1: "), "{why}");
+    // A reader before the repair still sees version 1 (the revision was never available then).
+    assert_eq!(env.seen("c1", "2026-01-03 00:00:00", "2026-01-20 00:00:00", "views"), Some("100".into()));
+}
+
+#[test]
 fn revert_restores_pre_images_and_refuses_after_a_later_change() {
     let env = env();
     let first = env.audit();

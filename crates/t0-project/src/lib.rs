@@ -78,10 +78,6 @@ const BUILTIN: &[(&str, &str)] = &[
     ("feature-stores/modality.sql", include_str!("../../../projects/clips/feature-stores/modality.sql")),
 ];
 
-/// The as-of helper views over the role tables, generic over any project's measures. A
-/// project's `feature-stores/asof.sql` replaces it.
-pub const GENERIC_ASOF: &str = include_str!("asof.sql");
-
 /// Where a project's files are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -238,13 +234,9 @@ impl Project {
         }
     }
 
-    /// A feature-store SQL file: the project's, or the generic `asof.sql` when it ships none.
+    /// A feature-store SQL file of the project (the built-in as-of views are certify's).
     pub fn store_sql(&self, file: &str) -> Result<(String, String)> {
-        let rel = format!("{}/{file}", self.def.feature_stores);
-        if file == "asof.sql" && !self.has(&rel) {
-            return Ok(("asof.sql (built-in, generic)".into(), GENERIC_ASOF.to_string()));
-        }
-        self.read(&rel)
+        self.read(&format!("{}/{file}", self.def.feature_stores))
     }
 
     /// The project's measures with their storage types.

@@ -165,6 +165,36 @@ fn current_select(table: &str, columns: &str, live_only: bool) -> Option<String>
     ))
 }
 
+/// Every version of a canonical table (`source`: the table, qualified as the caller needs)
+/// with the system-time interval in which it was *the* known version of its fact:
+/// `known_from` = `greatest(observed_at, available_at)` (a version is visible at t when it was
+/// observed and available by t), `known_to` = the earliest `known_from` of a higher version
+/// (NULL while none exists). At time t the state of a fact is its version with
+/// `known_from <= t AND (known_to IS NULL OR known_to > t)`, absent when that version is a
+/// tombstone — exactly "the newest visible version wins". Versions superseded before they
+/// became visible (an empty interval) are left out.
+///
+/// Like [`current_sql`], only re-versioned facts reach the join that finds `known_to`.
+pub fn history_sql(table: &str, source: &str) -> Option<String> {
+    let s = spec(table)?;
+    let keys = s.key.join(", ");
+    let on = |a: &str, b: &str| s.key.iter().map(|k| format!("{a}.{k} = {b}.{k}")).collect::<Vec<_>>().join(" AND ");
+    Some(format!(
+        "(SELECT t.*, greatest(t.observed_at, t.available_at) AS known_from, x.known_to
+          FROM {source} t
+          LEFT JOIN (SELECT {tk}, t.version, min(greatest(n.observed_at, n.available_at)) AS known_to
+                     FROM {source} t
+                     JOIN (SELECT {keys}, version, observed_at, available_at FROM {source} WHERE version > 1) n
+                       ON {on_n} AND n.version > t.version
+                     GROUP BY ALL) x
+            ON {on_x} AND x.version = t.version
+          WHERE x.known_to IS NULL OR x.known_to > greatest(t.observed_at, t.available_at))",
+        tk = s.key.iter().map(|k| format!("t.{k}")).collect::<Vec<_>>().join(", "),
+        on_n = on("n", "t"),
+        on_x = on("x", "t"),
+    ))
+}
+
 /// The text key of a fact over rows aliased `t` (`k1|k2`): audit's failing samples and heal's
 /// ledger entries name facts the same way.
 pub fn key_text(table: &str) -> Option<String> {

@@ -9,12 +9,13 @@ SELECT entity_id, t0,
 FROM obs_asof
 GROUP BY entity_id, t0;
 
+-- Other clips of the same channel as known at T0 (their known version is live and names it).
 CREATE OR REPLACE TEMP VIEW base_channel AS
 SELECT s.entity_id, s.t0, count(DISTINCT e.entity_id) AS channel_clips
 FROM self_asof s
-JOIN entities e
+JOIN entities_history e
   ON e.parent_id = s.parent_id AND e.entity_id <> s.entity_id
- AND e.observed_at <= s.t0 AND e.available_at <= s.t0
+ AND e.known_from <= s.t0 AND (e.known_to IS NULL OR e.known_to > s.t0)
 GROUP BY s.entity_id, s.t0;
 
 CREATE OR REPLACE TEMP VIEW surface_base AS

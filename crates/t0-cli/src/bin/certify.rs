@@ -6,12 +6,16 @@ use t0_cli::{Common, Outcome};
 use t0_core::ExitCode;
 
 /// Build the T0 feature surfaces through as-of views (a row is visible at T0 only if it was
-/// observed and available by T0), check each SQL closure for wall-clock and label reads and
-/// view-definition and dataset drift and SLA violations, and export certified surfaces with
-/// their certificates. `certify labels` then builds the outcomes for that run's T0 grid.
+/// observed and available by T0) on a T0 grid decided from what was known at each T0. Each
+/// store's SQL runs in a sandbox: only `CREATE TEMP VIEW|TABLE … AS SELECT` statements over the
+/// as-of views, t0_grid and certify_params (anything else is exit 2 naming file and line).
+/// Certification checks wall-clock and label reads, view-definition and dataset drift, SLA
+/// violations, one row per grid (entity, T0), and replay invariance: rows of T0s the previous
+/// certified run covered must come out the same. `certify labels` then builds the outcomes for
+/// that run's grid; `certify attack` measures what late facts change.
 ///
-/// Exit codes: 0 CERTIFIED, 1 FAILED, 2 bad config/SQL, 3 audit not passed/stale or lock held,
-/// 99 already certified for this data and definition.
+/// Exit codes: 0 CERTIFIED, 1 FAILED, 2 bad config/SQL, 3 audit not passed/stale, previous
+/// surface tampered, or lock held, 99 already certified for this data and definition.
 #[derive(Parser)]
 #[command(name = "certify", version)]
 struct Cli {
@@ -38,6 +42,24 @@ enum Cmd {
     /// the latest certified run, from the current data. Outside every feature closure; joined
     /// only by train-suite and calibrate.
     Labels,
+    /// The red team: copy the root's catalog, build every store, inject versions observed
+    /// before existing T0s but available only after the latest one (new facts, revisions and
+    /// tombstones of observations; entity versions created earlier under other parents; new
+    /// entities; end and other events; artifact revisions; interactions), build again with the
+    /// same clock, and count per store the rows of earlier T0s that changed, appeared or
+    /// disappeared. The root is not written. Exit 0 when every store scores zero, 1 when one
+    /// leaks.
+    Attack {
+        /// Entities attacked (spread over the grid by a hash of their id).
+        #[arg(long, default_value_t = 500)]
+        sample: u64,
+        /// Directory for the copy (must be empty or absent). Default: a new temp directory.
+        #[arg(long, value_name = "DIR")]
+        work: Option<PathBuf>,
+        /// Keep the copy and the surfaces built before and after the injection.
+        #[arg(long)]
+        keep: bool,
+    },
     #[command(flatten)]
     Show(t0_cli::ShowCmd),
     /// Show a recorded `certify labels` run's summary again (the latest, or RUN).
@@ -64,6 +86,14 @@ fn human(r: &t0_certify::CertifyReport) -> String {
             s.rows,
             &s.view_def_hash[..16.min(s.view_def_hash.len())]
         ));
+        if let Some(r) = s.replay.as_ref().filter(|r| !r.differs()) {
+            human.push_str(&format!(
+                "\n    replay of run {}: {} rows identical ({})",
+                &r.against[..16.min(r.against.len())],
+                r.compared,
+                r.window
+            ));
+        }
         for n in &s.notes {
             human.push_str(&format!("\n    {n}"));
         }
@@ -92,6 +122,18 @@ fn main() -> std::process::ExitCode {
             stores_dir: cli.stores.clone(),
             rebaseline: cli.rebaseline,
         };
+        if let Some(Cmd::Attack { sample, work, keep }) = &cli.cmd {
+            let a = t0_certify::attack::AttackArgs {
+                certify: args,
+                work: work.clone(),
+                keep: *keep,
+                sample: *sample,
+                now: cli.common.now.as_ref().map(|_| clock.stamp()),
+            };
+            let r = t0_certify::attack::run(root, &a, progress)?;
+            let code = if r.leaks() { ExitCode::Gate } else { ExitCode::Done };
+            return Ok(Outcome::done(&r, t0_certify::attack::describe(&r)).with_code(code));
+        }
         if let Some(Cmd::Labels) = cli.cmd {
             let r = t0_certify::labels::run(root, clock, &args, progress)?;
             return Ok(Outcome::done(&r, labels_human(&r)));

@@ -1,0 +1,187 @@
+//! One feature store from SQL to surface: static checks and the dry run (`prepare`), the run
+//! in its sandbox, and the checks that need the built surface (grid, SLA, dataset baselines).
+
+use duckdb::arrow::array::RecordBatch;
+use duckdb::arrow::datatypes::SchemaRef;
+use duckdb::{Connection, params};
+use t0_catalog::Catalog;
+use t0_core::error::Context;
+use t0_core::{Error, Result};
+
+use crate::sandbox::{self, Policy, Session, Statement};
+use crate::{CertifyConfig, Closure, DayHash, StoreConfig, sqlcheck};
+
+/// The materialised surface of a store inside its session.
+const SURFACE: &str = "__t0_surface";
+
+/// A store whose SQL passed the static checks and the dry run.
+pub struct Prepared {
+    pub store: StoreConfig,
+    pub files: Closure,
+    pub view_def_hash: String,
+    /// The view definition with everything else that decides its rows (grid, parameters,
+    /// SLA): two surfaces are comparable row by row only when this is equal.
+    pub definition_hash: String,
+    pub stmts: Vec<(String, Statement)>,
+    /// Reasons it cannot be certified found before running (clock or label reads).
+    pub notes: Vec<String>,
+}
+
+/// The parameter row as a SELECT list.
+pub fn params_sql(cfg: &CertifyConfig) -> String {
+    let mut params: Vec<String> = cfg.params.iter().map(|(k, v)| format!("{} AS {k}", v.sql())).collect();
+    params.push(format!("CAST({} AS BIGINT) AS sla_hours", cfg.sla.hours));
+    params.join(", ")
+}
+
+/// Check every store before anything real runs: statement forms and names (exit 2 naming
+/// file and line), clock and label reads (a FAILED store), then the dry run.
+pub fn prepare(catalog: &Catalog, cfg: &CertifyConfig, closures: &[(StoreConfig, Closure)]) -> Result<Vec<Prepared>> {
+    let mut policy = Policy::of_build()?;
+    policy.deny_database(&catalog.database_name()?);
+    policy.deny_database("t0work");
+    let params = params_sql(cfg);
+    let setup = serde_json::to_string(&(&cfg.t0, &cfg.params, cfg.sla.hours)).expect("plain config");
+    let mut out = Vec::new();
+    for (store, files) in closures {
+        let stmts = sandbox::statements(files, &policy)?;
+        let notes: Vec<String> =
+            files.iter().flat_map(|(name, sql)| sqlcheck::violations(name, &sqlcheck::normalise(sql))).collect();
+        if notes.is_empty() {
+            sandbox::dry_run(catalog, &store.entrypoint, &stmts, &params)?;
+        }
+        let view_def_hash = crate::view_def_hash(files);
+        let definition_hash = t0_core::blake3_hex(format!("{view_def_hash}|{setup}").as_bytes());
+        out.push(Prepared { store: store.clone(), files: files.clone(), view_def_hash, definition_hash, stmts, notes });
+    }
+    Ok(out)
+}
+
+/// A store's surface, built in its sandbox, with its session (for the checks that read it).
+pub struct Built {
+    pub session: Session,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// The surface is not exactly one row per grid (entity, T0).
+    pub grid_notes: Vec<String>,
+}
+
+/// Run a prepared store on the grid in [`crate::grid::GRID_TABLE`] and export its surface,
+/// ordered by (entity_id, t0).
+pub fn build(catalog: &Catalog, p: &Prepared, params: &str) -> Result<Built> {
+    let entry = &p.store.entrypoint;
+    let session = Session::open(catalog, crate::grid::GRID_TABLE, params)?;
+    session.run(&p.stmts)?;
+    let c = session.conn();
+    sandbox::surface_columns(c, entry)?;
+    // Materialised while the search path is still the sandbox's; trusted checks follow.
+    c.execute_batch(&format!(
+        "CREATE TEMP TABLE {SURFACE} AS SELECT * FROM surface_{entry} ORDER BY entity_id, t0; RESET search_path;"
+    ))
+    .map_err(|e| Error::config(format!("surface_{entry}"), format!("feature-store SQL failed: {e}")))?;
+    let grid_notes = grid_check(c, entry)?;
+    let (schema, batches) = t0_catalog::query_arrow(c, &format!("SELECT * FROM {SURFACE}"), &[])?;
+    Ok(Built { session, schema, batches, grid_notes })
+}
+
+/// A surface holds exactly one row per grid (entity, T0): store SQL decides features, never
+/// which decisions exist.
+fn grid_check(c: &Connection, entry: &str) -> Result<Vec<String>> {
+    let (extra, missing, dup): (i64, i64, i64) = c
+        .query_row(
+            &format!(
+                "SELECT (SELECT count(*) FROM (SELECT entity_id, t0 FROM {SURFACE} EXCEPT SELECT entity_id, t0 FROM temp.t0_grid)),
+                        (SELECT count(*) FROM (SELECT entity_id, t0 FROM temp.t0_grid EXCEPT SELECT entity_id, t0 FROM {SURFACE})),
+                        (SELECT count(*) - count(DISTINCT (entity_id, t0)) FROM {SURFACE})"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .ctx(|| format!("grid check of surface_{entry}"))?;
+    let mut notes = Vec::new();
+    if extra + missing + dup > 0 {
+        notes.push(format!(
+            "surface_{entry} is not one row per grid (entity, T0): {extra} keys not on the grid, {missing} grid keys missing, {dup} duplicate rows"
+        ));
+    }
+    Ok(notes)
+}
+
+/// Gated columns of `entry` that are non-NULL although no version of their artifact visible
+/// at T0 arrived within the SLA. Checked against the canonical table, not the store's views.
+pub fn sla_violations(c: &Connection, cfg: &CertifyConfig, entry: &str) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for g in cfg.sla.gated.iter().filter(|g| g.store == entry) {
+        let n: i64 = c
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM {SURFACE} s WHERE s.\"{col}\" IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM artifacts a WHERE a.entity_id = s.entity_id AND a.kind = ? AND NOT a.deleted
+                          AND a.observed_at <= s.t0 AND a.available_at <= s.t0
+                          AND a.available_at <= a.observed_at + to_hours(CAST(? AS BIGINT)))",
+                    col = g.column
+                ),
+                params![g.artifact, cfg.sla.hours],
+                |r| r.get(0),
+            )
+            .map_err(|e| Error::config(format!("surface_{entry}"), format!("SLA check of {}: {e}", g.column)))?;
+        if n > 0 {
+            notes.push(format!(
+                "SLA violation: {entry}.{} is non-NULL in {n} rows whose {} artifact was not available within {} h by T0",
+                g.column, g.artifact, cfg.sla.hours
+            ));
+        }
+    }
+    Ok(notes)
+}
+
+/// Dataset hashes of the surface's rows on each baseline T0 day, compared with the stored
+/// baselines. Returns (day, hash, rows) for every day and the drift notes.
+pub fn dataset_baselines(
+    c: &Connection,
+    cfg: &CertifyConfig,
+    entry: &str,
+    rebaseline: bool,
+) -> Result<(Vec<DayHash>, Vec<String>)> {
+    let strings = |sql: &str, p: &[&dyn duckdb::ToSql]| -> Result<Vec<String>> { t0_catalog::column(c, sql, p) };
+    let mut days = cfg.baseline_days.clone();
+    if days.is_empty() {
+        days = strings(
+            "SELECT DISTINCT CAST(t0_day AS VARCHAR) FROM certify_baselines WHERE entrypoint = ? ORDER BY 1",
+            &[&entry],
+        )?;
+    }
+    if days.is_empty() || rebaseline && cfg.baseline_days.is_empty() {
+        days = strings(
+            &format!(
+                "SELECT DISTINCT CAST(CAST(t0 AS DATE) AS VARCHAR) FROM {SURFACE} ORDER BY 1 LIMIT {}",
+                cfg.baseline_days_default
+            ),
+            &[],
+        )?;
+    }
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for day in days {
+        let (hash, rows) = t0_catalog::content_hash(
+            c,
+            &format!("SELECT * FROM {SURFACE} WHERE CAST(t0 AS DATE) = CAST(? AS DATE)"),
+            &[&day],
+        )?;
+        let previous: Option<String> = c
+            .query_row(
+                "SELECT dataset_hash FROM certify_baselines WHERE entrypoint = ? AND t0_day = CAST(? AS DATE)
+                 ORDER BY recorded_at DESC, run_id DESC LIMIT 1",
+                params![entry, day],
+                |r| r.get(0),
+            )
+            .ok();
+        if let Some(prev) = previous.filter(|p| *p != hash)
+            && !rebaseline
+        {
+            notes.push(format!("dataset drift on T0 day {day}: baseline {prev}, now {hash} ({rows} rows)"));
+        }
+        out.push((day, hash, rows));
+    }
+    Ok((out, notes))
+}
