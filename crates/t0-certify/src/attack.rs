@@ -320,19 +320,15 @@ fn inject_entities(c: &duckdb::Connection, at: &str, add: &mut dyn FnMut(&str, u
         ("observed_at", born),
     ];
     add("entities", insert(c, "entities", &new, &set, at)?);
-    let snap = "(SELECT 'attack-' || a.entity_id AS entity_id, a.t_first - INTERVAL 1 DAY AS observed_at
-                 FROM atk a WHERE EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = 'attack-' || a.entity_id AND e.batch_id = 'attack')) s";
-    let cols = t0_catalog::table_columns(c, "observations")?;
-    let mut set = vec![("entity_id", "s.entity_id".to_string()), ("observed_at", "s.observed_at".into())];
-    let nulls: Vec<(String, String)> = cols
-        .iter()
-        .filter(|(c, _)| {
-            !t0_project::vocab::BOOKKEEPING.contains(&c.as_str()) && c != "entity_id" && c != "observed_at"
-        })
-        .map(|(c, ty)| (c.clone(), perturb_expr(&format!("CAST(NULL AS {ty})"), ty)))
-        .collect();
-    set.extend(nulls.iter().map(|(c, v)| (c.as_str(), v.clone())));
-    add("observations", insert(c, "observations", snap, &set, at)?);
+    // The sibling's snapshot: the attacked entity's newest known values, perturbed.
+    let obs = known_at_first("observations", "entity_id");
+    let snap = format!(
+        "(SELECT 'attack-' || a.entity_id AS new_id, a.t_first - INTERVAL 1 DAY AS new_at, o.*
+          FROM atk a LEFT JOIN (SELECT * FROM {obs} WHERE r = 1) o ON o.entity_id = a.entity_id
+          WHERE EXISTS (SELECT 1 FROM entities e WHERE e.entity_id = 'attack-' || a.entity_id AND e.batch_id = 'attack')) s"
+    );
+    let set = [("entity_id", "s.new_id".to_string()), ("observed_at", "s.new_at".into())];
+    add("observations", insert(c, "observations", &snap, &set, at)?);
     Ok(())
 }
 

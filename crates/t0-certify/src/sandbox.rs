@@ -330,6 +330,10 @@ pub fn check_statement(stmt: &Statement, policy: &Policy) -> std::result::Result
         if let Some(p) = METADATA_PREFIXES.iter().find(|p| w.starts_with(*p)) {
             return Err(format!("`{w}` reads DuckDB's catalog or metadata (`{p}…`), which a feature store cannot see"));
         }
+        let after_paren = i > 0 && stmt.toks[i - 1] == Tok::Punct('(');
+        if after_paren && ["show", "describe", "summarize"].contains(&w.as_str()) {
+            return Err(format!("`({w} …)` reads the catalog's metadata, which a feature store cannot see"));
+        }
         if next == Some(&Tok::Punct('.')) && policy.qualifiers.contains(w) {
             return Err(format!(
                 "`{w}.` names a schema or database outside the sandbox; a store reads only the as-of views, t0_grid and certify_params"
@@ -628,6 +632,8 @@ mod tests {
             ("CREATE TEMP VIEW x AS SELECT * FROM system.main.x", "system."),
             ("CREATE TEMP VIEW x AS SELECT * FROM __t0_dry_raw.main.observations", "__t0"),
             ("CREATE TEMP VIEW x AS SELECT * FROM pragma_table_info('observations')", "pragma_"),
+            ("CREATE TEMP VIEW x AS SELECT * FROM (SHOW TABLES)", "show"),
+            ("CREATE TEMP VIEW x AS SELECT * FROM (DESCRIBE obs_asof)", "describe"),
         ] {
             let e = check(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");

@@ -23,10 +23,10 @@ struct Cli {
     common: Common,
     /// Certify config (YAML): T0 grid (`t0`), store parameters, SLA, baseline days and stores
     /// (see projects/clips/certify.yaml). Default: the project's certify.yaml.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Directory of feature-store SQL files. Default: the project's feature-stores/.
-    #[arg(long)]
+    #[arg(long, global = true)]
     stores: Option<PathBuf>,
     /// Accept a changed view definition or dataset in a strict store as its new baseline.
     #[arg(long)]
