@@ -337,6 +337,11 @@ struct Certified {
     days: Vec<DayHash>,
 }
 
+/// The latest run that certified a store (`?`), in recording order: with a pinned clock two
+/// runs share a certification time.
+const LATEST_CERTIFIED: &str = "FROM certificates c JOIN manifests m ON m.stage = 'certify' AND m.run_id = c.run_id
+     WHERE c.entrypoint = ? AND c.status = 'CERTIFIED' ORDER BY m.seq DESC LIMIT 1";
+
 /// What the previous certified run of a store offers the replay check.
 struct Previous {
     run_id: String,
@@ -350,15 +355,8 @@ struct Previous {
 /// hash (a tampered or missing previous surface is exit 3). `None` when there is none, or it
 /// predates the replay record.
 fn previous(root: &Root, catalog: &Catalog, entry: &str) -> Result<Option<Previous>> {
-    let run: Option<String> = catalog
-        .conn()
-        .query_row(
-            "SELECT run_id FROM certificates WHERE entrypoint = ? AND status = 'CERTIFIED'
-             ORDER BY certified_at DESC, run_id DESC LIMIT 1",
-            params![entry],
-            |r| r.get(0),
-        )
-        .ok();
+    let run: Option<String> =
+        catalog.conn().query_row(&format!("SELECT c.run_id {LATEST_CERTIFIED}"), params![entry], |r| r.get(0)).ok();
     let Some(run) = run else { return Ok(None) };
     let loaded = t0_manifest::load(root, catalog, STAGE, Some(&run))?;
     let report: CertifyReport = serde_json::from_value(loaded.manifest.summary.clone())
@@ -428,10 +426,14 @@ fn certify_store(
     t0_table::write_parquet(&path, built.schema.clone(), &built.batches)?;
     drop(built);
     if let Some(prev) = prev.filter(|pr| pr.definition_hash == p.definition_hash) {
-        let horizon = replay::horizon(catalog, &prev.knowledge, ctx.knowledge)?;
-        let window = replay::window(&prev.through, horizon.as_deref());
         let started = std::time::Instant::now();
-        let r = replay::compare(&prev.run_id, &prev.surface, &path, &window)?;
+        let r = replay::horizon(catalog, &prev.knowledge, ctx.knowledge)
+            .and_then(|h| {
+                replay::compare(&prev.run_id, &prev.surface, &path, &replay::window(&prev.through, h.as_deref()))
+            })
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&path);
+            })?;
         progress.note(&format!(
             "store {entry}: replay of {} rows against run {} in {:.2} s",
             r.compared,
@@ -465,11 +467,7 @@ fn certify_store(
 fn view_def_drift(catalog: &Catalog, entry: &str, vdh: &str, rebaseline: bool) -> Result<Vec<String>> {
     let previous: Option<String> = catalog
         .conn()
-        .query_row(
-            "SELECT view_def_hash FROM certificates WHERE entrypoint = ? AND status = 'CERTIFIED' ORDER BY certified_at DESC, run_id DESC LIMIT 1",
-            params![entry],
-            |r| r.get(0),
-        )
+        .query_row(&format!("SELECT c.view_def_hash {LATEST_CERTIFIED}"), params![entry], |r| r.get(0))
         .ok();
     Ok(match previous.filter(|p| p != vdh) {
         Some(prev) if !rebaseline => {
