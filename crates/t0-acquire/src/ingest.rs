@@ -533,7 +533,10 @@ impl Ingest<'_> {
 
     /// Insert one landed chunk in one transaction, with its checkpoint, which is told the rows
     /// inserted and the rows rejected here (duplicate keys within the file, unknown entities).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a chunk commit needs the source, table spec, columns, batch, file, landing copy, quarantine and checkpoint together"
+    )]
     fn commit_chunk(
         &self,
         src: &SourceConfig,

@@ -19,7 +19,7 @@ pub use t0_project::vocab::{CANONICAL, canonical_name};
 pub use config::{AcquireConfig, Availability, SourceConfig};
 pub use ingest::FileReport;
 
-pub const STAGE: &str = "acquire";
+pub const STAGE: t0_core::Stage = t0_core::Stage::Acquire;
 
 pub use t0_project::canonical_outputs;
 

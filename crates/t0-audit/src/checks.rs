@@ -217,7 +217,7 @@ pub fn probe(table: &str, check: &Check, as_of: &str, id: usize) -> Probe {
 
 /// Rows of a status column that break the state machine: a non-terminal state after a
 /// terminal one with no revival event between, or a state entered without its proving event.
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "every part of a state-machine check")]
 fn status_violations_sql(
     t: &str,
     key: &[String],

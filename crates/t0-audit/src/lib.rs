@@ -19,7 +19,7 @@ use t0_manifest::{Location, StageRun};
 
 pub use contract::{Contract, Severity};
 
-pub const STAGE: &str = "audit";
+pub const STAGE: t0_core::Stage = t0_core::Stage::Audit;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
@@ -37,7 +37,7 @@ pub struct Finding {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct AuditReport {
     pub run_id: String,
-    pub verdict: String,
+    pub verdict: t0_core::Verdict,
     pub data_hash: String,
     pub as_of: String,
     pub errors: u64,
@@ -224,7 +224,7 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
     }
     let failing = |s: Severity| findings.iter().filter(|f| f.severity == s && f.failing > 0).count() as u64;
     let (errors, warnings) = (failing(Severity::Error), failing(Severity::Warn));
-    let verdict = if errors == 0 { "PASS" } else { "FAIL" };
+    let verdict = if errors == 0 { t0_core::Verdict::Pass } else { t0_core::Verdict::Fail };
 
     // Record through a writable connection, opened once the read-only one is closed.
     let pending = run.detach();
@@ -272,7 +272,7 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
         }
         c.execute(
             "INSERT INTO audit_verdicts VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
-            params![run_id, data_hash, verdict, errors as i64, warnings as i64, now.trim_end_matches('Z')],
+            params![run_id, data_hash, verdict.as_str(), errors as i64, warnings as i64, now.trim_end_matches('Z')],
         )
         .ctx(|| "record verdict".into())?;
         Ok(())
@@ -297,8 +297,7 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
         )?,
         t0_manifest::record_output(root, &catalog, "audit.verdict", table("audit_verdicts", &["run_id"]))?,
     ];
-    let report =
-        AuditReport { run_id: run_id.clone(), verdict: verdict.into(), data_hash, as_of, errors, warnings, findings };
+    let report = AuditReport { run_id: run_id.clone(), verdict, data_hash, as_of, errors, warnings, findings };
     run.finish(&run_id, Some(verdict), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
 }

@@ -86,7 +86,7 @@ impl Env {
         let r = self.audit(contract, as_of).unwrap_or_else(|e| panic!("{contract}\n{e}"));
         assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
         let f = &r.findings[0];
-        assert_eq!(r.verdict, if f.failing > 0 { "FAIL" } else { "PASS" });
+        assert_eq!(r.verdict, if f.failing > 0 { t0_core::Verdict::Fail } else { t0_core::Verdict::Pass });
         f.failing
     }
 }
@@ -226,7 +226,7 @@ fn samples_are_capped_but_counts_are_not() {
 fn warn_level_failures_do_not_fail_the_verdict() {
     let env = env();
     let r = env.audit(&c("entities", "{type: not_null, columns: [parent_id], severity: warn}"), None).unwrap();
-    assert_eq!((r.verdict.as_str(), r.errors, r.warnings), ("PASS", 0, 1));
+    assert_eq!((r.verdict, r.errors, r.warnings), (t0_core::Verdict::Pass, 0, 1));
 }
 
 /// A malformed contract exits 2 naming file and line, and nothing is recorded.
@@ -289,7 +289,7 @@ fn the_shipped_contracts_are_valid_and_find_the_fixture_defects() {
     assert_eq!(failing("monotonic_counter"), 1);
     assert_eq!(failing("revived_after_terminal"), 1);
     assert_eq!(failing("orphan_parent"), 1);
-    assert_eq!(r.verdict, "FAIL");
+    assert_eq!(r.verdict, t0_core::Verdict::Fail);
 }
 
 #[test]
@@ -349,7 +349,7 @@ checks:
     assert!(f[0].sample[0].contains("relative change"), "{:?}", f[0]);
     assert_eq!(f[1].failing, 1, "{:?}", f[1]);
     assert_eq!(f[2].failing, 2, "PSI and KS both: {:?}", f[2]);
-    assert_eq!(r3.verdict, "FAIL");
+    assert_eq!(r3.verdict, t0_core::Verdict::Fail);
 }
 
 #[test]

@@ -8,10 +8,10 @@
 use duckdb::params;
 use t0_catalog::{Catalog, RootLock};
 use t0_core::error::Context;
-use t0_core::{Clock, Error, Progress, Result, Root};
+use t0_core::{Clock, Error, Progress, Result, Root, Verdict};
 use t0_manifest::{Location, StageRun};
 
-pub const STAGE: &str = "calibrate";
+pub const STAGE: t0_core::Stage = t0_core::Stage::Calibrate;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Thresholds {
@@ -30,6 +30,7 @@ impl Default for Thresholds {
 }
 
 pub struct CalibrateArgs {
+    pub project: t0_project::Project,
     pub thresholds: Thresholds,
     pub max_age_days: i64,
 }
@@ -38,7 +39,7 @@ pub struct CalibrateArgs {
 pub struct CalibrateReport {
     pub run_id: String,
     pub score_run: String,
-    pub state: String,
+    pub state: Verdict,
     pub reason: String,
     pub nominal: f64,
     pub coverage: Option<f64>,
@@ -51,19 +52,19 @@ pub struct CalibrateReport {
 }
 
 /// The acceptance state for an observed coverage.
-pub fn decide(t: &Thresholds, nominal: f64, coverage: Option<f64>, matured: u64) -> (&'static str, String) {
+pub fn decide(t: &Thresholds, nominal: f64, coverage: Option<f64>, matured: u64) -> (Verdict, String) {
     let Some(c) = coverage else {
-        return ("DERISK", "no matured outcomes yet".into());
+        return (Verdict::Derisk, "no matured outcomes yet".into());
     };
     let gap = (c - nominal).abs();
     if gap > t.derisk_tolerance {
-        ("BLOCK", format!("coverage {c:.3} is {gap:.3} from nominal {nominal} (> {})", t.derisk_tolerance))
+        (Verdict::Block, format!("coverage {c:.3} is {gap:.3} from nominal {nominal} (> {})", t.derisk_tolerance))
     } else if gap > t.pass_tolerance {
-        ("DERISK", format!("coverage {c:.3} is {gap:.3} from nominal {nominal} (> {})", t.pass_tolerance))
+        (Verdict::Derisk, format!("coverage {c:.3} is {gap:.3} from nominal {nominal} (> {})", t.pass_tolerance))
     } else if matured < t.min_matured {
-        ("DERISK", format!("only {matured} matured predictions (< {})", t.min_matured))
+        (Verdict::Derisk, format!("only {matured} matured predictions (< {})", t.min_matured))
     } else {
-        ("PASS", format!("coverage {c:.3} within {} of nominal {nominal}", t.pass_tolerance))
+        (Verdict::Pass, format!("coverage {c:.3} within {} of nominal {nominal}", t.pass_tolerance))
     }
 }
 
@@ -84,7 +85,7 @@ fn prom(report: &CalibrateReport) -> String {
     s.push_str(&format!("t0clip_matured_predictions{{score_run=\"{}\"}} {}\n", report.score_run, report.matured));
     s.push_str("# HELP t0clip_acceptance_state 1 for the current acceptance state, 0 for the others.\n");
     s.push_str("# TYPE t0clip_acceptance_state gauge\n");
-    for st in ["PASS", "DERISK", "BLOCK"] {
+    for st in [Verdict::Pass, Verdict::Derisk, Verdict::Block] {
         s.push_str(&format!("t0clip_acceptance_state{{state=\"{st}\"}} {}\n", u8::from(report.state == st)));
     }
     s
@@ -93,6 +94,7 @@ fn prom(report: &CalibrateReport) -> String {
 pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progress) -> Result<CalibrateReport> {
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
+    t0_project::schema::check(&catalog, &args.project)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, t0_core::config::value_hash(&args.thresholds));
     let score = t0_manifest::load(root, &catalog, t0_score::STAGE, None)?;
     // Predictions must come from a run trained on a certified surface.
@@ -111,7 +113,7 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
     }
     let certified = train.manifest.upstream.iter().filter(|u| u.stage == t0_certify::STAGE).any(|u| {
         t0_manifest::load(root, &catalog, t0_certify::STAGE, Some(&u.run_id))
-            .is_ok_and(|c| c.manifest_hash == u.manifest_hash && c.manifest.gate.as_deref() == Some("CERTIFIED"))
+            .is_ok_and(|c| c.manifest_hash == u.manifest_hash && c.manifest.gate == Some(Verdict::Certified))
     });
     if !certified {
         return Err(Error::Refused(format!(
@@ -156,7 +158,7 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
     let report = CalibrateReport {
         run_id: run_id.clone(),
         score_run: score.manifest.run_id.clone(),
-        state: state.into(),
+        state,
         reason,
         nominal,
         coverage,
@@ -174,7 +176,7 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
         .conn()
         .execute(
             "INSERT INTO acceptance VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
-            params![run_id, state, coverage, nominal, matured, clock.stamp().trim_end_matches('Z')],
+            params![run_id, state.as_str(), coverage, nominal, matured, clock.stamp().trim_end_matches('Z')],
         )
         .ctx(|| "record acceptance".into())?;
     let outputs = vec![
@@ -197,10 +199,10 @@ mod tests {
     #[test]
     fn acceptance_states_follow_the_coverage_gap() {
         let t = Thresholds::default();
-        assert_eq!(decide(&t, 0.9, Some(0.91), 100).0, "PASS");
-        assert_eq!(decide(&t, 0.9, Some(0.80), 100).0, "DERISK");
-        assert_eq!(decide(&t, 0.9, Some(0.60), 100).0, "BLOCK");
-        assert_eq!(decide(&t, 0.9, Some(0.90), 5).0, "DERISK");
-        assert_eq!(decide(&t, 0.9, None, 0).0, "DERISK");
+        assert_eq!(decide(&t, 0.9, Some(0.91), 100).0, Verdict::Pass);
+        assert_eq!(decide(&t, 0.9, Some(0.80), 100).0, Verdict::Derisk);
+        assert_eq!(decide(&t, 0.9, Some(0.60), 100).0, Verdict::Block);
+        assert_eq!(decide(&t, 0.9, Some(0.90), 5).0, Verdict::Derisk);
+        assert_eq!(decide(&t, 0.9, None, 0).0, Verdict::Derisk);
     }
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use duckdb::arrow::datatypes::SchemaRef;
 use duckdb::arrow::record_batch::RecordBatch;
-use duckdb::{Config, Connection, params};
+use duckdb::{Config, Connection};
 use t0_core::error::Context;
 use t0_core::{Error, Result, Root};
 
@@ -143,13 +143,6 @@ impl Catalog {
             .query_map([table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .ctx(|| format!("read schema of {table}"))?;
         rows.collect::<std::result::Result<_, _>>().ctx(|| format!("read schema of {table}"))
-    }
-
-    /// Next value of a monotone sequence column (`seq`) of `table`.
-    pub fn next_seq(&self, table: &str) -> Result<i64> {
-        self.conn
-            .query_row(&format!("SELECT coalesce(max(seq), 0) + 1 FROM {table}"), params![], |r| r.get(0))
-            .ctx(|| format!("next seq of {table}"))
     }
 
     /// Run `f` inside one transaction: all of its catalog changes commit together or none do.

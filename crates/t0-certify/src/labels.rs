@@ -10,7 +10,7 @@ use t0_project::{Agg, LabelKind, Project};
 
 use crate::CertifyArgs;
 
-pub const STAGE: &str = "labels";
+pub const STAGE: t0_core::Stage = t0_core::Stage::Labels;
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct LabelsReport {
@@ -41,7 +41,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     t0_project::schema::check(&catalog, project)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
     let cert = t0_manifest::load(root, &catalog, crate::STAGE, None)?;
-    if cert.manifest.gate.as_deref() != Some("CERTIFIED") {
+    if cert.manifest.gate != Some(t0_core::Verdict::Certified) {
         return Err(Error::Refused(format!("certify run {} is not CERTIFIED: no labels for it", cert.manifest.run_id)));
     }
     let first = cert.manifest.outputs.iter().find(|o| o.name.starts_with("surface.")).map(|o| o.name.clone());

@@ -25,11 +25,11 @@ use duckdb::params;
 use serde::{Deserialize, Serialize};
 use t0_catalog::{Catalog, RootLock};
 use t0_core::error::Context;
-use t0_core::{Clock, Error, Progress, Result, Root};
+use t0_core::{Clock, Error, Progress, Result, Root, Stage, Verdict};
 use t0_manifest::{Loaded, Location, StageRun};
 use t0_project::Project;
 
-pub const STAGE: &str = "certify";
+pub const STAGE: t0_core::Stage = t0_core::Stage::Certify;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -182,7 +182,7 @@ pub struct StoreResult {
     pub entrypoint: String,
     /// The closure's files, in order (the guard re-hashes them).
     pub files: Vec<String>,
-    pub status: String,
+    pub status: Verdict,
     pub view_def_hash: String,
     pub dataset_hash: Option<String>,
     pub rows: u64,
@@ -203,7 +203,7 @@ pub struct CertifyReport {
     /// Where the store SQL came from (absolute); `None` for the built-in project's stores.
     pub stores_dir: Option<String>,
     pub project: serde_json::Value,
-    pub status: String,
+    pub status: Verdict,
     pub stores: Vec<StoreResult>,
     /// The latest moment a T0 could take (the clock, and the data's latest availability).
     #[serde(default)]
@@ -359,8 +359,7 @@ fn previous(root: &Root, catalog: &Catalog, entry: &str) -> Result<Option<Previo
         catalog.conn().query_row(&format!("SELECT c.run_id {LATEST_CERTIFIED}"), params![entry], |r| r.get(0)).ok();
     let Some(run) = run else { return Ok(None) };
     let loaded = t0_manifest::load(root, catalog, STAGE, Some(&run))?;
-    let report: CertifyReport = serde_json::from_value(loaded.manifest.summary.clone())
-        .map_err(|e| Error::Refused(format!("certify run {run}: unreadable summary: {e}")))?;
+    let report = certify_report(&loaded)?;
     let Some(s) = report.stores.iter().find(|s| s.entrypoint == entry) else { return Ok(None) };
     let Some(through) = report.grid_through.clone().filter(|_| !s.definition_hash.is_empty()) else {
         return Ok(None);
@@ -398,7 +397,7 @@ fn certify_store(
     let mut result = StoreResult {
         entrypoint: entry.clone(),
         files: p.files.iter().map(|(f, _)| f.clone()).collect(),
-        status: "FAILED".into(),
+        status: Verdict::Failed,
         view_def_hash: p.view_def_hash.clone(),
         dataset_hash: None,
         rows: 0,
@@ -456,7 +455,7 @@ fn certify_store(
     result.notes.extend(drift.iter().map(|d| format!("{d} (drift-tolerant store: recorded and rebaselined)")));
     let out =
         t0_manifest::record_output(ctx.root, catalog, &format!("surface.{entry}"), Location::per_entity_t0(&rel))?;
-    result.status = "CERTIFIED".into();
+    result.status = Verdict::Certified;
     result.dataset_hash = Some(out.content_hash.clone());
     result.rows = out.rows.unwrap_or(0);
     result.path = Some(rel);
@@ -479,8 +478,8 @@ fn view_def_drift(catalog: &Catalog, entry: &str, vdh: &str, rebaseline: bool) -
 
 /// The audit gate: the latest audit passed and the canonical data is still what it passed.
 fn consume_audit(root: &Root, catalog: &Catalog, run: &mut StageRun) -> Result<Loaded> {
-    let audit = t0_manifest::load(root, catalog, "audit", None)?;
-    if audit.manifest.gate.as_deref() != Some("PASS") {
+    let audit = t0_manifest::load(root, catalog, Stage::Audit, None)?;
+    if audit.manifest.gate != Some(Verdict::Pass) {
         return Err(Error::Refused(format!(
             "the latest audit (run {}) did not pass: open error-level findings; heal and audit again",
             audit.manifest.run_id
@@ -547,8 +546,8 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     progress.finish();
 
     let outputs = write_certificates(&ctx, &catalog, &done, &audit, &now)?;
-    let all_ok = done.iter().all(|d| d.result.status == "CERTIFIED");
-    let status = if all_ok { "CERTIFIED" } else { "FAILED" };
+    let all_ok = done.iter().all(|d| d.result.status == Verdict::Certified);
+    let status = if all_ok { Verdict::Certified } else { Verdict::Failed };
     let stores_dir = match stores_dir(args) {
         Some(d) => {
             Some(std::fs::canonicalize(&d).map_err(|e| t0_core::config::unreadable(&d, e))?.display().to_string())
@@ -559,7 +558,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         run_id: run_id.clone(),
         stores_dir,
         project: args.project.provenance(),
-        status: status.into(),
+        status,
         stores: done.into_iter().map(|d| d.result).collect(),
         grid_through: through,
         knowledge,
@@ -607,7 +606,7 @@ fn write_certificates(
         )?);
         conn.execute(
             "INSERT INTO certificates VALUES (?, ?, ?, CAST(? AS TIMESTAMP), ?, ?, CAST(? AS TIMESTAMP), CAST(? AS TIMESTAMP), ?, ?)",
-            params![ctx.run_id, s.entrypoint, s.status, ts(now), s.view_def_hash, s.dataset_hash.clone().unwrap_or_default(), t0_min, t0_max, s.rows as i64, s.notes.join("; ")],
+            params![ctx.run_id, s.entrypoint, s.status.as_str(), ts(now), s.view_def_hash, s.dataset_hash.clone().unwrap_or_default(), t0_min, t0_max, s.rows as i64, s.notes.join("; ")],
         )
         .ctx(|| "record certificate".into())?;
         for (day, hash, rows) in days {
@@ -625,11 +624,11 @@ fn write_certificates(
 /// `max_age_days` by `clock`. Returns the verified manifest.
 pub fn guard(root: &Root, catalog: &Catalog, clock: &Clock, max_age_days: i64) -> Result<Loaded> {
     let cert = t0_manifest::load(root, catalog, STAGE, None)?;
-    if cert.manifest.gate.as_deref() != Some("CERTIFIED") {
+    if cert.manifest.gate != Some(Verdict::Certified) {
         return Err(Error::Refused(format!(
             "certify run {} is {}: no training or scoring on an uncertified surface",
             cert.manifest.run_id,
-            cert.manifest.gate.as_deref().unwrap_or("not certified")
+            cert.manifest.gate.map_or("not certified", Verdict::as_str)
         )));
     }
     let certified: DateTime<Utc> = t0_core::clock::parse_utc(&cert.manifest.finished_at).ok_or_else(|| {
@@ -651,33 +650,32 @@ pub fn guard(root: &Root, catalog: &Catalog, clock: &Clock, max_age_days: i64) -
 /// Refuse a certificate whose stores' SQL has changed since it was issued: re-hash each
 /// certified closure from where it was read (the built-in stores, or the recorded directory).
 fn view_def_unchanged(cert: &Loaded) -> Result<()> {
-    let summary = &cert.manifest.summary;
-    let dir = summary["stores_dir"].as_str().map(PathBuf::from);
-    for s in summary["stores"].as_array().into_iter().flatten().filter(|s| s["status"] == "CERTIFIED") {
-        let entry = s["entrypoint"].as_str().unwrap_or_default();
-        let files: Vec<String> =
-            s["files"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_string)).collect();
+    let report = certify_report(cert)?;
+    let dir = report.stores_dir.as_deref().map(PathBuf::from);
+    for s in report.stores.iter().filter(|s| s.status == Verdict::Certified) {
         let closure =
-            files
-                .iter()
-                .map(|f| Ok((f.clone(), read_sql(dir.as_deref(), f)?)))
-                .collect::<Result<Vec<_>>>()
-                .map_err(|e| Error::Refused(format!("store {entry} of certify run {}: {e}", cert.manifest.run_id)))?;
+            s.files.iter().map(|f| Ok((f.clone(), read_sql(dir.as_deref(), f)?))).collect::<Result<Vec<_>>>().map_err(
+                |e| Error::Refused(format!("store {} of certify run {}: {e}", s.entrypoint, cert.manifest.run_id)),
+            )?;
         let now = view_def_hash(&closure);
-        let certified = s["view_def_hash"].as_str().unwrap_or_default();
-        if now != certified {
+        if now != s.view_def_hash {
             return Err(Error::Refused(format!(
-                "view-definition drift: store {entry} was certified (run {}) as {certified}, its SQL now hashes to {now}; certify again",
-                cert.manifest.run_id
+                "view-definition drift: store {} was certified (run {}) as {}, its SQL now hashes to {now}; certify again",
+                s.entrypoint, cert.manifest.run_id, s.view_def_hash
             )));
         }
     }
     Ok(())
 }
 
+/// The report a certify run recorded in its (verified) manifest.
+fn certify_report(cert: &Loaded) -> Result<CertifyReport> {
+    serde_json::from_value(cert.manifest.summary.clone())
+        .map_err(|e| Error::Refused(format!("certify run {}: unreadable summary: {e}", cert.manifest.run_id)))
+}
+
 /// View-definition hash the certificate recorded for `entrypoint`.
 pub fn certified_view_def(cert: &Loaded, entrypoint: &str) -> Option<String> {
-    cert.manifest.summary["stores"].as_array()?.iter().find(|s| s["entrypoint"] == entrypoint)?["view_def_hash"]
-        .as_str()
-        .map(str::to_string)
+    let report = certify_report(cert).ok()?;
+    report.stores.into_iter().find(|s| s.entrypoint == entrypoint).map(|s| s.view_def_hash)
 }

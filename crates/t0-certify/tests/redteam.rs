@@ -19,13 +19,13 @@ use t0_catalog::Catalog;
 use t0_certify::sandbox::{self, Policy, Session};
 use t0_certify::{CertifyArgs, CertifyConfig, Closure, GridMode};
 use t0_core::rng::SplitMix as Rng;
-use t0_core::{Clock, NoProgress, Root};
+use t0_core::{Clock, NoProgress, Root, Verdict};
 
 fn clock(at: &str) -> Clock {
     Clock::from_arg(Some(at)).unwrap()
 }
 
-fn audit(root: &Root, at: &str) -> String {
+fn audit(root: &Root, at: &str) -> Verdict {
     let args = AuditArgs {
         project: t0_project::Project::builtin(),
         sample: 3,
@@ -39,7 +39,7 @@ fn audit(root: &Root, at: &str) -> String {
 /// Audit, heal while the audit fails, until it passes.
 fn audit_heal(root: &Root, at: &str) {
     for _ in 0..3 {
-        if audit(root, at) == "PASS" {
+        if audit(root, at) == Verdict::Pass {
             return;
         }
         let args = t0_heal::HealArgs::default();
@@ -145,7 +145,7 @@ fn attack(stores: Option<&Path>) -> Attack {
     acquire(t1);
     audit_heal(&root, t1);
     let first = certify(&root, t1, stores, false);
-    assert_eq!(first.status, "CERTIFIED", "{:?}", first.stores);
+    assert_eq!(first.status, Verdict::Certified, "{:?}", first.stores);
     let before = surfaces(&root, &first);
 
     // Every T0 and every availability so far lie before `after`.
@@ -215,7 +215,7 @@ fn shift(ts: &str, hours: i64) -> String {
 #[test]
 fn facts_from_after_t0_change_no_certified_value() {
     let a = attack(None);
-    assert_eq!(a.second.status, "CERTIFIED", "strict stores saw drift: {:?}", a.second.stores);
+    assert_eq!(a.second.status, Verdict::Certified, "strict stores saw drift: {:?}", a.second.stores);
     for (entry, n) in &a.changed {
         assert!(a.compared[entry] >= 300, "{entry}: only {} rows compared", a.compared[entry]);
         assert_eq!(*n, 0, "{entry}: {n} of {} rows changed after the attack", a.compared[entry]);
@@ -245,10 +245,10 @@ fn leaky_stores() -> tempfile::TempDir {
 fn the_replay_check_fails_a_store_that_reads_past_its_t0() {
     let stores = leaky_stores();
     let a = attack(Some(stores.path()));
-    assert_eq!(a.second.status, "FAILED");
+    assert_eq!(a.second.status, Verdict::Failed);
     for entry in ["base", "history"] {
         let s = store(&a.second, entry);
-        assert_eq!(s.status, "FAILED", "{entry}: {:?}", s.notes);
+        assert_eq!(s.status, Verdict::Failed, "{entry}: {:?}", s.notes);
         let r = s.replay.as_ref().unwrap();
         assert!(r.changed > 0, "{entry}: {r:?}");
         let notes = s.notes.join("; ");
@@ -258,7 +258,7 @@ fn the_replay_check_fails_a_store_that_reads_past_its_t0() {
     assert!(store(&a.second, "base").replay.as_ref().unwrap().columns.contains_key("views_t0"));
     // Stores that never read the leaky view replay cleanly.
     for entry in ["modality", "text"] {
-        assert_eq!(store(&a.second, entry).status, "CERTIFIED", "{entry}");
+        assert_eq!(store(&a.second, entry).status, Verdict::Certified, "{entry}");
     }
 }
 
@@ -616,7 +616,7 @@ fn late_artifacts_stay_null_and_an_ungated_column_fails_the_sla() {
     audit_heal(&root, at);
 
     let ok = certify(&root, at, None, false);
-    assert_eq!(ok.status, "CERTIFIED", "{:?}", ok.stores);
+    assert_eq!(ok.status, Verdict::Certified, "{:?}", ok.stores);
     let surface = root.join(store(&ok, "modality").path.as_ref().unwrap());
     let cat = Catalog::in_memory().unwrap();
     let lit = t0_catalog::quote_literal(&surface.display().to_string());
@@ -638,7 +638,7 @@ fn late_artifacts_stay_null_and_an_ungated_column_fails_the_sla() {
             },
         );
     let r = certify(&root, at, Some(ungated.path()), true);
-    assert_eq!(r.status, "FAILED");
+    assert_eq!(r.status, Verdict::Failed);
     let notes = store(&r, "modality").notes.join("; ");
     assert!(notes.contains("SLA violation: modality.title_words"), "{notes}");
     assert!(notes.contains("modality.title_chars"), "{notes}");
@@ -647,7 +647,7 @@ fn late_artifacts_stay_null_and_an_ungated_column_fails_the_sla() {
 #[test]
 fn drift_fails_a_strict_store_and_is_recorded_by_a_tolerant_one() {
     let (_dirs, root, at) = healed_clips(120);
-    assert_eq!(certify(&root, at, None, false).status, "CERTIFIED");
+    assert_eq!(certify(&root, at, None, false).status, Verdict::Certified);
 
     // Layout and comments do not move a view-definition hash: the same certification again.
     let cosmetic = store_copy(|_, sql| format!("-- reviewed\n{}", sql.replace("\n", "\n\n")));
@@ -667,14 +667,14 @@ fn drift_fails_a_strict_store_and_is_recorded_by_a_tolerant_one() {
         _ => sql,
     });
     let r = certify(&root, at, Some(edited.path()), false);
-    assert_eq!(r.status, "FAILED");
+    assert_eq!(r.status, Verdict::Failed);
     let base = store(&r, "base").notes.join("; ");
     assert!(base.contains("view-definition drift in store base") && base.contains("strict store"), "{base}");
     assert!(base.contains("dataset drift on T0 day"), "{base}");
     let text = store(&r, "text");
-    assert_eq!(text.status, "CERTIFIED");
+    assert_eq!(text.status, Verdict::Certified);
     assert!(text.notes.join("; ").contains("drift-tolerant store: recorded and rebaselined"), "{:?}", text.notes);
     // --rebaseline accepts the new definition.
     let r = certify(&root, at, Some(edited.path()), true);
-    assert_eq!(r.status, "CERTIFIED", "{:?}", r.stores);
+    assert_eq!(r.status, Verdict::Certified, "{:?}", r.stores);
 }

@@ -84,7 +84,11 @@ pub enum ShowCmd {
 
 /// `<stage> show [RUN]`: the summary a recorded run wrote (the latest when `run` is `None`),
 /// read back through its verified manifest, as the stage's report type.
-pub fn show<T: serde::de::DeserializeOwned>(root: &Root, stage: &str, run: Option<&str>) -> t0_core::Result<T> {
+pub fn show<T: serde::de::DeserializeOwned>(
+    root: &Root,
+    stage: t0_core::Stage,
+    run: Option<&str>,
+) -> t0_core::Result<T> {
     if !root.catalog().exists() {
         return Err(t0_core::Error::Refused(format!("no catalog at {}", root.catalog().display())));
     }

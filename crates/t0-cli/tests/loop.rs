@@ -164,8 +164,16 @@ fn the_loop_leaves_manifests_model_predictions_and_acceptance() {
     find(root, "runs/", "model.json");
     find(root, "lake/predictions/", "predictions.parquet");
     find(root, "calib/", "report.json");
+    // The exported acceptance gauge is 1 for the state calibrate decided and 0 for the others.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join(find(root, "calib/", "report.json"))).unwrap())
+            .unwrap();
+    let state = report["state"].as_str().unwrap();
     let prom = std::fs::read_to_string(root.join("metrics/calibrate.prom")).unwrap();
-    assert!(prom.contains("t0clip_acceptance_state{state=\"PASS\"}"), "{prom}");
+    for st in ["PASS", "DERISK", "BLOCK"] {
+        let line = format!("t0clip_acceptance_state{{state=\"{st}\"}} {}", u8::from(st == state));
+        assert!(prom.lines().any(|l| l == line), "{line} missing:\n{prom}");
+    }
     let ledger = expect(root, "heal", &["verify-ledger", "--json"], 0);
     assert!(ledger.stdout.contains("\"first_broken\":null"), "{}", ledger.stdout);
 }
@@ -271,7 +279,17 @@ fn embed_files(root: &Path) -> Vec<(String, Vec<u8>)> {
 fn until_labels(root: &Path, input: &Path) {
     expect(root, "acquire", &["--input", input.to_str().unwrap()], 0);
     let audit = expect(root, "audit", &["--json"], 1);
-    assert!(audit.stdout.contains("monotonic_counter"), "{}", audit.stdout);
+    let findings: serde_json::Value = serde_json::from_str(audit.stdout.trim()).unwrap();
+    let failing = |check: &str| -> u64 {
+        findings["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == check)
+            .map(|f| f["failing"].as_u64().unwrap())
+            .sum()
+    };
+    assert!(failing("monotonic_counter") > 0, "{}", audit.stdout);
     expect(root, "heal", &[], 0);
     expect(root, "audit", &[], 0);
     expect(root, "certify", &[], 0);
@@ -885,7 +903,11 @@ fn the_gapminder_panel_runs_to_a_trained_model_and_calibrated_predictions() {
     // Categorical continent levels became features.
     let model = std::fs::read_to_string(dir.path().join(find(dir.path(), "runs/", "model.json"))).unwrap();
     assert!(model.contains("continent=Europe"), "continent levels are features");
-    assert!(!model.contains("\"y_log_gdp\",") || model.contains("\"target\": \"y_log_gdp\""));
+    // No label is a feature column.
+    let m: serde_json::Value = serde_json::from_str(&model).unwrap();
+    assert_eq!(m["target"], "y_log_gdp");
+    let cols: Vec<&str> = m["columns"].as_array().unwrap().iter().map(|c| c["column"].as_str().unwrap()).collect();
+    assert!(cols.len() > 5 && cols.iter().all(|c| !c.starts_with("y_")), "{cols:?}");
     // Same inputs, same model: a second root gives identical model bytes.
     let again = tempfile::tempdir().unwrap();
     gapminder_loop(again.path(), &repo("projects/gapminder"));

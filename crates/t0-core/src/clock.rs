@@ -7,7 +7,6 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     now: DateTime<Utc>,
-    pinned: bool,
 }
 
 impl Clock {
@@ -15,11 +14,11 @@ impl Clock {
         // Whole microseconds: the resolution of a DuckDB TIMESTAMP.
         let now = Utc::now();
         let micros = now.timestamp_micros();
-        Clock { now: DateTime::from_timestamp_micros(micros).unwrap_or(now), pinned: false }
+        Clock { now: DateTime::from_timestamp_micros(micros).unwrap_or(now) }
     }
 
     pub fn pinned(now: DateTime<Utc>) -> Self {
-        Clock { now, pinned: true }
+        Clock { now }
     }
 
     /// `Some(text)` pins the clock to that instant; `None` uses the wall clock.
@@ -34,10 +33,6 @@ impl Clock {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.now
-    }
-
-    pub fn is_pinned(&self) -> bool {
-        self.pinned
     }
 
     /// ISO-8601 with microseconds and a `Z`, the form used in manifests.

@@ -4,17 +4,6 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
-/// Load a YAML file into `T`, naming the file, line and column on error. Returns the value and
-/// the blake3 of the file's bytes (the config hash recorded in manifests).
-pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<(T, String)> {
-    let bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
-    let value = serde_yaml::from_slice(&bytes).map_err(|e| {
-        let at = e.location().map(|l| format!("line {}, column {}: ", l.line(), l.column())).unwrap_or_default();
-        Error::config(path, format!("{at}{e}"))
-    })?;
-    Ok((value, crate::blake3_hex(&bytes)))
-}
-
 /// Parse YAML `text` into `T`; `name` (a file) is named with the line and column on error.
 pub fn parse_yaml<T: DeserializeOwned>(name: &str, text: &str) -> Result<T> {
     serde_yaml::from_str(text).map_err(|e| {

@@ -10,11 +10,13 @@ pub mod fsio;
 pub mod progress;
 pub mod rng;
 pub mod root;
+pub mod stage;
 
 pub use clock::Clock;
 pub use error::{Error, ExitCode, Result};
 pub use progress::{NoProgress, Progress};
 pub use root::Root;
+pub use stage::{Stage, Verdict};
 
 /// Version of the code that produced an output; recorded in every manifest.
 pub const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");

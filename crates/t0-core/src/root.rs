@@ -28,8 +28,8 @@ impl Root {
         self.path.join(rel)
     }
 
-    pub fn manifest(&self, stage: &str, run_id: &str) -> PathBuf {
-        self.path.join("manifests").join(stage).join(format!("{run_id}.json"))
+    pub fn manifest(&self, stage: crate::Stage, run_id: &str) -> PathBuf {
+        self.path.join("manifests").join(stage.as_str()).join(format!("{run_id}.json"))
     }
 
     /// `abs` relative to the root, with `/` separators, for recording in manifests.

@@ -180,6 +180,7 @@ impl EfficientNetLite0 {
         })?;
         h.update_reader(f).map_err(|e| ModelError::new(weights, e.to_string()))?;
         // SAFETY: the weights file is opened read-only and not modified while mapped.
+        #[expect(unsafe_code, reason = "memory-mapped weights: candle's loader is unsafe by signature")]
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.map_err(err)?;
         let stem = dense(&vb, "_conv_stem", "_bn0", (32, 3, 3, 3)).map_err(err)?;
         let mut blocks = Vec::new();

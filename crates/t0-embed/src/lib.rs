@@ -42,7 +42,7 @@ use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Location, StageRun};
 use t0_project::def::MediaKind;
 
-pub const STAGE: &str = "embed";
+pub const STAGE: t0_core::Stage = t0_core::Stage::Embed;
 /// Marks a load failure that is an integrity violation (refused, exit 3), not bad media.
 const TAMPERED: &str = "tampered: ";
 
@@ -395,7 +395,6 @@ impl Extractor {
 
 /// Vectors for the distinct inputs `items` ((content hash, bytes loader)) under `ext`, from
 /// the cache or computed in parallel; failures are quarantined.
-#[allow(clippy::too_many_arguments)]
 fn compute(
     ext: &Extractor,
     items: &[(String, PathBuf)],
@@ -530,6 +529,7 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
 
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
+    t0_project::schema::check(&catalog, &args.project)?;
     let config_hash = t0_core::config::value_hash(&(
         "embed-v2",
         serde_json::to_value(decl).expect("plain struct"),

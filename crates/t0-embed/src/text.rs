@@ -82,6 +82,7 @@ impl TextModel {
         let f = std::fs::File::open(&weights).map_err(|e| ModelError::new(&weights, format!("cannot be read: {e}")))?;
         h.update_reader(f).map_err(|e| ModelError::new(&weights, e.to_string()))?;
         // SAFETY: the weights file is opened read-only and not modified while mapped.
+        #[expect(unsafe_code, reason = "memory-mapped weights: candle's loader is unsafe by signature")]
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
             .map_err(|e| ModelError::new(&weights, e.to_string()))?;
         let model = BertModel::load(vb, &config).map_err(|e| ModelError::new(&weights, e.to_string()))?;

@@ -108,24 +108,6 @@ pub fn frames(bytes: &[u8], path: &Path) -> Result<Vec<Rgb>, String> {
     Ok(sample(frames))
 }
 
-/// The frames of a directory of images (sorted by file name), sampled.
-pub fn frames_from_dir(dir: &Path) -> Result<Vec<Rgb>, String> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("frame directory {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    names.sort();
-    let frames = names
-        .iter()
-        .map(|p| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display())).and_then(|b| crate::image::decode(&b)))
-        .collect::<Result<Vec<_>, _>>()?;
-    if frames.is_empty() {
-        return Err(format!("frame directory {}: no frames", dir.display()));
-    }
-    Ok(sample(frames))
-}
-
 fn mean_std(xs: &[f64]) -> (f64, f64) {
     let n = xs.len().max(1) as f64;
     let m = xs.iter().sum::<f64>() / n;

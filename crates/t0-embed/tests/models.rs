@@ -1,6 +1,7 @@
 //! Equality of the Rust extractors with their Python peers, on real weights and real media
 //! fetched by scripts/fetch-models.sh (the test command runs it first). The references were
 //! computed once in Python (scripts/reference/) and are committed under tests/fixtures.
+#![expect(clippy::print_stderr, reason = "the equality tests report their worst differences")]
 
 use std::path::PathBuf;
 

@@ -26,7 +26,7 @@ use t0_manifest::{Location, StageRun};
 pub use apply::{GENESIS, Patch, entry_hash};
 use rules::{PlanContext, RuleSet};
 
-pub const STAGE: &str = "heal";
+pub const STAGE: t0_core::Stage = t0_core::Stage::Heal;
 
 /// The batch id of the versions a heal run appends.
 pub fn batch_id(run_id: &str) -> String {
@@ -137,7 +137,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     let ruleset = RuleSet::load(args.rules.as_deref(), &args.project)?;
     ruleset.validate(&catalog)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, ruleset.hash.clone());
-    let audit = t0_manifest::load(root, &catalog, "audit", None)?;
+    let audit = t0_manifest::load(root, &catalog, t0_core::Stage::Audit, None)?;
     run.consume(&audit, &["audit.findings", "audit.failing"])?;
     let run_id = run.run_id("");
     // The same audit answered with the same rules by the same code: already done.
@@ -146,7 +146,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     }
     // The ledger this run appends to must be what its runs recorded.
     if let Some((stage, last)) = t0_manifest::latest_producer(&catalog, t0_project::LEDGER_OUTPUT)? {
-        let m = t0_manifest::load(root, &catalog, &stage, Some(&last))?;
+        let m = t0_manifest::load(root, &catalog, stage, Some(&last))?;
         t0_manifest::verify_output(root, &catalog, &m.manifest, m.manifest.output(t0_project::LEDGER_OUTPUT)?)
             .map_err(|e| {
                 Error::Refused(format!("the heal ledger of run {last} changed: {e}; see `heal verify-ledger`"))

@@ -383,7 +383,7 @@ fn revert_restores_pre_images_and_refuses_after_a_later_change() {
     // Heal again, then the source changes a repaired cell: reverting that heal is refused and
     // names the cell.
     env.heal("2026-02-07T00:00:00Z").unwrap();
-    let healed2 = t0_manifest::latest_run_id(&env.catalog(), "heal").unwrap().unwrap();
+    let healed2 = t0_manifest::latest_run_id(&env.catalog(), t0_core::Stage::Heal).unwrap().unwrap();
     let changed = OBSERVATIONS.replace("c1,2026-01-04 00:00:00,80,8,1", "c1,2026-01-04 00:00:00,90,8,1");
     std::fs::write(env.input.path().join("observations.csv"), changed).unwrap();
     env.acquire();

@@ -12,7 +12,7 @@ use duckdb::params;
 use serde::{Deserialize, Serialize};
 use t0_catalog::Catalog;
 use t0_core::error::Context;
-use t0_core::{Clock, Error, Result, Root};
+use t0_core::{Clock, Error, Result, Root, Stage, Verdict};
 use t0_table::ParquetSet;
 
 pub const MANIFEST_SCHEMA: u32 = 1;
@@ -20,12 +20,12 @@ pub const MANIFEST_SCHEMA: u32 = 1;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     pub schema: u32,
-    pub stage: String,
+    pub stage: Stage,
     pub run_id: String,
     pub status: String,
     /// The gate's decision where the stage has one (audit PASS/FAIL, certify CERTIFIED/FAILED,
     /// calibrate PASS/DERISK/BLOCK).
-    pub gate: Option<String>,
+    pub gate: Option<Verdict>,
     pub inputs: Vec<Output>,
     pub outputs: Vec<Output>,
     pub config_hash: String,
@@ -46,7 +46,7 @@ impl Manifest {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UpstreamRef {
-    pub stage: String,
+    pub stage: Stage,
     pub run_id: String,
     pub manifest_hash: String,
 }
@@ -148,7 +148,7 @@ pub fn verify_output(root: &Root, catalog: &Catalog, producer: &Manifest, out: &
             "{what}; recorded by {} run {} ({}). Re-run {} or restore the file.",
             producer.stage,
             producer.run_id,
-            root.relative(&root.manifest(&producer.stage, &producer.run_id)),
+            root.relative(&root.manifest(producer.stage, &producer.run_id)),
             producer.stage
         ))
     };
@@ -218,12 +218,12 @@ pub struct Loaded {
 }
 
 /// Load `stage`'s manifest `run_id`, or the latest one recorded when `run_id` is `None`.
-pub fn load(root: &Root, catalog: &Catalog, stage: &str, run_id: Option<&str>) -> Result<Loaded> {
+pub fn load(root: &Root, catalog: &Catalog, stage: Stage, run_id: Option<&str>) -> Result<Loaded> {
     let row: Option<(String, String, String)> = {
         let sql = "SELECT run_id, manifest_path, manifest_hash FROM manifests \
                    WHERE stage = ? AND (? IS NULL OR run_id = ?) ORDER BY seq DESC LIMIT 1";
         let mut stmt = catalog.conn().prepare(sql).ctx(|| "prepare manifest lookup".into())?;
-        let mut rows = stmt.query(params![stage, run_id, run_id]).ctx(|| "manifest lookup".into())?;
+        let mut rows = stmt.query(params![stage.as_str(), run_id, run_id]).ctx(|| "manifest lookup".into())?;
         match rows.next().ctx(|| "manifest lookup".into())? {
             Some(r) => Some((
                 r.get(0).ctx(|| "run_id".into())?,
@@ -252,22 +252,22 @@ pub fn load(root: &Root, catalog: &Catalog, stage: &str, run_id: Option<&str>) -
 }
 
 /// Every recorded run id of `stage`, oldest first.
-pub fn run_ids(catalog: &Catalog, stage: &str) -> Result<Vec<String>> {
+pub fn run_ids(catalog: &Catalog, stage: Stage) -> Result<Vec<String>> {
     let mut stmt = catalog
         .conn()
         .prepare("SELECT run_id FROM manifests WHERE stage = ? ORDER BY seq")
         .ctx(|| "prepare run lookup".into())?;
-    let rows = stmt.query_map(params![stage], |r| r.get(0)).ctx(|| "run lookup".into())?;
+    let rows = stmt.query_map(params![stage.as_str()], |r| r.get(0)).ctx(|| "run lookup".into())?;
     rows.collect::<std::result::Result<_, _>>().ctx(|| "run lookup".into())
 }
 
 /// The run id of `stage`'s latest recorded run, if any.
-pub fn latest_run_id(catalog: &Catalog, stage: &str) -> Result<Option<String>> {
+pub fn latest_run_id(catalog: &Catalog, stage: Stage) -> Result<Option<String>> {
     let mut stmt = catalog
         .conn()
         .prepare("SELECT run_id FROM manifests WHERE stage = ? ORDER BY seq DESC LIMIT 1")
         .ctx(|| "prepare run lookup".into())?;
-    let mut rows = stmt.query(params![stage]).ctx(|| "run lookup".into())?;
+    let mut rows = stmt.query(params![stage.as_str()]).ctx(|| "run lookup".into())?;
     match rows.next().ctx(|| "run lookup".into())? {
         Some(r) => Ok(Some(r.get(0).ctx(|| "run_id".into())?)),
         None => Ok(None),
@@ -288,21 +288,25 @@ pub fn purge_unrecorded(catalog: &Catalog, run_id: &str, tables: &[&str]) -> Res
 
 /// The stage and run that last produced output `name` (e.g. canonical tables are produced by
 /// acquire and later by heal).
-pub fn latest_producer(catalog: &Catalog, name: &str) -> Result<Option<(String, String)>> {
+pub fn latest_producer(catalog: &Catalog, name: &str) -> Result<Option<(Stage, String)>> {
     let mut stmt = catalog
         .conn()
         .prepare("SELECT stage, run_id FROM outputs WHERE name = ? ORDER BY seq DESC LIMIT 1")
         .ctx(|| "prepare producer lookup".into())?;
     let mut rows = stmt.query(params![name]).ctx(|| "producer lookup".into())?;
     match rows.next().ctx(|| "producer lookup".into())? {
-        Some(r) => Ok(Some((r.get(0).ctx(|| "stage".into())?, r.get(1).ctx(|| "run_id".into())?))),
+        Some(r) => {
+            let stage: String = r.get(0).ctx(|| "stage".into())?;
+            let stage = stage.parse().map_err(|e| Error::Refused(format!("output {name}: {e}")))?;
+            Ok(Some((stage, r.get(1).ctx(|| "run_id".into())?)))
+        }
         None => Ok(None),
     }
 }
 
 /// A [`StageRun`] without its catalog connection: everything the run has gathered.
 pub struct Detached {
-    stage: &'static str,
+    stage: Stage,
     clock: Clock,
     config_hash: String,
     started_at: String,
@@ -325,7 +329,7 @@ pub struct StageRun<'a> {
 }
 
 impl<'a> StageRun<'a> {
-    pub fn begin(root: &'a Root, catalog: &'a Catalog, stage: &'static str, clock: Clock, config_hash: String) -> Self {
+    pub fn begin(root: &'a Root, catalog: &'a Catalog, stage: Stage, clock: Clock, config_hash: String) -> Self {
         let state =
             Detached { stage, clock, config_hash, started_at: clock.stamp(), upstream: Vec::new(), inputs: Vec::new() };
         StageRun { root, catalog, state }
@@ -347,7 +351,7 @@ impl<'a> StageRun<'a> {
         }
         if !self.state.upstream.iter().any(|u| u.manifest_hash == up.manifest_hash) {
             self.state.upstream.push(UpstreamRef {
-                stage: up.manifest.stage.clone(),
+                stage: up.manifest.stage,
                 run_id: up.manifest.run_id.clone(),
                 manifest_hash: up.manifest_hash.clone(),
             });
@@ -368,7 +372,7 @@ impl<'a> StageRun<'a> {
     /// Deterministic run id: the same inputs, config, code and `extra` give the same id.
     pub fn run_id(&self, extra: &str) -> String {
         let mut h = blake3::Hasher::new();
-        for part in [self.state.stage, t0_core::CODE_VERSION, &self.state.config_hash, extra] {
+        for part in [self.state.stage.as_str(), t0_core::CODE_VERSION, &self.state.config_hash, extra] {
             h.update(part.as_bytes());
             h.update(&[0]);
         }
@@ -388,7 +392,7 @@ impl<'a> StageRun<'a> {
             .conn()
             .query_row(
                 "SELECT count(*) FROM manifests WHERE stage = ? AND run_id = ?",
-                params![self.state.stage, run_id],
+                params![self.state.stage.as_str(), run_id],
                 |r| r.get(0),
             )
             .ctx(|| "manifest lookup".into())?;
@@ -406,16 +410,16 @@ impl<'a> StageRun<'a> {
     pub fn finish(
         self,
         run_id: &str,
-        gate: Option<&str>,
+        gate: Option<Verdict>,
         outputs: Vec<Output>,
         summary: serde_json::Value,
     ) -> Result<Manifest> {
         let manifest = Manifest {
             schema: MANIFEST_SCHEMA,
-            stage: self.state.stage.to_string(),
+            stage: self.state.stage,
             run_id: run_id.to_string(),
             status: "succeeded".into(),
-            gate: gate.map(str::to_string),
+            gate,
             inputs: self.state.inputs,
             outputs,
             config_hash: self.state.config_hash,
@@ -440,13 +444,13 @@ impl<'a> StageRun<'a> {
                 .ctx(|| "manifest seq".into())?;
             c.execute(
                 "INSERT INTO manifests VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
-                params![seq, self.state.stage, run_id, "succeeded", rel, hash, now.trim_end_matches('Z')],
+                params![seq, self.state.stage.as_str(), run_id, "succeeded", rel, hash, now.trim_end_matches('Z')],
             )
             .ctx(|| "record manifest".into())?;
             for o in &manifest.outputs {
                 c.execute(
                     "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, ?)",
-                    params![seq, o.name, self.state.stage, run_id, o.content_hash, o.rows.map(|r| r as i64)],
+                    params![seq, o.name, self.state.stage.as_str(), run_id, o.content_hash, o.rows.map(|r| r as i64)],
                 )
                 .ctx(|| "record output".into())?;
             }

@@ -45,7 +45,7 @@ pub fn canonical_producer(
 ) -> Result<(t0_manifest::Loaded, Vec<String>)> {
     let (stage, run_id) = t0_manifest::latest_producer(catalog, "canonical.observations")?
         .ok_or_else(|| Error::Refused("no canonical data is recorded: run `acquire` first".into()))?;
-    let up = t0_manifest::load(root, catalog, &stage, Some(&run_id))?;
+    let up = t0_manifest::load(root, catalog, stage, Some(&run_id))?;
     let mut names: Vec<String> = vocab::CANONICAL.iter().map(|t| vocab::canonical_name(t)).collect();
     if up.manifest.outputs.iter().any(|o| o.name == LEDGER_OUTPUT) {
         names.push(LEDGER_OUTPUT.into());

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use arrow::array::{Float64Array, StringArray};
 use t0_catalog::{Catalog, RootLock};
-use t0_core::{Clock, Error, Progress, Result, Root};
+use t0_core::{Clock, Error, Progress, Result, Root, Stage, Verdict};
 use t0_manifest::{Location, StageRun};
 
-pub const STAGE: &str = "score";
+pub const STAGE: t0_core::Stage = t0_core::Stage::Score;
 
 pub struct ScoreArgs {
     pub project: t0_project::Project,
@@ -25,23 +25,24 @@ pub struct ScoreReport {
     pub model_run: String,
     pub rows: u64,
     pub t0_from: String,
-    pub acceptance: Option<String>,
+    pub acceptance: Option<Verdict>,
     pub path: String,
 }
 
 /// The acceptance state of the latest calibrate run, verified; `None` before any calibration.
-pub fn acceptance(root: &Root, catalog: &Catalog, run: &mut StageRun) -> Result<Option<String>> {
-    let Some(run_id) = t0_manifest::latest_run_id(catalog, "calibrate")? else {
+pub fn acceptance(root: &Root, catalog: &Catalog, run: &mut StageRun) -> Result<Option<Verdict>> {
+    let Some(run_id) = t0_manifest::latest_run_id(catalog, Stage::Calibrate)? else {
         return Ok(None);
     };
-    let cal = t0_manifest::load(root, catalog, "calibrate", Some(&run_id))?;
+    let cal = t0_manifest::load(root, catalog, Stage::Calibrate, Some(&run_id))?;
     run.consume(&cal, &["calib.report"])?;
-    Ok(cal.manifest.gate.clone())
+    Ok(cal.manifest.gate)
 }
 
 pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress) -> Result<ScoreReport> {
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
+    t0_project::schema::check(&catalog, &args.project)?;
     let mut run = StageRun::begin(
         root,
         &catalog,
@@ -54,7 +55,7 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
     let model = t0_train::read_model(root, &model_out[0])?;
     let model_path = root.relative(&model_out[0].path(root)?);
     let state = acceptance(root, &catalog, &mut run)?;
-    if state.as_deref() == Some("BLOCK") {
+    if state == Some(Verdict::Block) {
         return Err(Error::Gate(
             "the acceptance state is BLOCK: the latest calibration found the intervals unreliable; retrain and calibrate before scoring".into(),
         ));

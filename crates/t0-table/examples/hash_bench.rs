@@ -7,6 +7,7 @@
 //! - content: `t0_table::content_hash` over the Arrow batches (encoding included).
 //!
 //! Prints one JSON object. Usage: hash_bench [ROWS] [RUNS]
+#![expect(clippy::print_stdout, reason = "a bench prints its result")]
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -8,6 +8,7 @@
 //! DIR holds meta.json ({"n_train", "n_test", "d", ...}) and little-endian f64 files:
 //! x_train, x_test (row-major), and y_train/y_test (regression) or lower_train/upper_train
 //! and time_test/event_test (survival). Prints one JSON object: fit seconds and accuracy.
+#![expect(clippy::print_stdout, clippy::print_stderr, reason = "a bench prints its result and its usage")]
 
 use std::path::Path;
 use std::time::Instant;

@@ -38,7 +38,7 @@ pub use features::{ColumnSpec, Frame, Source};
 pub use models::Fitted;
 use t0_project::Project;
 
-pub const STAGE: &str = "train-suite";
+pub const STAGE: t0_core::Stage = t0_core::Stage::TrainSuite;
 pub const NOMINAL: f64 = 0.9;
 /// Bumped when the suite's outputs change for the same inputs.
 pub const SUITE_VERSION: &str = "suite-v1";
@@ -134,7 +134,7 @@ pub struct TrainReport {
 
 /// Latest embed run, which must have been made from the certify run `cert`.
 pub fn embed_for(root: &Root, catalog: &Catalog, cert: &Loaded) -> Result<Loaded> {
-    let emb = t0_manifest::load(root, catalog, "embed", None)?;
+    let emb = t0_manifest::load(root, catalog, t0_core::Stage::Embed, None)?;
     if !emb.manifest.upstream.iter().any(|u| u.manifest_hash == cert.manifest_hash) {
         return Err(Error::Refused(format!(
             "embed run {} was made from another certify run than the current {}: run embed again",
@@ -170,7 +170,6 @@ pub fn target(project: &Project, arg: Option<&str>) -> Result<String> {
 /// The certified surfaces and embed outputs (`embeddings.<name>`, `fused.<strategy>`) the
 /// project's features read, consumed (verified) into `run`: (sources, embed run if any).
 /// `embed` pins the embed run (a replay); by default the latest one made from `cert`.
-#[allow(clippy::too_many_arguments)]
 pub fn feature_sources(
     root: &Root,
     catalog: &Catalog,
@@ -183,7 +182,10 @@ pub fn feature_sources(
     feature_sources_pinned(root, catalog, project, cert, run, surfaces, embeddings, None)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the verified inputs a feature source is resolved from, and the embed run to pin"
+)]
 fn feature_sources_pinned(
     root: &Root,
     catalog: &Catalog,
@@ -246,7 +248,7 @@ fn gather(
     pinned: Option<&t0_manifest::Manifest>,
 ) -> Result<Inputs> {
     let project = &args.project;
-    let upstream = |stage: &str| -> Result<Option<Loaded>> {
+    let upstream = |stage: t0_core::Stage| -> Result<Option<Loaded>> {
         match pinned {
             None => Ok(None),
             Some(m) => match m.upstream.iter().find(|u| u.stage == stage) {
@@ -266,7 +268,7 @@ fn gather(
     let f = &project.def.features;
     let mut embed_outputs: Vec<String> = f.embeddings.iter().map(|e| format!("embeddings.{e}")).collect();
     embed_outputs.extend(f.fusion.iter().map(|s| format!("fused.{}", s.as_str())));
-    let pinned_embed = upstream("embed")?;
+    let pinned_embed = upstream(t0_core::Stage::Embed)?;
     let (sources, emb) =
         feature_sources_pinned(root, catalog, project, &cert, run, &f.surfaces, &embed_outputs, pinned_embed)?;
     let label_out = run.consume(&labels, &["labels"])?;
@@ -281,6 +283,7 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     let target = target(&args.project, args.target.as_deref())?;
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
+    t0_project::schema::check(&catalog, &args.project)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash(args, &target));
     let inputs = gather(root, &catalog, &clock, args, &mut run, None)?;
     // Provenance includes the certificate: a model trained under another certification is
@@ -321,6 +324,7 @@ pub fn reproduce(
     progress: &dyn Progress,
 ) -> Result<ReproduceReport> {
     let catalog = Catalog::open(root)?;
+    t0_project::schema::check(&catalog, &args.project)?;
     let recorded = t0_manifest::load(root, &catalog, STAGE, Some(run_id))?;
     if recorded.manifest.run_id != run_id {
         return Err(Error::Usage(format!("no train-suite run {run_id}")));

@@ -201,7 +201,7 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
         }
         report.manifests += 1;
         for u in &m.upstream {
-            match recorded.get(&(u.stage.clone(), u.run_id.clone())) {
+            match recorded.get(&(u.stage.as_str().to_string(), u.run_id.clone())) {
                 None => problem(
                     Kind::BrokenLink,
                     row.path.clone(),
@@ -241,7 +241,7 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
                 problem(kind, o.location.describe(), format!("output {} of {} run {}: {e}", o.name, m.stage, m.run_id));
             }
         }
-        if m.stage == "certify" {
+        if m.stage == t0_core::Stage::Certify {
             for o in m.outputs.iter().filter(|o| o.name.starts_with("certificate.")) {
                 let entry = o.name.trim_start_matches("certificate.");
                 let Ok(path) = o.path(root) else { continue };

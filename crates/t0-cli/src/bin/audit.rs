@@ -1,7 +1,6 @@
 //! `audit`: check the canonical data and record a verdict bound to its content hash.
 use clap::Parser;
 use t0_cli::{Common, Outcome};
-use t0_core::ExitCode;
 
 /// Run the checks of the project's data contracts (contracts/*.yaml: schema, not-null, unique,
 /// allowed values, ranges, regexes, references, freshness, lateness, future timestamps,
@@ -64,7 +63,7 @@ fn main() -> std::process::ExitCode {
             rebaseline: cli.rebaseline,
         };
         let r = t0_audit::run(root, clock, &args, progress)?;
-        let code = if r.verdict == "PASS" { ExitCode::Done } else { ExitCode::Gate };
+        let code = r.verdict.exit_code();
         Ok(Outcome::done(&r, human(&r)).with_code(code))
     })
 }

@@ -1,7 +1,6 @@
 //! `calibrate`: interval coverage on matured outcomes and the acceptance state.
 use clap::Parser;
 use t0_cli::{Common, Freshness, Outcome};
-use t0_core::ExitCode;
 
 /// Join the latest predictions to matured outcomes, measure interval coverage and decide the
 /// acceptance state (PASS / DERISK / BLOCK) that gates the next `score`. Writes a report under
@@ -51,10 +50,14 @@ fn main() -> std::process::ExitCode {
         let r = t0_calibrate::run(
             root,
             clock,
-            &t0_calibrate::CalibrateArgs { thresholds, max_age_days: cli.freshness.max_age_days },
+            &t0_calibrate::CalibrateArgs {
+                project: cli.common.project()?,
+                thresholds,
+                max_age_days: cli.freshness.max_age_days,
+            },
             progress,
         )?;
-        let code = if r.state == "BLOCK" { ExitCode::Gate } else { ExitCode::Done };
+        let code = r.state.exit_code();
         Ok(Outcome::done(&r, human(&r)).with_code(code))
     })
 }

@@ -139,7 +139,7 @@ fn main() -> std::process::ExitCode {
             return Ok(Outcome::done(&r, labels_human(&r)));
         }
         let r = t0_certify::run(root, clock, &args, progress)?;
-        let code = if r.status == "CERTIFIED" { ExitCode::Done } else { ExitCode::Gate };
+        let code = r.status.exit_code();
         Ok(Outcome::done(&r, human(&r)).with_code(code))
     })
 }

@@ -96,14 +96,19 @@ fn human(r: &t0_embed::EmbedReport) -> String {
     human
 }
 
-fn main() -> std::process::ExitCode {
-    // Parallelism is across inputs (`--threads`); each forward pass runs on one thread. With
-    // candle's own pools on top the cores are oversubscribed: text ran 2x slower on 2 cores.
+/// Parallelism is across inputs (`--threads`); each forward pass runs on one thread. With
+/// candle's own pools on top the cores are oversubscribed: text ran 2x slower on 2 cores.
+#[expect(unsafe_code, reason = "setting the environment is unsafe once threads exist; main calls this first")]
+fn one_thread_per_forward_pass() {
     // SAFETY: set before any thread is spawned; candle reads them when it first computes.
     unsafe {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
+}
+
+fn main() -> std::process::ExitCode {
+    one_thread_per_forward_pass();
     let cli = Cli::parse();
     if let Some(Cmd::ConvertPth { input, output }) = &cli.cmd {
         return match t0_embed::pth::convert_to_safetensors(input, output) {

@@ -434,10 +434,6 @@ impl Aft {
     pub fn sigma(&self) -> f64 {
         self.log_sigma.exp()
     }
-    /// The q-quantile of T for a row.
-    pub fn time_quantile(&self, row: &[f64], q: f64) -> f64 {
-        (self.location(row) + self.sigma() * self.dist.quantile(q)).exp()
-    }
     /// S(t) for a row.
     pub fn survival(&self, row: &[f64], t: f64) -> f64 {
         self.dist.log_surv((t.ln() - self.location(row)) / self.sigma()).exp()

@@ -275,6 +275,7 @@ const PREFETCH: usize = 32;
 /// Hint the cache to load `col[r]`: a leaf's rows are scattered over the column, and
 /// waiting for each miss is what bounds its histogram.
 #[inline(always)]
+#[cfg_attr(target_arch = "x86_64", expect(unsafe_code, reason = "the prefetch intrinsic is unsafe by signature"))]
 fn prefetch<T>(col: &[T], r: usize) {
     #[cfg(target_arch = "x86_64")]
     {
