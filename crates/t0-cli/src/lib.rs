@@ -159,22 +159,25 @@ fn resources(common: &Common) -> t0_core::Result<()> {
     Ok(())
 }
 
-/// DuckDB's out-of-memory error, told in terms of the flag that set the limit.
+/// DuckDB's out-of-memory failure as what it is: resources exhausted (exit 75), told in terms
+/// of the flag that set the limit. DuckDB reports the exception's type as the first words of
+/// its message ("Out of Memory Error: …"), and duckdb-rs keeps only that message, so the type
+/// is read there — once, here — rather than by any stage.
 fn name_the_limit(e: t0_core::Error, common: &Common) -> t0_core::Error {
-    let text = e.to_string();
-    if !(text.contains("Out of Memory") || text.contains("could not allocate block")) {
+    let t0_core::Error::Internal { message, .. } = &e else { return e };
+    let oom = message.contains("Out of Memory Error") || message.contains("could not allocate block");
+    if !oom {
         return e;
     }
     // DuckDB's own advice (SET memory_limit, threads) names settings the user sets by flag.
-    let text = text.split("\n\nPossible solutions").next().unwrap_or(&text).to_string();
+    let text = message.split("\n\nPossible solutions").next().unwrap_or(message).to_string();
     let limit = match &common.memory_limit {
         Some(l) => format!("the memory limit {l} (--memory-limit / T0CLIP_MEMORY_LIMIT)"),
         None => "DuckDB's default memory limit (set one with --memory-limit / T0CLIP_MEMORY_LIMIT)".into(),
     };
-    t0_core::Error::Internal {
-        context: format!("out of memory under {limit}; raise it, or free disk in the temp directory DuckDB spills to"),
-        message: text,
-    }
+    t0_core::Error::Resource(format!(
+        "out of memory under {limit}: raise it, or free disk in the temp directory DuckDB spills to ({text})"
+    ))
 }
 
 /// Run a stage body and exit according to the contract.

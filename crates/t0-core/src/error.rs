@@ -13,6 +13,9 @@ pub enum ExitCode {
     Refused = 3,
     /// 4: bad input data that could not be quarantined.
     BadInput = 4,
+    /// 75 (sysexits' EX_TEMPFAIL): the machine ran out of a resource — memory under the limit,
+    /// disk to spill to. Not a bug and not bad input: retry with more.
+    Resource = 75,
     /// 70: an internal failure (I/O, storage engine). Anything outside the contract is a bug
     /// or an environment problem and is reported as such.
     Internal = 70,
@@ -26,6 +29,15 @@ impl ExitCode {
     }
 }
 
+/// What an integrity check found wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// The file or rows are not there (or cannot be opened at all).
+    Missing,
+    /// They are there and differ from what was recorded.
+    Changed,
+}
+
 /// Errors shared by the stage libraries. Each variant knows its exit code, so binaries only
 /// print and exit.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +48,12 @@ pub enum Error {
     Config { path: PathBuf, message: String },
     #[error("refused: {0}")]
     Refused(String),
+    /// A recorded output or stored file no longer matches its record (refused, exit 3); the
+    /// damage says whether it is gone or different, for `verify` to report.
+    #[error("refused: {message}")]
+    Integrity { damage: Damage, message: String },
+    #[error("resources exhausted: {0}")]
+    Resource(String),
     #[error("gate: {0}")]
     Gate(String),
     #[error("bad input: {0}")]
@@ -56,7 +74,8 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage(_) | Error::Config { .. } => ExitCode::Usage,
-            Error::Refused(_) => ExitCode::Refused,
+            Error::Refused(_) | Error::Integrity { .. } => ExitCode::Refused,
+            Error::Resource(_) => ExitCode::Resource,
             Error::Gate(_) => ExitCode::Gate,
             Error::BadInput(_) => ExitCode::BadInput,
             Error::NothingToDo(_) => ExitCode::NothingToDo,

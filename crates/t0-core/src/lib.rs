@@ -13,7 +13,7 @@ pub mod root;
 pub mod stage;
 
 pub use clock::Clock;
-pub use error::{Error, ExitCode, Result};
+pub use error::{Damage, Error, ExitCode, Result};
 pub use progress::{NoProgress, Progress};
 pub use root::Root;
 pub use stage::{Stage, Verdict};

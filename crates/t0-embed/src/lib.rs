@@ -43,8 +43,14 @@ use t0_manifest::{Location, StageRun};
 use t0_project::def::MediaKind;
 
 pub const STAGE: t0_core::Stage = t0_core::Stage::Embed;
-/// Marks a load failure that is an integrity violation (refused, exit 3), not bad media.
-const TAMPERED: &str = "tampered: ";
+/// Why an input's bytes could not be loaded.
+#[derive(Debug, Clone)]
+enum LoadFailure {
+    /// Bad or absent media: quarantined, the vector is NULL.
+    Bad(String),
+    /// The media store no longer holds what acquire hashed: tampering, refused (exit 3).
+    Changed(String),
+}
 
 /// A model that cannot be loaded: the file and why.
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +234,7 @@ pub fn model_dir(models: &Path, name: &str) -> PathBuf {
 
 type Key = (String, i64);
 /// Loads the bytes of one input by (content hash, stored path).
-type Loader<'a> = dyn Fn(&str, &Path) -> std::result::Result<Vec<u8>, String> + Sync + 'a;
+type Loader<'a> = dyn Fn(&str, &Path) -> std::result::Result<Vec<u8>, LoadFailure> + Sync + 'a;
 /// (output name, dimension, keys in surface order, vectors by key): the inputs of fusion.
 type FusionInput = (String, usize, Vec<Key>, HashMap<Key, Vec<f32>>);
 /// A surface column's rows: ((entity_id, t0), value).
@@ -394,7 +400,8 @@ impl Extractor {
 }
 
 /// Vectors for the distinct inputs `items` ((content hash, bytes loader)) under `ext`, from
-/// the cache or computed in parallel; failures are quarantined.
+/// the cache or computed in parallel; failures are quarantined. `Err` names a media store file
+/// that changed since acquire hashed it.
 fn compute(
     ext: &Extractor,
     items: &[(String, PathBuf)],
@@ -403,7 +410,7 @@ fn compute(
     pool: &rayon::ThreadPool,
     progress: &dyn Progress,
     label: &str,
-) -> (Computed, Vec<(String, String)>) {
+) -> std::result::Result<(Computed, Vec<(String, String)>), String> {
     let version = ext.version();
     let dim = ext.dim();
     progress.phase(label, Some(items.len() as u64));
@@ -413,8 +420,12 @@ fn compute(
     let cached = lookups.iter().filter(|v| v.is_some()).count() as u64;
     progress.advance(cached);
     let misses: Vec<usize> = (0..items.len()).filter(|&i| lookups[i].is_none()).collect();
-    let loaded: Vec<std::result::Result<Vec<u8>, String>> =
+    let loaded: Vec<std::result::Result<Vec<u8>, LoadFailure>> =
         pool.install(|| misses.par_iter().map(|&i| load(&items[i].0, &items[i].1)).collect());
+    if let Some(Err(LoadFailure::Changed(why))) = loaded.iter().find(|l| matches!(l, Err(LoadFailure::Changed(_)))) {
+        progress.finish();
+        return Err(why.clone());
+    }
     let ok: Vec<usize> = (0..misses.len()).filter(|&k| loaded[k].is_ok()).collect();
     let inputs: Vec<(&[u8], &Path)> =
         ok.iter().map(|&k| (loaded[k].as_ref().expect("ok").as_slice(), items[misses[k]].1.as_path())).collect();
@@ -428,7 +439,7 @@ fn compute(
     for (k, &i) in misses.iter().enumerate() {
         let hash = &items[i].0;
         let r = match &loaded[k] {
-            Err(e) => Err(e.clone()),
+            Err(LoadFailure::Bad(e) | LoadFailure::Changed(e)) => Err(e.clone()),
             Ok(_) => match extracted.next().expect("one result per loaded input") {
                 Ok(v) if v.len() != dim => Err(format!("extractor returned {} values, expected {dim}", v.len())),
                 Ok(v) if v.iter().any(|x| !x.is_finite()) => Err("non-finite values in the vector".into()),
@@ -450,7 +461,7 @@ fn compute(
             vectors.insert(items[i].0.clone(), v);
         }
     }
-    (Computed { vectors, computed, cached }, bad)
+    Ok((Computed { vectors, computed, cached }, bad))
 }
 
 struct Planned {
@@ -584,13 +595,14 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
             }
         }
     }
-    let load_media = |hash: &str, stored: &Path| -> std::result::Result<Vec<u8>, String> {
-        let bytes = std::fs::read(stored).map_err(|e| format!("media store {}: {e}", root.relative(stored)))?;
+    let load_media = |hash: &str, stored: &Path| -> std::result::Result<Vec<u8>, LoadFailure> {
+        let bytes = std::fs::read(stored)
+            .map_err(|e| LoadFailure::Bad(format!("media store {}: {e}", root.relative(stored))))?;
         if blake3::hash(&bytes).to_hex().as_str() != hash {
-            return Err(format!(
-                "{TAMPERED}media store file {} does not match its content hash",
+            return Err(LoadFailure::Changed(format!(
+                "media store file {} does not match its content hash",
                 root.relative(stored)
-            ));
+            )));
         }
         Ok(bytes)
     };
@@ -637,19 +649,22 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
                 (h.clone(), stored)
             })
             .collect();
-        let load_any = |hash: &str, stored: &Path| -> std::result::Result<Vec<u8>, String> {
+        let load_any = |hash: &str, stored: &Path| -> std::result::Result<Vec<u8>, LoadFailure> {
             match p.kind {
-                None => texts.get(hash).map(|t| t.as_bytes().to_vec()).ok_or_else(|| "text missing".to_string()),
-                Some(_) if stored.as_os_str().is_empty() => Err(format!("{hash:?} is not a content hash")),
+                None => texts
+                    .get(hash)
+                    .map(|t| t.as_bytes().to_vec())
+                    .ok_or_else(|| LoadFailure::Bad("text missing".to_string())),
+                Some(_) if stored.as_os_str().is_empty() => {
+                    Err(LoadFailure::Bad(format!("{hash:?} is not a content hash")))
+                }
                 Some(_) => load_media(hash, stored),
             }
         };
         let label = format!("embed {}", p.name);
-        let (done, bad) = compute(&p.extractor, &items, &load_any, &cache, &pool, progress, &label);
         // A media store file that changed after acquire hashed it is tampering, not bad media.
-        if let Some((_, reason)) = bad.iter().find(|(_, r)| r.starts_with(TAMPERED)) {
-            return Err(Error::Refused(reason.trim_start_matches(TAMPERED).to_string()));
-        }
+        let (done, bad) = compute(&p.extractor, &items, &load_any, &cache, &pool, progress, &label)
+            .map_err(|message| Error::Integrity { damage: t0_core::Damage::Changed, message })?;
         total_computed += done.computed;
         for (h, reason) in &bad {
             quarantined.push(Quarantined {

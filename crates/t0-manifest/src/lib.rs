@@ -12,7 +12,7 @@ use duckdb::params;
 use serde::{Deserialize, Serialize};
 use t0_catalog::Catalog;
 use t0_core::error::Context;
-use t0_core::{Clock, Error, Result, Root, Stage, Verdict};
+use t0_core::{Clock, Damage, Error, Result, Root, Stage, Verdict};
 use t0_table::ParquetSet;
 
 pub const MANIFEST_SCHEMA: u32 = 1;
@@ -143,28 +143,35 @@ fn measure(root: &Root, catalog: &Catalog, location: &Location) -> Result<Measur
 
 /// Recompute `out` and refuse unless it matches what `producer` recorded.
 pub fn verify_output(root: &Root, catalog: &Catalog, producer: &Manifest, out: &Output) -> Result<()> {
-    let refuse = |what: String| {
-        Error::Refused(format!(
+    let refuse = |damage: Damage, what: String| Error::Integrity {
+        damage,
+        message: format!(
             "{what}; recorded by {} run {} ({}). Re-run {} or restore the file.",
             producer.stage,
             producer.run_id,
             root.relative(&root.manifest(producer.stage, &producer.run_id)),
             producer.stage
-        ))
+        ),
     };
+    // A path that is not there is missing; one that is there but unreadable is changed.
+    let gone = |p: &str| if root.join(p).exists() { Damage::Changed } else { Damage::Missing };
     match &out.location {
         Location::Table { table, run_id, .. } => {
             let (actual, _) = catalog.content_hash(&table_sql(table, run_id), &[])?;
             if actual != out.content_hash {
-                return Err(refuse(format!(
-                    "content hash mismatch in {}: expected {}, actual {actual}",
-                    out.location.describe(),
-                    out.content_hash
-                )));
+                return Err(refuse(
+                    Damage::Changed,
+                    format!(
+                        "content hash mismatch in {}: expected {}, actual {actual}",
+                        out.location.describe(),
+                        out.content_hash
+                    ),
+                ));
             }
         }
         Location::Parquet { path, .. } => {
-            let set = ParquetSet::open(&root.join(path)).map_err(|e| refuse(format!("cannot open {path}: {e}")))?;
+            let set = ParquetSet::open(&root.join(path))
+                .map_err(|e| refuse(gone(path), format!("cannot open {path}: {e}")))?;
             let mut changed = Vec::new();
             for f in &set.files {
                 let rel = root.relative(f);
@@ -179,30 +186,34 @@ pub fn verify_output(root: &Root, catalog: &Catalog, producer: &Manifest, out: &
                 return Ok(());
             }
             // Bytes differ: only the rows decide (a rewrite with other row groups is fine).
-            let what = if missing.is_empty() {
-                format!("{} changed on disk", changed.join(", "))
+            let (what, damage) = if missing.is_empty() {
+                (format!("{} changed on disk", changed.join(", ")), Damage::Changed)
             } else {
-                format!("{} missing", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                let names = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+                (format!("{names} missing"), Damage::Missing)
             };
             match set.content_hash() {
                 Ok((actual, _)) if actual == out.content_hash => {}
                 Ok((actual, _)) => {
-                    return Err(refuse(format!(
-                        "content hash mismatch in {path}: {what}; expected {}, actual {actual}",
-                        out.content_hash
-                    )));
+                    return Err(refuse(
+                        damage,
+                        format!(
+                            "content hash mismatch in {path}: {what}; expected {}, actual {actual}",
+                            out.content_hash
+                        ),
+                    ));
                 }
-                Err(e) => return Err(refuse(format!("{what} and cannot be read: {e}"))),
+                Err(e) => return Err(refuse(Damage::Changed, format!("{what} and cannot be read: {e}"))),
             }
         }
         Location::File { path } => {
-            let actual =
-                t0_core::fsio::file_hash(&root.join(path)).map_err(|e| refuse(format!("cannot read {path}: {e}")))?;
+            let actual = t0_core::fsio::file_hash(&root.join(path))
+                .map_err(|e| refuse(gone(path), format!("cannot read {path}: {e}")))?;
             if actual != out.content_hash {
-                return Err(refuse(format!(
-                    "content hash mismatch in {path}: expected {}, actual {actual}",
-                    out.content_hash
-                )));
+                return Err(refuse(
+                    Damage::Changed,
+                    format!("content hash mismatch in {path}: expected {}, actual {actual}", out.content_hash),
+                ));
             }
         }
     }

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use t0_catalog::{Catalog, RootLock};
 use t0_core::error::Context;
-use t0_core::{Error, Progress, Result, Root};
+use t0_core::{Damage, Error, Progress, Result, Root};
 use t0_manifest::{Location, Manifest};
 
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -232,11 +232,9 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
             if let Err(e) = verified {
                 // A file that is there but unreadable (a flipped byte in a compressed page)
                 // is changed, not missing.
-                let kind = match o.path(root) {
-                    Ok(p) if p.exists() => Kind::Changed,
-                    Ok(_) => Kind::Missing,
-                    Err(_) if e.to_string().contains("cannot") || e.to_string().contains("missing") => Kind::Missing,
-                    Err(_) => Kind::Changed,
+                let kind = match &e {
+                    Error::Integrity { damage: Damage::Missing, .. } => Kind::Missing,
+                    _ => Kind::Changed,
                 };
                 problem(kind, o.location.describe(), format!("output {} of {} run {}: {e}", o.name, m.stage, m.run_id));
             }
