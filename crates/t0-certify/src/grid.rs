@@ -29,8 +29,8 @@ use crate::{GridConfig, GridMode};
 pub const GRID_TABLE: &str = "t0work.main.grid";
 
 /// SQL that creates [`GRID_TABLE`] (one row per (entity_id, t0), ordered) on a catalog whose
-/// canonical tables are `raw.<table>`, for T0s at or before `now`.
-pub fn grid_sql(g: &GridConfig, raw: &str, now: &str) -> String {
+/// canonical tables are `raw.<table>`, for T0s at or before `through` (none without it).
+pub fn grid_sql(g: &GridConfig, raw: &str, through: Option<&str>) -> String {
     let hist = |t: &str| t0_project::vocab::history_sql(t, &format!("{raw}.{t}")).expect("canonical table");
     let list = |v: &[String]| v.iter().map(|e| t0_catalog::quote_literal(e)).collect::<Vec<_>>().join(", ");
     let kind = match &g.entity_kind {
@@ -70,9 +70,8 @@ pub fn grid_sql(g: &GridConfig, raw: &str, now: &str) -> String {
               first AS (SELECT entity_id, min(greatest(created_at + {off}, known_from)) AS t0 FROM ent
                         WHERE known_to IS NULL OR greatest(created_at + {off}, known_from) < known_to
                         GROUP BY entity_id),
-              through AS (SELECT least(TIMESTAMP {now}, (SELECT max(available_at) FROM {raw}.observations)) AS at),
-              cand AS (SELECT DISTINCT c.entity_id, c.t0 FROM ({candidates}) c, through
-                       WHERE c.t0 <= through.at
+              cand AS (SELECT DISTINCT c.entity_id, c.t0 FROM ({candidates}) c
+                       WHERE {bound}
                          AND EXISTS (SELECT 1 FROM ent e WHERE e.entity_id = c.entity_id
                                      AND e.known_from <= c.t0 AND (e.known_to IS NULL OR e.known_to > c.t0))
                          AND NOT EXISTS (SELECT 1 FROM ends x WHERE x.entity_id = c.entity_id
@@ -81,7 +80,10 @@ pub fn grid_sql(g: &GridConfig, raw: &str, now: &str) -> String {
          ORDER BY entity_id, t0;",
         ents = hist("entities"),
         events = hist("events"),
-        now = t0_catalog::quote_literal(now),
+        bound = match through {
+            Some(t) => format!("c.t0 <= TIMESTAMP {}", t0_catalog::quote_literal(t)),
+            None => "false".into(),
+        },
     )
 }
 
@@ -89,8 +91,7 @@ pub fn grid_sql(g: &GridConfig, raw: &str, now: &str) -> String {
 /// `None` when the catalog has no observations.
 pub fn build(catalog: &Catalog, g: &GridConfig, now: &str) -> Result<Option<String>> {
     let raw = format!("\"{}\".main", catalog.database_name()?.replace('"', "\"\""));
-    catalog.conn().execute_batch(&grid_sql(g, &raw, now)).ctx(|| "build the T0 grid".into())?;
-    catalog
+    let through: Option<String> = catalog
         .conn()
         .query_row(
             &format!(
@@ -100,7 +101,9 @@ pub fn build(catalog: &Catalog, g: &GridConfig, now: &str) -> Result<Option<Stri
             [],
             |r| r.get(0),
         )
-        .ctx(|| "grid bound".into())
+        .ctx(|| "grid bound".into())?;
+    catalog.conn().execute_batch(&grid_sql(g, &raw, through.as_deref())).ctx(|| "build the T0 grid".into())?;
+    Ok(through)
 }
 
 #[cfg(test)]
@@ -124,7 +127,7 @@ mod tests {
                     "INSERT INTO entities (entity_id, kind, parent_id, created_at, observed_at, available_at, version, batch_id, deleted)
                      VALUES ('{}', '{}', 'p', {c}, {c}, {}, {version}, 'b', {deleted})",
                     f[1],
-                    f.get(6).copied().unwrap_or("clip"),
+                    f.get(6).copied().unwrap_or("item"),
                     t(f[3]),
                     c = t(f[2])
                 ),
@@ -170,7 +173,7 @@ mod tests {
             offset_hours,
             every_days: 7,
             max_per_entity: max,
-            entity_kind: Some("clip".into()),
+            entity_kind: Some("item".into()),
             end_events: vec!["removed".into()],
         }
     }
@@ -187,7 +190,7 @@ mod tests {
         // Late versions (known only in 2027): an earlier creation, a tombstone, a new entity
         // created before every T0, another kind. No T0 moves, appears or disappears.
         let late =
-            [&base[..], &["E a 3 late 2", "E b 5 late 2 true", "E c 2 late", "E a 3 late 3 false channel"]].concat();
+            [&base[..], &["E a 3 late 2", "E b 5 late 2 true", "E c 2 late", "E a 3 late 3 false group"]].concat();
         assert_eq!(grid(&catalog(&late), &g), ["a 11", "b 20"]);
         // A revision known before its T0 does move it: at the 9th, a is known as created the 7th.
         let early = [&base[..], &["E a 7 9 2"]].concat();

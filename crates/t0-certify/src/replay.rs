@@ -201,3 +201,36 @@ fn sample(c: &duckdb::Connection, values: &[&String], any: &str) -> Result<Vec<S
     );
     t0_catalog::column(c, &sql, &[])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(cat: &Catalog, batch: &str, day: u32) {
+        cat.conn()
+            .execute_batch(&format!(
+                "INSERT INTO observations (entity_id, observed_at, available_at, version, batch_id)
+                 VALUES ('e', TIMESTAMP '2026-01-{day:02} 00:00:00', TIMESTAMP '2026-01-{day:02} 00:00:00', 1, '{batch}')"
+            ))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_window_ends_where_newly_arrived_versions_claim_availability() {
+        let cat = Catalog::in_memory().unwrap();
+        add(&cat, "b1", 5);
+        let before = knowledge(&cat).unwrap();
+        assert_eq!(horizon(&cat, &before, &before).unwrap(), None, "nothing new");
+        // A new batch that claims availability on the 20th bounds the window there ...
+        add(&cat, "b2", 20);
+        assert_eq!(horizon(&cat, &before, &knowledge(&cat).unwrap()).unwrap().as_deref(), Some("2026-01-20 00:00:00"));
+        // ... a known batch that grew counts whole, from its earliest row (a backfill) ...
+        add(&cat, "b1", 9);
+        assert_eq!(horizon(&cat, &before, &knowledge(&cat).unwrap()).unwrap().as_deref(), Some("2026-01-05 00:00:00"));
+        // ... and the window is the previous grid's reach cut at that moment.
+        assert_eq!(
+            window("2026-01-31 00:00:00", Some("2026-01-05 00:00:00")),
+            "t0 <= TIMESTAMP '2026-01-31 00:00:00' AND t0 < TIMESTAMP '2026-01-05 00:00:00'"
+        );
+    }
+}

@@ -121,6 +121,9 @@ struct Attack {
     changed: BTreeMap<String, u64>,
     compared: BTreeMap<String, u64>,
     second: t0_certify::CertifyReport,
+    /// The attacked root (and the data directory), kept for further certify runs.
+    root: Root,
+    _dirs: [tempfile::TempDir; 2],
 }
 
 /// Certify a generated history, inject facts from after every T0, repair after every T0,
@@ -204,7 +207,7 @@ fn attack(stores: Option<&Path>) -> Attack {
             t0_table::read_parquet(path).map(|(_, b)| b.iter().map(|b| b.num_rows() as u64).sum()).unwrap(),
         );
     }
-    Attack { changed, compared, second }
+    Attack { changed, compared, second, root, _dirs: [data, root_dir] }
 }
 
 fn shift(ts: &str, hours: i64) -> String {
@@ -260,6 +263,58 @@ fn the_replay_check_fails_a_store_that_reads_past_its_t0() {
     for entry in ["modality", "text"] {
         assert_eq!(store(&a.second, entry).status, Verdict::Certified, "{entry}");
     }
+    // A project that declares why a store may change the past gets the difference recorded
+    // with its reason, not a failure.
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects/clips/certify.yaml"))
+            .unwrap()
+            .replace(
+                "files: [asof.sql, base.sql], strict: true",
+                "files: [asof.sql, base.sql], strict: false, may_change_past: restated counts",
+            )
+            .replace(
+                "files: [asof.sql, history.sql], strict: true",
+                "files: [asof.sql, history.sql], strict: false, may_change_past: restated counts",
+            );
+    let cfg = stores.path().join("certify.yaml");
+    std::fs::write(&cfg, shipped).unwrap();
+    let args = CertifyArgs {
+        project: t0_project::Project::builtin(),
+        config: Some(cfg),
+        stores_dir: Some(stores.path().to_path_buf()),
+        rebaseline: false,
+    };
+    let r = t0_certify::run(&a.root, clock("2026-06-10T00:00:00Z"), &args, &NoProgress).unwrap();
+    let base = store(&r, "base");
+    assert_eq!(base.status, Verdict::Certified, "{:?}", base.notes);
+    assert!(base.replay.as_ref().unwrap().changed > 0);
+    assert!(base.notes.join("; ").contains("the project declares why: restated counts"), "{:?}", base.notes);
+}
+
+#[test]
+fn a_store_that_adds_or_drops_decisions_fails() {
+    let (_dirs, root, at) = healed_clips(120);
+    // The text store keeps only half of the grid's rows; the base store doubles one.
+    let edited = store_copy(|name, sql| match name {
+        "text.sql" => format!(
+            "{}\nCREATE OR REPLACE TEMP VIEW surface_text AS SELECT * FROM text_all WHERE hash(entity_id) % 2 = 0;\n",
+            sql.replace("VIEW surface_text", "VIEW text_all")
+        ),
+        "base.sql" => format!(
+            "{}\nCREATE OR REPLACE TEMP VIEW surface_base AS SELECT * FROM base_all UNION ALL (SELECT * FROM base_all LIMIT 1);\n",
+            sql.replace("VIEW surface_base", "VIEW base_all")
+        ),
+        _ => sql,
+    });
+    let r = certify(&root, at, Some(edited.path()), false);
+    assert_eq!(r.status, Verdict::Failed);
+    for (entry, what) in [("text", "grid keys missing"), ("base", "1 duplicate rows")] {
+        let s = store(&r, entry);
+        assert_eq!(s.status, Verdict::Failed, "{entry}");
+        let notes = s.notes.join("; ");
+        assert!(notes.contains("is not one row per grid (entity, T0)") && notes.contains(what), "{entry}: {notes}");
+    }
+    assert_eq!(store(&r, "history").status, Verdict::Certified);
 }
 
 // --- 3. property test ------------------------------------------------------------------------

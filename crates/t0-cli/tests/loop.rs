@@ -956,8 +956,10 @@ fn a_column_no_project_reads_is_reported_and_a_new_measure_is_an_explicit_schema
     // The shipped project declares pop: on this root that is a schema change, refused unless asked.
     let full = repo("projects/gapminder");
     let args = ["--project", full.to_str().unwrap(), "--input", input.to_str().unwrap()];
-    let o = expect(root.path(), "audit", &args[..2], 2);
-    assert!(o.stderr.contains("pop") && o.stderr.contains("--evolve-schema"), "{}", o.stderr);
+    for stage in ["audit", "heal", "certify", "embed", "train-suite", "score", "calibrate"] {
+        let o = expect(root.path(), stage, &args[..2], 2);
+        assert!(o.stderr.contains("pop") && o.stderr.contains("--evolve-schema"), "{stage}: {}", o.stderr);
+    }
     let o = expect(root.path(), "acquire", &args, 2);
     assert!(o.stderr.contains("project.yaml") && o.stderr.contains("--evolve-schema"), "{}", o.stderr);
     let o = expect(root.path(), "acquire", &[&args[..], &["--evolve-schema"]].concat(), 99);

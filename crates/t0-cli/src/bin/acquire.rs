@@ -139,15 +139,7 @@ fn main() -> std::process::ExitCode {
         Some(Cmd::Generate { out, opts }) => {
             let opt = opts.clone();
             let s = generate(out, &opt, progress)?;
-            let human = format!(
-                "wrote {} clips, {} channels, {} observations, {} media files to {}",
-                s.clips,
-                s.channels,
-                s.observations,
-                s.media_files,
-                out.display()
-            );
-            Ok(Outcome::done(&s, human))
+            Ok(Outcome::done(&s, s.describe(out)))
         }
         None => {
             let input = cli

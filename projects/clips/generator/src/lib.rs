@@ -91,6 +91,21 @@ pub struct GenerateSummary {
     pub injected_like_spikes: u64,
 }
 
+impl GenerateSummary {
+    /// The one-line human summary `acquire generate` prints: the domain's words live here,
+    /// with the example they describe.
+    pub fn describe(&self, out: &std::path::Path) -> String {
+        format!(
+            "wrote {} clips, {} channels, {} observations, {} media files to {}",
+            self.clips,
+            self.channels,
+            self.observations,
+            self.media_files,
+            out.display()
+        )
+    }
+}
+
 const EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 const SIGNAL: &[&str] = &["epic", "viral", "insane", "secret", "challenge", "reveal"];
 const NEUTRAL: &[&str] =
