@@ -189,11 +189,7 @@ fn sample(cat: &Catalog, n: u64) -> Result<(String, u64)> {
 
 /// A different value of the same type as `col` of row `s` (NULL becomes a value too).
 fn perturb(col: &str, ty: &str) -> String {
-    perturb_expr(&format!("s.\"{col}\""), ty)
-}
-
-/// A different value than `c`, of type `ty`.
-fn perturb_expr(c: &str, ty: &str) -> String {
+    let c = format!("s.\"{col}\"");
     let ty = ty.to_uppercase();
     if ty == "BOOLEAN" {
         format!("NOT coalesce({c}, false)")
@@ -237,13 +233,13 @@ fn next_version(table: &str) -> String {
     format!("(SELECT coalesce(max(v.version), 0) + 1 FROM {table} v WHERE {on})")
 }
 
-/// Each known fact of `table` (by `entity`) at each attacked entity's first T0, newest
-/// observed first (`r` = 1, 2, …).
-fn known_at_first(table: &str, entity: &str) -> String {
+/// Each known fact of `table` at each attacked entity's first T0, newest observed first
+/// (`r` = 1, 2, …).
+fn known_at_first(table: &str) -> String {
     let h = t0_project::vocab::history_sql(table, table).expect("canonical table");
     format!(
         "(SELECT h.*, a.t_first, a.i, a.partner, row_number() OVER (PARTITION BY a.entity_id ORDER BY h.observed_at DESC, h.version DESC) AS r
-          FROM {h} h JOIN atk a ON h.{entity} = a.entity_id
+          FROM {h} h JOIN atk a ON h.entity_id = a.entity_id
           WHERE NOT h.deleted AND h.known_from <= a.t_first AND (h.known_to IS NULL OR h.known_to > a.t_first))"
     )
 }
@@ -254,7 +250,7 @@ fn inject(c: &duckdb::Connection, cfg: &crate::CertifyConfig, at: &str) -> Resul
     let mut add = |t: &str, k: u64| *n.entry(t.to_string()).or_insert(0) += k;
     // Observations: a revision of the newest fact known at the first T0, a tombstone of the
     // one before it, and new facts an hour and five days before that T0.
-    let obs = known_at_first("observations", "entity_id");
+    let obs = known_at_first("observations");
     add(
         "observations",
         insert(c, "observations", &format!("{obs} s WHERE r = 1"), &[("version", next_version("observations"))], at)?,
@@ -292,7 +288,7 @@ fn inject(c: &duckdb::Connection, cfg: &crate::CertifyConfig, at: &str) -> Resul
 /// entity: a tombstone instead), and a new sibling entity with a snapshot, created two days
 /// before the first T0.
 fn inject_entities(c: &duckdb::Connection, at: &str, add: &mut dyn FnMut(&str, u64)) -> Result<()> {
-    let ent = known_at_first("entities", "entity_id");
+    let ent = known_at_first("entities");
     let revised = format!(
         "(SELECT e.*, coalesce(p.parent_id, 'attack-parent') AS other_parent
           FROM {ent} e LEFT JOIN (SELECT entity_id, parent_id FROM {ent}) p ON p.entity_id = e.partner AND p.parent_id IS DISTINCT FROM e.parent_id) s"
@@ -321,7 +317,7 @@ fn inject_entities(c: &duckdb::Connection, at: &str, add: &mut dyn FnMut(&str, u
     ];
     add("entities", insert(c, "entities", &new, &set, at)?);
     // The sibling's snapshot: the attacked entity's newest known values, perturbed.
-    let obs = known_at_first("observations", "entity_id");
+    let obs = known_at_first("observations");
     let snap = format!(
         "(SELECT 'attack-' || a.entity_id AS new_id, a.t_first - INTERVAL 1 DAY AS new_at, o.*
           FROM atk a LEFT JOIN (SELECT * FROM {obs} WHERE r = 1) o ON o.entity_id = a.entity_id

@@ -347,14 +347,21 @@ struct Previous {
     run_id: String,
     definition_hash: String,
     surface: PathBuf,
-    through: String,
-    knowledge: replay::Knowledge,
+    /// The t0 condition of the rows to compare ([`replay::window`]).
+    window: String,
 }
 
 /// The latest run that certified `entry`, with its surface verified against its recorded
 /// hash (a tampered or missing previous surface is exit 3). `None` when there is none, or it
-/// predates the replay record.
-fn previous(root: &Root, catalog: &Catalog, entry: &str) -> Result<Option<Previous>> {
+/// predates the replay record. `windows` keeps each previous run's replay window: the scan for
+/// the versions it did not know is done once per run, not once per store.
+fn previous(
+    root: &Root,
+    catalog: &Catalog,
+    entry: &str,
+    knowledge: &replay::Knowledge,
+    windows: &mut BTreeMap<String, String>,
+) -> Result<Option<Previous>> {
     let run: Option<String> =
         catalog.conn().query_row(&format!("SELECT c.run_id {LATEST_CERTIFIED}"), params![entry], |r| r.get(0)).ok();
     let Some(run) = run else { return Ok(None) };
@@ -366,13 +373,16 @@ fn previous(root: &Root, catalog: &Catalog, entry: &str) -> Result<Option<Previo
     };
     let out = loaded.manifest.output(&format!("surface.{entry}"))?;
     t0_manifest::verify_output(root, catalog, &loaded.manifest, out)?;
-    Ok(Some(Previous {
-        run_id: run,
-        definition_hash: s.definition_hash.clone(),
-        surface: out.path(root)?,
-        through,
-        knowledge: report.knowledge,
-    }))
+    let window = match windows.get(&run) {
+        Some(w) => w.clone(),
+        None => {
+            let horizon = replay::horizon(catalog, &report.knowledge, knowledge)?;
+            let w = replay::window(&through, horizon.as_deref());
+            windows.insert(run.clone(), w.clone());
+            w
+        }
+    };
+    Ok(Some(Previous { run_id: run, definition_hash: s.definition_hash.clone(), surface: out.path(root)?, window }))
 }
 
 /// Everything a run needs besides the catalog: config, root, clock-derived values.
@@ -382,7 +392,6 @@ struct RunCtx<'a> {
     run_id: &'a str,
     rebaseline: bool,
     params: String,
-    knowledge: &'a replay::Knowledge,
 }
 
 /// Build, check and (when nothing failed) write one store's surface.
@@ -426,13 +435,9 @@ fn certify_store(
     drop(built);
     if let Some(prev) = prev.filter(|pr| pr.definition_hash == p.definition_hash) {
         let started = std::time::Instant::now();
-        let r = replay::horizon(catalog, &prev.knowledge, ctx.knowledge)
-            .and_then(|h| {
-                replay::compare(&prev.run_id, &prev.surface, &path, &replay::window(&prev.through, h.as_deref()))
-            })
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&path);
-            })?;
+        let r = replay::compare(&prev.run_id, &prev.surface, &path, &prev.window).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })?;
         progress.note(&format!(
             "store {entry}: replay of {} rows against run {} in {:.2} s",
             r.compared,
@@ -442,7 +447,7 @@ fn certify_store(
         if r.differs() {
             match &p.store.may_change_past {
                 None => notes.push(format!("{} (no fact available before these T0s arrived since: a leak from after T0, or a non-deterministic store)", r.describe())),
-                Some(why) => drift.push(format!("{} (the project declares why: {why})", r.describe())),
+                Some(why) => result.notes.push(format!("{} (the project declares why: {why})", r.describe())),
             }
         }
         result.replay = Some(r);
@@ -526,16 +531,12 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     let now = clock.stamp();
     let through = grid::build(&catalog, &cfg.t0, &ts(&now))?;
     let knowledge = replay::knowledge(&catalog)?;
-    let previous: Vec<Option<Previous>> =
-        prepared.iter().map(|p| previous(root, &catalog, &p.store.entrypoint)).collect::<Result<_>>()?;
-    let ctx = RunCtx {
-        root,
-        cfg: &cfg,
-        run_id: &run_id,
-        rebaseline: args.rebaseline,
-        params: store::params_sql(&cfg),
-        knowledge: &knowledge,
-    };
+    let mut windows = BTreeMap::new();
+    let previous: Vec<Option<Previous>> = prepared
+        .iter()
+        .map(|p| previous(root, &catalog, &p.store.entrypoint, &knowledge, &mut windows))
+        .collect::<Result<_>>()?;
+    let ctx = RunCtx { root, cfg: &cfg, run_id: &run_id, rebaseline: args.rebaseline, params: store::params_sql(&cfg) };
 
     let mut done = Vec::new();
     progress.phase("surfaces", Some(prepared.len() as u64));

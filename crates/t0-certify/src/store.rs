@@ -73,8 +73,7 @@ pub fn build(catalog: &Catalog, p: &Prepared, params: &str) -> Result<Built> {
     let session = Session::open(catalog, crate::grid::GRID_TABLE, params)?;
     session.run(&p.stmts)?;
     let c = session.conn();
-    sandbox::surface_columns(c, entry)?;
-    // Materialised while the search path is still the sandbox's; trusted checks follow.
+    // The dry run proved `surface_<entry>` exists with its key. Materialised while the search path is still the sandbox's; trusted checks follow.
     c.execute_batch(&format!(
         "CREATE TEMP TABLE {SURFACE} AS SELECT * FROM surface_{entry} ORDER BY entity_id, t0; RESET search_path;"
     ))
@@ -143,16 +142,17 @@ pub fn dataset_baselines(
     entry: &str,
     rebaseline: bool,
 ) -> Result<(Vec<DayHash>, Vec<String>)> {
-    let strings = |sql: &str, p: &[&dyn duckdb::ToSql]| -> Result<Vec<String>> { t0_catalog::column(c, sql, p) };
     let mut days = cfg.baseline_days.clone();
     if days.is_empty() {
-        days = strings(
+        days = t0_catalog::column(
+            c,
             "SELECT DISTINCT CAST(t0_day AS VARCHAR) FROM certify_baselines WHERE entrypoint = ? ORDER BY 1",
             &[&entry],
         )?;
     }
     if days.is_empty() || rebaseline && cfg.baseline_days.is_empty() {
-        days = strings(
+        days = t0_catalog::column(
+            c,
             &format!(
                 "SELECT DISTINCT CAST(CAST(t0 AS DATE) AS VARCHAR) FROM {SURFACE} ORDER BY 1 LIMIT {}",
                 cfg.baseline_days_default
