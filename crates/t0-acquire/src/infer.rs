@@ -168,6 +168,10 @@ pub fn snake(name: &str) -> String {
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) { format!("m_{out}") } else { out }
 }
 
+/// The shape of one file from its first `sample_rows` rows: columns, types, roles.
+///
+/// Long because: one pass of sequential guesses (reader, per-column type, time format, role),
+/// each reading the previous one's result; split, they would share a dozen locals.
 fn guess_file(file: &Path, sample_rows: usize, delimiter: char) -> Result<FileGuess> {
     let format = format_of(file)?;
     // Learn the columns, then read them all as text.
@@ -306,6 +310,10 @@ fn write(out: &Path, rel: &str, text: &str, written: &mut Vec<String>) -> Result
     Ok(())
 }
 
+/// Infer a project and a source mapping from the files of a directory and write them.
+///
+/// Long because: it assembles project.yaml and sources.yaml section by section from the
+/// guesses, in the order the files are written; each section is a few lines.
 pub fn run(args: &InferArgs) -> Result<InferReport> {
     if args.files.is_empty() {
         return Err(Error::Usage("acquire infer needs at least one source file".into()));

@@ -272,12 +272,43 @@ fn stream_hash(file: &Path) -> Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
+/// The file's columns that nothing reads, split into (unread, ignored by the mapping).
+fn unread(src: &SourceConfig, wanted: &[String], cols: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let (ignored, unread): (Vec<String>, Vec<String>) =
+        cols.into_iter().filter(|c| !wanted.contains(c)).partition(|c| src.ignore.contains(c));
+    (unread, ignored)
+}
+
 struct Quarantined {
     line: u64,
     column: Option<String>,
     reason: String,
     raw: String,
 }
+
+/// What one source file is read as: the canonical columns it fills and the source columns
+/// read for them (then the attributes), in that order.
+struct Layout {
+    used: Vec<(String, ColType, bool)>,
+    wanted: Vec<String>,
+    media_root: Option<std::path::PathBuf>,
+    zone: Zone,
+    path_idx: Option<usize>,
+}
+
+/// The accepted rows of one chunk, column by column, and its quarantined ones.
+struct Chunk {
+    cols: Vec<Col>,
+    lines: Int64Builder,
+    attrs: StringBuilder,
+    hashes: StringBuilder,
+    quarantine: Vec<Quarantined>,
+    read: u64,
+    accepted: u64,
+}
+
+/// One accepted row: its parsed cells, its media content hash and its attributes as JSON.
+type Parsed = (Vec<Option<Cell>>, Option<String>, Option<String>);
 
 impl Ingest<'_> {
     pub fn file(&self, src: &SourceConfig, input_dir: &Path, file: &Path) -> Result<FileReport> {
@@ -301,204 +332,21 @@ impl Ingest<'_> {
             rep.skipped_already_ingested = true;
             return Ok(rep);
         }
-        let checkpoint: Option<(i64, i64, i64, i64, i64)> = conn
-            .query_row(
-                "SELECT chunks_done, rows_done, rows_ingested, rows_unchanged, rows_quarantined
-                 FROM ingest_checkpoints WHERE batch_id = ?",
-                params![batch_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()
-            .ctx(|| "checkpoint lookup".into())?;
-        if let Some((chunks, rows, ing, unch, quar)) = checkpoint {
-            rep.chunks = chunks as u64;
-            rep.resumed_after_row = rows as u64;
-            rep.rows_read = rows as u64;
-            rep.rows_ingested = ing as u64;
-            rep.rows_unchanged = unch as u64;
-            rep.rows_quarantined = quar as u64;
-            self.progress.note(&format!("{}: resuming after row {rows} ({chunks} chunks committed)", file.display()));
-        }
-
-        let format = src.format_of(file).ok_or_else(|| {
-            Error::BadInput(format!(
-                "{}: cannot tell the format from the extension; set `format` for source {}",
-                file.display(),
-                src.name
-            ))
-        })?;
-        let used = used_columns(spec, src, self.project);
-        let mut wanted: Vec<String> = used.iter().map(|(c, _, _)| src.source_column(c).to_string()).collect();
-        wanted.extend(src.attributes.iter().cloned());
-        let mut records = reader::open(file, format, &wanted, src.delimiter)?;
-        let unread = |cols: Vec<String>| -> (Vec<String>, Vec<String>) {
-            let (ignored, unread): (Vec<String>, Vec<String>) =
-                cols.into_iter().filter(|c| !wanted.contains(c)).partition(|c| src.ignore.contains(c));
-            (unread, ignored)
+        self.resume(&mut rep, file)?;
+        let layout = Layout {
+            used: used_columns(spec, src, self.project),
+            wanted: Vec::new(),
+            media_root: src.media_root.as_ref().map(|m| input_dir.join(m)),
+            zone: src.zone(),
+            path_idx: None,
         };
-        (rep.unread_columns, rep.ignored_columns) = unread(records.columns());
-        let missing_required: Vec<&String> = used
-            .iter()
-            .zip(&wanted)
-            .filter(|((_, _, req), w)| *req && records.missing().contains(w))
-            .map(|(_, w)| w)
-            .collect();
-        if !missing_required.is_empty() {
-            return Err(Error::BadInput(format!(
-                "{}: missing required column(s) {} for table {} (source {})",
-                file.display(),
-                missing_required.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "),
-                spec.table,
-                src.name
-            )));
-        }
-        for _ in 0..rep.resumed_after_row {
-            if records.next_item()?.is_none() {
-                break;
-            }
-        }
-        let media_root = src.media_root.as_ref().map(|m| input_dir.join(m));
-        let zone = src.zone();
-        let n_used = used.len();
-        let path_idx = used.iter().position(|(c, _, _)| c == "path");
-
+        let (layout, mut records) = self.open(src, file, layout, &mut rep)?;
         loop {
-            let mut cols: Vec<Col> = used.iter().map(|(_, t, _)| Col::new(*t)).collect();
-            let mut lines = Int64Builder::new();
-            let mut attrs = StringBuilder::new();
-            let mut hashes = StringBuilder::new();
-            let mut quarantine: Vec<Quarantined> = Vec::new();
-            let mut read = 0u64;
-            let mut accepted = 0u64;
-            while (read as usize) < self.chunk_rows {
-                let Some(item) = records.next_item()? else { break };
-                read += 1;
-                let rec = match item {
-                    Item::Bad { line, column, reason, raw } => {
-                        quarantine.push(Quarantined { line, column, reason, raw });
-                        continue;
-                    }
-                    Item::Row(r) => r,
-                };
-                let mut cells = Vec::with_capacity(n_used);
-                let mut problem: Option<(String, String)> = None;
-                for (i, (_, t, req)) in used.iter().enumerate() {
-                    let cell = match &rec.fields[i] {
-                        None if *req => Err("required value is empty".to_string()),
-                        None => Ok(None),
-                        Some(v) if v.len() > src.max_field_bytes => {
-                            Err(format!("field of {} bytes exceeds max_field_bytes {}", v.len(), src.max_field_bytes))
-                        }
-                        Some(v) => parse_cell(*t, v, src, zone).map(Some),
-                    };
-                    match cell {
-                        Ok(c) => cells.push(c),
-                        Err(reason) => {
-                            problem = Some((wanted[i].clone(), reason));
-                            break;
-                        }
-                    }
-                }
-                // Media: the path must resolve inside the media root to a readable file.
-                let mut content_hash = None;
-                if problem.is_none()
-                    && let (Some(pi), Some(root)) = (path_idx, media_root.as_ref())
-                    && let Some(Cell::Str(rel)) = &cells[pi]
-                {
-                    match crate::media::resolve(root, rel)
-                        .and_then(|p| crate::media::hash(&p).map(|h| (p, h)))
-                        .and_then(|(p, h)| crate::media::store(self.root, &p, &h).map(|_| h))
-                    {
-                        Ok(h) => content_hash = Some(h),
-                        Err(reason) => problem = Some((wanted[pi].clone(), reason)),
-                    }
-                }
-                let mut attr_json = None;
-                if problem.is_none() && !src.attributes.is_empty() {
-                    let mut m = serde_json::Map::new();
-                    for (j, a) in src.attributes.iter().enumerate() {
-                        match &rec.fields[n_used + j] {
-                            Some(v) if v.len() > src.max_field_bytes => {
-                                problem =
-                                    Some((a.clone(), format!("field of {} bytes exceeds max_field_bytes", v.len())));
-                                break;
-                            }
-                            Some(v) => {
-                                m.insert(a.clone(), serde_json::Value::String(v.clone()));
-                            }
-                            None => {}
-                        }
-                    }
-                    attr_json = Some(serde_json::Value::Object(m).to_string());
-                }
-                if let Some((column, reason)) = problem {
-                    quarantine.push(Quarantined { line: rec.line, column: Some(column), reason, raw: rec.raw });
-                    continue;
-                }
-                for (col, cell) in cols.iter_mut().zip(cells) {
-                    col.push(cell);
-                }
-                lines.append_value(rec.line as i64);
-                attrs.append_option(attr_json);
-                hashes.append_option(content_hash);
-                accepted += 1;
-            }
-            if read == 0 {
+            let chunk = self.read_chunk(src, &layout, records.as_mut())?;
+            if chunk.read == 0 {
                 break;
             }
-            let chunk = rep.chunks;
-            let landing = self.root.join(format!("lake/raw/{}/{batch_id}/part-{chunk:05}.parquet", src.name));
-            let mut fields: Vec<Field> =
-                used.iter().map(|(c, t, _)| Field::new(c.as_str(), arrow_type(*t), true)).collect();
-            let mut arrays: Vec<ArrayRef> = cols.into_iter().map(Col::finish).collect();
-            fields.push(Field::new("source_line", DataType::Int64, false));
-            arrays.push(Arc::new(lines.finish()));
-            fields.push(Field::new("attrs", DataType::Utf8, true));
-            arrays.push(Arc::new(attrs.finish()));
-            fields.push(Field::new("content_hash", DataType::Utf8, true));
-            arrays.push(Arc::new(hashes.finish()));
-            let schema = Arc::new(Schema::new(fields));
-            let batch = RecordBatch::try_new(schema.clone(), arrays).ctx(|| "landing batch".into())?;
-            // Rewritten identically if an earlier attempt died before its commit.
-            t0_table::write_parquet(&landing, schema, &[batch])?;
-
-            let parse_rejected = quarantine.len() as u64;
-            let mut after = rep.clone();
-            let registered = self.commit_chunk(
-                src,
-                spec,
-                &used,
-                &batch_id,
-                &file_str,
-                &landing,
-                &quarantine,
-                rep.resumed_after_row > 0,
-                |c, inserted, rejected| {
-                    after.chunks = chunk + 1;
-                    after.rows_read += read;
-                    after.rows_ingested += inserted;
-                    after.rows_quarantined += parse_rejected + rejected;
-                    after.rows_unchanged += accepted - inserted - rejected;
-                    // The checkpoint commits with the chunk: a resume never double counts.
-                    c.execute(
-                        "INSERT OR REPLACE INTO ingest_checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        params![
-                            batch_id,
-                            src.name,
-                            file_str,
-                            after.chunks as i64,
-                            after.rows_read as i64,
-                            after.rows_ingested as i64,
-                            after.rows_unchanged as i64,
-                            after.rows_quarantined as i64
-                        ],
-                    )
-                    .map(|_| ())
-                },
-            )?;
-            rep = after;
-            rep.entities_registered += registered;
-            self.progress.advance(read);
+            self.land_and_commit(src, &layout, &batch_id, &file_str, chunk, &mut rep)?;
             self.progress.note(&format!(
                 "{}: committed chunk {} ({} rows read)",
                 file.display(),
@@ -506,9 +354,8 @@ impl Ingest<'_> {
                 rep.rows_read
             ));
         }
-
         // NDJSON learns its keys while reading.
-        (rep.unread_columns, rep.ignored_columns) = unread(records.columns());
+        (rep.unread_columns, rep.ignored_columns) = unread(src, &layout.wanted, records.columns());
         let now = self.clock.stamp();
         conn.execute(
             "INSERT INTO ingest_batches (batch_id, source, file, file_hash, rows_read, rows_ingested, rows_quarantined,
@@ -529,6 +376,236 @@ impl Ingest<'_> {
         )
         .ctx(|| "record ingest batch".into())?;
         Ok(rep)
+    }
+
+    /// Counts from an earlier, interrupted ingest of this file, if it committed chunks.
+    fn resume(&self, rep: &mut FileReport, file: &Path) -> Result<()> {
+        let checkpoint: Option<(i64, i64, i64, i64, i64)> = self
+            .catalog
+            .conn()
+            .query_row(
+                "SELECT chunks_done, rows_done, rows_ingested, rows_unchanged, rows_quarantined
+                 FROM ingest_checkpoints WHERE batch_id = ?",
+                params![rep.batch_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .ctx(|| "checkpoint lookup".into())?;
+        if let Some((chunks, rows, ing, unch, quar)) = checkpoint {
+            rep.chunks = chunks as u64;
+            rep.resumed_after_row = rows as u64;
+            rep.rows_read = rows as u64;
+            rep.rows_ingested = ing as u64;
+            rep.rows_unchanged = unch as u64;
+            rep.rows_quarantined = quar as u64;
+            self.progress.note(&format!("{}: resuming after row {rows} ({chunks} chunks committed)", file.display()));
+        }
+        Ok(())
+    }
+
+    /// Open the file's reader on the wanted columns, refuse it when a required one is missing,
+    /// and skip the rows an earlier run committed.
+    fn open(
+        &self,
+        src: &SourceConfig,
+        file: &Path,
+        mut layout: Layout,
+        rep: &mut FileReport,
+    ) -> Result<(Layout, Box<dyn reader::Records>)> {
+        let format = src.format_of(file).ok_or_else(|| {
+            Error::BadInput(format!(
+                "{}: cannot tell the format from the extension; set `format` for source {}",
+                file.display(),
+                src.name
+            ))
+        })?;
+        let used = &layout.used;
+        let mut wanted: Vec<String> = used.iter().map(|(c, _, _)| src.source_column(c).to_string()).collect();
+        wanted.extend(src.attributes.iter().cloned());
+        let mut records = reader::open(file, format, &wanted, src.delimiter)?;
+        (rep.unread_columns, rep.ignored_columns) = unread(src, &wanted, records.columns());
+        let missing_required: Vec<&String> = used
+            .iter()
+            .zip(&wanted)
+            .filter(|((_, _, req), w)| *req && records.missing().contains(w))
+            .map(|(_, w)| w)
+            .collect();
+        if !missing_required.is_empty() {
+            return Err(Error::BadInput(format!(
+                "{}: missing required column(s) {} for table {} (source {})",
+                file.display(),
+                missing_required.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "),
+                src.spec().table,
+                src.name
+            )));
+        }
+        for _ in 0..rep.resumed_after_row {
+            if records.next_item()?.is_none() {
+                break;
+            }
+        }
+        layout.path_idx = used.iter().position(|(c, _, _)| c == "path");
+        layout.wanted = wanted;
+        Ok((layout, records))
+    }
+
+    /// Up to `chunk_rows` rows: parsed and accepted, or quarantined with their reason.
+    fn read_chunk(&self, src: &SourceConfig, layout: &Layout, records: &mut dyn reader::Records) -> Result<Chunk> {
+        let mut chunk = Chunk {
+            cols: layout.used.iter().map(|(_, t, _)| Col::new(*t)).collect(),
+            lines: Int64Builder::new(),
+            attrs: StringBuilder::new(),
+            hashes: StringBuilder::new(),
+            quarantine: Vec::new(),
+            read: 0,
+            accepted: 0,
+        };
+        while (chunk.read as usize) < self.chunk_rows {
+            let Some(item) = records.next_item()? else { break };
+            chunk.read += 1;
+            let rec = match item {
+                Item::Bad { line, column, reason, raw } => {
+                    chunk.quarantine.push(Quarantined { line, column, reason, raw });
+                    continue;
+                }
+                Item::Row(r) => r,
+            };
+            match self.parse_row(src, layout, &rec) {
+                Ok((cells, content_hash, attr_json)) => {
+                    for (col, cell) in chunk.cols.iter_mut().zip(cells) {
+                        col.push(cell);
+                    }
+                    chunk.lines.append_value(rec.line as i64);
+                    chunk.attrs.append_option(attr_json);
+                    chunk.hashes.append_option(content_hash);
+                    chunk.accepted += 1;
+                }
+                Err((column, reason)) => {
+                    chunk.quarantine.push(Quarantined { line: rec.line, column: Some(column), reason, raw: rec.raw });
+                }
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// One row's cells, media hash and attributes, or the (column, reason) it is quarantined for.
+    fn parse_row(
+        &self,
+        src: &SourceConfig,
+        layout: &Layout,
+        rec: &reader::Record,
+    ) -> std::result::Result<Parsed, (String, String)> {
+        let n_used = layout.used.len();
+        let mut cells = Vec::with_capacity(n_used);
+        for (i, (_, t, req)) in layout.used.iter().enumerate() {
+            let cell = match &rec.fields[i] {
+                None if *req => Err("required value is empty".to_string()),
+                None => Ok(None),
+                Some(v) if v.len() > src.max_field_bytes => {
+                    Err(format!("field of {} bytes exceeds max_field_bytes {}", v.len(), src.max_field_bytes))
+                }
+                Some(v) => parse_cell(*t, v, src, layout.zone).map(Some),
+            };
+            cells.push(cell.map_err(|reason| (layout.wanted[i].clone(), reason))?);
+        }
+        // Media: the path must resolve inside the media root to a readable file.
+        let mut content_hash = None;
+        if let (Some(pi), Some(root)) = (layout.path_idx, layout.media_root.as_ref())
+            && let Some(Cell::Str(rel)) = &cells[pi]
+        {
+            let h = crate::media::resolve(root, rel)
+                .and_then(|p| crate::media::hash(&p).map(|h| (p, h)))
+                .and_then(|(p, h)| crate::media::store(self.root, &p, &h).map(|_| h))
+                .map_err(|reason| (layout.wanted[pi].clone(), reason))?;
+            content_hash = Some(h);
+        }
+        let mut attr_json = None;
+        if !src.attributes.is_empty() {
+            let mut m = serde_json::Map::new();
+            for (j, a) in src.attributes.iter().enumerate() {
+                match &rec.fields[n_used + j] {
+                    Some(v) if v.len() > src.max_field_bytes => {
+                        return Err((a.clone(), format!("field of {} bytes exceeds max_field_bytes", v.len())));
+                    }
+                    Some(v) => {
+                        m.insert(a.clone(), serde_json::Value::String(v.clone()));
+                    }
+                    None => {}
+                }
+            }
+            attr_json = Some(serde_json::Value::Object(m).to_string());
+        }
+        Ok((cells, content_hash, attr_json))
+    }
+
+    /// Land a chunk as an immutable Parquet part and commit it with its checkpoint; `rep`
+    /// takes the counts only once the commit succeeded.
+    fn land_and_commit(
+        &self,
+        src: &SourceConfig,
+        layout: &Layout,
+        batch_id: &str,
+        file_str: &str,
+        chunk: Chunk,
+        rep: &mut FileReport,
+    ) -> Result<()> {
+        let n = rep.chunks;
+        let landing = self.root.join(format!("lake/raw/{}/{batch_id}/part-{n:05}.parquet", src.name));
+        let used = &layout.used;
+        let mut fields: Vec<Field> =
+            used.iter().map(|(c, t, _)| Field::new(c.as_str(), arrow_type(*t), true)).collect();
+        let mut arrays: Vec<ArrayRef> = chunk.cols.into_iter().map(Col::finish).collect();
+        let (mut lines, mut attrs, mut hashes) = (chunk.lines, chunk.attrs, chunk.hashes);
+        fields.push(Field::new("source_line", DataType::Int64, false));
+        arrays.push(Arc::new(lines.finish()));
+        fields.push(Field::new("attrs", DataType::Utf8, true));
+        arrays.push(Arc::new(attrs.finish()));
+        fields.push(Field::new("content_hash", DataType::Utf8, true));
+        arrays.push(Arc::new(hashes.finish()));
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(schema.clone(), arrays).ctx(|| "landing batch".into())?;
+        // Rewritten identically if an earlier attempt died before its commit.
+        t0_table::write_parquet(&landing, schema, &[batch])?;
+
+        let (read, accepted) = (chunk.read, chunk.accepted);
+        let parse_rejected = chunk.quarantine.len() as u64;
+        let mut after = rep.clone();
+        let registered = self.commit_chunk(
+            src,
+            src.spec(),
+            used,
+            batch_id,
+            file_str,
+            &landing,
+            &chunk.quarantine,
+            rep.resumed_after_row > 0,
+            |c, inserted, rejected| {
+                after.chunks = n + 1;
+                after.rows_read += read;
+                after.rows_ingested += inserted;
+                after.rows_quarantined += parse_rejected + rejected;
+                after.rows_unchanged += accepted - inserted - rejected;
+                // The checkpoint commits with the chunk: a resume never double counts.
+                c.execute(
+                    "INSERT OR REPLACE INTO ingest_checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        batch_id,
+                        src.name,
+                        file_str,
+                        after.chunks as i64,
+                        after.rows_read as i64,
+                        after.rows_ingested as i64,
+                        after.rows_unchanged as i64,
+                        after.rows_quarantined as i64
+                    ],
+                )
+                .map(|_| ())
+            },
+        )?;
+        *rep = after;
+        rep.entities_registered += registered;
+        self.progress.advance(read);
+        Ok(())
     }
 
     /// Insert one landed chunk in one transaction, with its checkpoint, which is told the rows

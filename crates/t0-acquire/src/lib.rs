@@ -51,10 +51,7 @@ pub struct AcquireReport {
 /// The source mapping (`path`, else the project's) validated against the project. Returns
 /// the mapping and the hash of its text and the project's.
 pub fn load_config(path: Option<&Path>, project: &Project) -> Result<(AcquireConfig, String)> {
-    let (name, text) = match path {
-        Some(p) => (p.display().to_string(), t0_core::config::read_text(p)?),
-        None => project.read(&project.def.sources)?,
-    };
+    let (name, text) = project.read_or(path, &project.def.sources)?;
     let cfg: AcquireConfig = t0_core::config::parse_yaml(&name, &text)?;
     cfg.validate(&name, project)?;
     let hash = t0_core::blake3_hex(format!("{}|{}", t0_core::blake3_hex(text.as_bytes()), project.hash).as_bytes());

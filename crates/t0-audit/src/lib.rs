@@ -129,100 +129,8 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
             .ctx(|| "data horizon".into())?,
     };
 
-    let total: usize = contracts.iter().map(|c| c.checks.len()).sum();
-    progress.phase("checks", Some(total as u64));
-    let mut findings = Vec::new();
-    let mut metrics: Vec<(String, String, f64)> = Vec::new();
-    let mut baselines: Vec<(String, String, String, i64)> = Vec::new();
-    // Checks answered by SQL probes, run after the stateful ones: (finding, contract, check).
-    let mut probes: Vec<(usize, &Contract, &contract::Check, checks::Probe)> = Vec::new();
-    for c in &contracts {
-        for check in &c.checks {
-            let defined_at = format!("{}:{}", c.file.display(), check.line);
-            let mut f = Finding {
-                check: check.name.clone(),
-                table: c.table.clone(),
-                severity: check.severity,
-                defined_at,
-                failing: 0,
-                sample: Vec::new(),
-                skipped: None,
-            };
-            if stateful::is_stateful(&check.kind) {
-                let o = stateful::evaluate(&ro, &c.table, check, args.rebaseline)
-                    .map_err(|e| c.error_at(check.line, format!("{}: {e}", check.name)))?;
-                f.failing = o.failing.len() as u64;
-                f.sample = o.failing.into_iter().take(args.sample).collect();
-                f.skipped = o.skipped;
-                metrics.extend(o.metrics.into_iter().map(|(m, v)| (c.table.clone(), m, v)));
-                if let Some((col, json, rows)) = o.baseline {
-                    baselines.push((c.table.clone(), col, json, rows));
-                }
-                progress.advance(1);
-            } else if matches!(check.kind, contract::Kind::Freshness { .. }) && args.as_of.is_none() {
-                f.skipped = Some("freshness needs a pinned --as-of".into());
-                progress.advance(1);
-            } else {
-                let p = checks::probe(&c.table, check, &as_of, findings.len());
-                probes.push((findings.len(), c, check, p));
-            }
-            findings.push(f);
-        }
-    }
-    // Row probes over the same rows (and window partition) share one scan; a fused query that
-    // fails is re-run probe by probe so the error names the check that caused it.
-    let mut groups: Vec<(Option<checks::Group>, Vec<usize>)> = Vec::new();
-    for (i, (_, c, _, p)) in probes.iter().enumerate() {
-        let g = p.group().map(|(source, w)| (format!("{}\u{0}{source}", c.table), w));
-        match groups.iter_mut().find(|(k, _)| k.is_some() && *k == g) {
-            Some((_, members)) => members.push(i),
-            None => groups.push((g, vec![i])),
-        }
-    }
-    // Every failing row of the checks that name rows, for heal to restrict its repairs to.
-    let mut flagged: Vec<(usize, Vec<String>)> = Vec::new();
-    for (_, members) in &groups {
-        let (_, c, _, _) = &probes[members[0]];
-        let group: Vec<&checks::Probe> = members.iter().map(|&i| &probes[i].3).collect();
-        let keys = match checks::run_fused(&ro, &c.table, &group) {
-            Ok(keys) => keys,
-            Err(_) if members.len() > 1 => members
-                .iter()
-                .map(|&i| {
-                    let (_, c, check, p) = &probes[i];
-                    checks::run_fused(&ro, &c.table, &[p]).map(|mut k| k.remove(0)).map_err(|e| (c, check, e))
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|(c, check, e)| c.error_at(check.line, format!("{}: {e}", check.name)))?,
-            Err(e) => {
-                let (_, c, check, _) = &probes[members[0]];
-                return Err(c.error_at(check.line, format!("{}: {e}", check.name)));
-            }
-        };
-        for (&i, keys) in members.iter().zip(keys) {
-            let f = &mut findings[probes[i].0];
-            f.failing = keys.len() as u64;
-            f.sample = keys.iter().take(args.sample).cloned().collect();
-            if checks::names_rows(&probes[i].2.kind) && !keys.is_empty() {
-                flagged.push((probes[i].0, keys));
-            }
-        }
-        progress.advance(members.len() as u64);
-    }
-    progress.finish();
-    // Every audited table's row count joins the history, checked or not.
-    let mut tables: Vec<&str> = contracts.iter().map(|c| c.table.as_str()).collect();
-    tables.dedup();
-    for t in tables {
-        if !metrics.iter().any(|(mt, m, _)| mt == t && m == "row_count") {
-            let n: i64 = ro
-                .conn()
-                .query_row(&format!("SELECT count(*) FROM {}", checks::source(t, false)), [], |r| r.get(0))
-                .ctx(|| format!("row count of {t}"))?;
-            metrics.push((t.to_string(), "row_count".into(), n as f64));
-        }
-    }
-    let failing = |s: Severity| findings.iter().filter(|f| f.severity == s && f.failing > 0).count() as u64;
+    let ev = evaluate(&ro, &contracts, args, &as_of, progress)?;
+    let failing = |s: Severity| ev.findings.iter().filter(|f| f.severity == s && f.failing > 0).count() as u64;
     let (errors, warnings) = (failing(Severity::Error), failing(Severity::Warn));
     let verdict = if errors == 0 { t0_core::Verdict::Pass } else { t0_core::Verdict::Fail };
 
@@ -236,47 +144,7 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
         &run_id,
         &["audit_findings", "audit_failing", "audit_verdicts", "audit_metrics", "audit_baselines"],
     )?;
-    let now = clock.stamp();
-    catalog.transaction(|c| {
-        for f in &findings {
-            let sev = if f.severity == Severity::Error { "error" } else { "warn" };
-            let sample = serde_json::to_string(&f.sample).expect("strings");
-            c.execute(
-                "INSERT INTO audit_findings VALUES (?, ?, ?, ?, ?, ?)",
-                params![run_id, f.check, f.table, sev, f.failing as i64, sample],
-            )
-            .ctx(|| "record finding".into())?;
-        }
-        let mut app = c.appender("audit_failing").ctx(|| "failing rows appender".into())?;
-        for (i, keys) in &flagged {
-            let f = &findings[*i];
-            for k in keys {
-                app.append_row(params![run_id, f.table, f.check, k]).ctx(|| "record failing row".into())?;
-            }
-        }
-        app.flush().ctx(|| "record failing rows".into())?;
-        drop(app);
-        for (t, m, v) in &metrics {
-            c.execute(
-                "INSERT INTO audit_metrics VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMP))",
-                params![run_id, t, m, if v.is_finite() { Some(*v) } else { None }, now.trim_end_matches('Z')],
-            )
-            .ctx(|| "record metric".into())?;
-        }
-        for (t, col, json, rows) in &baselines {
-            c.execute(
-                "INSERT INTO audit_baselines VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
-                params![t, col, run_id, json, rows, now.trim_end_matches('Z')],
-            )
-            .ctx(|| "record drift baseline".into())?;
-        }
-        c.execute(
-            "INSERT INTO audit_verdicts VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
-            params![run_id, data_hash, verdict.as_str(), errors as i64, warnings as i64, now.trim_end_matches('Z')],
-        )
-        .ctx(|| "record verdict".into())?;
-        Ok(())
-    })?;
+    record(&catalog, &run_id, &clock, &data_hash, verdict, (errors, warnings), &ev)?;
     let table = |t: &str, key: &[&str]| Location::Table {
         table: t.into(),
         key: key.iter().map(|k| k.to_string()).collect(),
@@ -297,7 +165,192 @@ pub fn run(root: &Root, clock: Clock, args: &AuditArgs, progress: &dyn Progress)
         )?,
         t0_manifest::record_output(root, &catalog, "audit.verdict", table("audit_verdicts", &["run_id"]))?,
     ];
+    let findings = ev.findings;
     let report = AuditReport { run_id: run_id.clone(), verdict, data_hash, as_of, errors, warnings, findings };
     run.finish(&run_id, Some(verdict), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
+}
+
+/// What the checks found: one finding per check, the metrics and drift baselines the stateful
+/// checks computed (and every audited table's row count), and the failing rows of the checks
+/// that name rows (by finding index), for heal to restrict its repairs to.
+struct Evaluated {
+    findings: Vec<Finding>,
+    metrics: Vec<(String, String, f64)>,
+    baselines: Vec<(String, String, String, i64)>,
+    flagged: Vec<(usize, Vec<String>)>,
+}
+
+/// A check answered by an SQL probe: (finding index, contract, check, probe).
+type Pending<'a> = (usize, &'a Contract, &'a contract::Check, checks::Probe);
+
+/// Run every check of `contracts` on the read-only connection: stateful ones first, then the
+/// row probes.
+fn evaluate(
+    ro: &Catalog,
+    contracts: &[Contract],
+    args: &AuditArgs,
+    as_of: &str,
+    progress: &dyn Progress,
+) -> Result<Evaluated> {
+    let total: usize = contracts.iter().map(|c| c.checks.len()).sum();
+    progress.phase("checks", Some(total as u64));
+    let mut findings = Vec::new();
+    let mut metrics: Vec<(String, String, f64)> = Vec::new();
+    let mut baselines: Vec<(String, String, String, i64)> = Vec::new();
+    // Checks answered by SQL probes, run after the stateful ones: (finding, contract, check).
+    let mut probes: Vec<Pending> = Vec::new();
+    for c in contracts {
+        for check in &c.checks {
+            let defined_at = format!("{}:{}", c.file.display(), check.line);
+            let mut f = Finding {
+                check: check.name.clone(),
+                table: c.table.clone(),
+                severity: check.severity,
+                defined_at,
+                failing: 0,
+                sample: Vec::new(),
+                skipped: None,
+            };
+            if stateful::is_stateful(&check.kind) {
+                let o = stateful::evaluate(ro, &c.table, check, args.rebaseline)
+                    .map_err(|e| c.error_at(check.line, format!("{}: {e}", check.name)))?;
+                f.failing = o.failing.len() as u64;
+                f.sample = o.failing.into_iter().take(args.sample).collect();
+                f.skipped = o.skipped;
+                metrics.extend(o.metrics.into_iter().map(|(m, v)| (c.table.clone(), m, v)));
+                if let Some((col, json, rows)) = o.baseline {
+                    baselines.push((c.table.clone(), col, json, rows));
+                }
+                progress.advance(1);
+            } else if matches!(check.kind, contract::Kind::Freshness { .. }) && args.as_of.is_none() {
+                f.skipped = Some("freshness needs a pinned --as-of".into());
+                progress.advance(1);
+            } else {
+                let p = checks::probe(&c.table, check, as_of, findings.len());
+                probes.push((findings.len(), c, check, p));
+            }
+            findings.push(f);
+        }
+    }
+    let flagged = run_probes(ro, &probes, args.sample, &mut findings, progress)?;
+    // Every audited table's row count joins the history, checked or not.
+    let mut tables: Vec<&str> = contracts.iter().map(|c| c.table.as_str()).collect();
+    tables.dedup();
+    for t in tables {
+        if !metrics.iter().any(|(mt, m, _)| mt == t && m == "row_count") {
+            let n: i64 = ro
+                .conn()
+                .query_row(&format!("SELECT count(*) FROM {}", checks::source(t, false)), [], |r| r.get(0))
+                .ctx(|| format!("row count of {t}"))?;
+            metrics.push((t.to_string(), "row_count".into(), n as f64));
+        }
+    }
+    Ok(Evaluated { findings, metrics, baselines, flagged })
+}
+
+/// Run the row probes, fused where they share a scan; fill their findings and return the
+/// failing rows of the checks that name rows.
+fn run_probes(
+    ro: &Catalog,
+    probes: &[Pending],
+    sample: usize,
+    findings: &mut [Finding],
+    progress: &dyn Progress,
+) -> Result<Vec<(usize, Vec<String>)>> {
+    // Row probes over the same rows (and window partition) share one scan; a fused query that
+    // fails is re-run probe by probe so the error names the check that caused it.
+    let mut groups: Vec<(Option<checks::Group>, Vec<usize>)> = Vec::new();
+    for (i, (_, c, _, p)) in probes.iter().enumerate() {
+        let g = p.group().map(|(source, w)| (format!("{}\u{0}{source}", c.table), w));
+        match groups.iter_mut().find(|(k, _)| k.is_some() && *k == g) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((g, vec![i])),
+        }
+    }
+    // Every failing row of the checks that name rows, for heal to restrict its repairs to.
+    let mut flagged: Vec<(usize, Vec<String>)> = Vec::new();
+    for (_, members) in &groups {
+        let (_, c, _, _) = &probes[members[0]];
+        let group: Vec<&checks::Probe> = members.iter().map(|&i| &probes[i].3).collect();
+        let keys = match checks::run_fused(ro, &c.table, &group) {
+            Ok(keys) => keys,
+            Err(_) if members.len() > 1 => members
+                .iter()
+                .map(|&i| {
+                    let (_, c, check, p) = &probes[i];
+                    checks::run_fused(ro, &c.table, &[p]).map(|mut k| k.remove(0)).map_err(|e| (c, check, e))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|(c, check, e)| c.error_at(check.line, format!("{}: {e}", check.name)))?,
+            Err(e) => {
+                let (_, c, check, _) = &probes[members[0]];
+                return Err(c.error_at(check.line, format!("{}: {e}", check.name)));
+            }
+        };
+        for (&i, keys) in members.iter().zip(keys) {
+            let f = &mut findings[probes[i].0];
+            f.failing = keys.len() as u64;
+            f.sample = keys.iter().take(sample).cloned().collect();
+            if checks::names_rows(&probes[i].2.kind) && !keys.is_empty() {
+                flagged.push((probes[i].0, keys));
+            }
+        }
+        progress.advance(members.len() as u64);
+    }
+    progress.finish();
+    Ok(flagged)
+}
+
+/// Record the findings, failing rows, metrics, baselines and verdict in one transaction.
+fn record(
+    catalog: &Catalog,
+    run_id: &str,
+    clock: &Clock,
+    data_hash: &str,
+    verdict: t0_core::Verdict,
+    (errors, warnings): (u64, u64),
+    ev: &Evaluated,
+) -> Result<()> {
+    let now = clock.stamp();
+    catalog.transaction(|c| {
+        for f in &ev.findings {
+            let sev = if f.severity == Severity::Error { "error" } else { "warn" };
+            let sample = serde_json::to_string(&f.sample).expect("strings");
+            c.execute(
+                "INSERT INTO audit_findings VALUES (?, ?, ?, ?, ?, ?)",
+                params![run_id, f.check, f.table, sev, f.failing as i64, sample],
+            )
+            .ctx(|| "record finding".into())?;
+        }
+        let mut app = c.appender("audit_failing").ctx(|| "failing rows appender".into())?;
+        for (i, keys) in &ev.flagged {
+            let f = &ev.findings[*i];
+            for k in keys {
+                app.append_row(params![run_id, f.table, f.check, k]).ctx(|| "record failing row".into())?;
+            }
+        }
+        app.flush().ctx(|| "record failing rows".into())?;
+        drop(app);
+        for (t, m, v) in &ev.metrics {
+            c.execute(
+                "INSERT INTO audit_metrics VALUES (?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+                params![run_id, t, m, if v.is_finite() { Some(*v) } else { None }, now.trim_end_matches('Z')],
+            )
+            .ctx(|| "record metric".into())?;
+        }
+        for (t, col, json, rows) in &ev.baselines {
+            c.execute(
+                "INSERT INTO audit_baselines VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+                params![t, col, run_id, json, rows, now.trim_end_matches('Z')],
+            )
+            .ctx(|| "record drift baseline".into())?;
+        }
+        c.execute(
+            "INSERT INTO audit_verdicts VALUES (?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+            params![run_id, data_hash, verdict.as_str(), errors as i64, warnings as i64, now.trim_end_matches('Z')],
+        )
+        .ctx(|| "record verdict".into())?;
+        Ok(())
+    })
 }

@@ -216,7 +216,7 @@ pub struct CertifyReport {
 /// Store SQL `file` from `dir` (a project's feature stores or `--stores`), or the built-in
 /// project's when `None`; `asof.sql` is the built-in as-of views. A file name must stay inside
 /// its directory, and a directory may not ship its own `asof.sql` (exit 2).
-fn read_sql(dir: Option<&Path>, file: &str) -> Result<String> {
+fn read_sql(project: &Project, dir: Option<&Path>, file: &str) -> Result<String> {
     let plain = Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
     if !plain || file.is_empty() {
         return Err(Error::config(
@@ -249,7 +249,7 @@ fn read_sql(dir: Option<&Path>, file: &str) -> Result<String> {
             }
             t0_core::config::read_text(&path)
         }
-        None => Project::builtin().store_sql(file).map(|(_, sql)| sql),
+        None => project.store_sql(file).map(|(_, sql)| sql),
     }
 }
 
@@ -288,10 +288,7 @@ pub struct LoadedConfig {
 }
 
 pub fn load_config(args: &CertifyArgs) -> Result<LoadedConfig> {
-    let (name, text) = match &args.config {
-        Some(p) => (p.display().to_string(), t0_core::config::read_text(p)?),
-        None => args.project.read(&args.project.def.certify)?,
-    };
+    let (name, text) = args.project.read_or(args.config.as_deref(), &args.project.def.certify)?;
     let cfg: CertifyConfig = t0_core::config::parse_yaml(&name, &text)?;
     validate(&cfg, &name)?;
     let cfg_hash =
@@ -299,8 +296,11 @@ pub fn load_config(args: &CertifyArgs) -> Result<LoadedConfig> {
     let dir = stores_dir(args);
     let mut closures = Vec::new();
     for s in &cfg.stores {
-        let files =
-            s.files.iter().map(|f| Ok((f.clone(), read_sql(dir.as_deref(), f)?))).collect::<Result<Vec<_>>>()?;
+        let files = s
+            .files
+            .iter()
+            .map(|f| Ok((f.clone(), read_sql(&args.project, dir.as_deref(), f)?)))
+            .collect::<Result<Vec<_>>>()?;
         closures.push((s.clone(), files));
     }
     Ok(LoadedConfig { cfg, hash: cfg_hash, closures })
@@ -653,11 +653,17 @@ pub fn guard(root: &Root, catalog: &Catalog, clock: &Clock, max_age_days: i64) -
 fn view_def_unchanged(cert: &Loaded) -> Result<()> {
     let report = certify_report(cert)?;
     let dir = report.stores_dir.as_deref().map(PathBuf::from);
+    // No recorded directory: the stores were the built-in project's.
+    let builtin = Project::builtin();
     for s in report.stores.iter().filter(|s| s.status == Verdict::Certified) {
-        let closure =
-            s.files.iter().map(|f| Ok((f.clone(), read_sql(dir.as_deref(), f)?))).collect::<Result<Vec<_>>>().map_err(
-                |e| Error::Refused(format!("store {} of certify run {}: {e}", s.entrypoint, cert.manifest.run_id)),
-            )?;
+        let closure = s
+            .files
+            .iter()
+            .map(|f| Ok((f.clone(), read_sql(&builtin, dir.as_deref(), f)?)))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| {
+                Error::Refused(format!("store {} of certify run {}: {e}", s.entrypoint, cert.manifest.run_id))
+            })?;
         let now = view_def_hash(&closure);
         if now != s.view_def_hash {
             return Err(Error::Refused(format!(

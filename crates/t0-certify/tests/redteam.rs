@@ -3,7 +3,7 @@
 //!    only after every T0, and heal repairs made after every T0 of rows visible at T0 — leave
 //!    every certified feature value identical. The same attack on a store whose as-of view
 //!    drops the availability filter changes values: the test can fail.
-//! 2. (in crates/t0-cli/tests/loop.rs) a block reading a label object or the clock fails.
+//! 2. (in crates/t0-cli/tests/it/certify.rs) a block reading a label object or the clock fails.
 //! 3. On random small histories (versions, tombstones, late rows), every base and history
 //!    value equals a brute-force as-of computation written here, independently of the SQL.
 //!

@@ -130,6 +130,10 @@ fn purge_unrecorded_runs(catalog: &Catalog) -> Result<Vec<String>> {
 }
 
 /// Apply (or, with `dry_run`, plan) the rules that answer the latest audit's failing findings.
+///
+/// Long because the plan-and-apply loop runs inside one transaction closure that borrows the
+/// working tables, the patch sink, the ledger and the report together; cut into functions it
+/// would pass those eight borrowed pieces around instead of reading top to bottom.
 pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) -> Result<HealReport> {
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
@@ -144,23 +148,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     if !args.dry_run {
         run.ensure_new(&run_id)?;
     }
-    // The ledger this run appends to must be what its runs recorded.
-    if let Some((stage, last)) = t0_manifest::latest_producer(&catalog, t0_project::LEDGER_OUTPUT)? {
-        let m = t0_manifest::load(root, &catalog, stage, Some(&last))?;
-        t0_manifest::verify_output(root, &catalog, &m.manifest, m.manifest.output(t0_project::LEDGER_OUTPUT)?)
-            .map_err(|e| {
-                Error::Refused(format!("the heal ledger of run {last} changed: {e}; see `heal verify-ledger`"))
-            })?;
-    }
-    // The audit must have seen the data as it is now: stale findings are not repaired.
-    for input in audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.")) {
-        t0_manifest::verify_output(root, &catalog, &audit.manifest, input).map_err(|e| {
-            Error::Refused(format!(
-                "the canonical data changed after audit run {}: audit again ({e})",
-                audit.manifest.run_id
-            ))
-        })?;
-    }
+    check_upstream(root, &catalog, &audit)?;
     if !args.dry_run {
         for r in purge_unrecorded_runs(&catalog)? {
             progress.note(&format!("removed the uncommitted leftovers of crashed heal run {r}"));
@@ -313,6 +301,26 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     });
     run.finish(&run_id, None, outputs, summary)?;
     Ok(report)
+}
+
+/// The ledger this run appends to must be what its runs recorded, and the audit must have
+/// seen the data as it is now: stale findings are not repaired.
+fn check_upstream(root: &Root, catalog: &Catalog, audit: &t0_manifest::Loaded) -> Result<()> {
+    if let Some((stage, last)) = t0_manifest::latest_producer(catalog, t0_project::LEDGER_OUTPUT)? {
+        let m = t0_manifest::load(root, catalog, stage, Some(&last))?;
+        t0_manifest::verify_output(root, catalog, &m.manifest, m.manifest.output(t0_project::LEDGER_OUTPUT)?).map_err(
+            |e| Error::Refused(format!("the heal ledger of run {last} changed: {e}; see `heal verify-ledger`")),
+        )?;
+    }
+    for input in audit.manifest.inputs.iter().filter(|i| i.name.starts_with("canonical.")) {
+        t0_manifest::verify_output(root, catalog, &audit.manifest, input).map_err(|e| {
+            Error::Refused(format!(
+                "the canonical data changed after audit run {}: audit again ({e})",
+                audit.manifest.run_id
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 fn ledger_output(root: &Root, catalog: &Catalog, run_id: &str) -> Result<t0_manifest::Output> {

@@ -114,19 +114,11 @@ fn at(file: &Path, line: usize, msg: impl std::fmt::Display) -> Error {
 impl RuleSet {
     /// Rules from `path`, else the project's rules file (a project without one has none).
     pub fn load(path: Option<&Path>, project: &t0_project::Project) -> Result<RuleSet> {
-        match path {
-            Some(p) => {
-                let text = t0_core::config::read_text(p)?;
-                RuleSet::parse(p, &text)
-            }
-            None if !project.has(&project.def.heal_rules) => {
-                RuleSet::parse(Path::new(&project.display(&project.def.heal_rules)), "rules: []\n")
-            }
-            None => {
-                let (name, text) = project.read(&project.def.heal_rules)?;
-                RuleSet::parse(Path::new(&name), &text)
-            }
+        if path.is_none() && !project.has(&project.def.heal_rules) {
+            return RuleSet::parse(Path::new(&project.display(&project.def.heal_rules)), "rules: []\n");
         }
+        let (name, text) = project.read_or(path, &project.def.heal_rules)?;
+        RuleSet::parse(Path::new(&name), &text)
     }
 
     pub fn parse(file: &Path, text: &str) -> Result<RuleSet> {
@@ -330,6 +322,9 @@ impl Rule {
 
     /// The plan queries of this rule, applied one after another (a state machine first removes
     /// unproven terminal rows, then stops revivals among the rest).
+    ///
+    /// Long because: one `match` arm per rule action, each an SQL template; the arms share
+    /// nothing but the context, and splitting them would only move the match elsewhere.
     pub fn plans(&self, ctx: &PlanContext) -> Vec<String> {
         let cur = ctx.current.as_str();
         let k = key_text(&self.table);

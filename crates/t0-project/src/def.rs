@@ -576,6 +576,9 @@ impl ProjectDef {
         Ok(def)
     }
 
+    /// Every cross-field rule of project.yaml, each refusing with the line it concerns.
+    ///
+    /// Long because: a flat list of independent checks in the order of the file's sections.
     fn validate(&self, file: &Path, text: &str) -> Result<()> {
         if !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || self.name.is_empty() {
             return Err(at(file, key_line(text, "name"), "name must be non-empty [A-Za-z0-9_-]"));

@@ -93,6 +93,9 @@ pub struct Project {
     pub def: ProjectDef,
     /// blake3 of `project.yaml`.
     pub hash: String,
+    /// The text of `project.yaml` the definition was parsed from: errors quote its lines
+    /// without reading the file again (which could have changed since).
+    pub yaml: String,
 }
 
 impl Project {
@@ -108,14 +111,20 @@ impl Project {
                     )));
                 }
                 let abs = std::fs::canonicalize(d).map_err(|e| t0_core::config::unreadable(d, e))?;
-                let p = Project { origin: Origin::Dir(abs), def: ProjectDef::default(), hash: String::new() };
+                let p = Project {
+                    origin: Origin::Dir(abs),
+                    def: ProjectDef::default(),
+                    hash: String::new(),
+                    yaml: String::new(),
+                };
                 p.parse()
             }
         }
     }
 
     pub fn builtin() -> Project {
-        let p = Project { origin: Origin::Builtin, def: ProjectDef::default(), hash: String::new() };
+        let p =
+            Project { origin: Origin::Builtin, def: ProjectDef::default(), hash: String::new(), yaml: String::new() };
         p.parse().expect("the built-in clips project is valid (tested)")
     }
 
@@ -124,6 +133,7 @@ impl Project {
         self.def = ProjectDef::parse(Path::new(&name), &text)?;
         self.hash = t0_core::blake3_hex(text.as_bytes());
         self.check_store_names(&name, &text)?;
+        self.yaml = text;
         Ok(self)
     }
 
@@ -193,6 +203,15 @@ impl Project {
                 let p = d.join(rel);
                 Ok((p.display().to_string(), t0_core::config::read_text(&p)?))
             }
+        }
+    }
+
+    /// A configuration file: `over` (a command-line override) when given, else the project's
+    /// `rel`. Returns (display name, text).
+    pub fn read_or(&self, over: Option<&Path>, rel: &str) -> Result<(String, String)> {
+        match over {
+            Some(p) => Ok((p.display().to_string(), t0_core::config::read_text(p)?)),
+            None => self.read(rel),
         }
     }
 

@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use t0_train::metrics;
-use t0_train::models::aft::{Dist, fit_aft};
-use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective, aft_loss};
+use t0_train::models::aft::fit_aft;
+use t0_train::models::dist::{Dist, aft_loss};
+use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective};
 use t0_train::models::ridge::ridge_loo;
 use t0_train::models::{Design, Learner, Target};
 

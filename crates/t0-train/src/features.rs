@@ -139,12 +139,15 @@ pub struct Selection {
 /// Choose the feature columns of `sources` under the project's declaration. Refuses (exit 2,
 /// naming project.yaml and the line) an exclusion or transform that names no column, and
 /// stops (exit 1) on a leakage column that would be selected.
+///
+/// Long because: one pass over every source column deciding keep / skip (with the reason) /
+/// refuse, with the declaration's rules applied in a fixed order that the skip reasons report.
 pub fn select(catalog: &Catalog, project: &Project, sources: &[Source]) -> Result<Selection> {
     let f = &project.def.features;
-    let (pfile, ptext) = project.read(t0_project::PROJECT_FILE)?;
+    let (pfile, ptext) = (project.display(t0_project::PROJECT_FILE), project.yaml.as_str());
     let config_err = |needle: &str, msg: String| {
-        let from = t0_project::def::key_line(&ptext, "features");
-        Error::config(&pfile, format!("line {}: {msg}", t0_project::def::line_of(&ptext, from, needle)))
+        let from = t0_project::def::key_line(ptext, "features");
+        Error::config(&pfile, format!("line {}: {msg}", t0_project::def::line_of(ptext, from, needle)))
     };
     let leakage = project.def.leakage();
     let mut columns: Vec<ColumnSpec> = Vec::new();

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use t0_train::metrics;
 use t0_train::models::aft::AftConfig;
-use t0_train::models::aft::{Dist, fit_aft};
-use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective, aft_loss};
+use t0_train::models::aft::fit_aft;
+use t0_train::models::dist::{Dist, aft_loss};
+use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective};
 use t0_train::models::isotonic::Isotonic;
 use t0_train::models::ridge::ridge_loo;
 use t0_train::models::stack::{Base, Meta, Stack, StackConfig, convex_blend, nn_logistic};
@@ -131,7 +132,7 @@ fn gbdt_aft_gradients_match_finite_differences() {
     for dist in [Dist::Normal, Dist::Logistic, Dist::Extreme] {
         for i in 0..40 {
             let f = lower[i].ln() + 0.3;
-            let (g, h) = t0_train::models::gbdt::aft_grad_hess(dist, 1.3, lower[i], upper[i], f);
+            let (g, h) = t0_train::models::dist::aft_grad_hess(dist, 1.3, lower[i], upper[i], f);
             let loss = |f: f64| {
                 // The exact negative log-likelihood (no epsilon floor) for the derivative check.
                 aft_loss(dist, 1.3, lower[i], upper[i], f)

@@ -99,7 +99,7 @@ fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 /// Run ids of `since` and every run whose upstream chain reaches it.
-fn descendants(manifests: &[(Row, Option<Manifest>)], since: &str) -> BTreeSet<String> {
+fn descendants(manifests: &[Loaded], since: &str) -> BTreeSet<String> {
     let mut set: BTreeSet<String> = BTreeSet::from([since.to_string()]);
     loop {
         let before = set.len();
@@ -116,31 +116,131 @@ fn descendants(manifests: &[(Row, Option<Manifest>)], since: &str) -> BTreeSet<S
     }
 }
 
-pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<VerifyReport> {
+/// A manifest row with its parsed file (None when missing, changed or unparsable).
+type Loaded = (Row, Option<Manifest>);
+/// A problem with the run it belongs to, before `--since` decides whether it is in scope.
+type RunProblem = (String, Problem);
+
+/// What the walk has found so far, and how long it spent hashing.
+struct Walk<'a> {
+    root: &'a Root,
+    catalog: &'a Catalog,
+    /// Run ids in scope (`None`: all).
+    scope: Option<BTreeSet<String>>,
+    report: VerifyReport,
+    problems: Vec<Problem>,
+    hashing: std::time::Duration,
+}
+
+impl Walk<'_> {
+    fn problem(&mut self, kind: Kind, object: String, detail: String) {
+        self.problems.push(Problem { kind, object, detail });
+    }
+
+    fn in_scope(&self, run_id: &str) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.contains(run_id))
+    }
+
+    /// Time `f` as hashing (the cost any verification pays).
+    fn timed<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = std::time::Instant::now();
+        let out = f();
+        self.hashing += t.elapsed();
+        out
+    }
+}
+
+/// Verify `root`; with `project`, first check that the root's schema is the project's (a root
+/// verified without one is proved as recorded, whatever project wrote it).
+pub fn run(
+    root: &Root,
+    since: Option<&str>,
+    project: Option<&t0_project::Project>,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
     if !root.catalog().exists() {
         return Err(Error::Refused(format!("no catalog at {}: nothing to verify", root.catalog().display())));
     }
     let started = std::time::Instant::now();
-    let mut hashing = std::time::Duration::ZERO;
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
-    let mut report = VerifyReport::default();
-    let mut problems: Vec<Problem> = Vec::new();
-    let mut problem = |kind: Kind, object: String, detail: String| problems.push(Problem { kind, object, detail });
+    if let Some(p) = project {
+        t0_project::schema::check(&catalog, p)?;
+    }
+    let (manifests, manifest_problems) = load_manifests(root, &catalog)?;
+    let scope: Option<BTreeSet<String>> = match since {
+        None => None,
+        Some(s) => {
+            if !manifests.iter().any(|(r, _)| r.run_id == s) {
+                return Err(Error::Usage(format!("--since {s}: no run with that id is recorded")));
+            }
+            Some(descendants(&manifests, s))
+        }
+    };
+    let mut walk = Walk {
+        root,
+        catalog: &catalog,
+        scope,
+        report: VerifyReport::default(),
+        problems: Vec::new(),
+        hashing: std::time::Duration::ZERO,
+    };
+    for (run_id, p) in manifest_problems {
+        if walk.in_scope(&run_id) {
+            walk.problems.push(p);
+        }
+    }
+    walk.report.since = walk.scope.as_ref().map(|s| s.iter().cloned().collect());
+    let recorded: BTreeMap<(String, String), String> =
+        manifests.iter().map(|(r, _)| ((r.stage.clone(), r.run_id.clone()), r.hash.clone())).collect();
+    let latest = latest_producers(&catalog)?;
 
-    // Manifests: catalog rows against files (problems kept with their run, scoped below).
-    let mut manifests: Vec<(Row, Option<Manifest>)> = Vec::new();
-    let mut manifest_problems: Vec<(String, Problem)> = Vec::new();
-    for row in rows(&catalog)? {
+    progress.phase("manifests", Some(manifests.len() as u64));
+    let mut named_files: BTreeSet<String> = manifests.iter().map(|(r, _)| r.path.clone()).collect();
+    for (row, m) in &manifests {
+        progress.advance(1);
+        let Some(m) = m else { continue };
+        named_files.extend(m.outputs.iter().flat_map(named_by));
+        if walk.in_scope(&row.run_id) {
+            walk.report.manifests += 1;
+            walk.links(row, m, &recorded);
+            walk.outputs(row, m, &latest);
+            if m.stage == t0_core::Stage::Certify {
+                walk.certificates(m);
+            }
+        }
+    }
+    progress.finish();
+    // The heal ledger: chain, anchors and rows of every heal run.
+    if walk.scope.is_none() || manifests.iter().any(|(r, _)| r.stage == "heal" && walk.in_scope(&r.run_id)) {
+        walk.ledger()?;
+    }
+    // Files no manifest names (the whole root only).
+    if walk.scope.is_none() {
+        walk.files(&named_files, progress)?;
+    }
+    let mut report = walk.report;
+    report.problems = walk.problems;
+    report.problems.sort_by(|a, b| (&a.kind, &a.object).cmp(&(&b.kind, &b.object)));
+    report.seconds_total = started.elapsed().as_secs_f64();
+    report.seconds_hashing = walk.hashing.as_secs_f64();
+    Ok(report)
+}
+
+/// Every recorded manifest against its file (present, same blake3, parses), with the problems
+/// found, each kept with its run (scoped by the caller).
+fn load_manifests(root: &Root, catalog: &Catalog) -> Result<(Vec<Loaded>, Vec<RunProblem>)> {
+    let mut manifests: Vec<Loaded> = Vec::new();
+    let mut problems: Vec<RunProblem> = Vec::new();
+    for row in rows(catalog)? {
         let bad = |kind: Kind, detail: String| (row.run_id.clone(), Problem { kind, object: row.path.clone(), detail });
         let m = match std::fs::read(root.join(&row.path)) {
             Err(e) => {
-                manifest_problems
-                    .push(bad(Kind::Missing, format!("manifest of {} run {}: {e}", row.stage, row.run_id)));
+                problems.push(bad(Kind::Missing, format!("manifest of {} run {}: {e}", row.stage, row.run_id)));
                 None
             }
             Ok(bytes) if t0_core::blake3_hex(&bytes) != row.hash => {
-                manifest_problems.push(bad(
+                problems.push(bad(
                     Kind::Changed,
                     format!(
                         "manifest of {} run {}: blake3 differs from the catalog's {}",
@@ -152,62 +252,36 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
             Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    manifest_problems.push(bad(Kind::Changed, format!("not a manifest: {e}")));
+                    problems.push(bad(Kind::Changed, format!("not a manifest: {e}")));
                     None
                 }
             },
         };
         manifests.push((row, m));
     }
-    let scope: Option<BTreeSet<String>> = match since {
-        None => None,
-        Some(s) => {
-            if !manifests.iter().any(|(r, _)| r.run_id == s) {
-                return Err(Error::Usage(format!("--since {s}: no run with that id is recorded")));
-            }
-            Some(descendants(&manifests, s))
-        }
-    };
-    let in_scope = |run_id: &str| scope.as_ref().is_none_or(|s| s.contains(run_id));
-    for (run_id, p) in manifest_problems {
-        if in_scope(&run_id) {
-            problem(p.kind, p.object, p.detail);
-        }
-    }
-    report.since = scope.as_ref().map(|s| s.iter().cloned().collect());
-    let recorded: BTreeMap<(String, String), String> =
-        manifests.iter().map(|(r, _)| ((r.stage.clone(), r.run_id.clone()), r.hash.clone())).collect();
-    let latest = latest_producers(&catalog)?;
+    Ok((manifests, problems))
+}
 
-    progress.phase("manifests", Some(manifests.len() as u64));
-    let mut named_files: BTreeSet<String> = manifests.iter().map(|(r, _)| r.path.clone()).collect();
-    for (row, m) in &manifests {
-        progress.advance(1);
-        let Some(m) = m else { continue };
-        for o in &m.outputs {
-            match &o.location {
-                Location::File { path } => {
-                    named_files.insert(path.clone());
-                }
-                Location::Parquet { path, .. } => {
-                    named_files.insert(path.clone());
-                    named_files.extend(o.files.keys().cloned());
-                }
-                Location::Table { .. } => {}
-            }
-        }
-        if !in_scope(&row.run_id) {
-            continue;
-        }
-        report.manifests += 1;
+/// The files (relative to the root) an output names.
+fn named_by(o: &t0_manifest::Output) -> Vec<String> {
+    match &o.location {
+        Location::File { path } => vec![path.clone()],
+        Location::Parquet { path, .. } => std::iter::once(path.clone()).chain(o.files.keys().cloned()).collect(),
+        Location::Table { .. } => Vec::new(),
+    }
+}
+
+impl Walk<'_> {
+    /// Each upstream a manifest names is recorded, with the hash it names.
+    fn links(&mut self, row: &Row, m: &Manifest, recorded: &BTreeMap<(String, String), String>) {
         for u in &m.upstream {
             match recorded.get(&(u.stage.as_str().to_string(), u.run_id.clone())) {
-                None => problem(
+                None => self.problem(
                     Kind::BrokenLink,
                     row.path.clone(),
                     format!("names upstream {} run {}, which is not recorded", u.stage, u.run_id),
                 ),
-                Some(h) if *h != u.manifest_hash => problem(
+                Some(h) if *h != u.manifest_hash => self.problem(
                     Kind::BrokenLink,
                     row.path.clone(),
                     format!(
@@ -218,103 +292,96 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
                 Some(_) => {}
             }
         }
+    }
+
+    /// Each output against its content hash; a table-wide output only for its latest producer.
+    fn outputs(&mut self, row: &Row, m: &Manifest, latest: &BTreeMap<String, (String, String)>) {
         for o in &m.outputs {
             if let Location::Table { run_id: None, .. } = o.location
                 && latest.get(&o.name) != Some(&(row.stage.clone(), row.run_id.clone()))
             {
-                report.outputs_superseded += 1;
+                self.report.outputs_superseded += 1;
                 continue;
             }
-            report.outputs_verified += 1;
-            let t = std::time::Instant::now();
-            let verified = t0_manifest::verify_output(root, &catalog, m, o);
-            hashing += t.elapsed();
-            if let Err(e) = verified {
+            self.report.outputs_verified += 1;
+            let (root, catalog) = (self.root, self.catalog);
+            if let Err(e) = self.timed(|| t0_manifest::verify_output(root, catalog, m, o)) {
                 // A file that is there but unreadable (a flipped byte in a compressed page)
                 // is changed, not missing.
                 let kind = match &e {
                     Error::Integrity { damage: Damage::Missing, .. } => Kind::Missing,
                     _ => Kind::Changed,
                 };
-                problem(kind, o.location.describe(), format!("output {} of {} run {}: {e}", o.name, m.stage, m.run_id));
-            }
-        }
-        if m.stage == t0_core::Stage::Certify {
-            for o in m.outputs.iter().filter(|o| o.name.starts_with("certificate.")) {
-                let entry = o.name.trim_start_matches("certificate.");
-                let Ok(path) = o.path(root) else { continue };
-                let Ok(cert) = std::fs::read(&path).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) else {
-                    continue;
-                };
-                let Ok(cert) = cert else { continue };
-                let surface = m.outputs.iter().find(|s| s.name == format!("surface.{entry}"));
-                let stated = cert["dataset_hash"].as_str();
-                if let Some(s) = surface
-                    && stated != Some(s.content_hash.as_str())
-                {
-                    problem(
-                        Kind::Changed,
-                        root.relative(&path),
-                        format!(
-                            "certificate states dataset hash {stated:?}, its surface was recorded as {}",
-                            s.content_hash
-                        ),
-                    );
-                }
+                self.problem(
+                    kind,
+                    o.location.describe(),
+                    format!("output {} of {} run {}: {e}", o.name, m.stage, m.run_id),
+                );
             }
         }
     }
-    progress.finish();
 
-    // The heal ledger: chain, anchors and rows of every heal run.
-    if scope.is_none() || manifests.iter().any(|(r, _)| r.stage == "heal" && in_scope(&r.run_id)) {
-        let t = std::time::Instant::now();
-        let ledger = t0_heal::verify_ledger_with(root, &catalog)?;
-        hashing += t.elapsed();
-        report.ledger_entries = ledger.entries;
+    /// Each certificate of a certify run states its surface's recorded dataset hash.
+    fn certificates(&mut self, m: &Manifest) {
+        for o in m.outputs.iter().filter(|o| o.name.starts_with("certificate.")) {
+            let entry = o.name.trim_start_matches("certificate.");
+            let Ok(path) = o.path(self.root) else { continue };
+            let Ok(Ok(cert)) = std::fs::read(&path).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) else {
+                continue;
+            };
+            let surface = m.outputs.iter().find(|s| s.name == format!("surface.{entry}"));
+            let stated = cert["dataset_hash"].as_str();
+            if let Some(s) = surface
+                && stated != Some(s.content_hash.as_str())
+            {
+                self.problem(
+                    Kind::Changed,
+                    self.root.relative(&path),
+                    format!(
+                        "certificate states dataset hash {stated:?}, its surface was recorded as {}",
+                        s.content_hash
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The heal ledger's chain, anchors and rows, for the heal runs in scope.
+    fn ledger(&mut self) -> Result<()> {
+        let (root, catalog) = (self.root, self.catalog);
+        let ledger = self.timed(|| t0_heal::verify_ledger_with(root, catalog))?;
+        self.report.ledger_entries = ledger.entries;
         for p in ledger.problems {
-            if p.run.as_deref().is_none_or(in_scope) {
+            if p.run.as_deref().is_none_or(|r| self.in_scope(r)) {
                 let object = match (&p.run, p.seq) {
                     (Some(r), Some(s)) => format!("heal_ledger (heal run {r}, seq {s})"),
                     (Some(r), None) => format!("heal_ledger (heal run {r})"),
                     (None, Some(s)) => format!("heal_ledger (seq {s})"),
                     (None, None) => "heal_ledger".into(),
                 };
-                problem(Kind::Ledger, object, p.what);
+                self.problem(Kind::Ledger, object, p.what);
             }
         }
+        Ok(())
     }
 
-    // Files no manifest names (the whole root only).
-    if scope.is_none() {
-        let mut landing: Vec<String> = Vec::new();
-        let mut stmt = catalog.conn().prepare("SELECT landing_path FROM ingest_batches").ctx(|| "batches".into())?;
-        for p in stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| "batches".into())? {
-            landing.push(p.ctx(|| "batches".into())?);
-        }
-        // The media store: one file per artifact content hash acquire accepted.
-        let mut media: std::collections::HashSet<String> = std::collections::HashSet::new();
-        let mut stmt = catalog
-            .conn()
-            .prepare("SELECT DISTINCT content_hash FROM artifacts WHERE content_hash IS NOT NULL")
-            .ctx(|| "artifacts".into())?;
-        for h in stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| "artifacts".into())? {
-            media.insert(t0_project::vocab::media_path(&h.ctx(|| "artifacts".into())?));
-        }
+    /// Every file under the root: media store files hold the content their name records, the
+    /// rest must be named by a manifest or an ingest batch (or be known scratch); recorded
+    /// landing copies must still be there.
+    fn files(&mut self, named_files: &BTreeSet<String>, progress: &dyn Progress) -> Result<()> {
+        let (landing, media) = self.landing_and_media()?;
         let mut files = Vec::new();
-        files_under(root.path(), &mut files);
+        files_under(self.root.path(), &mut files);
         progress.phase("files", Some(files.len() as u64));
         for f in files {
             progress.advance(1);
-            report.files_seen += 1;
-            let rel = root.relative(&f);
+            self.report.files_seen += 1;
+            let rel = self.root.relative(&f);
             if media.contains(&rel) {
-                let t = std::time::Instant::now();
-                let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
-                let h = blake3::hash(&bytes).to_hex().to_string();
-                report.seconds_hashing += t.elapsed().as_secs_f64();
+                let bytes = self.timed(|| std::fs::read(&f)).map_err(|e| Error::io(&f, e))?;
+                let h = self.timed(|| blake3::hash(&bytes).to_hex().to_string());
                 if !rel.ends_with(&h) {
-                    problem(
+                    self.problem(
                         Kind::Changed,
                         rel,
                         format!("media store file holds content {h}, not the content its name records"),
@@ -336,20 +403,34 @@ pub fn run(root: &Root, since: Option<&str>, progress: &dyn Progress) -> Result<
                 || rel == ".lock"
                 || (rel.starts_with("metrics/") && rel.ends_with(".prom"));
             if !known {
-                problem(Kind::Unrecorded, rel, "no manifest or ingest batch names this file".into());
+                self.problem(Kind::Unrecorded, rel, "no manifest or ingest batch names this file".into());
             }
         }
         progress.finish();
-        // Recorded landing copies must still be there.
         for l in &landing {
-            if !root.join(l).is_dir() {
-                problem(Kind::Missing, l.clone(), "landing copy of an ingest batch is gone".into());
+            if !self.root.join(l).is_dir() {
+                self.problem(Kind::Missing, l.clone(), "landing copy of an ingest batch is gone".into());
             }
         }
+        Ok(())
     }
-    problems.sort_by(|a, b| (&a.kind, &a.object).cmp(&(&b.kind, &b.object)));
-    report.problems = problems;
-    report.seconds_total = started.elapsed().as_secs_f64();
-    report.seconds_hashing = hashing.as_secs_f64();
-    Ok(report)
+
+    /// The landing directories of every ingest batch, and the media store's file names (one
+    /// per artifact content hash acquire accepted).
+    fn landing_and_media(&self) -> Result<(Vec<String>, std::collections::HashSet<String>)> {
+        let mut landing: Vec<String> = Vec::new();
+        let conn = self.catalog.conn();
+        let mut stmt = conn.prepare("SELECT landing_path FROM ingest_batches").ctx(|| "batches".into())?;
+        for p in stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| "batches".into())? {
+            landing.push(p.ctx(|| "batches".into())?);
+        }
+        let mut media = std::collections::HashSet::new();
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT content_hash FROM artifacts WHERE content_hash IS NOT NULL")
+            .ctx(|| "artifacts".into())?;
+        for h in stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| "artifacts".into())? {
+            media.insert(t0_project::vocab::media_path(&h.ctx(|| "artifacts".into())?));
+        }
+        Ok((landing, media))
+    }
 }

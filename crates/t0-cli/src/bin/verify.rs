@@ -7,7 +7,8 @@ use t0_core::ExitCode;
 /// output against its content hash (files, Parquet datasets, catalog tables and per-run rows),
 /// the upstream links between manifests, the heal ledger (hash chain, every run's anchor and
 /// rows), certificates against their surfaces, and files under the root that no manifest
-/// names. Reads only; takes the root lock for a consistent view.
+/// names. With --project (or T0CLIP_PROJECT), first checks that the root's schema is that
+/// project's. Reads only; takes the root lock for a consistent view.
 ///
 /// Exit codes: 0 everything holds, 1 problems found (listed), 2 usage, 3 lock held or no
 /// catalog.
@@ -24,7 +25,10 @@ struct Cli {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "verify", |root, _clock, progress| {
-        let r = t0_verify::run(root, cli.since.as_deref(), progress)?;
+        // Only a project named by --project or T0CLIP_PROJECT is checked: the built-in default
+        // would refuse every root another project wrote.
+        let project = cli.common.project.is_some().then(|| cli.common.project()).transpose()?;
+        let r = t0_verify::run(root, cli.since.as_deref(), project.as_ref(), progress)?;
         let scope = match &r.since {
             Some(runs) => {
                 format!(" (run {} and {} descendants)", cli.since.clone().unwrap_or_default(), runs.len() - 1)

@@ -5,6 +5,8 @@
 //! and a [`Target`]. Nothing here reads a clock, a thread count or an unseeded random source.
 
 pub mod aft;
+pub mod dist;
+pub mod gate;
 pub mod gbdt;
 pub mod isotonic;
 pub mod ridge;
@@ -176,7 +178,7 @@ pub enum Fitted {
     Woe(woe::Woe),
     Stack(stack::Stack),
     /// The tail gate: a calibrated probability and its threshold.
-    Gate(Box<crate::suite::Gate>),
+    Gate(Box<gate::Gate>),
 }
 
 impl Fitted {

@@ -13,7 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::aft::{Aft, AftConfig, sigmoid};
+use super::aft::{Aft, AftConfig};
+use super::dist::sigmoid;
 use super::gbdt::{Gbdt, GbdtConfig};
 use super::ridge::{Ridge, RidgeConfig};
 use super::woe::{Woe, WoeConfig};

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::aft::sigmoid;
+use super::dist::sigmoid;
 use super::{Design, FitError, Learner, Target};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -49,6 +49,10 @@ pub struct GenerateOptions {
     /// (same counters, status `stale`).
     #[arg(long, default_value_t = 0.01)]
     pub near_duplicates: f64,
+    /// Fraction of clips removed (a `removed` event 1 to 17 days after creation; later
+    /// snapshots say `removed`): the time-to-event label's events.
+    #[arg(long, default_value_t = 0.03)]
+    pub removals: f64,
     /// Fraction of removed clips that get one more snapshot claiming `live` (a revival).
     #[arg(long, default_value_t = 0.5)]
     pub revivals: f64,
@@ -197,6 +201,9 @@ fn audio(path: &Path, log_pop: f64, rng: &mut Rng) -> Result<()> {
 
 /// Write the dataset into `out`: `entities.csv`, `observations.csv`, `events.csv`,
 /// `interactions.csv`, `artifacts.csv` and `media/`.
+///
+/// Long because: one seeded random stream is drawn in a fixed order across all files; moving
+/// draws between functions risks reordering them, which would change every output.
 pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> Result<GenerateSummary> {
     if opt.entities == 0 || opt.snapshots == 0 {
         return Err(Error::Usage("--entities and --snapshots must be at least 1".into()));
@@ -208,6 +215,7 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
         ("future", opt.future),
         ("orphans", opt.orphans),
         ("near-duplicates", opt.near_duplicates),
+        ("removals", opt.removals),
         ("revivals", opt.revivals),
         ("status-noise", opt.status_noise),
         ("like-spikes", opt.like_spikes),
@@ -285,7 +293,7 @@ pub fn generate(out: &Path, opt: &GenerateOptions, progress: &dyn Progress) -> R
             int.line(format_args!("ch{from:06},{id},promoted,{:.3},{}", rng.unit(), ts(when)))?;
             s.interactions += 1;
         }
-        let removed_at = rng.chance(0.03).then(|| created + (3600.0 * (24.0 + 400.0 * rng.unit())) as i64);
+        let removed_at = rng.chance(opt.removals).then(|| created + (3600.0 * (24.0 + 400.0 * rng.unit())) as i64);
         if let Some(r) = removed_at {
             evt.line(format_args!("{id},removed,,{}", ts(r)))?;
             s.events += 1;

@@ -1,0 +1,10 @@
+//! Integration tests through the real stage binaries: one test binary (one link, one shared
+//! finished loop), one module per question.
+
+mod certify;
+mod chain;
+mod projects;
+mod record;
+mod recovery;
+mod snapshots;
+mod support;

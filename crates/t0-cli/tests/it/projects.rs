@@ -1,0 +1,355 @@
+//! Projects other than the built-in clips: gapminder, generated and inferred ones, and the
+//! errors a malformed project gets.
+
+// The seeded generator of the clips example: the single source of randomness of these tests.
+use t0_clips_gen::Rng;
+use t0_core::Root;
+
+use crate::support::*;
+
+#[test]
+fn the_gapminder_panel_runs_to_a_trained_model_and_calibrated_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = gapminder_loop(dir.path(), &repo("projects/gapminder"));
+    let a = &v["acquire"];
+    // 1,704 panel rows, every one ingested, 142 countries registered; no column dropped unsaid.
+    assert_eq!(a["rows_read"], 1704, "{a}");
+    assert_eq!(a["rows_ingested"], 1704, "{a}");
+    assert_eq!(a["files"][0]["entities_registered"], 142, "{a}");
+    assert_eq!(a["rows_quarantined"], 0, "{a}");
+    for f in a["files"].as_array().unwrap() {
+        assert_eq!(f["unread_columns"], serde_json::json!([]), "{f}");
+    }
+    let m = &v["train"]["metrics"];
+    eprintln!(
+        "gapminder leaderboard: target {} on {} features, test RMSE {:.4} (baseline {:.4}), coverage {:.3}, rows {}/{}/{}; calibrate {}",
+        v["train"]["target"],
+        v["train"]["features"],
+        m["test_rmse"].as_f64().unwrap(),
+        m["baseline_test_rmse"].as_f64().unwrap(),
+        m["test_coverage"].as_f64().unwrap(),
+        m["rows_train"],
+        m["rows_valid"],
+        m["rows_test"],
+        v["calibrate"]["state"]
+    );
+    // The as-of features beat the mean of the training block by a wide margin.
+    assert!(m["test_rmse"].as_f64().unwrap() < 0.5 * m["baseline_test_rmse"].as_f64().unwrap(), "{m}");
+    // Categorical continent levels became features.
+    let model = std::fs::read_to_string(dir.path().join(find(dir.path(), "runs/", "model.json"))).unwrap();
+    assert!(model.contains("continent=Europe"), "continent levels are features");
+    // No label is a feature column.
+    let m: serde_json::Value = serde_json::from_str(&model).unwrap();
+    assert_eq!(m["target"], "y_log_gdp");
+    let cols: Vec<&str> = m["columns"].as_array().unwrap().iter().map(|c| c["column"].as_str().unwrap()).collect();
+    assert!(cols.len() > 5 && cols.iter().all(|c| !c.starts_with("y_")), "{cols:?}");
+    // Same inputs, same model: a second root gives identical model bytes.
+    let again = tempfile::tempdir().unwrap();
+    gapminder_loop(again.path(), &repo("projects/gapminder"));
+    let model2 = std::fs::read_to_string(again.path().join(find(again.path(), "runs/", "model.json"))).unwrap();
+    assert_eq!(model, model2);
+}
+
+#[test]
+fn a_tampered_panel_surface_or_label_is_refused() {
+    let p = repo("projects/gapminder");
+    for (prefix, suffix) in [("lake/surfaces/panel/", "surface.parquet"), ("lake/labels/", "labels.parquet")] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(gapminder_root(), dir.path());
+        let rel = find(dir.path(), prefix, suffix);
+        flip_byte(&dir.path().join(&rel));
+        // A new train run (another target) must read the surfaces and labels again.
+        let o = expect(dir.path(), "train-suite", &["--project", p.to_str().unwrap(), "--target", "y_life_exp"], 3);
+        assert!(o.stderr.contains(&rel), "{}", o.stderr);
+    }
+}
+
+#[test]
+fn a_column_no_project_reads_is_reported_and_a_new_measure_is_an_explicit_schema_change() {
+    let without_pop = project_copy("gapminder", |name, t| match name {
+        "project.yaml" => {
+            t.replace("  - {name: pop, type: count, required: true}\n", "").replace("pop_last: log1p, ", "")
+        }
+        "panel.sql" => t
+            .replace("arg_max(pop, observed_at)", "NULL::BIGINT")
+            .replace("arg_max(o.pop, o.observed_at)", "NULL::BIGINT"),
+        "observations.yaml" => t.replace(", pop: BIGINT", "").replace(", pop, gdp_per_cap]", ", gdp_per_cap]"),
+        _ => t,
+    });
+    let root = tempfile::tempdir().unwrap();
+    let input = repo("fixtures/gapminder");
+    let o = expect(
+        root.path(),
+        "acquire",
+        &["--project", without_pop.path().to_str().unwrap(), "--input", input.to_str().unwrap(), "--json"],
+        0,
+    );
+    assert!(o.stderr.contains("pop not ingested") || o.stderr.contains("column(s) pop not ingested"), "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let panel = v["files"].as_array().unwrap().iter().find(|f| f["source"] == "panel").unwrap().clone();
+    assert_eq!(panel["unread_columns"], serde_json::json!(["pop"]), "{panel}");
+    // The shipped project declares pop: on this root that is a schema change, refused unless asked.
+    let full = repo("projects/gapminder");
+    let args = ["--project", full.to_str().unwrap(), "--input", input.to_str().unwrap()];
+    for stage in ["audit", "heal", "certify", "embed", "train-suite", "score", "calibrate"] {
+        let o = expect(root.path(), stage, &args[..2], 2);
+        assert!(o.stderr.contains("pop") && o.stderr.contains("--evolve-schema"), "{stage}: {}", o.stderr);
+    }
+    let o = expect(root.path(), "acquire", &args, 2);
+    assert!(o.stderr.contains("project.yaml") && o.stderr.contains("--evolve-schema"), "{}", o.stderr);
+    let o = expect(root.path(), "acquire", &[&args[..], &["--evolve-schema"]].concat(), 99);
+    assert!(o.stderr.contains("ingested before"), "{}", o.stderr);
+    let cat = t0_catalog::Catalog::open(&Root::new(root.path())).unwrap();
+    let changes: Vec<String> = {
+        let mut st = cat.conn().prepare("SELECT change FROM schema_changes ORDER BY seq").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+    };
+    assert_eq!(changes, ["declare", "add pop"]);
+}
+
+#[test]
+fn a_required_measure_missing_from_a_file_is_refused_naming_it() {
+    let input = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("fixtures/gapminder/gapminder.csv")).unwrap();
+    let cut: String = text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n").collect();
+    std::fs::write(input.path().join("gapminder.csv"), cut).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let p = repo("projects/gapminder");
+    let o = expect(
+        root.path(),
+        "acquire",
+        &["--project", p.to_str().unwrap(), "--input", input.path().to_str().unwrap()],
+        4,
+    );
+    assert!(o.stderr.contains("gdpPercap") && o.stderr.contains("gapminder.csv"), "{}", o.stderr);
+}
+
+#[test]
+fn malformed_project_files_name_file_line_and_problem_before_any_data_is_touched() {
+    let input = repo("fixtures/gapminder");
+    let cases: [(&str, &str, &str, &str); 4] = [
+        ("type: count", "type: tally", "line 8", "unknown variant `tally`"),
+        ("measure: gdp_per_cap", "measure: gdp", "line 13", "does not declare"),
+        ("label: y_life_exp", "label: y_life", "line 16", "not declared"),
+        ("surfaces: [panel]", "surfaces: [panels]", "line 19", "not a store"),
+    ];
+    for (from, to, line, what) in cases {
+        let p = project_copy("gapminder", |name, t| if name == "project.yaml" { t.replacen(from, to, 1) } else { t });
+        let root = tempfile::tempdir().unwrap();
+        let o = expect(
+            root.path(),
+            "acquire",
+            &["--project", p.path().to_str().unwrap(), "--input", input.to_str().unwrap()],
+            2,
+        );
+        assert!(
+            o.stderr.contains("project.yaml") && o.stderr.contains(line) && o.stderr.contains(what),
+            "{}",
+            o.stderr
+        );
+        assert!(!root.path().join("catalog.duckdb").exists(), "nothing may be written");
+    }
+    // Feature declarations are checked against the certified surfaces: a missing column is a
+    // usage error naming the line, a leakage column selected stops training (1).
+    for (from, to, code, what) in [
+        ("exclude: []", "exclude: [gdp_latest]", 2, "gdp_latest"),
+        ("transforms: {pop_last: log1p", "transforms: {pop_size: log1p", 2, "pop_size"),
+        ("leakage: []", "leakage: [gdp_last]", 1, "gdp_last"),
+    ] {
+        let p = project_copy("gapminder", |name, t| if name == "project.yaml" { t.replace(from, to) } else { t });
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(gapminder_root(), dir.path());
+        let o = expect(
+            dir.path(),
+            "train-suite",
+            &["--project", p.path().to_str().unwrap(), "--target", "y_life_exp"],
+            code,
+        );
+        assert!(o.stderr.contains(what), "{}", o.stderr);
+        if code == 2 {
+            assert!(o.stderr.contains("project.yaml: line"), "{}", o.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_generated_project_with_random_measures_runs_with_no_code_change() {
+    let mut rng = Rng::new(20_261_124);
+    let types = ["count", "integer", "float", "boolean", "categorical"];
+    let word = |rng: &mut Rng| -> String { (0..6).map(|_| (b'a' + rng.below(26) as u8) as char).collect::<String>() };
+    // Five measures with random names and types; the first is a float that drives the target.
+    let mut measures: Vec<(String, &str)> = vec![(format!("m_{}", word(&mut rng)), "float")];
+    for i in 0..4 {
+        measures.push((format!("m{i}_{}", word(&mut rng)), types[rng.below(types.len() as u64) as usize]));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (proj, data) = (dir.path().join("project"), dir.path().join("data"));
+    std::fs::create_dir_all(proj.join("feature-stores")).unwrap();
+    std::fs::create_dir_all(proj.join("contracts")).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let target = &measures[0].0;
+    let mut y = String::from("name: generated\nmeasures:\n");
+    for (m, t) in &measures {
+        y.push_str(&format!("  - {{name: {m}, type: {t}}}\n"));
+    }
+    y.push_str(&format!(
+        "labels:\n  - {{name: y_next, kind: value, measure: {target}, horizon: 2 days}}\n  - {{name: y_high, kind: threshold, label: y_next, at_least: 10}}\n  - {{name: y_sum, kind: flow, measure: {target}, horizon: 3 days, agg: sum}}\nfeatures:\n  surfaces: [last]\n  target: y_next\n"
+    ));
+    std::fs::write(proj.join("project.yaml"), y).unwrap();
+    std::fs::write(
+        proj.join("sources.yaml"),
+        "sources:\n  - {name: things, table: entities, glob: things.csv, availability: observed_time}\n  - {name: obs, table: observations, glob: obs.csv, availability: observed_time + 1h}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        proj.join("contracts/observations.yaml"),
+        "table: observations\nchecks:\n  - type: not_null\n    columns: [entity_id, observed_at]\n",
+    )
+    .unwrap();
+    std::fs::write(proj.join("certify.yaml"), "t0: {mode: at_observations, offset_hours: 2, max_per_entity: 20}\nstores:\n  - {entrypoint: last, files: [asof.sql, last.sql], strict: true}\n").unwrap();
+    let cols: Vec<String> = measures.iter().map(|(m, _)| format!("arg_max({m}, observed_at) AS {m}_last")).collect();
+    std::fs::write(
+        proj.join("feature-stores/last.sql"),
+        format!(
+            "CREATE OR REPLACE TEMP VIEW last_values AS SELECT entity_id, t0, count(*) AS n_obs, {} FROM obs_asof GROUP BY entity_id, t0;\nCREATE OR REPLACE TEMP VIEW surface_last AS SELECT g.entity_id, g.t0, coalesce(l.n_obs, 0) AS n_obs, l.* EXCLUDE (entity_id, t0, n_obs) FROM t0_grid g LEFT JOIN last_values l ON l.entity_id = g.entity_id AND l.t0 = g.t0;\n",
+            cols.join(", ")
+        ),
+    )
+    .unwrap();
+    // 40 things observed daily for 12 days; the target walks, the rest is noise of its type.
+    let mut things = String::from("entity_id,kind,created_at\n");
+    let mut obs =
+        format!("entity_id,observed_at,{}\n", measures.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join(","));
+    for e in 0..40 {
+        things.push_str(&format!("t{e:02},thing,2026-01-01T00:00:00Z\n"));
+        let mut level = 5.0 + (e % 10) as f64;
+        for d in 0..12 {
+            level += (rng.below(200) as f64 - 90.0) / 100.0;
+            let vals: Vec<String> = measures
+                .iter()
+                .enumerate()
+                .map(|(i, (_, t))| match (i, *t) {
+                    (0, _) => format!("{level:.3}"),
+                    (_, "count") => rng.below(1000).to_string(),
+                    (_, "integer") => (rng.below(1000) as i64 - 500).to_string(),
+                    (_, "float") => format!("{:.2}", rng.below(10_000) as f64 / 100.0),
+                    (_, "boolean") => ["true", "false"][rng.below(2) as usize].to_string(),
+                    _ => ["red", "green", "blue"][rng.below(3) as usize].to_string(),
+                })
+                .collect();
+            obs.push_str(&format!("t{e:02},2026-01-{:02}T00:00:00Z,{}\n", d + 2, vals.join(",")));
+        }
+    }
+    std::fs::write(data.join("things.csv"), things).unwrap();
+    std::fs::write(data.join("obs.csv"), obs).unwrap();
+    let root = dir.path().join("root");
+    let p = ["--project", proj.to_str().unwrap()];
+    let acq = expect(&root, "acquire", &[&p[..], &["--input", data.to_str().unwrap(), "--json"]].concat(), 0);
+    let v: serde_json::Value = serde_json::from_str(acq.stdout.trim()).unwrap();
+    assert_eq!(v["rows_ingested"], 40 + 480, "{v}");
+    expect(&root, "audit", &p, 0);
+    expect(&root, "heal", &p, 99);
+    expect(&root, "certify", &p, 0);
+    let labels = expect(&root, "certify", &[&p[..], &["labels", "--json"]].concat(), 0);
+    let lv: serde_json::Value = serde_json::from_str(labels.stdout.trim()).unwrap();
+    assert_eq!(lv["labels"], serde_json::json!(["y_next", "y_high", "y_sum"]), "{lv}");
+    let train = expect(&root, "train-suite", &[&p[..], &["--json"]].concat(), 0);
+    let tv: serde_json::Value = serde_json::from_str(train.stdout.trim()).unwrap();
+    // n_obs and one feature per measure (categoricals and booleans expand to their levels).
+    assert!(tv["features"].as_u64().unwrap() as usize > measures.len(), "{tv}");
+    let model = std::fs::read_to_string(root.join(find(&root, "runs/", "model.json"))).unwrap();
+    for (m, _) in &measures {
+        assert!(model.contains(&format!("{m}_last")), "{m} is a feature");
+    }
+    // Measures of every type are perturbed by the red team; nothing reaches an earlier T0.
+    let (code, v) = attack(&root, &p);
+    assert_eq!((code, leaking(&v, &["observations", "entities", "events"])), (0, Vec::<String>::new()), "{v}");
+}
+
+#[test]
+fn acquire_infer_writes_a_project_that_runs_to_a_trained_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("panel");
+    let csv = repo("fixtures/gapminder/gapminder.csv");
+    let o =
+        expect(dir.path(), "acquire", &["infer", csv.to_str().unwrap(), "--out", proj.to_str().unwrap(), "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let f = &v["files"][0];
+    assert_eq!((f["entity_column"].as_str(), f["time_column"].as_str()), (Some("country"), Some("year")), "{f}");
+    assert_eq!(f["key_unique"], true);
+    let project = std::fs::read_to_string(proj.join("project.yaml")).unwrap();
+    for m in ["{name: life_exp, type: float, required: true}", "{name: pop, type: count, required: true}"] {
+        assert!(project.contains(m), "{project}");
+    }
+    let sources = std::fs::read_to_string(proj.join("sources.yaml")).unwrap();
+    assert!(sources.contains("attributes: [continent]") && sources.contains("timestamp_format: \"%Y\""), "{sources}");
+    // A second infer never overwrites.
+    expect(dir.path(), "acquire", &["infer", csv.to_str().unwrap(), "--out", proj.to_str().unwrap()], 2);
+    let root = dir.path().join("root");
+    let p = ["--project", proj.to_str().unwrap()];
+    let input = repo("fixtures/gapminder");
+    expect(&root, "acquire", &[&p[..], &["--input", input.to_str().unwrap()]].concat(), 0);
+    expect(&root, "audit", &p, 0);
+    expect(&root, "heal", &p, 99);
+    expect(&root, "certify", &p, 0);
+    expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
+    expect(&root, "train-suite", &p, 0);
+}
+
+#[test]
+fn an_item_by_month_panel_goes_from_infer_to_a_trained_model() {
+    // Items with new and cumulative counts per month ("2024-01"), one file, no entity list.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut rng = Rng::new(7);
+    let mut csv = String::from("item_code,month,new_cases,cumulative,region\n");
+    for item in 0..30 {
+        let mut total = 0u64;
+        for m in 0..24 {
+            let new = (item % 7) as u64 * 3 + rng.below(10) + m as u64 / 2;
+            total += new;
+            csv.push_str(&format!(
+                "I{item:03},{}-{:02},{new},{total},{}\n",
+                2023 + m / 12,
+                m % 12 + 1,
+                ["north", "south"][item % 2]
+            ));
+        }
+    }
+    std::fs::write(data.join("monthly.csv"), csv).unwrap();
+    let proj = dir.path().join("monthly");
+    let o = expect(
+        dir.path(),
+        "acquire",
+        &["infer", data.join("monthly.csv").to_str().unwrap(), "--out", proj.to_str().unwrap(), "--json"],
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let f = &v["files"][0];
+    assert_eq!((f["entity_column"].as_str(), f["time_column"].as_str()), (Some("item_code"), Some("month")), "{f}");
+    let sources = std::fs::read_to_string(proj.join("sources.yaml")).unwrap();
+    assert!(sources.contains("timestamp_format: \"%Y-%m\"") && sources.contains("attributes: [region]"), "{sources}");
+    let root = dir.path().join("root");
+    let p = ["--project", proj.to_str().unwrap()];
+    let acq = expect(&root, "acquire", &[&p[..], &["--input", data.to_str().unwrap(), "--json"]].concat(), 0);
+    let a: serde_json::Value = serde_json::from_str(acq.stdout.trim()).unwrap();
+    assert_eq!(
+        (a["rows_ingested"].as_u64(), a["files"][0]["entities_registered"].as_u64()),
+        (Some(720), Some(30)),
+        "{a}"
+    );
+    expect(&root, "audit", &p, 0);
+    expect(&root, "heal", &p, 99);
+    expect(&root, "certify", &p, 0);
+    expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
+    // A year-long horizon over 12 matured monthly T0s leaves no honest training block.
+    let o = expect(&root, "train-suite", &p, 1);
+    assert!(o.stderr.contains("empty after the embargo"), "{}", o.stderr);
+    // A random split on request trains, with a warning.
+    let mut yaml = std::fs::read_to_string(proj.join("project.yaml")).unwrap();
+    yaml.push_str("\ntrain:\n  split: random\n");
+    std::fs::write(proj.join("project.yaml"), yaml).unwrap();
+    let o = expect(&root, "train-suite", &p, 0);
+    assert!(o.stderr.contains("random split"), "{}", o.stderr);
+}

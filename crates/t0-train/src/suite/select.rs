@@ -1,0 +1,130 @@
+//! Which model serves: per label, the best validation figure of its selection metric; for the
+//! target, that model becomes the snapshot's `model.json` with its conformal interval.
+
+use std::collections::BTreeMap;
+
+use t0_core::{Error, Result};
+use t0_project::Project;
+
+use super::{Loaded, Scored, Variant, conformal};
+use crate::metrics as m;
+use crate::split::Block;
+use crate::{Inputs, Metrics, Model, NOMINAL};
+
+/// Label → index of its selected model: the best finite validation value (the first on ties).
+pub(super) fn per_label(scored: &[Scored]) -> BTreeMap<String, usize> {
+    let mut selected: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, s) in scored.iter().enumerate() {
+        let (v, _) = s.primary();
+        if !v.is_finite() {
+            continue;
+        }
+        let better = |b: usize| {
+            let (bv, _) = scored[b].primary();
+            if s.select_by.1 { v > bv } else { v < bv }
+        };
+        match selected.get(&s.label) {
+            Some(&b) if !better(b) => {}
+            _ => {
+                selected.insert(s.label.clone(), k);
+            }
+        }
+    }
+    selected
+}
+
+/// The serving model (the target's selected one) with its interval and headline figures.
+pub(super) struct Serving<'a> {
+    pub scored: &'a Scored,
+    pub variant: &'a Variant,
+    /// The variant's design, row-major.
+    pub x: &'a [f64],
+}
+
+impl Serving<'_> {
+    /// The target's selected model, or a gate refusal when none had a finite metric.
+    pub fn pick<'a>(
+        scored: &'a [Scored],
+        selected: &BTreeMap<String, usize>,
+        target: &str,
+        variants: &'a [Variant],
+        variant_x: &'a [Vec<f64>],
+    ) -> Result<Serving<'a>> {
+        let k = *selected.get(target).ok_or_else(|| {
+            Error::Gate(format!("no model of the target {target} produced a finite validation metric"))
+        })?;
+        let sv = &scored[k];
+        Ok(Serving { scored: sv, variant: &variants[sv.variant], x: &variant_x[sv.variant] })
+    }
+
+    /// The conformal half-width from the calibration block's residuals.
+    fn halfwidth(&self, loaded: &Loaded, target: &str) -> f64 {
+        let y = loaded.frame.label(target).expect("target column");
+        let d = self.variant.names.len();
+        let residuals: Vec<f64> = (0..y.len())
+            .filter(|&i| loaded.blocks[i] == Block::Calibration)
+            .filter_map(|i| Some(y[i]? - self.scored.fitted.predict(&self.x[i * d..(i + 1) * d])))
+            .collect();
+        conformal::halfwidth(&residuals, NOMINAL)
+    }
+
+    /// `model.json` and the one-line summary's figures.
+    pub fn model(&self, loaded: &Loaded, project: &Project, inputs: &Inputs, target: &str) -> Result<(Model, Metrics)> {
+        let (sv, variant) = (self.scored, self.variant);
+        let halfwidth = self.halfwidth(loaded, target);
+        let mut surface_view_defs = BTreeMap::new();
+        for s in &project.def.features.surfaces {
+            let vdh = t0_certify::certified_view_def(&inputs.cert, s)
+                .ok_or_else(|| Error::Refused(format!("certificate records no view-definition hash for {s}")))?;
+            surface_view_defs.insert(s.clone(), vdh);
+        }
+        let first = |b: Block| loaded.block_start(b).unwrap_or(i64::MAX);
+        let model = Model {
+            kind: sv.model.clone(),
+            fusion: variant.fusion.clone(),
+            target: target.to_string(),
+            // The surfaces, and the embedding outputs the variant's columns come from.
+            sources: inputs
+                .sources
+                .iter()
+                .map(|s| s.output.clone())
+                .filter(|o| o.starts_with("surface.") || variant.specs.iter().any(|c| &c.source == o))
+                .collect(),
+            columns: variant.specs.clone(),
+            features: variant.names.clone(),
+            predictor: sv.fitted.clone(),
+            interval_halfwidth: halfwidth,
+            nominal: NOMINAL,
+            surface_view_defs,
+            certify_run: inputs.cert.manifest.run_id.clone(),
+            embed_run: inputs.emb.as_ref().map(|e| e.manifest.run_id.clone()),
+            project: project.name().to_string(),
+            valid_from: first(Block::Validation),
+            test_from: first(Block::Test),
+        };
+        Ok((model, self.metrics(loaded, target, halfwidth)))
+    }
+
+    fn metrics(&self, loaded: &Loaded, target: &str, halfwidth: f64) -> Metrics {
+        let sv = self.scored;
+        let y = loaded.frame.label(target).expect("target column");
+        let ty: Vec<f64> = sv.test_rows.iter().map(|&i| y[i].expect("present")).collect();
+        let train_y: Vec<f64> =
+            (0..y.len()).filter(|&i| loaded.blocks[i] == Block::Train).filter_map(|i| y[i]).collect();
+        let train_mean = train_y.iter().sum::<f64>() / train_y.len().max(1) as f64;
+        let count = |b: Block| loaded.blocks.iter().filter(|x| **x == b).count();
+        Metrics {
+            model: sv.model.clone(),
+            rows_train: count(Block::Train),
+            rows_calibration: count(Block::Calibration),
+            rows_valid: count(Block::Validation),
+            rows_test: count(Block::Test),
+            rows_embargoed: count(Block::Embargo),
+            valid_rmse: sv.valid_metrics["rmse"],
+            test_rmse: sv.test_metrics["rmse"],
+            test_mae: sv.test_metrics["mae"],
+            test_coverage: conformal::coverage(&sv.test_pred, &ty, halfwidth),
+            baseline_test_rmse: m::rmse(&vec![train_mean; ty.len()], &ty),
+        }
+    }
+}

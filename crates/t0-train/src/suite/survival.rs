@@ -1,0 +1,179 @@
+//! Time-to-event labels: parametric AFT in three distributions, XGBoost-style AFT GBDT and
+//! their stack, scored by Harrell's C on validation, with time quantiles and S(t) per row.
+//! Training rows are censored where the calibration block begins, so no training label reaches
+//! into the evaluation period.
+
+use std::collections::BTreeMap;
+
+use t0_core::Result;
+use t0_project::def::SplitKind;
+
+use super::{AFT_PENALTIES, GBDT_AFT, Gathered, Job, Skip, TIME_QUANTILES, curves_of};
+use crate::metrics as m;
+use crate::models::aft::{Aft, AftConfig};
+use crate::models::dist::Dist;
+use crate::models::gbdt::{Gbdt, GbdtConfig};
+use crate::models::stack::{Base, Stack, StackConfig};
+use crate::models::{Design, Fitted, Learner, Target};
+use crate::split::Block;
+
+/// Hours per microsecond of T0: event times are in hours.
+const HOUR: f64 = 3_600_000_000.0;
+
+pub(super) fn train(job: &Job, blocks: &[Block], got: &mut Gathered) -> Result<std::result::Result<(), Skip>> {
+    let ctx = job.ctx;
+    let (lower, upper, censored_at_boundary) = bounds(job, blocks, got);
+    let ok = |i: usize| !lower[i].is_nan();
+    let (tr, va, te) = (ctx.rows(Block::Train, &ok), ctx.rows(Block::Validation, &ok), ctx.rows(Block::Test, &ok));
+    let y = Target::Censored { lower: lower.clone(), upper: upper.clone() };
+    let (dt, dv, dte) = (ctx.design(&y, &tr), ctx.design(&y, &va), ctx.design(&y, &te));
+    let events = |rows: &[usize]| rows.iter().filter(|&&i| upper[i].is_finite()).count();
+    if tr.len() < 20 || events(&tr) == 0 || va.len() < 2 || te.len() < 2 {
+        let msg = format!(
+            "label {}: {} training rows with {} events ({censored_at_boundary} censored at a block boundary): too few to train",
+            job.name,
+            tr.len(),
+            events(&tr)
+        );
+        return Ok(Err(Skip { msg, refuse: false }));
+    }
+    if got.survival_times.is_empty() {
+        let mut et: Vec<f64> = tr.iter().filter(|&&i| upper[i].is_finite()).map(|&i| lower[i]).collect();
+        et.sort_by(f64::total_cmp);
+        got.survival_times = [0.25, 0.5, 0.75].iter().map(|q| et[((et.len() - 1) as f64 * q) as usize]).collect();
+        got.survival_times.dedup();
+    }
+    let train_t: Vec<f64> = tr.iter().map(|&i| lower[i]).collect();
+    let train_e: Vec<bool> = tr.iter().map(|&i| upper[i].is_finite()).collect();
+    let cens = m::CensoringKm::fit(&train_t, &train_e);
+    // The job's validation and test rows are those with a usable time.
+    let job = Job { va, te, tr, ..job.clone() };
+    for (model, fit, dist, sigma, curves) in fit_models(&job, (&dt, &dv), got)? {
+        let eval = Evaluation { dist, sigma, times: &got.survival_times, cens: &cens };
+        let (vp, vs, vm) = eval.run(&fit, &dv);
+        let (tp, ts, tm) = eval.run(&fit, &dte);
+        let mut s = job.scored(model, fit, (vp, tp), (vm, tm), ("harrell_c", true), curves);
+        (s.valid_surv, s.test_surv) = (Some(vs), Some(ts));
+        got.scored.push(s);
+    }
+    Ok(Ok(()))
+}
+
+/// Each row's censored interval in hours, censored where the next block begins under a
+/// chronological split; rows with a time of 0 hours are left out (said once). NaN where the
+/// label has not matured.
+fn bounds(job: &Job, blocks: &[Block], got: &mut Gathered) -> (Vec<f64>, Vec<f64>, usize) {
+    let frame = job.frame;
+    let n = frame.rows();
+    let event_col = job.label.columns()[1].clone();
+    let ev = frame.label(&event_col).expect("event column is read");
+    let calibration_start = (0..n).find(|&i| blocks[i] == Block::Calibration).map(|i| frame.t0[i]);
+    let (mut lower, mut upper) = (vec![f64::NAN; n], vec![f64::NAN; n]);
+    let (mut censored_at_boundary, mut dropped) = (0, 0);
+    for i in 0..n {
+        let Some(mut t) = job.col[i] else { continue };
+        let mut e = ev[i].unwrap_or(0.0) > 0.5;
+        let boundary = if blocks[i] == Block::Train { calibration_start } else { None };
+        if let (SplitKind::Chronological, Some(b)) = (job.split, boundary) {
+            let limit = (b - frame.t0[i]) as f64 / HOUR;
+            if t > limit {
+                t = limit;
+                e = false;
+                censored_at_boundary += 1;
+            }
+        }
+        if t <= 0.0 {
+            dropped += 1;
+            continue;
+        }
+        lower[i] = t;
+        upper[i] = if e { t } else { f64::INFINITY };
+    }
+    if dropped > 0 && job.variant == 0 {
+        got.warnings.push(format!("label {}: {dropped} rows with a time of 0 hours left out", job.name));
+    }
+    (lower, upper, censored_at_boundary)
+}
+
+/// A fitted model with the distribution and scale its locations are read through.
+type FitSurv = (String, Fitted, Dist, f64, Option<serde_json::Value>);
+
+/// The parametric AFTs, the AFT GBDT and their stack the project asks for.
+fn fit_models(job: &Job, (dt, dv): (&Design, &Design), got: &mut Gathered) -> Result<Vec<FitSurv>> {
+    let mut fitted: Vec<FitSurv> = Vec::new();
+    let aft = |dist| AftConfig { dist, penalties: AFT_PENALTIES.to_vec() };
+    for dist in [Dist::Extreme, Dist::Normal, Dist::Logistic] {
+        let model = format!("aft-{}", dist.name());
+        if !job.wants(&model) && !job.wants("aft") {
+            continue;
+        }
+        match Aft::fit(&aft(dist), dt, Some(dv)) {
+            Ok(a) => {
+                let s = a.sigma();
+                fitted.push((model, Fitted::Aft(a), dist, s, None));
+            }
+            Err(e) => got.warnings.push(format!("label {}, model {model}, fusion {}: {e}", job.name, job.fusion)),
+        }
+    }
+    if job.wants("gbdt") {
+        let g = Gbdt::fit(&GbdtConfig::new(GBDT_AFT), dt, Some(dv)).map_err(|e| job.fit_err("gbdt-aft", e))?;
+        let curves = curves_of(&g);
+        fitted.push(("gbdt-aft-lognormal".into(), Fitted::Gbdt(g), Dist::Normal, 1.0, Some(curves)));
+    }
+    if job.wants("stack") {
+        let bases = vec![Base::Aft(aft(Dist::Extreme)), Base::Gbdt(GbdtConfig::new(GBDT_AFT))];
+        let cfg = StackConfig { folds: job.ctx.stack_folds(&job.tr), bases, meta_aft: Some(aft(Dist::Normal)) };
+        match Stack::fit(&cfg, dt, Some(dv)) {
+            Ok(s) => {
+                let meta = s.aft().expect("a censored stack has a meta AFT");
+                let (dist, sigma) = (meta.dist, meta.sigma());
+                fitted.push(("stack".into(), Fitted::Stack(s), dist, sigma, None));
+            }
+            Err(e) => got.warnings.push(job.no_stack(e)),
+        }
+    }
+    Ok(fitted)
+}
+
+/// How one model's log-time locations become quantiles, S(t) and survival metrics.
+struct Evaluation<'a> {
+    dist: Dist,
+    sigma: f64,
+    times: &'a [f64],
+    cens: &'a m::CensoringKm,
+}
+
+impl Evaluation<'_> {
+    /// Locations, per-row [time quantiles…, S(t)…], and the metrics on one design.
+    fn run(&self, fit: &Fitted, d: &Design) -> (Vec<f64>, Vec<Vec<f64>>, BTreeMap<String, f64>) {
+        let Target::Censored { lower, upper } = &d.y else { unreachable!("censored design") };
+        let (dist, sigma) = (self.dist, self.sigma);
+        let loc: Vec<f64> = (0..d.rows()).map(|i| fit.predict(d.row(i))).collect();
+        let surv: Vec<Vec<f64>> = loc
+            .iter()
+            .map(|l| {
+                TIME_QUANTILES
+                    .iter()
+                    .map(|q| (l + sigma * dist.quantile(*q)).exp())
+                    .chain(self.times.iter().map(|t| dist.log_surv((t.ln() - l) / sigma).exp()))
+                    .collect()
+            })
+            .collect();
+        let e: Vec<bool> = upper.iter().map(|u| u.is_finite()).collect();
+        let risk: Vec<f64> = loc.iter().map(|v| -v).collect();
+        let s_at: Vec<Vec<f64>> = surv.iter().map(|r| r[TIME_QUANTILES.len()..].to_vec()).collect();
+        let ll: f64 = (0..d.rows())
+            .map(|i| {
+                let z = (lower[i].ln() - loc[i]) / sigma;
+                if e[i] { dist.log_pdf(z) - sigma.ln() - lower[i].ln() } else { dist.log_surv(z) }
+            })
+            .sum();
+        let met = BTreeMap::from([
+            ("harrell_c".to_string(), m::harrell_c(lower, &e, &loc)),
+            ("uno_c".to_string(), m::uno_c(self.cens, lower, &e, &risk, f64::INFINITY)),
+            ("integrated_brier".to_string(), m::integrated_brier(self.cens, lower, &e, &s_at, self.times)),
+            ("log_likelihood".to_string(), ll),
+        ]);
+        (loc, surv, met)
+    }
+}
