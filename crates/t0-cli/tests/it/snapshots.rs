@@ -7,6 +7,7 @@
 //! a placeholder.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use crate::support::*;
 
@@ -81,12 +82,31 @@ fn verify_prints_a_clean_root_as_snapshots() {
     });
 }
 
+/// Variables whose values `--help` prints (`[env: NAME=value]`): unset, so the caller's
+/// environment cannot change the text.
+const HELP_ENV: &[&str] = &[
+    "T0CLIP_ROOT",
+    "T0CLIP_PROJECT",
+    "T0CLIP_NOW",
+    "T0CLIP_MODELS",
+    "T0CLIP_EMBED_CACHE",
+    "T0CLIP_MEMORY_LIMIT",
+    "T0CLIP_TEMP_DIR",
+];
+
 #[test]
 fn every_binary_explains_itself_in_help() {
-    let dir = tempfile::tempdir().unwrap();
     let settings = settings();
     for b in BINARIES {
-        let o = expect(dir.path(), b, &["--help"], 0);
-        settings.bind(|| insta::assert_snapshot!(format!("{b}-help"), normalise(&o.stdout, dir.path())));
+        let mut cmd = Command::new(bin(b));
+        cmd.arg("--help").stdin(Stdio::null());
+        for v in HELP_ENV {
+            cmd.env_remove(v);
+        }
+        // Not a terminal: clap wraps at COLUMNS, pinned to its own default.
+        let o = cmd.env("COLUMNS", "100").output().unwrap();
+        assert!(o.status.success(), "{b} --help: {}", String::from_utf8_lossy(&o.stderr));
+        let text = String::from_utf8_lossy(&o.stdout);
+        settings.bind(|| insta::assert_snapshot!(format!("{b}-help"), normalise(&text, Path::new("/nonexistent"))));
     }
 }
