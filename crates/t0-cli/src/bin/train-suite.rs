@@ -63,10 +63,16 @@ fn human(r: &t0_train::TrainReport) -> String {
     );
     for e in &r.leaderboard {
         let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        // One row per family and fusion strategy: name the strategy, or the rows repeat.
+        let model = if e.fusion.is_empty() || e.fusion == "none" {
+            e.model.clone()
+        } else {
+            format!("{}+{}", e.model, e.fusion)
+        };
         human.push_str(&format!(
-            "\n  {:<14} {:<20} {} valid {} test {}{}",
+            "\n  {:<14} {:<28} {} valid {} test {}{}",
             e.label,
-            e.model,
+            model,
             e.metric,
             f(e.valid),
             f(e.test),
