@@ -333,14 +333,7 @@ impl Ingest<'_> {
             return Ok(rep);
         }
         self.resume(&mut rep, file)?;
-        let layout = Layout {
-            used: used_columns(spec, src, self.project),
-            wanted: Vec::new(),
-            media_root: src.media_root.as_ref().map(|m| input_dir.join(m)),
-            zone: src.zone(),
-            path_idx: None,
-        };
-        let (layout, mut records) = self.open(src, file, layout, &mut rep)?;
+        let (layout, mut records) = self.open(src, input_dir, file, &mut rep)?;
         loop {
             let chunk = self.read_chunk(src, &layout, records.as_mut())?;
             if chunk.read == 0 {
@@ -408,8 +401,8 @@ impl Ingest<'_> {
     fn open(
         &self,
         src: &SourceConfig,
+        input_dir: &Path,
         file: &Path,
-        mut layout: Layout,
         rep: &mut FileReport,
     ) -> Result<(Layout, Box<dyn reader::Records>)> {
         let format = src.format_of(file).ok_or_else(|| {
@@ -419,7 +412,7 @@ impl Ingest<'_> {
                 src.name
             ))
         })?;
-        let used = &layout.used;
+        let used = used_columns(src.spec(), src, self.project);
         let mut wanted: Vec<String> = used.iter().map(|(c, _, _)| src.source_column(c).to_string()).collect();
         wanted.extend(src.attributes.iter().cloned());
         let mut records = reader::open(file, format, &wanted, src.delimiter)?;
@@ -444,8 +437,13 @@ impl Ingest<'_> {
                 break;
             }
         }
-        layout.path_idx = used.iter().position(|(c, _, _)| c == "path");
-        layout.wanted = wanted;
+        let layout = Layout {
+            path_idx: used.iter().position(|(c, _, _)| c == "path"),
+            used,
+            wanted,
+            media_root: src.media_root.as_ref().map(|m| input_dir.join(m)),
+            zone: src.zone(),
+        };
         Ok((layout, records))
     }
 

@@ -588,7 +588,7 @@ mod tests {
         }
         for bad in [
             "DROP TABLE heal_ledger",
-            "UPDATE observations SET views = 0",
+            "UPDATE observations SET amount = 0",
             "INSERT INTO x SELECT 1",
             "ATTACH 'other.duckdb' AS o",
             "COPY (SELECT 1) TO '/tmp/x.csv'",
@@ -604,7 +604,7 @@ mod tests {
             "EXPORT DATABASE '/tmp/x'",
             "DETACH catalog",
             "CREATE TEMP SEQUENCE s",
-            "CREATE TEMP VIEW x AS PIVOT obs_asof ON views",
+            "CREATE TEMP VIEW x AS PIVOT obs_asof ON amount",
         ] {
             let e = check(bad).unwrap_err();
             assert!(e.contains("only `CREATE"), "{bad}: {e}");
@@ -641,7 +641,7 @@ mod tests {
         // Pure table functions and ordinary names that merely look alike are fine.
         for ok in [
             "CREATE TEMP VIEW x AS SELECT * FROM range(0, 3) r(i)",
-            "CREATE TEMP VIEW x AS SELECT 'read_csv(1)' AS s, histogram(views) AS h, obs.version_note FROM obs_asof obs",
+            "CREATE TEMP VIEW x AS SELECT 'read_csv(1)' AS s, histogram(amount) AS h, obs.version_note FROM obs_asof obs",
         ] {
             assert!(check(ok).is_ok(), "{ok}: {:?}", check(ok));
         }

@@ -176,9 +176,9 @@ mod tests {
 
     #[test]
     fn unknown_container_without_ffmpeg_names_the_file() {
-        let e = frames(b"\0\0\0\x18ftypmp42 not really", Path::new("/tmp/clip.mp4"));
+        let e = frames(b"\0\0\0\x18ftypmp42 not really", Path::new("/tmp/sample.mp4"));
         if let Err(msg) = e {
-            assert!(msg.contains("clip.mp4"), "{msg}");
+            assert!(msg.contains("sample.mp4"), "{msg}");
         }
     }
 }
