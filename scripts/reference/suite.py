@@ -10,13 +10,15 @@ cancer, lifelines' rossi), written beside the references so the Rust tests read 
   isotonic   scikit-learn IsotonicRegression (increasing, clipped)
   surv       lifelines concordance_index (Harrell), scikit-survival concordance_index_ipcw
              (Uno) and integrated_brier_score
+  surv_cal   lifelines KaplanMeierFitter S(t) and SurvivalEVAL's d_calibration (Haider et
+             al. 2020) of a Weibull AFT's survival at each row's own time
   gbdt       scikit-learn HistGradientBoosting{Regressor,Classifier} accuracy on a fixed split
              (the Rust learner must come within a stated margin, not equal it)
   stack_meta the stacking meta-learners on fixed inputs: a convex blend by SciPy's SLSQP, and
              scikit-learn LogisticRegression (ridge on the weights, not the intercept)
 
-Usage: python scripts/reference/suite.py  (with scikit-learn, lifelines, scikit-survival,
-xgboost and pandas installed)
+Usage: python scripts/reference/suite.py [NAME...]  (with scikit-learn, lifelines,
+scikit-survival, xgboost, SurvivalEVAL and pandas installed; names pick references to write)
 """
 
 import json
@@ -210,12 +212,57 @@ def stack_meta():
     }
 
 
+def surv_calibration():
+    import sys
+    import types
+
+    from lifelines import KaplanMeierFitter, WeibullAFTFitter
+    from lifelines.datasets import load_rossi
+
+    # SurvivalEVAL's package imports torch at the top of a helper module; d_calibration itself
+    # is numpy and scipy. Without torch installed (a CUDA download), an empty module stands in
+    # for the import so the peer's own function runs unchanged.
+    if "torch" not in sys.modules:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            stand_in = types.ModuleType("torch")
+            stand_in.Tensor = type("Tensor", (), {})  # named in a type alias only
+            sys.modules["torch"] = stand_in
+    from SurvivalEVAL.evaluations.calibration.distributional.distribution_calibration import d_calibration
+
+    d = load_rossi()
+    train, test = d.iloc[:300], d.iloc[300:]
+    f = WeibullAFTFitter().fit(train, duration_col="week", event_col="arrest")
+    t, e = test["week"].to_numpy(float), test["arrest"].to_numpy(bool)
+    # Each row's predicted survival at its own time (the diagonal of the survival matrix).
+    s_own = np.array([f.predict_survival_function(test.iloc[[i]], times=[t[i]]).to_numpy()[0, 0]
+                      for i in range(len(test))])
+    stat, p, _ = d_calibration(s_own, e.astype(int))
+    times = [10.0, 20.0, 30.0, 40.0, 52.0]
+    km = KaplanMeierFitter().fit(t, e).survival_function_at_times(times).to_numpy()
+    # A deliberately miscalibrated model: survival raised to the fifth power.
+    stat5, p5, _ = d_calibration(s_own ** 5, e.astype(int))
+    return {"time": t.tolist(), "event": e.tolist(), "s_own": s_own.tolist(), "d_cal_stat": float(stat),
+            "d_cal_p": float(p), "d_cal_stat_pow5": float(stat5), "d_cal_p_pow5": float(p5),
+            "km_times": times, "km": km.tolist()}
+
+
+REFERENCES = {
+    "ridge": ("ridge_reference.json", ridge),
+    "aft": ("aft_reference.json", aft),
+    "xgb_aft": ("xgb_aft_loss.json", xgb_aft),
+    "isotonic": ("isotonic_reference.json", isotonic),
+    "surv": ("survival_metrics_reference.json", surv_metrics),
+    "gbdt": ("gbdt_reference.json", gbdt),
+    "stack_meta": ("stack_meta_reference.json", stack_meta),
+    "surv_cal": ("survival_calibration_reference.json", surv_calibration),
+}
+
 if __name__ == "__main__":
-    dump("ridge_reference.json", ridge())
-    dump("aft_reference.json", aft())
-    dump("xgb_aft_loss.json", xgb_aft())
-    dump("isotonic_reference.json", isotonic())
-    dump("survival_metrics_reference.json", surv_metrics())
-    dump("gbdt_reference.json", gbdt())
-    dump("stack_meta_reference.json", stack_meta())
+    import sys
+
+    for name in sys.argv[1:] or REFERENCES:
+        file, make = REFERENCES[name]
+        dump(file, make())
     print("wrote", sorted(os.listdir(OUT)))

@@ -68,6 +68,10 @@ pub struct SourceConfig {
     /// CSV delimiter.
     #[serde(default = "comma")]
     pub delimiter: char,
+    /// Through when the source covers the world (labels mature against it): a UTC time,
+    /// `latest_observed` (default) or `latest_available` (`t0_project::completeness`).
+    #[serde(default)]
+    pub complete_through: Option<String>,
 }
 
 fn utc() -> String {
@@ -196,6 +200,9 @@ impl AcquireConfig {
                     ),
                 ));
             };
+            if let Some(Err(e)) = s.complete_through.as_deref().map(t0_project::completeness::CompleteThrough::parse) {
+                return Err(bad(i, s, e));
+            }
             if av == Availability::Column && !spec.has_column("available_at") {
                 return Err(bad(i, s, "availability: column needs an available_at column".into()));
             }

@@ -420,10 +420,10 @@ pub fn run(args: &InferArgs) -> Result<InferReport> {
         let _ = writeln!(project, "  - {{name: {m}, type: {k}{}}}", if *req { ", required: true" } else { "" });
     }
     project.push_str(
-        "\n# SUGGESTION: the outcome to predict and its horizon (hours, days, weeks, months, years).\nlabels:\n",
+        "\n# SUGGESTION: the outcome to predict and its horizon (`<n> hours|days|weeks|months|years`, or\n# `next`: the entity's next observation, whatever the panel's cadence; a fixed horizon shorter\n# than the cadence would read the T0 value back, which train-suite refuses as a leak).\nlabels:\n",
     );
     if let Some(first) = numeric.first() {
-        let _ = writeln!(project, "  - {{name: y_{first}, kind: value, measure: {first}, horizon: 1 years}}");
+        let _ = writeln!(project, "  - {{name: y_{first}, kind: value, measure: {first}, horizon: next}}");
     }
     project.push_str("\nfeatures:\n  surfaces: [latest]\n  exclude: []\n  transforms: {}\n");
     if let Some(first) = numeric.first() {

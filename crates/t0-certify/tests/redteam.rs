@@ -581,9 +581,11 @@ fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
         likes: 0,
         deleted: false,
     };
-    // c0: observed past T0 + 168 h -> outcome from the last snapshot at or before it; no removal.
-    // c1: last seen 100 h after T0 -> no outcome, censored at 100 h.
-    // c2: removed (event) 50 h after T0; 9000 views at the horizon -> tail.
+    // The data covers the world through 300 h (the last snapshot).
+    // c0: outcome from the last snapshot at or before T0 + 168 h; no removal.
+    // c1: quiet after 124 h, but T0 + 168 h is inside the watermark: its last value (20
+    //     views) is the outcome; censored at its last observation, 100 h after T0.
+    // c2: removed (event) 50 h after T0: ended inside the window, so no outcome; the event.
     let rows = vec![
         snap("c0", 30, 10),
         snap("c0", 150, 400),
@@ -608,17 +610,22 @@ fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
     let cfg = t0_certify::load_config(&args).unwrap().cfg;
     t0_certify::grid::build(&cat, &cfg.t0, "2100-01-01 00:00:00").unwrap();
     cat.conn().execute_batch("CREATE TEMP TABLE t0_grid AS SELECT * FROM t0work.main.grid").unwrap();
+    let cov = t0_certify::labels::Coverage {
+        observations: Some(sql_ts(START + 300 * h).trim_start_matches("TIMESTAMP ").trim_matches('\'').to_string()),
+        events: Some(sql_ts(START + 74 * h).trim_start_matches("TIMESTAMP ").trim_matches('\'').to_string()),
+        end_events: cfg.t0.end_events.clone(),
+    };
     let got = values(
         cat.conn(),
         &format!(
             "SELECT y_log_views, CAST(y_tail AS DOUBLE), tte_hours, CAST(event AS DOUBLE) FROM ({}) ORDER BY entity_id",
-            t0_certify::labels::labels_sql(&project)
+            t0_certify::labels::labels_sql(&project, &cov)
         ),
     );
     let want = [
         [Some(401f64.ln()), Some(0.0), Some(276.0), Some(0.0)],
-        [None, None, Some(100.0), Some(0.0)],
-        [Some(9001f64.ln()), Some(1.0), Some(50.0), Some(1.0)],
+        [Some(21f64.ln()), Some(0.0), Some(100.0), Some(0.0)],
+        [None, None, Some(50.0), Some(1.0)],
     ];
     assert_eq!(got.len(), 3);
     for (g, w) in got.iter().zip(want) {

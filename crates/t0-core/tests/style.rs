@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 const MAX_LINES: usize = 120;
 const REASON: &str = "Long because";
 
+/// The checkout under test: cargo's runtime `CARGO_MANIFEST_DIR` (a test binary reused from
+/// another checkout of the same build directory would carry that checkout's compile-time path).
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    dir.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))).join("../..")
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -66,6 +66,9 @@ pub struct TrainSettings {
     pub survival_times: Vec<f64>,
     /// Model families to train (default: all that fit each label).
     pub models: Vec<String>,
+    /// A binary or time-to-event label's block with fewer events than this is warned about:
+    /// its figures rest on too few outcomes to compare models.
+    pub min_events: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -88,6 +91,7 @@ impl Default for TrainSettings {
             thresholds: vec![0.5],
             survival_times: Vec::new(),
             models: Vec::new(),
+            min_events: 20,
         }
     }
 }
@@ -237,42 +241,105 @@ pub struct EndStates {
     pub values: Vec<String>,
 }
 
+/// When a value label is read: `<n> <unit>` after T0, or `next` (the first observation of
+/// the measure after T0, known once it exists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ValueHorizon {
+    Next,
+    After(Horizon),
+}
+
+impl TryFrom<String> for ValueHorizon {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        if s.trim() == "next" {
+            return Ok(ValueHorizon::Next);
+        }
+        Horizon::try_from(s).map(ValueHorizon::After).map_err(|e| format!("{e}, or `next`"))
+    }
+}
+
+impl From<ValueHorizon> for String {
+    fn from(h: ValueHorizon) -> String {
+        match h {
+            ValueHorizon::Next => "next".into(),
+            ValueHorizon::After(h) => h.into(),
+        }
+    }
+}
+
+/// What a window without any row of the entity means for a flow label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Absent {
+    /// Nothing happened: the sum and the count are 0.
+    Zero,
+    /// Not known: the label needs a row of the entity at or after the window's end.
+    Unknown,
+}
+
+/// Where a time-to-event label's follow-up ends (rows without the event are censored there).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FollowUp {
+    /// The entity's last observation (or event).
+    #[default]
+    LastSeen,
+    /// The completeness watermark of the observations: the data covers every entity to it.
+    Watermark,
+    /// A timestamp in the entity's attributes (`{attribute: followed_until}`).
+    Attribute(String),
+}
+
 /// A named target, computed only by `certify labels`, outside every feature closure.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LabelKind {
-    /// The measure's last value at or before T0 + horizon; NULL unless the entity was observed
-    /// that far.
+    /// The measure's last value at or before T0 + horizon, known once T0 + horizon is at or
+    /// before the observations' completeness watermark; `horizon: next` takes the first
+    /// observation after T0 instead. NULL (with a reason) when the entity ended first.
     Value {
         name: String,
         measure: String,
-        horizon: Horizon,
+        horizon: ValueHorizon,
         #[serde(default)]
         transform: Transform,
     },
-    /// Sum (or count of non-NULL values) of a flow measure over (T0, T0 + horizon]; NULL unless
-    /// the entity was observed that far.
+    /// Sum (or count of non-NULL values) of a flow measure over (T0, T0 + horizon], known once
+    /// T0 + horizon is at or before the completeness watermark. `absent: zero` (the default for
+    /// numeric measures) reads a window without rows as nothing happened; `absent: unknown`
+    /// (the default otherwise) needs a row of the entity at or after T0 + horizon.
     Flow {
         name: String,
         measure: String,
         horizon: Horizon,
         agg: Agg,
         #[serde(default)]
+        absent: Option<Absent>,
+        #[serde(default)]
         transform: Transform,
     },
     /// Binary: the untransformed value of a value or flow label at or above `at_least`.
     Threshold { name: String, label: String, at_least: f64 },
-    /// Binary: an event of one of `events` in (T0, T0 + horizon]; NULL when none happened and
-    /// the entity was not observed that far.
+    /// Binary: an event of one of `events` in (T0, T0 + horizon]; false when none happened
+    /// and the window is inside the events' completeness watermark (or the entity ended
+    /// first: nothing follows an end); NULL otherwise.
     EventWithin { name: String, events: Vec<String>, horizon: Horizon },
-    /// Hours from T0 to the first end event (or end state) after T0, right-censored at the
-    /// last observation; the event flag goes in `event_column` (default `<name>_event`).
+    /// Hours from T0 to the first end event (or end state) after T0, right-censored where
+    /// follow-up ends (`follow_up`) or at the first `censor_events` event (a competing end);
+    /// the event flag goes in `event_column` (default `<name>_event`).
     TimeToEvent {
         name: String,
         #[serde(default)]
         end_events: Vec<String>,
         #[serde(default)]
         end_states: Option<EndStates>,
+        /// Events that end follow-up without being the event (censored there).
+        #[serde(default)]
+        censor_events: Vec<String>,
+        #[serde(default)]
+        follow_up: FollowUp,
         #[serde(default)]
         event_column: Option<String>,
     },
@@ -301,14 +368,20 @@ impl LabelKind {
         }
     }
 
-    /// The horizon over which the label matures (none for time-to-event and threshold).
+    /// The horizon over which the label matures (none for time-to-event, `next` and
+    /// threshold labels: a threshold's is its base label's, see [`ProjectDef::horizon_of`]).
     pub fn horizon(&self) -> Option<&Horizon> {
         match self {
-            LabelKind::Value { horizon, .. }
+            LabelKind::Value { horizon: ValueHorizon::After(horizon), .. }
             | LabelKind::Flow { horizon, .. }
             | LabelKind::EventWithin { horizon, .. } => Some(horizon),
             _ => None,
         }
+    }
+
+    /// Whether rows of this label carry an event flag worth counting (binary and survival).
+    pub fn has_events(&self) -> bool {
+        matches!(self, LabelKind::Threshold { .. } | LabelKind::EventWithin { .. } | LabelKind::TimeToEvent { .. })
     }
 
     /// The value transform of a value or flow label.
@@ -566,6 +639,28 @@ pub fn key_line(text: &str, key: &str) -> usize {
 }
 
 impl ProjectDef {
+    /// The horizon a label matures over, a threshold's being its base label's.
+    pub fn horizon_of<'a>(&'a self, label: &'a Label) -> Option<&'a Horizon> {
+        match label {
+            LabelKind::Threshold { label: base, .. } => {
+                self.labels.iter().find(|l| l.name() == base).and_then(|b| b.horizon())
+            }
+            other => other.horizon(),
+        }
+    }
+
+    /// What an empty window means for a flow label: as declared, else `zero` for a numeric
+    /// measure (a flow that did not flow) and `unknown` for others.
+    pub fn absent_of(&self, label: &Label) -> Absent {
+        let LabelKind::Flow { measure, absent, .. } = label else { return Absent::Unknown };
+        absent.unwrap_or_else(|| {
+            let numeric = self.measures.iter().any(|m| {
+                m.name == *measure && matches!(m.ty, MeasureType::Count | MeasureType::Integer | MeasureType::Float)
+            });
+            if numeric { Absent::Zero } else { Absent::Unknown }
+        })
+    }
+
     /// Parse and validate `project.yaml`; `file` names it in errors.
     pub fn parse(file: &Path, text: &str) -> Result<ProjectDef> {
         let def: ProjectDef = serde_yaml::from_str(text).map_err(|e| {
@@ -651,9 +746,17 @@ impl ProjectDef {
                     return Err(err("`events` is empty".into()));
                 }
                 LabelKind::EventWithin { .. } => {}
-                LabelKind::TimeToEvent { end_events, end_states, .. } => {
+                LabelKind::TimeToEvent { end_events, end_states, censor_events, .. } => {
                     if end_events.is_empty() && end_states.is_none() {
                         return Err(err("needs `end_events` or `end_states`".into()));
+                    }
+                    if let LabelKind::TimeToEvent { follow_up: FollowUp::Attribute(a), .. } = l
+                        && !is_identifier(a)
+                    {
+                        return Err(err(format!("follow_up attribute {a:?} is not a plain lower-case name")));
+                    }
+                    if let Some(e) = censor_events.iter().find(|e| end_events.contains(e)) {
+                        return Err(err(format!("event {e:?} is both an end event and a censoring event")));
                     }
                     if let Some(s) = end_states {
                         measure_ok(&s.measure, false)?;
@@ -663,22 +766,8 @@ impl ProjectDef {
         }
         let f = &self.features;
         let fline = |needle: &str| line_of(text, key_line(text, "features"), needle);
-        if let Some(t) = &f.target {
-            match self.labels.iter().find(|l| l.name() == t) {
-                None => {
-                    return Err(at(file, fline("target"), format!("features.target {t:?} is not a declared label")));
-                }
-                Some(l) if l.kind_name() == "time_to_event" => {
-                    return Err(at(
-                        file,
-                        fline("target"),
-                        format!(
-                            "features.target {t:?} is a time-to-event label; the regression suite needs a value, flow or binary label"
-                        ),
-                    ));
-                }
-                Some(_) => {}
-            }
+        if let Some(t) = f.target.as_ref().filter(|t| !self.labels.iter().any(|l| l.name() == *t)) {
+            return Err(at(file, fline("target"), format!("features.target {t:?} is not a declared label")));
         }
         let outputs = self.embed.output_names();
         for e in &f.embeddings {

@@ -6,6 +6,7 @@
 //! Everything a project declares is validated when it is loaded, before any data is touched:
 //! errors name the file, the line and the problem (exit 2).
 
+pub mod completeness;
 pub mod def;
 pub mod schema;
 pub mod vocab;
@@ -15,8 +16,8 @@ use std::path::{Path, PathBuf};
 use t0_core::{Error, Result};
 
 pub use def::{
-    Agg, EmbedInputs, EndStates, Features, Horizon, Label, LabelKind, Measure, MeasureType, ProjectDef, TextInput,
-    Transform,
+    Absent, Agg, EmbedInputs, EndStates, Features, FollowUp, Horizon, Label, LabelKind, Measure, MeasureType,
+    ProjectDef, TextInput, Transform, ValueHorizon,
 };
 
 /// Describe every canonical table as a manifest output (acquire and heal produce them).

@@ -51,6 +51,13 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
         t0_core::config::value_hash(&("score-v1", args.t0_from.map(|t| t.timestamp_micros()))),
     );
     let train = t0_manifest::load(root, &catalog, t0_train::STAGE, None)?;
+    if train.manifest.summary["target"].is_null() {
+        // Placeholder until score serves every label's selected model (issue 28).
+        return Err(Error::Refused(format!(
+            "train-suite run {} serves no model: the project has no value or flow label to serve with an interval (binary and time-to-event labels are trained and selected, not yet served)",
+            train.manifest.run_id
+        )));
+    }
     let model_out = run.consume(&train, &["run.model"])?;
     let model = t0_train::read_model(root, &model_out[0])?;
     let model_path = root.relative(&model_out[0].path(root)?);

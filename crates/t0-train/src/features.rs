@@ -103,12 +103,12 @@ impl Frame {
     }
 }
 
-/// The label columns to read with the features: the file, the columns, and the one that must
-/// be matured (non-NULL) for a row to be kept.
+/// The label columns to read with the features: the file, the columns, and those of which
+/// one must be known (non-NULL) for a row to be kept.
 pub struct LabelRead<'a> {
     pub path: &'a std::path::Path,
     pub columns: &'a [String],
-    pub require: &'a str,
+    pub any_of: &'a [String],
 }
 
 fn lit(path: &std::path::Path) -> String {
@@ -300,10 +300,10 @@ pub fn load(
         for c in l.columns {
             select.push(format!("CAST(l.{} AS DOUBLE)", quoted(c)));
         }
+        let known = l.any_of.iter().map(|c| format!("l.{} IS NOT NULL", quoted(c))).collect::<Vec<_>>().join(" OR ");
         joins.push_str(&format!(
-            " JOIN read_parquet({}) l ON l.entity_id = s0.entity_id AND l.t0 = s0.t0 AND l.{} IS NOT NULL",
+            " JOIN read_parquet({}) l ON l.entity_id = s0.entity_id AND l.t0 = s0.t0 AND ({known})",
             lit(l.path),
-            quoted(l.require)
         ));
     }
     let sql = format!(

@@ -117,12 +117,33 @@ pub struct Entry {
     pub selected: bool,
 }
 
+/// One label's rows (and events, for binary and time-to-event labels) in one block.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlockRows {
+    pub rows: usize,
+    pub events: Option<usize>,
+}
+
+/// The rows each label trained and was evaluated on, per block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelRows {
+    pub label: String,
+    pub kind: String,
+    /// Block name → rows (train, calibration, validation, test, embargo).
+    pub blocks: BTreeMap<String, BlockRows>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TrainReport {
     pub run_id: String,
     pub snapshot: String,
-    pub metrics: Metrics,
-    pub target: String,
+    /// The serving model's figures; none when no value or flow label is served.
+    pub metrics: Option<Metrics>,
+    /// The label `model.json` serves (score and calibrate read it); none when the project
+    /// has no value or flow target.
+    pub target: Option<String>,
+    /// Every label's own rows per block.
+    pub labels: Vec<LabelRows>,
     pub features: usize,
     /// Surface columns that are not a feature kind, with the reason.
     pub skipped_columns: Vec<String>,
@@ -144,15 +165,20 @@ pub fn embed_for(root: &Root, catalog: &Catalog, cert: &Loaded) -> Result<Loaded
     Ok(emb)
 }
 
-/// The target label: `--target`, else the project's `features.target`; refused unless a
-/// number per row can be trained on.
-pub fn target(project: &Project, arg: Option<&str>) -> Result<String> {
-    let t = arg.map(str::to_string).or_else(|| project.def.features.target.clone()).ok_or_else(|| {
-        Error::config(
-            project.display(t0_project::PROJECT_FILE),
-            "no target: set features.target or pass --target LABEL",
-        )
-    })?;
+/// The served label: `--target`, else the project's `features.target`, else its first value or
+/// flow label; none when the project names none and has none (every label is still trained
+/// and selected). A named target must be a value or flow label: `model.json` serves a number
+/// with an interval.
+pub fn target(project: &Project, arg: Option<&str>) -> Result<Option<String>> {
+    let named = arg.map(str::to_string).or_else(|| project.def.features.target.clone());
+    let Some(t) = named else {
+        return Ok(project.def.labels.iter().find(|l| l.is_numeric()).map(|l| l.name().to_string()));
+    };
+    if arg.is_none() && project.label(&t).is_some_and(|l| !l.is_numeric()) {
+        // A project whose headline label is binary or time-to-event trains it like every
+        // other; it has no interval-serving model until score serves every label.
+        return Ok(None);
+    }
     match project.label(&t) {
         None => Err(Error::Usage(format!(
             "target {t:?} is not a label of project {} (labels: {})",
@@ -163,7 +189,7 @@ pub fn target(project: &Project, arg: Option<&str>) -> Result<String> {
             "target {t:?} is a {} label: the serving model fits a value or flow label (the suite trains the others too)",
             l.kind_name()
         ))),
-        Some(_) => Ok(t),
+        Some(_) => Ok(Some(t)),
     }
 }
 
@@ -275,7 +301,7 @@ fn gather(
     Ok(Inputs { cert, emb, sources, labels_path: label_out[0].path(root)? })
 }
 
-fn config_hash(args: &TrainArgs, target: &str) -> String {
+fn config_hash(args: &TrainArgs, target: Option<&str>) -> String {
     t0_core::config::value_hash(&(SUITE_VERSION, NOMINAL, &args.project.hash, target, &args.project.def.train))
 }
 
@@ -284,13 +310,13 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
     t0_project::schema::check(&catalog, &args.project)?;
-    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash(args, &target));
+    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash(args, target.as_deref()));
     let inputs = gather(root, &catalog, &clock, args, &mut run, None)?;
     // Provenance includes the certificate: a model trained under another certification is
     // another run, as score and calibrate check.
     let run_id = run.run_id(&inputs.cert.manifest.run_id);
     run.ensure_new(&run_id)?;
-    let built = suite::build(&catalog, args, &target, &inputs, &run_id, progress)?;
+    let built = suite::build(&catalog, args, target.as_deref(), &inputs, &run_id, progress)?;
     for w in &built.report.warnings {
         progress.note(&format!("warning: {w}"));
     }
@@ -329,13 +355,9 @@ pub fn reproduce(
     if recorded.manifest.run_id != run_id {
         return Err(Error::Usage(format!("no train-suite run {run_id}")));
     }
-    let target = recorded.manifest.summary["target"]
-        .as_str()
-        .ok_or_else(|| Error::Refused(format!("train-suite run {run_id} records no target")))?
-        .to_string();
-    let args =
-        TrainArgs { project: args.project.clone(), max_age_days: args.max_age_days, target: Some(target.clone()) };
-    let config = config_hash(&args, &target);
+    let target = recorded.manifest.summary["target"].as_str().map(str::to_string);
+    let args = TrainArgs { project: args.project.clone(), max_age_days: args.max_age_days, target: target.clone() };
+    let config = config_hash(&args, target.as_deref());
     if config != recorded.manifest.config_hash {
         return Err(Error::Usage(format!(
             "run {run_id} was trained under another configuration (project or train settings changed, or another code version): {} recorded, {config} now",
@@ -350,7 +372,7 @@ pub fn reproduce(
             "the recorded inputs of run {run_id} now give run id {again}: an input changed"
         )));
     }
-    let built = suite::build(&catalog, &args, &target, &inputs, run_id, progress)?;
+    let built = suite::build(&catalog, &args, target.as_deref(), &inputs, run_id, progress)?;
     let mut first_difference = None;
     for f in &built.files {
         let out = recorded.manifest.output(&f.output)?;

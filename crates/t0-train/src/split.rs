@@ -17,6 +17,8 @@ pub enum Block {
     Test,
     /// Dropped: its label would mature after the next block begins.
     Embargo,
+    /// The label is not known on this row (it trains elsewhere on other labels).
+    Unlabelled,
 }
 
 impl Block {
@@ -27,6 +29,7 @@ impl Block {
             Block::Validation => "validation",
             Block::Test => "test",
             Block::Embargo => "embargo",
+            Block::Unlabelled => "unlabelled",
         }
     }
 }

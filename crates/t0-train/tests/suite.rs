@@ -180,6 +180,27 @@ fn survival_metrics_match_lifelines_and_scikit_survival() {
     );
 }
 
+#[test]
+fn survival_calibration_matches_lifelines_kaplan_meier_and_survival_eval_d_calibration() {
+    let r = json("survival_calibration_reference.json");
+    let t = floats(&r["time"]);
+    let e: Vec<bool> = r["event"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
+    for (at, want) in floats(&r["km_times"]).iter().zip(floats(&r["km"])) {
+        close(metrics::kaplan_meier(&t, &e, *at), want, 1e-12, &format!("Kaplan-Meier S({at})"));
+    }
+    let s = floats(&r["s_own"]);
+    let (stat, p) = metrics::d_calibration(&s, &e);
+    close(stat, r["d_cal_stat"].as_f64().unwrap(), 1e-9, "D-calibration statistic");
+    close(p, r["d_cal_p"].as_f64().unwrap(), 1e-9, "D-calibration p-value");
+    // A miscalibrated model fails the test, with the same figures as the peer.
+    let worse: Vec<f64> = s.iter().map(|v| v.powi(5)).collect();
+    let (stat, p) = metrics::d_calibration(&worse, &e);
+    close(stat, r["d_cal_stat_pow5"].as_f64().unwrap(), 1e-9, "D-calibration statistic (S^5)");
+    let want = r["d_cal_p_pow5"].as_f64().unwrap();
+    assert!((p / want - 1.0).abs() < 1e-6, "D-calibration p-value (S^5): {p} vs {want}");
+    assert!(p < 0.05, "S^5 is not calibrated: p {p}");
+}
+
 fn split(n: usize, frac: f64) -> (Vec<usize>, Vec<usize>) {
     let k = (n as f64 * frac) as usize;
     ((0..k).collect(), (k..n).collect())

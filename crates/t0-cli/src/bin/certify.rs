@@ -70,10 +70,27 @@ enum Cmd {
 }
 
 fn labels_human(r: &t0_certify::labels::LabelsReport) -> String {
-    format!(
-        "run {}: {} labels ({} matured) for certify run {} -> {}",
-        r.run_id, r.rows, r.matured, r.certify_run, r.path
-    )
+    let through = |w: &Option<String>| w.clone().unwrap_or_else(|| "nothing (no rows)".into());
+    let mut s = format!(
+        "run {}: {} (entity, T0) rows for certify run {} -> {}\n  complete through: observations {}, events {}",
+        r.run_id,
+        r.rows,
+        r.certify_run,
+        r.path,
+        through(&r.coverage.observations),
+        through(&r.coverage.events)
+    );
+    for l in &r.per_label {
+        s.push_str(&format!("\n  {} ({}): {} known", l.name, l.kind, l.known));
+        if let Some(e) = l.events {
+            s.push_str(&format!(", {e} events"));
+        }
+        if !l.nulls.is_empty() {
+            let why: Vec<String> = l.nulls.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            s.push_str(&format!("; NULL: {}", why.join(", ")));
+        }
+    }
+    s
 }
 
 fn human(r: &t0_certify::CertifyReport) -> String {

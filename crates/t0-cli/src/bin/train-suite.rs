@@ -44,23 +44,47 @@ enum Cmd {
 }
 
 fn human(r: &t0_train::TrainReport) -> String {
-    let m = &r.metrics;
-    let mut human = format!(
-        "run {} -> {}: {} ({}) on {} features: test RMSE {:.4} (baseline {:.4}), interval coverage {:.3}; {}/{}/{}/{} rows train/calibration/valid/test, {} embargoed",
-        r.run_id,
-        r.snapshot,
-        r.target,
-        m.model,
-        r.features,
-        m.test_rmse,
-        m.baseline_test_rmse,
-        m.test_coverage,
-        m.rows_train,
-        m.rows_calibration,
-        m.rows_valid,
-        m.rows_test,
-        m.rows_embargoed
-    );
+    let mut human = match (&r.target, &r.metrics) {
+        (Some(t), Some(m)) => format!(
+            "run {} -> {}: {} ({}) on {} features: test RMSE {:.4} (baseline {:.4}), interval coverage {:.3}; {}/{}/{}/{} rows train/calibration/valid/test, {} embargoed",
+            r.run_id,
+            r.snapshot,
+            t,
+            m.model,
+            r.features,
+            m.test_rmse,
+            m.baseline_test_rmse,
+            m.test_coverage,
+            m.rows_train,
+            m.rows_calibration,
+            m.rows_valid,
+            m.rows_test,
+            m.rows_embargoed
+        ),
+        _ => format!(
+            "run {} -> {}: {} features; no value or flow label to serve with an interval (every label is trained and selected below)",
+            r.run_id, r.snapshot, r.features
+        ),
+    };
+    for l in &r.labels {
+        let part = |b: &str| {
+            let x = &l.blocks[b];
+            match x.events {
+                Some(e) => format!("{} ({e} ev)", x.rows),
+                None => x.rows.to_string(),
+            }
+        };
+        human.push_str(&format!(
+            "\n  rows {:<14} {:<13} train {} / calibration {} / valid {} / test {} / embargoed {}",
+            l.label,
+            l.kind,
+            part("train"),
+            part("calibration"),
+            part("validation"),
+            part("test"),
+            part("embargo")
+        ));
+    }
     for e in &r.leaderboard {
         let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
         // One row per family and fusion strategy: name the strategy, or the rows repeat.

@@ -343,7 +343,14 @@ fn an_item_by_month_panel_goes_from_infer_to_a_trained_model() {
     expect(&root, "heal", &p, 99);
     expect(&root, "certify", &p, 0);
     expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
+    // infer proposes the next observation: it trains in time order, warned that no horizon
+    // embargoes its boundaries.
+    let o = expect(&root, "train-suite", &p, 0);
+    assert!(o.stderr.contains("horizon: next"), "{}", o.stderr);
     // A year-long horizon over 12 matured monthly T0s leaves no honest training block.
+    let yaml = std::fs::read_to_string(proj.join("project.yaml")).unwrap();
+    std::fs::write(proj.join("project.yaml"), yaml.replace("horizon: next", "horizon: 1 years")).unwrap();
+    expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
     let o = expect(&root, "train-suite", &p, 1);
     assert!(o.stderr.contains("empty after the embargo"), "{}", o.stderr);
     // A random split on request trains, with a warning.

@@ -36,7 +36,7 @@ pub(super) fn train(job: &Job, got: &mut Gathered) -> Result<std::result::Result
     }
     if job.wants("stack") {
         let bases = vec![Base::Woe(WoeConfig { bins: 5 }), Base::Gbdt(GbdtConfig::new(Objective::Logistic))];
-        let cfg = StackConfig { folds: ctx.stack_folds(&job.tr), bases, meta_aft: None };
+        let cfg = StackConfig { folds: job.stack_folds(&job.tr), bases, meta_aft: None };
         match Stack::fit(&cfg, &dt, Some(&dv)) {
             Ok(s) => fitted.push(("stack".into(), Fitted::Stack(s), None)),
             Err(e) => got.warnings.push(job.no_stack(e)),

@@ -141,30 +141,17 @@ fn variants(specs: &[ColumnSpec], fusion: &[t0_project::def::FusionStrategy]) ->
         .collect()
 }
 
-/// The rows of one training run of the suite: one variant's design over the split.
+/// The design of one training run of the suite: one variant's features over every row.
 struct Ctx<'a> {
     x: &'a [f64],
     d: usize,
     t0: &'a [i64],
-    blocks: &'a [Block],
-    horizons: &'a [Horizon],
     folds: usize,
 }
 
 impl Ctx<'_> {
-    fn rows(&self, b: Block, keep: &dyn Fn(usize) -> bool) -> Vec<usize> {
-        (0..self.blocks.len()).filter(|&i| self.blocks[i] == b && keep(i)).collect()
-    }
     fn design(&self, y: &Target, rows: &[usize]) -> Design {
         Design::select(self.x, self.d, y, rows)
-    }
-    /// Expanding time folds over the training rows `tr`, as indices of the training design.
-    fn stack_folds(&self, tr: &[usize]) -> Vec<(Vec<usize>, Vec<usize>)> {
-        let pos: BTreeMap<usize, usize> = tr.iter().enumerate().map(|(k, &i)| (i, k)).collect();
-        split::expanding_folds(self.t0, tr, self.folds, self.horizons)
-            .into_iter()
-            .map(|(a, b)| (a.iter().map(|i| pos[i]).collect(), b.iter().map(|i| pos[i]).collect()))
-            .collect()
     }
 }
 
@@ -182,6 +169,9 @@ struct Job<'a> {
     thresholds: &'a [f64],
     /// The model families the project asks for (all when empty).
     models: &'a [String],
+    /// The label's own split (`Unlabelled` where it is not known) and embargo.
+    blocks: &'a [Block],
+    horizons: &'a [Horizon],
     tr: Vec<usize>,
     ca: Vec<usize>,
     va: Vec<usize>,
@@ -189,6 +179,17 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
+    fn rows(&self, b: Block, keep: &dyn Fn(usize) -> bool) -> Vec<usize> {
+        (0..self.blocks.len()).filter(|&i| self.blocks[i] == b && keep(i)).collect()
+    }
+    /// Expanding time folds over the training rows `tr`, as indices of the training design.
+    fn stack_folds(&self, tr: &[usize]) -> Vec<(Vec<usize>, Vec<usize>)> {
+        let pos: BTreeMap<usize, usize> = tr.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        split::expanding_folds(self.ctx.t0, tr, self.ctx.folds, self.horizons)
+            .into_iter()
+            .map(|(a, b)| (a.iter().map(|i| pos[i]).collect(), b.iter().map(|i| pos[i]).collect()))
+            .collect()
+    }
     fn wants(&self, model: &str) -> bool {
         self.models.is_empty() || self.models.iter().any(|m| model.starts_with(m.as_str()))
     }
@@ -239,10 +240,19 @@ struct Skip {
     refuse: bool,
 }
 
+/// A reference predictor on a label's rows (not a model: never selected, nothing to serve).
+struct Baseline {
+    label: String,
+    model: String,
+    valid: BTreeMap<String, f64>,
+    test: BTreeMap<String, f64>,
+}
+
 /// What training the labels gathers beside the scored models.
 #[derive(Default)]
 struct Gathered {
     scored: Vec<Scored>,
+    baselines: Vec<Baseline>,
     warnings: Vec<String>,
     skipped_labels: Vec<String>,
     /// label → fusion → the gate's threshold.
@@ -257,87 +267,162 @@ fn curves_of(g: &Gbdt) -> serde_json::Value {
     serde_json::json!({"train": g.train_curve, "valid": g.valid_curve, "best_iteration": g.best_iteration})
 }
 
-/// The frame, its split and the horizons that embargo it: what every model is trained on.
+/// One label's split over the frame's rows: its own labelled rows in time order, embargoed by
+/// its own horizon (a time-to-event label is censored at each boundary instead).
+struct LabelSplit {
+    blocks: Vec<Block>,
+    horizons: Vec<Horizon>,
+    /// Why the label's rows could not be split (too few T0s), if so.
+    error: Option<String>,
+}
+
+/// The frame and each label's split: what every model is trained on.
 struct Loaded {
     frame: features::Frame,
     specs: Vec<ColumnSpec>,
     skipped_columns: Vec<String>,
-    blocks: Vec<Block>,
-    horizons: Vec<Horizon>,
+    splits: BTreeMap<String, LabelSplit>,
     warnings: Vec<String>,
 }
 
 impl Loaded {
-    /// The first T0 of block `b`, if it has rows.
-    fn block_start(&self, b: Block) -> Option<i64> {
-        self.blocks.iter().position(|x| *x == b).map(|i| self.frame.t0[i])
+    fn blocks(&self, label: &str) -> &[Block] {
+        &self.splits[label].blocks
+    }
+    /// The first T0 of block `b` of `label`, if it has rows.
+    fn block_start(&self, label: &str, b: Block) -> Option<i64> {
+        self.blocks(label).iter().position(|x| *x == b).map(|i| self.frame.t0[i])
     }
 }
 
-/// Read the certified features and the matured labels, split them in time and encode them.
-fn load(
-    catalog: &Catalog,
-    project: &Project,
-    inputs: &Inputs,
-    target: &str,
-    progress: &dyn Progress,
-) -> Result<Loaded> {
+/// Read the certified features and every row with a known label, split each label's rows in
+/// time and encode them.
+fn load(catalog: &Catalog, project: &Project, inputs: &Inputs, progress: &dyn Progress) -> Result<Loaded> {
     let settings = &project.def.train;
     progress.phase("load features", None);
     let selection = features::select(catalog, project, &inputs.sources)?;
     let mut specs = selection.columns;
-    let label_cols: Vec<String> = project.def.labels.iter().flat_map(|l| l.columns()).collect();
+    let mut label_cols: Vec<String> = project.def.labels.iter().flat_map(|l| l.columns()).collect();
+    // The persistence baselines, where the labels file has them.
+    let in_file = features::schema_of(catalog, &inputs.labels_path)?;
+    label_cols.extend(t0_certify::labels::persist_columns(project).into_iter().filter(|c| in_file.index_of(c).is_ok()));
+    let names: Vec<String> = project.def.labels.iter().map(|l| l.name().to_string()).collect();
     let raw = features::load(
         catalog,
         &inputs.sources,
         &specs,
-        Some(LabelRead { path: &inputs.labels_path, columns: &label_cols, require: target }),
+        Some(LabelRead { path: &inputs.labels_path, columns: &label_cols, any_of: &names }),
         "true",
     )?;
     progress.finish();
     let n = raw.entity_id.len();
     if n == 0 {
         return Err(Error::Gate(format!(
-            "no rows: the join of {} with the labels has no row whose target {target} is matured",
+            "no rows: the join of {} with the labels has no row with a known label",
             inputs.sources.iter().map(|s| s.output.as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
     if n < 20 {
-        return Err(Error::Gate(format!("only {n} rows with a matured {target}: too few to train (need 20)")));
+        return Err(Error::Gate(format!("only {n} rows with a known label: too few to train (need 20)")));
     }
+    leak_check(project, &raw)?;
     let mut warnings = Vec::new();
-    let horizons: Vec<Horizon> = match &settings.embargo {
-        Some(h) => vec![h.clone()],
-        None => project.def.labels.iter().filter_map(|l| l.horizon().cloned()).collect(),
-    };
-    let fractions =
-        Fractions { calibration: settings.calibration, validation: settings.validation, test: settings.test };
-    let blocks = match settings.split {
-        SplitKind::Chronological => split::chronological(&raw.t0, fractions, &horizons).map_err(Error::Gate)?,
-        SplitKind::Random => {
-            warnings.push(
-                "random split (train.split: random): rows of one T0 fall in several blocks and no embargo applies, so the test figures leak time; use it for comparison only".to_string(),
-            );
-            split::random(n, fractions, settings.seed)
+    if settings.split == SplitKind::Random {
+        warnings.push(
+            "random split (train.split: random): rows of one T0 fall in several blocks and no embargo applies, so the test figures leak time; use it for comparison only".to_string(),
+        );
+    }
+    let mut splits = BTreeMap::new();
+    for l in &project.def.labels {
+        let col = &raw.labels.iter().find(|(c, _)| c == l.name()).expect("every label column is read").1;
+        let split = split_label(project, l, col, &raw.t0);
+        if split.horizons.is_empty()
+            && matches!(l, LabelKind::Value { .. })
+            && settings.split == SplitKind::Chronological
+        {
+            warnings.push(format!(
+                "label {}: `horizon: next` matures at each entity's next observation, so no embargo guards its block boundaries; set train.embargo to the longest gap you expect",
+                l.name()
+            ));
         }
-    };
-    let train_rows: Vec<usize> = (0..n).filter(|&i| blocks[i] == Block::Train).collect();
+        splits.insert(l.name().to_string(), split);
+    }
+    // Levels are fitted on rows before every label's calibration block: no evaluation period
+    // shapes an encoding.
+    let first_eval = splits
+        .values()
+        .filter_map(|s| s.blocks.iter().position(|b| *b == Block::Calibration).map(|i| raw.t0[i]))
+        .min()
+        .unwrap_or(i64::MAX);
+    let train_rows: Vec<usize> = (0..n).filter(|&i| raw.t0[i] < first_eval).collect();
     features::fit_levels(&raw, &mut specs, &train_rows, project.def.features.max_levels);
     let frame = features::encode(raw, &specs);
-    Ok(Loaded { frame, specs, skipped_columns: selection.skipped, blocks, horizons, warnings })
+    Ok(Loaded { frame, specs, skipped_columns: selection.skipped, splits, warnings })
+}
+
+/// Refuse a feature column that equals a label (on its scale or untransformed) on every row
+/// where both are known: a test RMSE of 0 is a leak, not a model.
+fn leak_check(project: &Project, raw: &features::Raw) -> Result<()> {
+    for l in &project.def.labels {
+        let Some((_, y)) = raw.labels.iter().find(|(c, _)| c == l.name()) else { continue };
+        let t = l.transform();
+        for (source, column, col) in &raw.cols {
+            let features::RawCol::Num(x) = col else { continue };
+            let pairs: Vec<(f64, f64)> = (0..y.len()).filter_map(|i| Some((x[i]?, y[i]?))).collect();
+            let varies = pairs.iter().any(|p| p.1 != pairs[0].1);
+            let same = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+            let equal = pairs.iter().all(|&(a, b)| same(a, b)) || pairs.iter().all(|&(a, b)| same(a, t.invert(b)));
+            if pairs.len() >= 20 && varies && equal {
+                return Err(Error::Gate(format!(
+                    "feature column {column} of {source} equals label {} on all {} rows where both are known: the feature reads the outcome (a leak); exclude it (features.exclude) or fix its store",
+                    l.name(),
+                    pairs.len()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Split the rows where `col` is known; the others are `Unlabelled`.
+fn split_label(project: &Project, l: &LabelKind, col: &[Option<f64>], t0: &[i64]) -> LabelSplit {
+    let settings = &project.def.train;
+    let horizons: Vec<Horizon> = match &settings.embargo {
+        Some(h) => vec![h.clone()],
+        None => project.def.horizon_of(l).cloned().into_iter().collect(),
+    };
+    let rows: Vec<usize> = (0..col.len()).filter(|&i| col[i].is_some()).collect();
+    let t0s: Vec<i64> = rows.iter().map(|&i| t0[i]).collect();
+    let fractions =
+        Fractions { calibration: settings.calibration, validation: settings.validation, test: settings.test };
+    let sub = match settings.split {
+        SplitKind::Chronological => split::chronological(&t0s, fractions, &horizons),
+        SplitKind::Random => Ok(split::random(rows.len(), fractions, settings.seed)),
+    };
+    let mut blocks = vec![Block::Unlabelled; col.len()];
+    let error = match sub {
+        Ok(sub) => {
+            for (k, &i) in rows.iter().enumerate() {
+                blocks[i] = sub[k];
+            }
+            None
+        }
+        Err(e) => Some(format!("label {}: {} known rows: {e}", l.name(), rows.len())),
+    };
+    LabelSplit { blocks, horizons, error }
 }
 
 /// Train every model of every label; assemble the snapshot.
 pub(crate) fn build(
     catalog: &Catalog,
     args: &TrainArgs,
-    target: &str,
+    target: Option<&str>,
     inputs: &Inputs,
     run_id: &str,
     progress: &dyn Progress,
 ) -> Result<Built> {
     let project: &Project = &args.project;
-    let loaded = load(catalog, project, inputs, target, progress)?;
+    let loaded = load(catalog, project, inputs, progress)?;
     let variants = variants(&loaded.specs, &project.def.features.fusion);
     let variant_x: Vec<Vec<f64>> = variants.iter().map(|v| v.matrix(&loaded.frame)).collect();
     let mut got = Gathered {
@@ -347,19 +432,13 @@ pub(crate) fn build(
     };
     progress.phase("fit", Some((project.def.labels.len() * variants.len()) as u64));
     for (vi, variant) in variants.iter().enumerate() {
-        let ctx = Ctx {
-            x: &variant_x[vi],
-            d: variant.names.len(),
-            t0: &loaded.frame.t0,
-            blocks: &loaded.blocks,
-            horizons: &loaded.horizons,
-            folds: project.def.train.folds,
-        };
+        let ctx =
+            Ctx { x: &variant_x[vi], d: variant.names.len(), t0: &loaded.frame.t0, folds: project.def.train.folds };
         for label in &project.def.labels {
             let outcome = train_label(&ctx, &loaded, project, label, (vi, &variant.fusion), &mut got);
             progress.advance(1);
             let Err(skip) = outcome? else { continue };
-            if skip.refuse && label.name() == target {
+            if skip.refuse && Some(label.name()) == target {
                 return Err(Error::Gate(skip.msg));
             }
             // Label-level refusals are the same in every variant: say them once.
@@ -373,8 +452,13 @@ pub(crate) fn build(
         return Err(Error::Gate("no model was trained: no metrics produced".into()));
     }
     let selected = select::per_label(&got.scored);
-    let serving = select::Serving::pick(&got.scored, &selected, target, &variants, &variant_x)?;
-    let (model, metrics) = serving.model(&loaded, project, inputs, target)?;
+    let serving = match target {
+        Some(t) => {
+            let serving = select::Serving::pick(&got.scored, &selected, t, &variants, &variant_x)?;
+            Some(serving.model(&loaded, project, inputs, t)?)
+        }
+        None => None,
+    };
     snapshot::write(snapshot::Parts {
         project,
         target,
@@ -384,8 +468,7 @@ pub(crate) fn build(
         variants: &variants,
         got,
         selected,
-        model,
-        metrics,
+        serving,
     })
 }
 
@@ -401,8 +484,12 @@ fn train_label(
 ) -> Result<std::result::Result<(), Skip>> {
     let name = label.name().to_string();
     let col = loaded.frame.label(&name).expect("every label column is read");
+    let split = &loaded.splits[&name];
+    if let Some(e) = &split.error {
+        return Ok(Err(Skip { msg: e.clone(), refuse: true }));
+    }
     let present = |i: usize| col[i].is_some();
-    let job = Job {
+    let mut job = Job {
         ctx,
         frame: &loaded.frame,
         label,
@@ -412,12 +499,20 @@ fn train_label(
         split: project.def.train.split,
         thresholds: &project.def.train.thresholds,
         models: &project.def.train.models,
-        tr: ctx.rows(Block::Train, &present),
-        ca: ctx.rows(Block::Calibration, &present),
-        va: ctx.rows(Block::Validation, &present),
-        te: ctx.rows(Block::Test, &present),
+        blocks: &split.blocks,
+        horizons: &split.horizons,
+        tr: Vec::new(),
+        ca: Vec::new(),
+        va: Vec::new(),
+        te: Vec::new(),
         name,
     };
+    (job.tr, job.ca, job.va, job.te) = (
+        job.rows(Block::Train, &present),
+        job.rows(Block::Calibration, &present),
+        job.rows(Block::Validation, &present),
+        job.rows(Block::Test, &present),
+    );
     let (tr, ca, va, te) = (job.tr.len(), job.ca.len(), job.va.len(), job.te.len());
     if tr < 20 || va < 2 || te < 2 || ca < 2 {
         let msg = format!(
@@ -429,7 +524,7 @@ fn train_label(
     match label {
         LabelKind::Value { .. } | LabelKind::Flow { .. } => value::train(&job, got).map(Ok),
         LabelKind::Threshold { .. } | LabelKind::EventWithin { .. } => binary::train(&job, got),
-        LabelKind::TimeToEvent { .. } => survival::train(&job, &loaded.blocks, got),
+        LabelKind::TimeToEvent { .. } => survival::train(&job, got),
     }
 }
 
@@ -451,4 +546,31 @@ fn regression_metrics(p: &[f64], y: &[f64], t0: &[i64], transform: t0_project::T
         ("spearman".into(), m::spearman(p, y)),
         ("ndcg_at_10".into(), m::ndcg_at(10, t0, p, y)),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of 30 rows with one numeric feature and the built-in project's labels.
+    fn raw(feature: impl Fn(f64) -> f64) -> features::Raw {
+        let y: Vec<Option<f64>> = (0..30).map(|i| (i % 7 != 0).then_some(i as f64 / 3.0)).collect();
+        let x = y.iter().map(|v| v.map(&feature)).collect();
+        features::Raw {
+            entity_id: (0..30).map(|i| format!("e{i}")).collect(),
+            t0: (0..30).collect(),
+            cols: vec![("surface.s".into(), "x_last".into(), features::RawCol::Num(x))],
+            labels: vec![("y_log_views".into(), y)],
+        }
+    }
+
+    #[test]
+    fn a_feature_equal_to_a_label_on_its_scale_or_untransformed_is_a_leak() {
+        let project = Project::builtin();
+        for leak in [raw(|y| y), raw(|y| y.exp() - 1.0)] {
+            let e = leak_check(&project, &leak).unwrap_err().to_string();
+            assert!(e.contains("x_last") && e.contains("y_log_views") && e.contains("leak"), "{e}");
+        }
+        leak_check(&project, &raw(|y| y + 0.01)).unwrap();
+    }
 }

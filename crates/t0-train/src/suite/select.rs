@@ -62,7 +62,7 @@ impl Serving<'_> {
         let y = loaded.frame.label(target).expect("target column");
         let d = self.variant.names.len();
         let residuals: Vec<f64> = (0..y.len())
-            .filter(|&i| loaded.blocks[i] == Block::Calibration)
+            .filter(|&i| loaded.blocks(target)[i] == Block::Calibration)
             .filter_map(|i| Some(y[i]? - self.scored.fitted.predict(&self.x[i * d..(i + 1) * d])))
             .collect();
         conformal::halfwidth(&residuals, NOMINAL)
@@ -78,7 +78,7 @@ impl Serving<'_> {
                 .ok_or_else(|| Error::Refused(format!("certificate records no view-definition hash for {s}")))?;
             surface_view_defs.insert(s.clone(), vdh);
         }
-        let first = |b: Block| loaded.block_start(b).unwrap_or(i64::MAX);
+        let first = |b: Block| loaded.block_start(target, b).unwrap_or(i64::MAX);
         let model = Model {
             kind: sv.model.clone(),
             fusion: variant.fusion.clone(),
@@ -110,9 +110,9 @@ impl Serving<'_> {
         let y = loaded.frame.label(target).expect("target column");
         let ty: Vec<f64> = sv.test_rows.iter().map(|&i| y[i].expect("present")).collect();
         let train_y: Vec<f64> =
-            (0..y.len()).filter(|&i| loaded.blocks[i] == Block::Train).filter_map(|i| y[i]).collect();
+            (0..y.len()).filter(|&i| loaded.blocks(target)[i] == Block::Train).filter_map(|i| y[i]).collect();
         let train_mean = train_y.iter().sum::<f64>() / train_y.len().max(1) as f64;
-        let count = |b: Block| loaded.blocks.iter().filter(|x| **x == b).count();
+        let count = |b: Block| loaded.blocks(target).iter().filter(|x| **x == b).count();
         Metrics {
             model: sv.model.clone(),
             rows_train: count(Block::Train),

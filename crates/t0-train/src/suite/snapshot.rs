@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, StringArray};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray};
 use serde_json::json;
 use t0_core::Result;
 use t0_project::Project;
@@ -16,20 +16,20 @@ use crate::metrics as m;
 use crate::models::gbdt::{GbdtConfig, Objective};
 use crate::models::ridge::RidgeConfig;
 use crate::split::Block;
-use crate::{Entry, Inputs, Metrics, Model, SUITE_VERSION, TrainReport};
+use crate::{BlockRows, Entry, Inputs, LabelRows, Metrics, Model, SUITE_VERSION, TrainReport};
 
 /// Everything the snapshot is written from.
 pub(super) struct Parts<'a> {
     pub project: &'a Project,
-    pub target: &'a str,
+    pub target: Option<&'a str>,
     pub inputs: &'a Inputs,
     pub run_id: &'a str,
     pub loaded: Loaded,
     pub variants: &'a [Variant],
     pub got: Gathered,
     pub selected: BTreeMap<String, usize>,
-    pub model: Model,
-    pub metrics: Metrics,
+    /// The served label's model and figures, when there is one.
+    pub serving: Option<(Model, Metrics)>,
 }
 
 struct Files(Vec<File>);
@@ -44,7 +44,20 @@ impl Files {
     }
 }
 
-pub(super) fn write(p: Parts) -> Result<Built> {
+pub(super) fn write(mut p: Parts) -> Result<Built> {
+    let labels = label_rows(&p);
+    for l in &labels {
+        for (b, r) in &l.blocks {
+            if let Some(e) = r.events.filter(|e| *e < p.project.def.train.min_events && b != "embargo") {
+                p.got.warnings.push(format!(
+                    "label {}: the {b} block holds {e} events in {} rows (train.min_events {}): its figures rest on few outcomes",
+                    l.label, r.rows, p.project.def.train.min_events
+                ));
+            }
+        }
+    }
+    let calibration = survival_calibration_warnings(&p);
+    p.got.warnings.extend(calibration);
     let leaderboard = leaderboard(&p);
     let mut files = Files(Vec::new());
     files.json("config_used.json", "run.config", &config_used(&p))?;
@@ -52,7 +65,9 @@ pub(super) fn write(p: Parts) -> Result<Built> {
     files.json("metrics_summary.json", "run.metrics", &metrics_summary(&p))?;
     files.json("slice_metrics.json", "run.slices", &json!(slices(&p)))?;
     files.add("leaderboard.csv", "run.leaderboard", leaderboard_csv(&leaderboard).into_bytes(), false);
-    files.json("model.json", "run.model", &p.model)?;
+    if let Some((model, _)) = &p.serving {
+        files.json("model.json", "run.model", model)?;
+    }
     for s in &p.got.scored {
         let id = s.id(p.variants);
         let stem = format!("{}__{id}", s.label);
@@ -62,12 +77,18 @@ pub(super) fn write(p: Parts) -> Result<Built> {
         }
     }
     let frame = &p.loaded.frame;
-    let blocks: Vec<&str> = p.loaded.blocks.iter().map(|b| b.as_str()).collect();
-    let split = crate::rows_batch(
-        &frame.entity_id,
-        &frame.t0,
-        vec![("block", Arc::new(StringArray::from(blocks)) as ArrayRef)],
-    )?;
+    // One block column per label: each label is split over its own rows.
+    let columns: Vec<(String, ArrayRef)> = p
+        .loaded
+        .splits
+        .iter()
+        .map(|(l, s)| {
+            let blocks: Vec<&str> = s.blocks.iter().map(|b| b.as_str()).collect();
+            (l.clone(), Arc::new(StringArray::from(blocks)) as ArrayRef)
+        })
+        .collect();
+    let split =
+        crate::rows_batch(&frame.entity_id, &frame.t0, columns.iter().map(|(n, a)| (n.as_str(), a.clone())).collect())?;
     files.add("split_manifest.parquet", "run.split", t0_table::parquet_bytes(split.schema(), &[split])?, true);
     for (which, valid) in [("valid", true), ("test", false)] {
         let bytes = predictions(&p, valid)?;
@@ -76,8 +97,9 @@ pub(super) fn write(p: Parts) -> Result<Built> {
     let report = TrainReport {
         run_id: p.run_id.to_string(),
         snapshot: format!("runs/{}", p.run_id),
-        metrics: p.metrics,
-        target: p.target.to_string(),
+        metrics: p.serving.map(|(_, m)| m),
+        target: p.target.map(str::to_string),
+        labels,
         features: frame.names.len(),
         skipped_columns: p.loaded.skipped_columns,
         leaderboard,
@@ -89,6 +111,20 @@ pub(super) fn write(p: Parts) -> Result<Built> {
 
 fn leaderboard(p: &Parts) -> Vec<Entry> {
     let scored = &p.got.scored;
+    let kind = |l: &str| p.project.label(l).map(|l| l.kind_name()).unwrap_or("").to_string();
+    let baselines = p.got.baselines.iter().map(|b| {
+        let get = |m: &BTreeMap<String, f64>| m.get("rmse").copied().filter(|v| v.is_finite());
+        Entry {
+            label: b.label.clone(),
+            label_kind: kind(&b.label),
+            model: b.model.clone(),
+            fusion: super::NO_FUSION.into(),
+            metric: "rmse".into(),
+            valid: get(&b.valid),
+            test: get(&b.test),
+            selected: false,
+        }
+    });
     (0..scored.len())
         .map(|k| {
             let s = &scored[k];
@@ -104,6 +140,7 @@ fn leaderboard(p: &Parts) -> Vec<Entry> {
                 selected: p.selected.get(&s.label) == Some(&k),
             }
         })
+        .chain(baselines)
         .collect()
 }
 
@@ -126,21 +163,88 @@ fn leaderboard_csv(leaderboard: &[Entry]) -> String {
     csv
 }
 
-fn data_summary(p: &Parts) -> serde_json::Value {
-    let (frame, blocks) = (&p.loaded.frame, &p.loaded.blocks);
-    let time_range = |b: Block| {
-        let ts: Vec<i64> = (0..blocks.len()).filter(|&i| blocks[i] == b).map(|i| frame.t0[i]).collect();
-        let iso = |t: Option<&i64>| t.and_then(|t| chrono::DateTime::from_timestamp_micros(*t)).map(|d| d.to_rfc3339());
-        json!({"rows": ts.len(), "first_t0": iso(ts.first()), "last_t0": iso(ts.last())})
-    };
-    let labels: Vec<serde_json::Value> = p
-        .project
+/// A selected time-to-event model whose survival is not calibrated on a block (D-calibration
+/// rejects uniformity at 5 %, or the mean predicted S(t) misses Kaplan–Meier's by over 0.1)
+/// is said, with the figures: ranking alone hides it.
+fn survival_calibration_warnings(p: &Parts) -> Vec<String> {
+    let mut out = Vec::new();
+    for (label, &k) in &p.selected {
+        let s = &p.got.scored[k];
+        for (block, mm) in [("validation", &s.valid_metrics), ("test", &s.test_metrics)] {
+            let (Some(pv), Some(gap)) = (mm.get("d_calibration_p"), mm.get("km_gap_max")) else { continue };
+            if *pv < 0.05 || *gap > 0.1 {
+                let at: Vec<String> = p
+                    .got
+                    .survival_times
+                    .iter()
+                    .filter_map(|t| {
+                        let (a, b) =
+                            (mm.get(&format!("s_predicted_at_{t}"))?, mm.get(&format!("s_kaplan_meier_at_{t}"))?);
+                        Some(format!("S({t}) {a:.3} vs {b:.3}"))
+                    })
+                    .collect();
+                out.push(format!(
+                    "label {label}, model {}: survival not calibrated on the {block} block (D-calibration p {pv:.3}; predicted vs Kaplan-Meier {})",
+                    s.id(p.variants),
+                    at.join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Each label's rows (and events) per block of its own split.
+fn label_rows(p: &Parts) -> Vec<LabelRows> {
+    let frame = &p.loaded.frame;
+    p.project
         .def
         .labels
         .iter()
         .map(|l| {
-            let c = frame.label(l.name()).expect("label column");
-            json!({"name": l.name(), "kind": l.kind_name(), "matured": c.iter().filter(|v| v.is_some()).count()})
+            let blocks = p.loaded.blocks(l.name());
+            let flag = l.has_events().then(|| frame.label(l.columns().last().expect("a column")).expect("read"));
+            let mut out = BTreeMap::new();
+            for b in [Block::Train, Block::Calibration, Block::Validation, Block::Test, Block::Embargo] {
+                let rows: Vec<usize> = (0..blocks.len()).filter(|&i| blocks[i] == b).collect();
+                let events = flag.map(|f| rows.iter().filter(|&&i| f[i].is_some_and(|v| v > 0.5)).count());
+                out.insert(b.as_str().to_string(), BlockRows { rows: rows.len(), events });
+            }
+            LabelRows { label: l.name().to_string(), kind: l.kind_name().to_string(), blocks: out }
+        })
+        .collect()
+}
+
+fn data_summary(p: &Parts) -> serde_json::Value {
+    let frame = &p.loaded.frame;
+    let iso = |t: Option<&i64>| t.and_then(|t| chrono::DateTime::from_timestamp_micros(*t)).map(|d| d.to_rfc3339());
+    let labels: Vec<serde_json::Value> = label_rows(p)
+        .into_iter()
+        .map(|l| {
+            let split = &p.loaded.splits[&l.label];
+            let range = |b: &str| {
+                let ts: Vec<i64> =
+                    (0..split.blocks.len()).filter(|&i| split.blocks[i].as_str() == b).map(|i| frame.t0[i]).collect();
+                json!({"first_t0": iso(ts.first()), "last_t0": iso(ts.last())})
+            };
+            let blocks: BTreeMap<String, serde_json::Value> = l
+                .blocks
+                .iter()
+                .map(|(b, r)| {
+                    let mut v = range(b);
+                    v["rows"] = json!(r.rows);
+                    v["events"] = json!(r.events);
+                    (b.clone(), v)
+                })
+                .collect();
+            json!({
+                "name": l.label,
+                "kind": l.kind,
+                "known": split.blocks.iter().filter(|b| **b != Block::Unlabelled).count(),
+                "embargo": split.horizons.iter().map(|h| String::from(h.clone())).collect::<Vec<_>>(),
+                "split_error": split.error,
+                "blocks": blocks,
+            })
         })
         .collect();
     json!({
@@ -149,14 +253,6 @@ fn data_summary(p: &Parts) -> serde_json::Value {
         "fusion_variants": p.variants.iter().map(|v| json!({"fusion": v.fusion, "features": v.names.len()})).collect::<Vec<_>>(),
         "skipped_columns": p.loaded.skipped_columns,
         "split": match p.project.def.train.split { SplitKind::Chronological => "chronological", SplitKind::Random => "random" },
-        "embargo": p.loaded.horizons.iter().map(|h| String::from(h.clone())).collect::<Vec<_>>(),
-        "blocks": {
-            "train": time_range(Block::Train),
-            "calibration": time_range(Block::Calibration),
-            "validation": time_range(Block::Validation),
-            "test": time_range(Block::Test),
-            "embargo": time_range(Block::Embargo),
-        },
         "labels": labels,
         "skipped_labels": p.got.skipped_labels,
         "survival_times": p.got.survival_times,
@@ -202,17 +298,23 @@ fn metrics_summary(p: &Parts) -> BTreeMap<String, BTreeMap<String, serde_json::V
             .or_default()
             .insert(s.id(p.variants), json!({"valid": conv(&s.valid_metrics), "test": conv(&s.test_metrics)}));
     }
+    for b in &p.got.baselines {
+        out.entry(b.label.clone())
+            .or_default()
+            .insert(b.model.clone(), json!({"valid": conv(&b.valid), "test": conv(&b.test)}));
+    }
     out
 }
 
 /// Slices by modality presence (fused `has_<modality>` flags): the target's models on test.
 fn slices(p: &Parts) -> Vec<serde_json::Value> {
     let frame = &p.loaded.frame;
-    let ycol = frame.label(p.target).expect("target column");
+    let Some(target) = p.target else { return Vec::new() };
+    let ycol = frame.label(target).expect("target column");
     let mut slices = Vec::new();
     for (j, fname) in frame.names.iter().enumerate() {
         let Some(modality) = fname.strip_prefix("has_").and_then(|r| r.strip_suffix("=true")) else { continue };
-        for s in p.got.scored.iter().filter(|s| s.label == p.target) {
+        for s in p.got.scored.iter().filter(|s| s.label == target) {
             for present in [true, false] {
                 let idx: Vec<usize> =
                     (0..s.test_rows.len()).filter(|&k| (frame.row(s.test_rows[k])[j] == 1.0) == present).collect();
@@ -221,7 +323,7 @@ fn slices(p: &Parts) -> Vec<serde_json::Value> {
                 }
                 let pr: Vec<f64> = idx.iter().map(|&k| s.test_pred[k]).collect();
                 let y: Vec<f64> = idx.iter().map(|&k| ycol[s.test_rows[k]].expect("present")).collect();
-                slices.push(json!({"label": p.target, "model": s.model, "fusion": p.variants[s.variant].fusion, "modality": modality, "present": present,
+                slices.push(json!({"label": target, "model": s.model, "fusion": p.variants[s.variant].fusion, "modality": modality, "present": present,
                                    "rows": idx.len(), "rmse": fin(m::rmse(&pr, &y)), "mae": fin(m::mae(&pr, &y))}));
             }
         }
@@ -236,6 +338,7 @@ fn predictions(p: &Parts, valid: bool) -> Result<Vec<u8>> {
     let times = &p.got.survival_times;
     let (mut ids, mut t0s, mut lab, mut mdl, mut fus, mut ys, mut ps) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut events: Vec<Option<bool>> = Vec::new();
     let mut surv_cols: Vec<Vec<Option<f64>>> = vec![Vec::new(); TIME_QUANTILES.len() + times.len()];
     for s in &p.got.scored {
         let (rows, pred, surv): (&[usize], &[f64], _) = if valid {
@@ -244,7 +347,13 @@ fn predictions(p: &Parts, valid: bool) -> Result<Vec<u8>> {
             (&s.test_rows, &s.test_pred, &s.test_surv)
         };
         let ycol = frame.label(&s.label).expect("label");
+        // A time-to-event row carries its event flag (false: censored).
+        let flag = match p.project.label(&s.label) {
+            Some(l @ t0_project::LabelKind::TimeToEvent { .. }) => frame.label(&l.columns()[1]),
+            _ => None,
+        };
         for (k, &i) in rows.iter().enumerate() {
+            events.push(flag.and_then(|f| f[i]).map(|v| v > 0.5));
             ids.push(frame.entity_id[i].clone());
             t0s.push(frame.t0[i]);
             lab.push(s.label.clone());
@@ -263,6 +372,7 @@ fn predictions(p: &Parts, valid: bool) -> Result<Vec<u8>> {
         ("fusion".into(), Arc::new(StringArray::from(fus))),
         ("y".into(), Arc::new(Float64Array::from(ys))),
         ("prediction".into(), Arc::new(Float64Array::from(ps))),
+        ("event".into(), Arc::new(BooleanArray::from(events))),
     ];
     let names = TIME_QUANTILES
         .iter()

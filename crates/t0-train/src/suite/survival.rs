@@ -20,11 +20,11 @@ use crate::split::Block;
 /// Hours per microsecond of T0: event times are in hours.
 const HOUR: f64 = 3_600_000_000.0;
 
-pub(super) fn train(job: &Job, blocks: &[Block], got: &mut Gathered) -> Result<std::result::Result<(), Skip>> {
+pub(super) fn train(job: &Job, got: &mut Gathered) -> Result<std::result::Result<(), Skip>> {
     let ctx = job.ctx;
-    let (lower, upper, censored_at_boundary) = bounds(job, blocks, got);
+    let (lower, upper, censored_at_boundary) = bounds(job, got);
     let ok = |i: usize| !lower[i].is_nan();
-    let (tr, va, te) = (ctx.rows(Block::Train, &ok), ctx.rows(Block::Validation, &ok), ctx.rows(Block::Test, &ok));
+    let (tr, va, te) = (job.rows(Block::Train, &ok), job.rows(Block::Validation, &ok), job.rows(Block::Test, &ok));
     let y = Target::Censored { lower: lower.clone(), upper: upper.clone() };
     let (dt, dv, dte) = (ctx.design(&y, &tr), ctx.design(&y, &va), ctx.design(&y, &te));
     let events = |rows: &[usize]| rows.iter().filter(|&&i| upper[i].is_finite()).count();
@@ -60,20 +60,30 @@ pub(super) fn train(job: &Job, blocks: &[Block], got: &mut Gathered) -> Result<s
 }
 
 /// Each row's censored interval in hours, censored where the next block begins under a
-/// chronological split; rows with a time of 0 hours are left out (said once). NaN where the
-/// label has not matured.
-fn bounds(job: &Job, blocks: &[Block], got: &mut Gathered) -> (Vec<f64>, Vec<f64>, usize) {
-    let frame = job.frame;
+/// chronological split (training rows at the calibration block, calibration rows at the
+/// validation block, validation rows at the test block), so no block's outcome reaches into
+/// a later one; rows with a time of 0 hours are left out (said once). NaN where the label
+/// is not known.
+fn bounds(job: &Job, got: &mut Gathered) -> (Vec<f64>, Vec<f64>, usize) {
+    let (frame, blocks) = (job.frame, job.blocks);
     let n = frame.rows();
     let event_col = job.label.columns()[1].clone();
     let ev = frame.label(&event_col).expect("event column is read");
-    let calibration_start = (0..n).find(|&i| blocks[i] == Block::Calibration).map(|i| frame.t0[i]);
+    let start = |b: Block| (0..n).find(|&i| blocks[i] == b).map(|i| frame.t0[i]);
+    let next_start = |b: Block| match b {
+        Block::Train => start(Block::Calibration),
+        Block::Calibration => start(Block::Validation),
+        Block::Validation => start(Block::Test),
+        _ => None,
+    };
+    let starts: BTreeMap<Block, Option<i64>> =
+        [Block::Train, Block::Calibration, Block::Validation].into_iter().map(|b| (b, next_start(b))).collect();
     let (mut lower, mut upper) = (vec![f64::NAN; n], vec![f64::NAN; n]);
     let (mut censored_at_boundary, mut dropped) = (0, 0);
     for i in 0..n {
         let Some(mut t) = job.col[i] else { continue };
         let mut e = ev[i].unwrap_or(0.0) > 0.5;
-        let boundary = if blocks[i] == Block::Train { calibration_start } else { None };
+        let boundary = starts.get(&blocks[i]).copied().flatten();
         if let (SplitKind::Chronological, Some(b)) = (job.split, boundary) {
             let limit = (b - frame.t0[i]) as f64 / HOUR;
             if t > limit {
@@ -122,7 +132,7 @@ fn fit_models(job: &Job, (dt, dv): (&Design, &Design), got: &mut Gathered) -> Re
     }
     if job.wants("stack") {
         let bases = vec![Base::Aft(aft(Dist::Extreme)), Base::Gbdt(GbdtConfig::new(GBDT_AFT))];
-        let cfg = StackConfig { folds: job.ctx.stack_folds(&job.tr), bases, meta_aft: Some(aft(Dist::Normal)) };
+        let cfg = StackConfig { folds: job.stack_folds(&job.tr), bases, meta_aft: Some(aft(Dist::Normal)) };
         match Stack::fit(&cfg, dt, Some(dv)) {
             Ok(s) => {
                 let meta = s.aft().expect("a censored stack has a meta AFT");
@@ -168,12 +178,77 @@ impl Evaluation<'_> {
                 if e[i] { dist.log_pdf(z) - sigma.ln() - lower[i].ln() } else { dist.log_surv(z) }
             })
             .sum();
-        let met = BTreeMap::from([
+        let mut met = BTreeMap::from([
             ("harrell_c".to_string(), m::harrell_c(lower, &e, &loc)),
             ("uno_c".to_string(), m::uno_c(self.cens, lower, &e, &risk, f64::INFINITY)),
             ("integrated_brier".to_string(), m::integrated_brier(self.cens, lower, &e, &s_at, self.times)),
             ("log_likelihood".to_string(), ll),
         ]);
+        // Calibration, not only ranking: each row's S at its own time should be uniform
+        // (D-calibration), and the mean predicted S(t) should meet Kaplan–Meier's.
+        let own: Vec<f64> = (0..d.rows()).map(|i| dist.log_surv((lower[i].ln() - loc[i]) / sigma).exp()).collect();
+        let (chi2, p) = m::d_calibration(&own, &e);
+        met.insert("d_calibration_chi2".into(), chi2);
+        met.insert("d_calibration_p".into(), p);
+        let mut gap: f64 = 0.0;
+        for (k, t) in self.times.iter().enumerate() {
+            let predicted = s_at.iter().map(|r| r[k]).sum::<f64>() / s_at.len().max(1) as f64;
+            let observed = m::kaplan_meier(lower, &e, *t);
+            met.insert(format!("s_predicted_at_{t}"), predicted);
+            met.insert(format!("s_kaplan_meier_at_{t}"), observed);
+            gap = gap.max((predicted - observed).abs());
+        }
+        met.insert("km_gap_max".into(), gap);
         (loc, surv, met)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::Frame;
+    use crate::suite::Ctx;
+    use t0_project::Project;
+
+    #[test]
+    fn each_block_is_censored_where_the_next_begins_so_no_outcome_reaches_a_later_block() {
+        // Eight rows 10 h apart, every one an event 100 h after its T0.
+        let t0: Vec<i64> = (0..8).map(|i| i * 10 * HOUR as i64).collect();
+        let frame = Frame {
+            entity_id: (0..8).map(|i| format!("e{i}")).collect(),
+            t0: t0.clone(),
+            x: Vec::new(),
+            labels: vec![("tte_hours".into(), vec![Some(100.0); 8]), ("event".into(), vec![Some(1.0); 8])],
+            names: Vec::new(),
+        };
+        use Block::*;
+        let blocks = [Train, Train, Train, Train, Calibration, Validation, Test, Test];
+        let project = Project::builtin();
+        let label = project.label("tte_hours").unwrap();
+        let ctx = Ctx { x: &[], d: 0, t0: &t0, folds: 2 };
+        let job = Job {
+            ctx: &ctx,
+            frame: &frame,
+            label,
+            name: "tte_hours".into(),
+            col: frame.label("tte_hours").unwrap(),
+            variant: 0,
+            fusion: "none",
+            split: SplitKind::Chronological,
+            thresholds: &[],
+            models: &[],
+            blocks: &blocks,
+            horizons: &[],
+            tr: Vec::new(),
+            ca: Vec::new(),
+            va: Vec::new(),
+            te: Vec::new(),
+        };
+        let (lower, upper, censored) = bounds(&job, &mut Gathered::default());
+        // Training rows end where calibration begins (40 h), calibration where validation
+        // begins (50 h), validation where test begins (60 h); test keeps its outcome.
+        assert_eq!(lower, vec![40.0, 30.0, 20.0, 10.0, 10.0, 10.0, 100.0, 100.0]);
+        assert!(upper[..6].iter().all(|u| u.is_infinite()) && upper[6..] == [100.0, 100.0], "{upper:?}");
+        assert_eq!(censored, 6);
     }
 }

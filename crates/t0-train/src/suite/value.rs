@@ -27,7 +27,7 @@ pub(super) fn train(job: &Job, got: &mut Gathered) -> Result<()> {
     }
     if job.wants("stack") {
         let bases = vec![Base::Ridge(RidgeConfig::default()), Base::Gbdt(gcfg.clone())];
-        let cfg = StackConfig { folds: ctx.stack_folds(&job.tr), bases, meta_aft: None };
+        let cfg = StackConfig { folds: job.stack_folds(&job.tr), bases, meta_aft: None };
         match Stack::fit(&cfg, &dt, Some(&dv)) {
             Ok(s) => fitted.push(("stack".into(), Fitted::Stack(s), None)),
             Err(e) => got.warnings.push(job.no_stack(e)),
@@ -41,5 +41,23 @@ pub(super) fn train(job: &Job, got: &mut Gathered) -> Result<()> {
         let metrics = (regression_metrics(&vp, &vy, &vt, transform), regression_metrics(&tp, &ty, &tt, transform));
         got.scored.push(job.scored(model, fit, (vp, tp), metrics, ("rmse", false), curves));
     }
+    if job.variant == 0 {
+        persistence(job, (&vy, &ty), got);
+    }
     Ok(())
+}
+
+/// "Nothing changes" on the job's validation and test rows: the label's last value (or last
+/// window) known at T0, from the labels file; the training mean where nothing was known. On
+/// the leaderboard beside the models, never selected: a model that does not beat it says so.
+fn persistence(job: &Job, (vy, ty): (&[f64], &[f64]), got: &mut Gathered) {
+    let Some(p) = job.frame.label(&format!("{}{}", t0_certify::labels::PERSIST, job.name)) else { return };
+    let y = job.y();
+    let mean = job.tr.iter().map(|&i| y[i]).sum::<f64>() / job.tr.len().max(1) as f64;
+    let pred = |rows: &[usize]| rows.iter().map(|&i| p[i].unwrap_or(mean)).collect::<Vec<f64>>();
+    let (vp, tp) = (pred(&job.va), pred(&job.te));
+    let transform = job.label.transform();
+    let valid = regression_metrics(&vp, vy, &job.t0s(&job.va), transform);
+    let test = regression_metrics(&tp, ty, &job.t0s(&job.te), transform);
+    got.baselines.push(super::Baseline { label: job.name.clone(), model: "persistence".into(), valid, test });
 }
