@@ -340,3 +340,42 @@ fn a_yearly_panel_published_a_month_late_keeps_its_last_labelled_year_and_says_w
     let (_, last_year) = run("", "next");
     assert_eq!(last_year, 30);
 }
+
+#[test]
+fn a_project_of_survival_labels_only_trains_every_label_and_score_says_it_serves_none_yet() {
+    let (obs, evs) = sparse_panel(&mut Rng::new(20_261_204));
+    let dir = tempfile::tempdir().unwrap();
+    let (proj, root) = (dir.path().join("project"), dir.path().join("root"));
+    let data = proj.join("data");
+    let yaml = "name: survival\nmeasures:\n  - {name: ratings, type: count}\n  - {name: score, type: float}\nlabels:\n  - {name: tte_death, kind: time_to_event, end_events: [death], censor_events: [transfer], follow_up: watermark}\nfeatures:\n  surfaces: [last]\n  target: tte_death\ntrain:\n  min_events: 5\n";
+    project(
+        &proj,
+        &[
+            ("project.yaml", yaml),
+            (
+                "sources.yaml",
+                "sources:\n  - {name: things, table: entities, glob: things.csv, attributes: [followed_until], availability: observed_time}\n  - {name: obs, table: observations, glob: obs.csv, availability: observed_time}\n  - {name: events, table: events, glob: events.csv, availability: observed_time}\n",
+            ),
+            (
+                "contracts/observations.yaml",
+                "table: observations\nchecks:\n  - type: not_null\n    columns: [entity_id, observed_at]\n",
+            ),
+            (
+                "certify.yaml",
+                "t0: {mode: every_k_days, offset_hours: 0, every_days: 30, max_per_entity: 24, end_events: [death]}\nstores:\n  - {entrypoint: last, files: [asof.sql, last.sql], strict: true}\n",
+            ),
+            ("feature-stores/last.sql", STORE),
+        ],
+    );
+    write_panel(&data, &obs, &evs);
+    until_labels(&root, &proj, &data);
+    let p = ["--project", proj.to_str().unwrap()];
+    let train = expect(&root, "train-suite", &[&p[..], &["--json"]].concat(), 0);
+    let tv: serde_json::Value = serde_json::from_str(train.stdout.trim()).unwrap();
+    assert!(tv["target"].is_null() && tv["metrics"].is_null(), "{tv}");
+    let selected: Vec<&serde_json::Value> =
+        tv["leaderboard"].as_array().unwrap().iter().filter(|e| e["selected"] == true).collect();
+    assert_eq!((selected.len(), selected[0]["label"].as_str()), (1, Some("tte_death")), "{tv}");
+    let score = expect(&root, "score", &p, 3);
+    assert!(score.stderr.contains("serves no model"), "{}", score.stderr);
+}
