@@ -271,6 +271,13 @@ fn labels_of_a_sparse_count_panel_equal_a_brute_force_computation_quiet_entities
     let known_deaths = got.values().filter(|v| v[6] == Some(1.0)).count() as u64;
     assert_eq!((in_blocks, deaths), (got.len() as u64, known_deaths), "{tte}");
     assert!(deaths > 0 && tv["target"] == "y_ratings", "{tv}");
+    // A block with fewer events than train.min_events (20) is said.
+    let few = tte["blocks"]["test"]["events"].as_u64().unwrap();
+    let said = format!("label tte_death: the test block holds {few} events");
+    assert!(
+        few >= 20 || tv["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().starts_with(&said)),
+        "{tv}"
+    );
     if std::env::var_os("T0CLIP_KEEP_TEST_ROOT").is_some() {
         // For a closing note's figures: the project, data and root stay for the stages' `show`.
         eprintln!("kept {}", dir.keep().display());

@@ -552,7 +552,12 @@ fn regression_metrics(p: &[f64], y: &[f64], t0: &[i64], transform: t0_project::T
 mod tests {
     use super::*;
 
-    /// A frame of 30 rows with one numeric feature and the built-in project's labels.
+    /// The built-in project's first value label (with a transform to invert).
+    fn value_label(project: &Project) -> String {
+        project.def.labels.iter().find(|l| matches!(l, LabelKind::Value { .. })).expect("a value label").name().into()
+    }
+
+    /// A frame of 30 rows with one numeric feature and the built-in project's value label.
     fn raw(feature: impl Fn(f64) -> f64) -> features::Raw {
         let y: Vec<Option<f64>> = (0..30).map(|i| (i % 7 != 0).then_some(i as f64 / 3.0)).collect();
         let x = y.iter().map(|v| v.map(&feature)).collect();
@@ -560,7 +565,7 @@ mod tests {
             entity_id: (0..30).map(|i| format!("e{i}")).collect(),
             t0: (0..30).collect(),
             cols: vec![("surface.s".into(), "x_last".into(), features::RawCol::Num(x))],
-            labels: vec![("y_log_views".into(), y)],
+            labels: vec![(value_label(&Project::builtin()), y)],
         }
     }
 
@@ -569,7 +574,7 @@ mod tests {
         let project = Project::builtin();
         for leak in [raw(|y| y), raw(|y| y.exp() - 1.0)] {
             let e = leak_check(&project, &leak).unwrap_err().to_string();
-            assert!(e.contains("x_last") && e.contains("y_log_views") && e.contains("leak"), "{e}");
+            assert!(e.contains("x_last") && e.contains(&value_label(&project)) && e.contains("leak"), "{e}");
         }
         leak_check(&project, &raw(|y| y + 0.01)).unwrap();
     }

@@ -208,30 +208,32 @@ mod tests {
     use super::*;
     use crate::features::Frame;
     use crate::suite::Ctx;
-    use t0_project::Project;
+    use t0_project::{LabelKind, Project};
 
     #[test]
     fn each_block_is_censored_where_the_next_begins_so_no_outcome_reaches_a_later_block() {
-        // Eight rows 10 h apart, every one an event 100 h after its T0.
+        // Eight rows 10 h apart, every one an event 100 h after its T0, of the built-in
+        // project's time-to-event label.
+        let project = Project::builtin();
+        let label = project.def.labels.iter().find(|l| matches!(l, LabelKind::TimeToEvent { .. })).unwrap();
+        let (name, flag) = (label.name().to_string(), label.columns()[1].clone());
         let t0: Vec<i64> = (0..8).map(|i| i * 10 * HOUR as i64).collect();
         let frame = Frame {
             entity_id: (0..8).map(|i| format!("e{i}")).collect(),
             t0: t0.clone(),
             x: Vec::new(),
-            labels: vec![("tte_hours".into(), vec![Some(100.0); 8]), ("event".into(), vec![Some(1.0); 8])],
+            labels: vec![(name.clone(), vec![Some(100.0); 8]), (flag, vec![Some(1.0); 8])],
             names: Vec::new(),
         };
         use Block::*;
         let blocks = [Train, Train, Train, Train, Calibration, Validation, Test, Test];
-        let project = Project::builtin();
-        let label = project.label("tte_hours").unwrap();
         let ctx = Ctx { x: &[], d: 0, t0: &t0, folds: 2 };
         let job = Job {
             ctx: &ctx,
             frame: &frame,
             label,
-            name: "tte_hours".into(),
-            col: frame.label("tte_hours").unwrap(),
+            col: frame.label(&name).unwrap(),
+            name,
             variant: 0,
             fusion: "none",
             split: SplitKind::Chronological,
