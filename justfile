@@ -2,6 +2,7 @@
 #   just loop                 # whole loop on the embedded fixture into $T0CLIP_ROOT (.t0clip)
 #   just audit --json         # one stage, extra flags passed through
 #   just loop-gapminder       # the gapminder example project (a real public panel)
+#   just loop-horsekicks      # a real sparse event-count panel, features declared (no SQL)
 # The project is the built-in clips example unless T0CLIP_PROJECT names a project directory.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 set positional-arguments := false
@@ -94,6 +95,11 @@ loop input="fixtures/clips": build
 # into its own root.
 loop-gapminder: build
     T0CLIP_PROJECT=projects/gapminder T0CLIP_ROOT="{{root}}-gapminder" {{just_executable()}} loop fixtures/gapminder
+
+# The horse-kick panel (14 Prussian corps, 1875-1894; scaffolded by `acquire infer`, features
+# declared in project.yaml) through the loop, into its own root.
+loop-horsekicks: build
+    T0CLIP_PROJECT=projects/horsekicks T0CLIP_ROOT="{{root}}-horsekicks" {{just_executable()}} loop fixtures/horsekicks
 
 # The data-half benchmark harness: medians of `runs` runs against each peer, written to
 # bench/report.md and the README's benchmark table (release build; about 10 minutes a run).

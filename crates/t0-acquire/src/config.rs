@@ -45,6 +45,7 @@ pub struct SourceConfig {
     pub attributes: Vec<String>,
     /// (observations) The file also introduces its entities: each entity id not known yet is
     /// registered with this kind, first seen at its earliest row (a panel in one file).
+    /// (entities) The kind of every row the file gives none (it may have no `kind` column).
     #[serde(default)]
     pub entities: Option<EntityRegistration>,
     /// Source columns deliberately not ingested (others that nothing reads are reported).
@@ -221,8 +222,12 @@ impl AcquireConfig {
                     return Err(bad(i, s, format!("columns: {c:?} is not a column of {}{hint}", s.table)));
                 }
             }
-            if s.entities.is_some() && s.table != "observations" {
-                return Err(bad(i, s, "entities: only an observations source registers entities".into()));
+            if s.entities.is_some() && !["observations", "entities"].contains(&s.table.as_str()) {
+                return Err(bad(
+                    i,
+                    s,
+                    "entities: an observations source registers entities with it; an entities source gives rows without a kind column that kind".into(),
+                ));
             }
             if !s.attributes.is_empty() && s.table != "entities" && s.entities.is_none() {
                 return Err(bad(

@@ -258,6 +258,11 @@ pub fn used_columns(spec: &TableSpec, src: &SourceConfig, project: &Project) -> 
         .iter()
         .filter(|(c, _, _)| *c != "available_at" || by_column)
         .map(|&(c, t, req)| (c.to_string(), t, req || (c == "available_at" && by_column)))
+        .map(|(c, t, req)| {
+            // An entities source with `entities: {kind}` fills a missing kind itself.
+            let fills = spec.table == "entities" && c == "kind" && src.entities.is_some();
+            (c, t, req && !fills)
+        })
         .collect();
     if spec.table == "observations" {
         cols.extend(project.measures().iter().map(|m| (m.name.clone(), m.ty.col_type(), m.required)));
@@ -495,9 +500,13 @@ impl Ingest<'_> {
     ) -> std::result::Result<Parsed, (String, String)> {
         let n_used = layout.used.len();
         let mut cells = Vec::with_capacity(n_used);
-        for (i, (_, t, req)) in layout.used.iter().enumerate() {
+        let default_kind = src.entities.as_ref().filter(|_| src.table == "entities").map(|e| e.kind.as_str());
+        for (i, (name, t, req)) in layout.used.iter().enumerate() {
             let cell = match &rec.fields[i] {
                 None if *req => Err("required value is empty".to_string()),
+                None if name == "kind" && default_kind.is_some() => {
+                    Ok(Some(Cell::Str(default_kind.unwrap_or_default().to_string())))
+                }
                 None => Ok(None),
                 Some(v) if v.len() > src.max_field_bytes => {
                     Err(format!("field of {} bytes exceeds max_field_bytes {}", v.len(), src.max_field_bytes))
@@ -694,7 +703,8 @@ impl Ingest<'_> {
         );
         // A panel file may carry its entities: register each id not known yet, first seen at
         // its earliest row here (attributes from that row), before references are checked.
-        let register = src.entities.as_ref().map(|e| {
+        // (An entities source's `entities:` only names the kind of its rows.)
+        let register = src.entities.as_ref().filter(|_| src.table == "observations").map(|e| {
             format!(
                 "INSERT INTO entities (entity_id, kind, parent_id, created_at, observed_at, available_at, version, batch_id, attrs)
                  SELECT s.entity_id, {kind}, NULL, min(s.observed_at), min(s.observed_at), min({avail}), 1, ?,

@@ -28,6 +28,8 @@ pub enum Kind {
     },
     AllowedValues {
         column: String,
+        /// Text, numbers or booleans (compared as the column's text form: `1`, `2.5`, `true`).
+        #[serde(deserialize_with = "scalars")]
         values: Vec<String>,
     },
     Range {
@@ -230,4 +232,43 @@ fn default_name(kind: &Kind) -> String {
         })
         .unwrap_or_default();
     if what.is_empty() { ty } else { format!("{ty}({what})") }
+}
+
+/// A list of scalars as their text forms (a numeric column's allowed values may be numbers).
+fn scalars<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    let values: Vec<serde_yaml::Value> = Deserialize::deserialize(d)?;
+    values
+        .into_iter()
+        .map(|v| match v {
+            serde_yaml::Value::String(s) => Ok(s),
+            serde_yaml::Value::Number(n) => Ok(n.to_string()),
+            serde_yaml::Value::Bool(b) => Ok(b.to_string()),
+            other => {
+                Err(serde::de::Error::custom(format!("allowed value {other:?} is not text, a number or a boolean")))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_values_may_be_numbers_and_booleans_but_not_lists() {
+        let c = Contract::parse(
+            Path::new("c.yaml"),
+            "table: observations\nchecks:\n  - {type: allowed_values, column: flag, values: [0, 1, 2.5, true, x]}\n",
+        )
+        .unwrap();
+        let Kind::AllowedValues { values, .. } = &c.checks[0].kind else { panic!("an allowed_values check") };
+        assert_eq!(values, &["0", "1", "2.5", "true", "x"]);
+        let e = Contract::parse(
+            Path::new("c.yaml"),
+            "table: observations\nchecks:\n  - {type: allowed_values, column: flag, values: [[1]]}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("c.yaml") && e.contains("not text, a number or a boolean"), "{e}");
+    }
 }

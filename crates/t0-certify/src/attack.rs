@@ -115,7 +115,9 @@ fn attack(
         None => default_clock(root, &cat)?,
     };
     progress.phase("attack: baseline", Some(prepared.len() as u64));
-    let through = grid::build(&cat, &cfg.t0, &clock)?
+    // Decided once, before the injection: the attack measures features, not the grid's bound.
+    let watermark = crate::grid_watermark(&cat, &cfg.t0, &args.certify.project)?;
+    let through = grid::build(&cat, &cfg.t0, &clock, watermark.as_deref())?
         .ok_or_else(|| Error::NothingToDo("the catalog has no observations: nothing to attack".into()))?;
     let params = store::params_sql(cfg);
     let surfaces = |dir: &str| -> Result<Vec<(String, PathBuf)>> {
@@ -135,7 +137,7 @@ fn attack(
         return Err(Error::NothingToDo("the grid is empty: nothing to attack".into()));
     }
     let injected = cat.transaction(|c| inject(c, cfg, &available_at))?;
-    grid::build(&cat, &cfg.t0, &clock)?;
+    grid::build(&cat, &cfg.t0, &clock, watermark.as_deref())?;
     progress.phase("attack: after the injection", Some(prepared.len() as u64));
     let after = surfaces("after")?;
     progress.finish();

@@ -15,15 +15,20 @@
 //! - `at_observations`: each observation fact gives T0 = `greatest(observed_at + offset, the
 //!   moment it became known)` (a decision at an observation is made once it is available),
 //!   kept under the same conditions; the first `max_per_entity` such T0s of the entity in time;
+//! - `calendar`: T0 = each calendar point (the instant a day, week, month, quarter or year
+//!   ends, or a listed date) + `offset`, for each entity known and live then that has an
+//!   observation known then (`from: first_seen`) or whose known creation time has passed
+//!   (`from: created`); calendar arithmetic, so a month end is a month end in every year;
 //! - an end event (`end_events`) stops T0s only from the moment it is known;
 //! - every T0 lies at or before `through`: the clock, and the latest availability in the
-//!   observations (a T0 past the data would see data still to come).
+//!   observations (a T0 past the data would see data still to come); with `until: watermark`
+//!   also the observations' completeness watermark.
 
 use t0_catalog::Catalog;
 use t0_core::Result;
 use t0_core::error::Context;
 
-use crate::{GridConfig, GridMode};
+use crate::{Every, GridConfig, GridMode, WindowStart};
 
 /// The database and table holding the grid, shared by the connections of one catalog.
 pub const GRID_TABLE: &str = "t0work.main.grid";
@@ -43,7 +48,7 @@ pub fn grid_sql(g: &GridConfig, raw: &str, through: Option<&str>) -> String {
         format!("WHERE NOT deleted AND event_type IN ({})", list(&g.end_events))
     };
     let off = format!("to_hours(CAST({} AS BIGINT))", g.offset_hours);
-    let n = g.max_per_entity.max(1);
+    let n = g.max_t0s().unwrap_or(12);
     let candidates = match g.mode {
         GridMode::FirstSeen => "SELECT entity_id, t0 FROM first".to_string(),
         GridMode::EveryKDays => format!(
@@ -57,9 +62,25 @@ pub fn grid_sql(g: &GridConfig, raw: &str, through: Option<&str>) -> String {
              GROUP BY entity_id, observed_at",
             obs = hist("observations")
         ),
+        GridMode::Calendar => match through {
+            Some(t) => calendar_sql(g, &format!("TIMESTAMP {}", t0_catalog::quote_literal(t)), &off),
+            None => "SELECT NULL::VARCHAR AS entity_id, NULL::TIMESTAMP AS t0 WHERE false".into(),
+        },
     };
-    let rank = match g.mode {
-        GridMode::AtObservations => format!("QUALIFY row_number() OVER (PARTITION BY entity_id ORDER BY t0) <= {n}"),
+    let rank = match (g.mode, g.max_t0s()) {
+        (GridMode::AtObservations | GridMode::Calendar, Some(n)) => {
+            format!("QUALIFY row_number() OVER (PARTITION BY entity_id ORDER BY t0) <= {n}")
+        }
+        _ => String::new(),
+    };
+    // A calendar window starts once the entity has been seen or created, as known at T0.
+    let start = match (g.mode, g.from) {
+        (GridMode::Calendar, WindowStart::Created) => "AND e.created_at <= c.t0".to_string(),
+        (GridMode::Calendar, WindowStart::FirstSeen) => format!(
+            "AND EXISTS (SELECT 1 FROM {obs} o WHERE o.entity_id = c.entity_id AND NOT o.deleted
+                         AND o.known_from <= c.t0 AND (o.known_to IS NULL OR o.known_to > c.t0))",
+            obs = hist("observations")
+        ),
         _ => String::new(),
     };
     format!(
@@ -73,7 +94,7 @@ pub fn grid_sql(g: &GridConfig, raw: &str, through: Option<&str>) -> String {
               cand AS (SELECT DISTINCT c.entity_id, c.t0 FROM ({candidates}) c
                        WHERE {bound}
                          AND EXISTS (SELECT 1 FROM ent e WHERE e.entity_id = c.entity_id
-                                     AND e.known_from <= c.t0 AND (e.known_to IS NULL OR e.known_to > c.t0))
+                                     AND e.known_from <= c.t0 AND (e.known_to IS NULL OR e.known_to > c.t0) {start})
                          AND NOT EXISTS (SELECT 1 FROM ends x WHERE x.entity_id = c.entity_id
                                      AND x.known_from <= c.t0 AND (x.known_to IS NULL OR x.known_to > c.t0)))
          SELECT entity_id, t0 FROM cand {rank}
@@ -87,15 +108,54 @@ pub fn grid_sql(g: &GridConfig, raw: &str, through: Option<&str>) -> String {
     )
 }
 
+/// The calendar points of `g` up to `through` (SQL), each with every entity known by then:
+/// (entity_id, t0) candidates before the per-T0 conditions.
+fn calendar_sql(g: &GridConfig, through: &str, off: &str) -> String {
+    let (trunc, step) = match g.every.unwrap_or(Every::Day) {
+        Every::Day => ("day", "INTERVAL '1 day'"),
+        Every::Week => ("week", "INTERVAL '7 days'"),
+        Every::Month => ("month", "INTERVAL '1 month'"),
+        Every::Quarter => ("quarter", "INTERVAL '3 months'"),
+        Every::Year => ("year", "INTERVAL '1 year'"),
+        Every::Dates => ("", ""),
+    };
+    let points = if trunc.is_empty() {
+        format!("SELECT unnest([{}]::TIMESTAMP[]) AS p", g.date_literals().join(", "))
+    } else {
+        // Every point p with p + offset between the earliest entity's first sighting and the
+        // bound. ISO weeks start on Monday: the declared weekday is that many days later, and
+        // the series starts a week early so that no weekday before the truncation is missed.
+        let lo = format!("(SELECT coalesce(min(known_from), {through}) FROM ent) - {off}");
+        let start = match g.weekday {
+            Some(w) if trunc == "week" => {
+                format!("date_trunc('week', {lo}) - INTERVAL '7 days' + INTERVAL '{} days'", w as i64)
+            }
+            _ => format!("date_trunc('{trunc}', {lo})"),
+        };
+        format!("SELECT r.p FROM range({start}, {through} - {off} + {step}, {step}) r(p)")
+    };
+    format!(
+        "SELECT e.entity_id, p.p + {off} AS t0
+         FROM (SELECT entity_id, min(known_from) AS lo FROM ent GROUP BY entity_id) e
+         JOIN ({points}) p ON p.p + {off} >= e.lo"
+    )
+}
+
 /// Build the grid on `catalog`; returns the latest moment a T0 may take (`through`), or
-/// `None` when the catalog has no observations.
-pub fn build(catalog: &Catalog, g: &GridConfig, now: &str) -> Result<Option<String>> {
+/// `None` when the catalog has no observations. `watermark` (the observations' completeness
+/// watermark) bounds it too for a calendar grid with `until: watermark`.
+pub fn build(catalog: &Catalog, g: &GridConfig, now: &str, watermark: Option<&str>) -> Result<Option<String>> {
     let raw = format!("\"{}\".main", catalog.database_name()?.replace('"', "\"\""));
+    let cap = match (g.until, watermark) {
+        (crate::WindowEnd::Watermark, Some(w)) => format!("TIMESTAMP {}", t0_catalog::quote_literal(w)),
+        (crate::WindowEnd::Watermark, None) => "NULL::TIMESTAMP".into(),
+        (crate::WindowEnd::Data, _) => "TIMESTAMP '9999-12-31 00:00:00'".into(),
+    };
     let through: Option<String> = catalog
         .conn()
         .query_row(
             &format!(
-                "SELECT CAST(least(TIMESTAMP {}, (SELECT max(available_at) FROM {raw}.observations)) AS VARCHAR)",
+                "SELECT CAST(CASE WHEN {cap} IS NOT NULL THEN least(TIMESTAMP {}, (SELECT max(available_at) FROM {raw}.observations), {cap}) END AS VARCHAR)",
                 t0_catalog::quote_literal(now)
             ),
             [],
@@ -154,7 +214,12 @@ mod tests {
 
     /// The grid as `entity day` strings (day of January 2026, fractional for hours).
     fn grid(cat: &Catalog, g: &GridConfig) -> Vec<String> {
-        build(cat, g, "2026-12-31 00:00:00").unwrap();
+        grid_at(cat, g, "2026-12-31 00:00:00", None)
+    }
+
+    /// The grid built at clock `now` with a completeness watermark.
+    fn grid_at(cat: &Catalog, g: &GridConfig, now: &str, watermark: Option<&str>) -> Vec<String> {
+        build(cat, g, now, watermark).unwrap();
         let mut stmt = cat
             .conn()
             .prepare(&format!(
@@ -172,10 +237,15 @@ mod tests {
             mode,
             offset_hours,
             every_days: 7,
-            max_per_entity: max,
+            max_per_entity: Some(max),
             entity_kind: Some("item".into()),
             end_events: vec!["removed".into()],
+            ..GridConfig::default()
         }
+    }
+
+    fn calendar(every: Every) -> GridConfig {
+        GridConfig { max_per_entity: None, every: Some(every), ..cfg(GridMode::Calendar, 0, 1) }
     }
 
     const DATA: &[&str] = &["O a 30 30", "O b 30 30"];
@@ -237,11 +307,94 @@ mod tests {
         let cat = catalog(&["E a 1 1", "O a 3 3"]);
         let g = cfg(GridMode::EveryKDays, 24, 10);
         // The data ends on the 3rd: T0s on the 2nd only.
-        let through: Option<String> = build(&cat, &g, "2026-01-20 00:00:00").unwrap();
+        let through: Option<String> = build(&cat, &g, "2026-01-20 00:00:00", None).unwrap();
         assert_eq!(through.as_deref(), Some("2026-01-03 00:00:00"));
         assert_eq!(grid(&cat, &g), ["a 2"]);
         // With later data, the clock bounds it.
         let cat = catalog(&["E a 1 1", "O a 3 3", "O a 28 28"]);
-        assert_eq!(build(&cat, &g, "2026-01-20 00:00:00").unwrap().as_deref(), Some("2026-01-20 00:00:00"));
+        assert_eq!(build(&cat, &g, "2026-01-20 00:00:00", None).unwrap().as_deref(), Some("2026-01-20 00:00:00"));
+    }
+
+    #[test]
+    fn calendar_months_start_once_the_entity_is_seen_or_created() {
+        // a: created (and known) on Jan 1, first observation Feb 9; the data runs to Jul 19.
+        let cat = catalog(&["E a 1 1", "O a 40 40", "O b 200 200"]);
+        // Month ends: Mar 1 (day 60), Apr 1, May 1, Jun 1, Jul 1 (182); b is no entity.
+        assert_eq!(grid(&cat, &calendar(Every::Month)), ["a 60", "a 91", "a 121", "a 152", "a 182"]);
+        let created = GridConfig { from: WindowStart::Created, ..calendar(Every::Month) };
+        assert_eq!(grid(&cat, &created), ["a 1", "a 32", "a 60", "a 91", "a 121", "a 152", "a 182"]);
+        // The first two only; an offset of six hours moves every point.
+        let first = GridConfig { max_per_entity: Some(2), offset_hours: 6, ..calendar(Every::Month) };
+        assert_eq!(grid(&cat, &first), ["a 60.25", "a 91.25"]);
+    }
+
+    #[test]
+    fn calendar_years_and_quarters_follow_the_calendar_through_a_leap_year() {
+        let cat = catalog(&["E a 1 1", "O a 1 1", "O b 1200 1200"]);
+        // 2027-01-01 is day 366, 2028-01-01 day 731, 2029-01-01 day 1097 (2028 has 366 days).
+        assert_eq!(
+            grid_at(&cat, &calendar(Every::Year), "2030-01-01 00:00:00", None),
+            ["a 1", "a 366", "a 731", "a 1097"]
+        );
+        let q = grid_at(&cat, &calendar(Every::Quarter), "2026-12-31 00:00:00", None);
+        assert_eq!(q, ["a 1", "a 91", "a 182", "a 274"]);
+        // Every day of January up to the bound.
+        let d = grid_at(&cat, &calendar(Every::Day), "2026-01-04 00:00:00", None);
+        assert_eq!(d, ["a 1", "a 2", "a 3", "a 4"]);
+    }
+
+    #[test]
+    fn calendar_weeks_stop_at_a_known_end_and_at_the_watermark() {
+        // Jan 1 2026 is a Thursday: its Mondays are the 5th, 12th, 19th and 26th.
+        let base: Vec<&str> = vec!["E a 1 1", "O a 2 2", "O b 30 30"];
+        let mon = GridConfig { weekday: Some(crate::Weekday::Monday), ..calendar(Every::Week) };
+        assert_eq!(grid(&catalog(&base), &mon), ["a 5", "a 12", "a 19", "a 26"]);
+        let fri = GridConfig { weekday: Some(crate::Weekday::Friday), ..calendar(Every::Week) };
+        assert_eq!(grid(&catalog(&base), &fri), ["a 2", "a 9", "a 16", "a 23", "a 30"]);
+        // A removal known on the 14th stops them then; one known only in 2027 stops nothing.
+        assert_eq!(grid(&catalog(&[&base[..], &["V a removed 13 14"]].concat()), &mon), ["a 5", "a 12"]);
+        assert_eq!(grid(&catalog(&[&base[..], &["V a removed 13 late"]].concat()), &mon).len(), 4);
+        // An entity or observation known only in 2027 makes no T0 before then.
+        // (Its late availability extends the data to the clock: a's Mondays run to December.)
+        let late = grid(&catalog(&[&base[..], &["E c 1 late", "O c 1 late"]].concat()), &mon);
+        assert!(late.len() == 52 && late.iter().all(|r| r.starts_with("a ")), "{late:?}");
+        // until: watermark stops at the observations' completeness watermark.
+        let until = GridConfig { until: crate::WindowEnd::Watermark, ..mon.clone() };
+        let cat = catalog(&base);
+        assert_eq!(grid_at(&cat, &until, "2026-12-31 00:00:00", Some("2026-01-15 00:00:00")), ["a 5", "a 12"]);
+    }
+
+    #[test]
+    fn a_calendar_grid_says_what_it_is_missing() {
+        let check = |yaml: &str| {
+            let g: GridConfig = serde_yaml::from_str(yaml).unwrap();
+            g.validate("certify.yaml").map_err(|e| e.to_string())
+        };
+        assert!(check("{mode: calendar, offset_hours: 0, every: month}").is_ok());
+        let cases = [
+            ("{mode: calendar, offset_hours: 0}", "needs `every`"),
+            ("{mode: every_k_days, offset_hours: 0, every: month}", "is for mode calendar"),
+            ("{mode: calendar, offset_hours: 0, every: week}", "`weekday`"),
+            ("{mode: calendar, offset_hours: 0, every: month, weekday: friday}", "`weekday`"),
+            ("{mode: calendar, offset_hours: 0, every: dates}", "`dates`"),
+            ("{mode: calendar, offset_hours: 0, every: dates, dates: [2024-13-01]}", "not YYYY-MM-DD"),
+            ("{mode: first_seen, offset_hours: 0, until: watermark}", "for mode calendar"),
+            ("{mode: calendar, offset_hours: 0, every: day, max_per_entity: 0}", "at least 1"),
+        ];
+        for (yaml, want) in cases {
+            let e = check(yaml).unwrap_err();
+            assert!(e.contains("certify.yaml") && e.contains(want), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn calendar_dates_are_the_listed_ones_inside_the_window() {
+        let cat = catalog(&["E a 1 1", "O a 2 2", "O b 30 30"]);
+        let g = GridConfig {
+            dates: vec!["2026-01-01".into(), "2026-01-10".into(), "2026-01-20T12:00:00Z".into(), "2027-05-01".into()],
+            ..calendar(Every::Dates)
+        };
+        // Jan 1 is before a's first observation; May 2027 is past the data.
+        assert_eq!(grid(&cat, &g), ["a 10", "a 20.5"]);
     }
 }

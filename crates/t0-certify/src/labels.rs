@@ -114,20 +114,26 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
 }
 
 /// The watermarks of observations and events from the current data and the declarations.
-fn coverage(
-    catalog: &Catalog,
-    declared: &std::collections::BTreeMap<String, Vec<(String, t0_project::completeness::CompleteThrough)>>,
-    end_events: Vec<String>,
-) -> Result<Coverage> {
-    let w = |table: &str| -> Result<Option<String>> {
-        let cur = t0_project::vocab::current_sql(table, true).expect("canonical table");
-        let expr = t0_project::completeness::watermark_sql(declared, table, &format!("{cur} c"));
-        catalog
-            .conn()
-            .query_row(&format!("SELECT strftime({expr}, '%Y-%m-%d %H:%M:%S')"), [], |r| r.get::<_, Option<String>>(0))
-            .map_err(|e| Error::internal(format!("{table} completeness watermark"), e))
-    };
-    Ok(Coverage { observations: w("observations")?, events: w("events")?, end_events })
+fn coverage(catalog: &Catalog, declared: &Declared, end_events: Vec<String>) -> Result<Coverage> {
+    Ok(Coverage {
+        observations: watermark(catalog, declared, "observations")?,
+        events: watermark(catalog, declared, "events")?,
+        end_events,
+    })
+}
+
+/// Each table's completeness declarations (`t0_project::completeness::declared`).
+pub type Declared = std::collections::BTreeMap<String, Vec<(String, t0_project::completeness::CompleteThrough)>>;
+
+/// The completeness watermark of canonical `table` (`YYYY-MM-DD HH:MM:SS`), from its current
+/// live rows and the declarations; `None` when it has no rows.
+pub fn watermark(catalog: &Catalog, declared: &Declared, table: &str) -> Result<Option<String>> {
+    let cur = t0_project::vocab::current_sql(table, true).expect("canonical table");
+    let expr = t0_project::completeness::watermark_sql(declared, table, &format!("{cur} c"));
+    catalog
+        .conn()
+        .query_row(&format!("SELECT strftime({expr}, '%Y-%m-%d %H:%M:%S')"), [], |r| r.get::<_, Option<String>>(0))
+        .map_err(|e| Error::internal(format!("{table} completeness watermark"), e))
 }
 
 /// Known rows, events and NULL reasons per label, from `t0_labels`.

@@ -10,6 +10,7 @@
 //! already covered (`replay`); `certify attack` injects late facts and measures what moves.
 
 pub mod attack;
+pub mod declared;
 pub mod grid;
 pub mod labels;
 pub mod replay;
@@ -48,6 +49,8 @@ pub struct CertifyConfig {
     pub baseline_days: Vec<String>,
     #[serde(default = "three")]
     pub baseline_days_default: usize,
+    /// Hand-written stores (project.yaml's `features.declared` adds the generated ones).
+    #[serde(default)]
     pub stores: Vec<StoreConfig>,
 }
 
@@ -87,6 +90,60 @@ pub enum GridMode {
     /// T0 = each observation time + `offset_hours` (the first `max_per_entity`), before an end
     /// event: the natural grid of a panel observed at regular times.
     AtObservations,
+    /// T0 = every calendar point of `every` (day, week on `weekday`, month end, quarter end,
+    /// year end, or the listed `dates`) + `offset_hours`, inside each entity's window: from
+    /// `from` (its first observation known, or its creation) while it is live and not ended,
+    /// up to the data (`until: data`) or the observations' completeness watermark.
+    Calendar,
+}
+
+/// The calendar points of a [`GridMode::Calendar`] grid. A period's point is the instant it
+/// ends (the first instant of the next period): a month-end T0 sees the whole month.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Every {
+    Day,
+    /// Every `weekday` at 00:00.
+    Week,
+    Month,
+    Quarter,
+    Year,
+    /// The listed `dates` only.
+    Dates,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Weekday {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+/// Where a calendar grid's entity window starts.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowStart {
+    /// Once an observation of the entity is known (it has been seen).
+    #[default]
+    FirstSeen,
+    /// Once the entity's known creation time has passed.
+    Created,
+}
+
+/// Where every calendar grid ends besides the entity's end.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowEnd {
+    /// The clock and the latest availability in the observations.
+    #[default]
+    Data,
+    /// Also the observations' completeness watermark (sources.yaml `complete_through`).
+    Watermark,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -96,8 +153,26 @@ pub struct GridConfig {
     pub offset_hours: i64,
     #[serde(default = "seven")]
     pub every_days: i64,
-    #[serde(default = "twelve")]
-    pub max_per_entity: i64,
+    /// The first this many T0s of each entity (default 12; a calendar grid: no limit).
+    #[serde(default)]
+    pub max_per_entity: Option<i64>,
+    // The calendar fields are left out of the serialised form when unset, so the definition
+    // hash of a grid that does not use them is what it was before they existed.
+    /// Calendar grid: the period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Every>,
+    /// Calendar grid, `every: week`: the day of the week.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekday: Option<Weekday>,
+    /// Calendar grid, `every: dates`: the dates (YYYY-MM-DD) or UTC times.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dates: Vec<String>,
+    /// Calendar grid: where each entity's window starts.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub from: WindowStart,
+    /// Calendar grid: where T0s stop besides the entity's end.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub until: WindowEnd,
     /// Only entities of this kind get T0s (others, e.g. parents, are context); default: all.
     #[serde(default)]
     pub entity_kind: Option<String>,
@@ -109,8 +184,56 @@ pub struct GridConfig {
 fn seven() -> i64 {
     7
 }
-fn twelve() -> i64 {
-    12
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
+}
+
+impl GridConfig {
+    /// The most T0s one entity may have (`None`: no limit).
+    pub fn max_t0s(&self) -> Option<i64> {
+        match (self.max_per_entity, self.mode) {
+            (Some(n), _) => Some(n.max(1)),
+            (None, GridMode::Calendar) => None,
+            (None, _) => Some(12),
+        }
+    }
+
+    /// Cross-field rules of `t0:` (exit 2 naming the file).
+    fn validate(&self, name: &str) -> Result<()> {
+        let bad = |m: &str| Err(Error::config(name, format!("t0: {m}")));
+        let calendar = self.mode == GridMode::Calendar;
+        match (calendar, self.every) {
+            (true, None) => return bad("mode calendar needs `every` (day, week, month, quarter, year or dates)"),
+            (false, Some(_)) => return bad("`every` is for mode calendar (every_k_days counts `every_days`)"),
+            _ => {}
+        }
+        if (self.every == Some(Every::Week)) != self.weekday.is_some() {
+            return bad("`weekday` (monday … sunday) goes with `every: week`, and only with it");
+        }
+        if (self.every == Some(Every::Dates)) == self.dates.is_empty() {
+            return bad("`dates` (a list of YYYY-MM-DD) goes with `every: dates`, and only with it");
+        }
+        if let Some(d) = self.dates.iter().find(|d| t0_core::clock::parse_utc(d).is_none()) {
+            return bad(&format!("date {d:?} is not YYYY-MM-DD or a UTC time"));
+        }
+        if !calendar && (self.from != WindowStart::FirstSeen || self.until != WindowEnd::Data) {
+            return bad("`from` and `until` are for mode calendar");
+        }
+        if self.max_per_entity.is_some_and(|n| n < 1) {
+            return bad("max_per_entity must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The calendar dates as SQL timestamps (UTC, normalised).
+    pub(crate) fn date_literals(&self) -> Vec<String> {
+        self.dates
+            .iter()
+            .filter_map(|d| t0_core::clock::parse_utc(d))
+            .map(|t| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S")))
+            .collect()
+    }
 }
 
 impl Default for GridConfig {
@@ -119,7 +242,12 @@ impl Default for GridConfig {
             mode: GridMode::FirstSeen,
             offset_hours: 24,
             every_days: 7,
-            max_per_entity: 12,
+            max_per_entity: None,
+            every: None,
+            weekday: None,
+            dates: Vec::new(),
+            from: WindowStart::FirstSeen,
+            until: WindowEnd::Data,
             entity_kind: None,
             end_events: Vec::new(),
         }
@@ -235,6 +363,15 @@ fn read_sql(project: &Project, dir: Option<&Path>, file: &str) -> Result<String>
     if file == sandbox::ASOF_FILE {
         return Ok(sandbox::ASOF_TEMPLATE.to_string());
     }
+    if file.ends_with(declared::SUFFIX) {
+        return Err(Error::config(
+            file,
+            format!(
+                "names ending in {} are the stores certify generates from features.declared: rename the file",
+                declared::SUFFIX
+            ),
+        ));
+    }
     match dir {
         Some(d) => {
             let path = d.join(file);
@@ -251,6 +388,11 @@ fn read_sql(project: &Project, dir: Option<&Path>, file: &str) -> Result<String>
         }
         None => project.store_sql(file).map(|(_, sql)| sql),
     }
+}
+
+/// A file no store folder holds: the built-in as-of views or a generated store.
+fn is_generated_or_asof(file: &str) -> bool {
+    file == sandbox::ASOF_FILE || file.ends_with(declared::SUFFIX)
 }
 
 /// The directory store SQL is read from: `--stores`, else the project's folder (`None` for
@@ -289,13 +431,15 @@ pub struct LoadedConfig {
 
 pub fn load_config(args: &CertifyArgs) -> Result<LoadedConfig> {
     let (name, text) = args.project.read_or(args.config.as_deref(), &args.project.def.certify)?;
-    let cfg: CertifyConfig = t0_core::config::parse_yaml(&name, &text)?;
+    let mut cfg: CertifyConfig = t0_core::config::parse_yaml(&name, &text)?;
+    let generated = declared::closures(&args.project.def);
+    cfg.stores.extend(generated.iter().map(|(s, _)| s.clone()));
     validate(&cfg, &name)?;
     let cfg_hash =
         t0_core::blake3_hex(format!("{}|{}", t0_core::blake3_hex(text.as_bytes()), args.project.hash).as_bytes());
     let dir = stores_dir(args);
     let mut closures = Vec::new();
-    for s in &cfg.stores {
+    for s in cfg.stores.iter().filter(|s| !generated.iter().any(|(g, _)| g.entrypoint == s.entrypoint)) {
         let files = s
             .files
             .iter()
@@ -303,18 +447,25 @@ pub fn load_config(args: &CertifyArgs) -> Result<LoadedConfig> {
             .collect::<Result<Vec<_>>>()?;
         closures.push((s.clone(), files));
     }
+    closures.extend(generated);
     Ok(LoadedConfig { cfg, hash: cfg_hash, closures })
 }
 
 fn validate(cfg: &CertifyConfig, name: &str) -> Result<()> {
     let bad = |m: String| Error::config(name, m);
+    cfg.t0.validate(name)?;
     if cfg.stores.is_empty() {
-        return Err(bad("stores: at least one store is needed".into()));
+        return Err(bad(
+            "stores: at least one store is needed (here, or declared in project.yaml features.declared)".into()
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for s in &cfg.stores {
         if !t0_project::def::is_identifier(&s.entrypoint) || !seen.insert(&s.entrypoint) {
-            return Err(bad(format!("stores: entrypoint {:?} must be a unique lower-case identifier", s.entrypoint)));
+            return Err(bad(format!(
+                "stores: entrypoint {:?} must be a unique lower-case identifier (a store declared in project.yaml counts)",
+                s.entrypoint
+            )));
         }
     }
     for k in cfg.params.keys() {
@@ -423,6 +574,7 @@ fn certify_store(
     let built = store::build(catalog, p, &ctx.params)?;
     let c = built.session.conn();
     let mut notes = built.grid_notes.clone();
+    result.notes.extend(built.coerced.iter().cloned());
     notes.extend(store::sla_violations(c, ctx.cfg, entry)?);
     let (days, dataset_drift) = store::dataset_baselines(c, ctx.cfg, entry, ctx.rebaseline)?;
     drift.extend(dataset_drift);
@@ -529,7 +681,8 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     run.ensure_new(&run_id)?;
     t0_manifest::purge_unrecorded(&catalog, &run_id, &["certificates", "certify_baselines"])?;
     let now = clock.stamp();
-    let through = grid::build(&catalog, &cfg.t0, &ts(&now))?;
+    let watermark = grid_watermark(&catalog, &cfg.t0, &args.project)?;
+    let through = grid::build(&catalog, &cfg.t0, &ts(&now), watermark.as_deref())?;
     let knowledge = replay::knowledge(&catalog)?;
     let mut windows = BTreeMap::new();
     let previous: Vec<Option<Previous>> = prepared
@@ -550,6 +703,10 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     let all_ok = done.iter().all(|d| d.result.status == Verdict::Certified);
     let status = if all_ok { Verdict::Certified } else { Verdict::Failed };
     let stores_dir = match stores_dir(args) {
+        // A project of declared stores only may have no store folder at all.
+        Some(d) if !d.exists() && cfg.stores.iter().all(|s| s.files.iter().all(|f| is_generated_or_asof(f))) => {
+            Some(d.display().to_string())
+        }
         Some(d) => {
             Some(std::fs::canonicalize(&d).map_err(|e| t0_core::config::unreadable(&d, e))?.display().to_string())
         }
@@ -566,6 +723,17 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     };
     run.finish(&run_id, Some(status), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
+}
+
+/// The observations' completeness watermark when the grid stops there (`until: watermark`).
+pub(crate) fn grid_watermark(catalog: &Catalog, g: &GridConfig, project: &Project) -> Result<Option<String>> {
+    match g.until {
+        WindowEnd::Watermark => {
+            let declared = t0_project::completeness::declared(project)?;
+            labels::watermark(catalog, &declared, "observations")
+        }
+        WindowEnd::Data => Ok(None),
+    }
 }
 
 /// Write each store's certificate (file and catalog row) and baselines; returns every output
@@ -655,11 +823,24 @@ fn view_def_unchanged(cert: &Loaded) -> Result<()> {
     let dir = report.stores_dir.as_deref().map(PathBuf::from);
     // No recorded directory: the stores were the built-in project's.
     let builtin = Project::builtin();
+    let mut project: Option<Project> = None;
     for s in report.stores.iter().filter(|s| s.status == Verdict::Certified) {
         let closure = s
             .files
             .iter()
-            .map(|f| Ok((f.clone(), read_sql(&builtin, dir.as_deref(), f)?)))
+            .map(|f| {
+                if !f.ends_with(declared::SUFFIX) {
+                    return Ok((f.clone(), read_sql(&builtin, dir.as_deref(), f)?));
+                }
+                // A generated store: generate it again from the project as it is now.
+                if project.is_none() {
+                    project = Some(certified_project(&report)?);
+                }
+                let def = &project.as_ref().expect("just loaded").def;
+                let sql = declared::file_sql(def, f)
+                    .ok_or_else(|| Error::Refused(format!("project.yaml no longer declares store {}", s.entrypoint)))?;
+                Ok((f.clone(), sql))
+            })
             .collect::<Result<Vec<_>>>()
             .map_err(|e| {
                 Error::Refused(format!("store {} of certify run {}: {e}", s.entrypoint, cert.manifest.run_id))
@@ -673,6 +854,12 @@ fn view_def_unchanged(cert: &Loaded) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The project a certify run read (its recorded directory, or the built-in one).
+fn certified_project(report: &CertifyReport) -> Result<Project> {
+    let dir = report.project["dir"].as_str().map(PathBuf::from);
+    Project::load(dir.as_deref())
 }
 
 /// The report a certify run recorded in its (verified) manifest.

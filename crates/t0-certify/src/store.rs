@@ -13,6 +13,8 @@ use crate::{CertifyConfig, Closure, DayHash, StoreConfig, sqlcheck};
 
 /// The materialised surface of a store inside its session.
 const SURFACE: &str = "__t0_surface";
+/// The store's rows before their column types are made ones a surface holds.
+const RAW_SURFACE: &str = "__t0_surface_raw";
 
 /// A store whose SQL passed the static checks and the dry run.
 pub struct Prepared {
@@ -64,6 +66,8 @@ pub struct Built {
     pub batches: Vec<RecordBatch>,
     /// The surface is not exactly one row per grid (entity, T0).
     pub grid_notes: Vec<String>,
+    /// The columns whose type was made one a surface holds (informational).
+    pub coerced: Vec<String>,
 }
 
 /// Run a prepared store on the grid in [`crate::grid::GRID_TABLE`] and export its surface,
@@ -75,12 +79,86 @@ pub fn build(catalog: &Catalog, p: &Prepared, params: &str) -> Result<Built> {
     let c = session.conn();
     // The dry run proved `surface_<entry>` exists with its key. Materialised while the search path is still the sandbox's; trusted checks follow.
     c.execute_batch(&format!(
-        "CREATE TEMP TABLE {SURFACE} AS SELECT * FROM surface_{entry} ORDER BY entity_id, t0; RESET search_path;"
+        "CREATE TEMP TABLE {RAW_SURFACE} AS SELECT * FROM surface_{entry} ORDER BY entity_id, t0; RESET search_path;"
     ))
     .map_err(|e| Error::config(format!("surface_{entry}"), format!("feature-store SQL failed: {e}")))?;
+    let (replace, coerced) = coercions(c, entry)?;
+    c.execute_batch(&format!(
+        "CREATE TEMP TABLE {SURFACE} AS SELECT *{replace} FROM {RAW_SURFACE} ORDER BY entity_id, t0; DROP TABLE {RAW_SURFACE};"
+    ))
+    .map_err(|e| Error::config(format!("surface_{entry}"), format!("storing the surface's columns: {e}")))?;
     let grid_notes = grid_check(c, entry)?;
     let (schema, batches) = t0_catalog::query_arrow(c, &format!("SELECT * FROM {SURFACE}"), &[])?;
-    Ok(Built { session, schema, batches, grid_notes })
+    Ok(Built { session, schema, batches, grid_notes, coerced })
+}
+
+/// The column types a surface holds as they are (and lists of them).
+const HELD: &[&str] = &[
+    "BOOLEAN",
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "VARCHAR",
+    "DATE",
+    "TIMESTAMP",
+    "TIMESTAMP_S",
+    "TIMESTAMP_MS",
+    "TIMESTAMP_NS",
+    "BLOB",
+];
+
+/// The casts that make every column of the raw surface one a surface holds: wide integers
+/// and decimals (DuckDB's `sum` of an integer is a HUGEINT, of a decimal a DECIMAL) become
+/// BIGINT when every value fits, else DOUBLE; enums and UUIDs text. Returns the `REPLACE`
+/// clause and a note per cast; a type no surface holds (an interval, a struct, a map …) is a
+/// configuration error naming the store, the column and the type (exit 2).
+fn coercions(c: &Connection, entry: &str) -> Result<(String, Vec<String>)> {
+    let types: Vec<(String, String)> = {
+        let mut stmt = c.prepare(&format!("DESCRIBE {RAW_SURFACE}")).ctx(|| format!("types of surface_{entry}"))?;
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .and_then(|rows| rows.collect::<std::result::Result<_, _>>())
+            .ctx(|| format!("types of surface_{entry}"))?
+    };
+    let mut casts = Vec::new();
+    let mut notes = Vec::new();
+    for (col, ty) in &types {
+        let base = ty.trim_end_matches("[]");
+        let q = format!("\"{}\"", col.replace('"', "\"\""));
+        let to = if HELD.contains(&base) {
+            continue;
+        } else if base == "HUGEINT" || base == "UHUGEINT" || base.starts_with("DECIMAL") {
+            let fits: bool = ty == base
+                && c.query_row(
+                    &format!("SELECT coalesce(bool_and(abs(CAST({q} AS DOUBLE)) < 9.2e18), true) FROM {RAW_SURFACE}"),
+                    [],
+                    |r| r.get(0),
+                )
+                .ctx(|| format!("range of surface_{entry}.{col}"))?;
+            let integral = !base.starts_with("DECIMAL") || base.ends_with(",0)");
+            if integral && fits { "BIGINT" } else { "DOUBLE" }
+        } else if (base.starts_with("ENUM") || base == "UUID") && ty == base {
+            "VARCHAR"
+        } else {
+            return Err(Error::config(
+                format!("surface_{entry}"),
+                format!(
+                    "store {entry}: column {col:?} has type {ty}, which a surface cannot hold (numbers, booleans, text, dates, timestamps, blobs and lists of them): cast it in the store"
+                ),
+            ));
+        };
+        let to = if ty.ends_with("[]") { format!("{to}[]") } else { to.to_string() };
+        casts.push(format!("CAST({q} AS {to}) AS {q}"));
+        notes.push(format!("column {col} is {ty} in the store's SQL, stored as {to}"));
+    }
+    let replace = if casts.is_empty() { String::new() } else { format!(" REPLACE ({})", casts.join(", ")) };
+    Ok((replace, notes))
 }
 
 /// A surface holds exactly one row per grid (entity, T0): store SQL decides features, never

@@ -426,7 +426,7 @@ fn values(conn: &t0_catalog::duckdb::Connection, sql: &str) -> Vec<Vec<Option<f6
 
 /// The grid of `cfg` on `cat` (no clock bound) and `stores` run in one sandbox session.
 fn session(cat: &Catalog, cfg: &CertifyConfig, stores: &[&Closure]) -> Session {
-    t0_certify::grid::build(cat, &cfg.t0, "2100-01-01 00:00:00").unwrap();
+    t0_certify::grid::build(cat, &cfg.t0, "2100-01-01 00:00:00", None).unwrap();
     let policy = Policy::of_build().unwrap();
     let s = Session::open(cat, t0_certify::grid::GRID_TABLE, &t0_certify::store::params_sql(cfg)).unwrap();
     for files in stores {
@@ -608,7 +608,7 @@ fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
     let project = t0_project::Project::builtin();
     let args = CertifyArgs { project: project.clone(), config: None, stores_dir: None, rebaseline: false };
     let cfg = t0_certify::load_config(&args).unwrap().cfg;
-    t0_certify::grid::build(&cat, &cfg.t0, "2100-01-01 00:00:00").unwrap();
+    t0_certify::grid::build(&cat, &cfg.t0, "2100-01-01 00:00:00", None).unwrap();
     cat.conn().execute_batch("CREATE TEMP TABLE t0_grid AS SELECT * FROM t0work.main.grid").unwrap();
     let cov = t0_certify::labels::Coverage {
         observations: Some(sql_ts(START + 300 * h).trim_start_matches("TIMESTAMP ").trim_matches('\'').to_string()),
@@ -739,4 +739,180 @@ fn drift_fails_a_strict_store_and_is_recorded_by_a_tolerant_one() {
     // --rebaseline accepts the new definition.
     let r = certify(&root, at, Some(edited.path()), true);
     assert_eq!(r.status, Verdict::Certified, "{:?}", r.stores);
+}
+
+/// Random events of two types per clip, some known late: (entity, type, observed, available).
+fn random_events(rng: &mut Rng, clips: &[(String, i64)]) -> Vec<(String, &'static str, i64, i64)> {
+    let mut out = Vec::new();
+    for (id, created) in clips {
+        for _ in 0..rng.below(4) {
+            let ty = if rng.below(2) == 0 { "removed" } else { "paused" };
+            let observed = created + (1 + rng.below(200) as i64) * HOUR;
+            let lag = if rng.below(3) == 0 { (24 + rng.below(100) as i64) * HOUR } else { 0 };
+            out.push((id.clone(), ty, observed, observed + lag));
+        }
+    }
+    out
+}
+
+/// A declared store of every aggregate over views, the observation rows and the removals.
+fn declared_project() -> t0_project::ProjectDef {
+    let spec = |s: &str| t0_project::declared::AggSpec::try_from(s.to_string()).unwrap();
+    let list = |s: &[&str]| s.iter().map(|a| spec(a)).collect::<Vec<_>>();
+    let mut def = t0_project::Project::builtin().def.clone();
+    def.features.declared = vec![t0_project::declared::DeclaredStore {
+        store: "decl".into(),
+        windows: vec!["24 hours".to_string().try_into().unwrap(), "3 days".to_string().try_into().unwrap()],
+        time_unit: t0_project::declared::TimeUnit::Hours,
+        measures: [
+            (
+                "views".to_string(),
+                list(&[
+                    "last",
+                    "prev",
+                    "prev 2",
+                    "change",
+                    "pct_change",
+                    "slope",
+                    "sum",
+                    "mean",
+                    "min",
+                    "max",
+                    "std",
+                    "count",
+                    "count_nonzero",
+                    "rate",
+                    "time_since_last",
+                    "time_since_first",
+                    "count all",
+                    "max all",
+                ]),
+            ),
+            ("price".to_string(), list(&["last", "sum 24 hours", "mean 24 hours", "count 24 hours"])),
+        ]
+        .into_iter()
+        .collect(),
+        observations: list(&["count", "time_since_last", "time_since_first"]),
+        events: [("removed".to_string(), list(&["count 3 days", "time_since_last"]))].into_iter().collect(),
+        attributes: vec![],
+        strict: false,
+    }];
+    def
+}
+
+/// The brute-force value of a declared column at (entity, T0) from the visible snapshots and
+/// events (times in seconds; the store's unit is the hour).
+fn brute(name: &str, vis: &[Version], events: &[(i64, i64)], t0: i64) -> Option<f64> {
+    let hours = |s: i64| s as f64 / 3600.0;
+    // `all`: a window longer than any history.
+    let (w, base) = match name.rsplit_once('_') {
+        Some((b, "24h")) => (Some(24 * HOUR), b),
+        Some((b, "3d")) => (Some(72 * HOUR), b),
+        Some((b, "all")) => (Some(1 << 40), b),
+        _ => (None, name),
+    };
+    let in_w: Vec<&Version> = vis.iter().filter(|v| w.is_some_and(|w| v.observed > t0 - w)).collect();
+    let x: Vec<f64> = in_w.iter().map(|v| v.views as f64).collect();
+    let last = vis.last();
+    let before = w.and_then(|w| vis.iter().rev().find(|v| v.observed <= t0 - w));
+    let change = || Some(last?.views as f64 - before?.views as f64);
+    let mean = (!x.is_empty()).then(|| x.iter().sum::<f64>() / x.len() as f64);
+    let ev_in: Vec<i64> = events.iter().map(|e| e.0).filter(|o| w.is_some_and(|w| *o > t0 - w)).collect();
+    match base {
+        "views_last" => last.map(|v| v.views as f64),
+        "views_prev" => vis.iter().rev().nth(1).map(|v| v.views as f64),
+        "views_prev2" => vis.iter().rev().nth(2).map(|v| v.views as f64),
+        "views_change" => change(),
+        "views_pct_change" => before.filter(|b| b.views != 0).and_then(|b| Some(change()? / b.views as f64)),
+        "views_slope" => {
+            let dt = hours(last?.observed - before?.observed);
+            (dt != 0.0).then(|| change().unwrap() / dt)
+        }
+        "views_sum" => Some(x.iter().sum()),
+        "views_mean" => mean,
+        "views_min" => x.iter().cloned().reduce(f64::min),
+        "views_max" => x.iter().cloned().reduce(f64::max),
+        "views_std" => (x.len() > 1)
+            .then(|| (x.iter().map(|v| (v - mean.unwrap()).powi(2)).sum::<f64>() / (x.len() - 1) as f64).sqrt()),
+        "views_count" | "obs_count" => Some(x.len() as f64),
+        "views_count_nonzero" => Some(x.iter().filter(|v| **v != 0.0).count() as f64),
+        "views_rate" => Some(x.iter().sum::<f64>() / hours(w.unwrap())),
+        "views_time_since_last" | "obs_time_since_last" => last.map(|v| hours(t0 - v.observed)),
+        "views_time_since_first" | "obs_time_since_first" => vis.first().map(|v| hours(t0 - v.observed)),
+        // The snapshots carry no price.
+        "price_last" | "price_mean" => None,
+        "price_sum" | "price_count" => Some(0.0),
+        "ev_removed_count" => Some(ev_in.len() as f64),
+        "ev_removed_time_since_last" => events.iter().map(|e| e.0).max().map(|o| hours(t0 - o)),
+        other => panic!("no brute force for {other}"),
+    }
+}
+
+#[test]
+fn declared_aggregates_equal_a_brute_force_as_of_on_random_histories() {
+    let def = declared_project();
+    let closure = t0_certify::declared::closures(&def).remove(0).1;
+    let columns: Vec<String> =
+        def.features.declared[0].columns(&def.measures).unwrap().into_iter().map(|c| c.name).collect();
+    let args =
+        CertifyArgs { project: t0_project::Project::builtin(), config: None, stores_dir: None, rebaseline: false };
+    let mut cfg = t0_certify::load_config(&args).unwrap().cfg;
+    cfg.t0.mode = GridMode::EveryKDays;
+    cfg.t0.every_days = 1;
+    cfg.t0.offset_hours = 6;
+    let mut rng = Rng(20261204);
+    let (mut checked, mut non_null) = (0, 0);
+    for case in 0..10 {
+        let (clips, rows) = history(&mut rng);
+        let events = random_events(&mut rng, &clips);
+        let cat = clips_catalog();
+        load(&cat, &clips, &rows);
+        for (id, ty, observed, available) in &events {
+            cat.conn()
+                .execute_batch(&format!(
+                    "INSERT INTO events (entity_id, event_type, observed_at, available_at, version, batch_id)
+                     VALUES ('{id}', '{ty}', {}, {}, 1, 'b')",
+                    sql_ts(*observed),
+                    sql_ts(*available)
+                ))
+                .unwrap();
+        }
+        let select: Vec<String> = columns.iter().map(|c| format!("CAST(\"{c}\" AS DOUBLE)")).collect();
+        let query = format!(
+            "SELECT CAST(substr(entity_id, 2) AS DOUBLE), epoch(t0), {} FROM surface_decl ORDER BY entity_id, t0",
+            select.join(", ")
+        );
+        // The same bits on one thread and on four.
+        let mut runs = Vec::new();
+        for threads in if case < 3 { vec![1, 4] } else { vec![] } {
+            cat.conn().execute_batch(&format!("SET threads = {threads}")).unwrap();
+            let s = session(&cat, &cfg, &[&closure]);
+            let bits = |r: &Vec<Option<f64>>| r.iter().map(|v| v.map(f64::to_bits)).collect::<Vec<_>>();
+            runs.push(values(s.conn(), &query).iter().map(bits).collect::<Vec<_>>());
+        }
+        assert!(runs.len() < 2 || runs[0] == runs[1], "case {case}: the surface differs between 1 and 4 threads");
+        let s = session(&cat, &cfg, &[&closure]);
+        let got = values(s.conn(), &query);
+        for row in got {
+            let entity = format!("c{}", row[0].unwrap() as i64);
+            let t0 = row[1].unwrap() as i64;
+            let vis = visible(&rows, &entity, t0);
+            let known: Vec<(i64, i64)> = events
+                .iter()
+                .filter(|e| e.0 == entity && e.1 == "removed" && e.2 <= t0 && e.3 <= t0)
+                .map(|e| (e.2, e.3))
+                .collect();
+            for (i, c) in columns.iter().enumerate() {
+                let want = brute(c, &vis, &known, t0);
+                assert!(
+                    close(row[i + 2], want),
+                    "case {case}, {entity} at {t0}: {c} is {:?}, brute force {want:?}\nrows: {rows:?}\nevents: {events:?}",
+                    row[i + 2]
+                );
+                non_null += usize::from(want.is_some_and(|v| v != 0.0));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50 && non_null > 400, "only {checked} rows, {non_null} non-zero values checked");
 }

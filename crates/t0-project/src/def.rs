@@ -438,6 +438,19 @@ pub struct Features {
     /// gate failure (exit 1) naming it.
     #[serde(default)]
     pub leakage: Vec<String>,
+    /// As-of features declared instead of written: each entry is a store certify generates
+    /// (`crate::declared`), and its surface feeds the models like those in `surfaces`.
+    #[serde(default)]
+    pub declared: Vec<crate::declared::DeclaredStore>,
+}
+
+impl Features {
+    /// Every store whose surface feeds the models: `surfaces`, then the declared stores.
+    pub fn feeding(&self) -> Vec<String> {
+        let mut out = self.surfaces.clone();
+        out.extend(self.declared.iter().map(|d| d.store.clone()).filter(|d| !self.surfaces.contains(d)));
+        out
+    }
 }
 
 fn d_levels() -> usize {
@@ -473,6 +486,7 @@ impl Default for Features {
             fusion: Vec::new(),
             target: None,
             leakage: Vec::new(),
+            declared: Vec::new(),
         }
     }
 }
@@ -804,6 +818,7 @@ impl ProjectDef {
         if f.max_levels == 0 {
             return Err(at(file, fline("max_levels"), "features.max_levels must be at least 1"));
         }
+        self.validate_declared(file, text)?;
         let mut names = BTreeSet::new();
         for name in &outputs {
             if !is_identifier(name) || !names.insert(name.clone()) {
@@ -812,6 +827,26 @@ impl ProjectDef {
                     line_of(text, key_line(text, "embed"), name),
                     format!("embed input name {name:?} must be a unique lower-case identifier"),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Declared stores: unique names, valid aggregates, no column named like a label.
+    fn validate_declared(&self, file: &Path, text: &str) -> Result<()> {
+        let mut stores = BTreeSet::new();
+        let leak = self.leakage();
+        for d in &self.features.declared {
+            let line = line_of(text, key_line(text, "features"), &format!("store: {}", d.store));
+            let err = |m: String| at(file, line, format!("features.declared store {:?}: {m}", d.store));
+            if !is_identifier(&d.store) || !stores.insert(d.store.as_str()) {
+                return Err(err("a store name is a unique lower-case identifier".into()));
+            }
+            let cols = d.columns(&self.measures).map_err(err)?;
+            if let Some(c) =
+                cols.iter().find(|c| leak.contains(&c.name) || ["entity_id", "t0"].contains(&c.name.as_str()))
+            {
+                return Err(err(format!("column {:?} is a label, a key or a declared leakage column", c.name)));
             }
         }
         Ok(())

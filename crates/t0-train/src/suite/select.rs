@@ -73,7 +73,7 @@ impl Serving<'_> {
         let (sv, variant) = (self.scored, self.variant);
         let halfwidth = self.halfwidth(loaded, target);
         let mut surface_view_defs = BTreeMap::new();
-        for s in &project.def.features.surfaces {
+        for s in &project.def.features.feeding() {
             let vdh = t0_certify::certified_view_def(&inputs.cert, s)
                 .ok_or_else(|| Error::Refused(format!("certificate records no view-definition hash for {s}")))?;
             surface_view_defs.insert(s.clone(), vdh);
