@@ -485,14 +485,15 @@ fn a_hand_written_integer_sum_is_stored_as_bigint_and_an_unholdable_type_is_exit
 #[test]
 fn infer_reads_an_entities_file_a_yearly_panel_and_an_events_file_into_a_project_without_sql() {
     // Counties (one row per FIPS code, a founding date, attributes), a sparse yearly count panel
-    // with a 0/1 flag, and events with the canonical headers.
+    // with a 0/1 flag and the state first (it repeats too, but not once per year: not the
+    // entity), and events with the canonical headers.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let mut rng = Rng::new(27);
     let (mut counties, mut panel, mut events) = (
         String::from("fips,state,county_name,founded\n"),
-        String::from("fips,year,cases,flagged\n"),
+        String::from("state,fips,year,cases,flagged\n"),
         String::from("entity_id,event_type,observed_at\n"),
     );
     for c in 0..40 {
@@ -500,7 +501,8 @@ fn infer_reads_an_entities_file_a_yearly_panel_and_an_events_file_into_a_project
         counties.push_str(&format!("{fips},{},County {c},199{}-01-01\n", ["AL", "AK", "AZ", "AR"][c % 4], c % 10));
         for year in 2000..2020 {
             let cases = if rng.below(3) == 0 { 0 } else { (c % 5) as u64 * 4 + rng.below(12) };
-            panel.push_str(&format!("{fips},{year},{cases},{}\n", u64::from(cases > 10)));
+            let state = ["AL", "AK", "AZ", "AR"][c % 4];
+            panel.push_str(&format!("{state},{fips},{year},{cases},{}\n", u64::from(cases > 10)));
         }
         for k in 0..rng.below(4) {
             let ty = ["outbreak", "inspection"][rng.below(2) as usize];
