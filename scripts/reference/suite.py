@@ -14,6 +14,8 @@ cancer, lifelines' rossi), written beside the references so the Rust tests read 
              al. 2020) of a Weibull AFT's survival at each row's own time
   gbdt       scikit-learn HistGradientBoosting{Regressor,Classifier} accuracy on a fixed split
              (the Rust learner must come within a stated margin, not equal it)
+  linear_explain  scikit-learn StandardScaler + RidgeCV: contributions coef × (x − mean) on
+             original-scale coefficients (what the ridge model's explanation must equal)
   stack_meta the stacking meta-learners on fixed inputs: a convex blend by SciPy's SLSQP, and
              scikit-learn LogisticRegression (ridge on the weights, not the intercept)
 
@@ -50,6 +52,21 @@ def ridge():
     loo = m.cv_results_.mean(axis=0).tolist()  # mean squared LOO error per alpha
     return {"alphas": alphas, "alpha": float(m.alpha_), "coef": m.coef_.tolist(),
             "intercept": float(m.intercept_), "loo_mse": loo}
+
+
+def linear_explain():
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import RidgeCV
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_diabetes(return_X_y=True, scaled=False)
+    alphas = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
+    sc = StandardScaler().fit(x)
+    m = RidgeCV(alphas=alphas).fit(sc.transform(x), y)
+    coef = m.coef_ / sc.scale_  # original-scale coefficients
+    rows = x[:25]
+    return {"alphas": alphas, "alpha": float(m.alpha_), "base_value": float(m.intercept_),
+            "contributions": (coef * (rows - sc.mean_)).tolist(), "prediction": m.predict(sc.transform(rows)).tolist()}
 
 
 def aft():
@@ -256,6 +273,7 @@ REFERENCES = {
     "surv": ("survival_metrics_reference.json", surv_metrics),
     "gbdt": ("gbdt_reference.json", gbdt),
     "stack_meta": ("stack_meta_reference.json", stack_meta),
+    "linear_explain": ("linear_explain_reference.json", linear_explain),
     "surv_cal": ("survival_calibration_reference.json", surv_calibration),
 }
 

@@ -73,6 +73,18 @@ pub struct SourceConfig {
     /// `latest_observed` (default) or `latest_available` (`t0_project::completeness`).
     #[serde(default)]
     pub complete_through: Option<String>,
+    /// (observations, events) Each row describes the period of this length that starts at its
+    /// time (`1 year` for a `%Y` column): `observed_at` is stamped at the period's end, when
+    /// its value became true, so a T0 inside the period neither sees it nor counts it as past.
+    #[serde(default)]
+    pub period: Option<String>,
+}
+
+impl SourceConfig {
+    /// The declared period (validated when the mapping was loaded).
+    pub fn period(&self) -> Option<t0_project::Horizon> {
+        self.period.clone().and_then(|p| t0_project::Horizon::try_from(p).ok())
+    }
 }
 
 fn utc() -> String {
@@ -203,6 +215,12 @@ impl AcquireConfig {
             };
             if let Some(Err(e)) = s.complete_through.as_deref().map(t0_project::completeness::CompleteThrough::parse) {
                 return Err(bad(i, s, e));
+            }
+            if let Some(p) = &s.period {
+                if !["observations", "events"].contains(&s.table.as_str()) {
+                    return Err(bad(i, s, "period: only observations and events describe periods".into()));
+                }
+                t0_project::Horizon::try_from(p.clone()).map_err(|e| bad(i, s, format!("period: {e}")))?;
             }
             if av == Availability::Column && !spec.has_column("available_at") {
                 return Err(bad(i, s, "availability: column needs an available_at column".into()));

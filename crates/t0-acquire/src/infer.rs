@@ -536,6 +536,19 @@ fn observations_source(p: &mut Proposal, i: usize, f: &FileGuess, file_name: &st
     let _ = writeln!(s, "  - name: source{i}\n    table: observations\n    glob: {file_name:?}");
     let _ = writeln!(s, "    columns: {{{}}}", renames.join(", "));
     time_lines(s, f);
+    // A year or a month written as such names the period a row describes, not an instant.
+    let time = f.columns.iter().find(|c| c.column == f.time_column).expect("time column");
+    let period = match time.timestamp_format.as_deref() {
+        Some("%Y") => Some("year"),
+        Some("%Y-%m") => Some("month"),
+        _ => None,
+    };
+    if let Some(unit) = period {
+        let _ =
+            writeln!(s, "    # Each row describes the {unit} that starts at its time: stamped at the {unit}'s end,");
+        let _ = writeln!(s, "    # when its values are complete (SUGGESTION: remove if they are known at its start).");
+        let _ = writeln!(s, "    period: 1 {unit}");
+    }
     if !ignore.is_empty() {
         let _ = writeln!(s, "    # Named like a role column of every project: not a measure (rename to keep one).");
         let _ = writeln!(s, "    ignore: [{}]", ignore.join(", "));

@@ -299,6 +299,22 @@ struct Layout {
     media_root: Option<std::path::PathBuf>,
     zone: Zone,
     path_idx: Option<usize>,
+    /// The observed-time column and the period its rows describe (stamped at its end).
+    period: Option<(usize, t0_project::Horizon)>,
+}
+
+/// The end of the period of length `p` starting at `t` (microseconds, UTC), calendar-aware.
+fn period_end(t: i64, p: &t0_project::Horizon) -> Option<i64> {
+    let start = chrono::DateTime::from_timestamp_micros(t)?;
+    let months = |n: i64| start.checked_add_months(chrono::Months::new(u32::try_from(n).ok()?));
+    let end = match p.unit.as_str() {
+        "hour" => start.checked_add_signed(chrono::Duration::hours(p.n)),
+        "day" => start.checked_add_signed(chrono::Duration::days(p.n)),
+        "week" => start.checked_add_signed(chrono::Duration::weeks(p.n)),
+        "month" => months(p.n),
+        _ => months(p.n.checked_mul(12)?),
+    }?;
+    Some(end.timestamp_micros())
 }
 
 /// The accepted rows of one chunk, column by column, and its quarantined ones.
@@ -442,7 +458,9 @@ impl Ingest<'_> {
                 break;
             }
         }
+        let observed = used.iter().position(|(c, _, _)| c == src.spec().observed);
         let layout = Layout {
+            period: observed.zip(src.period()),
             path_idx: used.iter().position(|(c, _, _)| c == "path"),
             used,
             wanted,
@@ -514,6 +532,12 @@ impl Ingest<'_> {
                 Some(v) => parse_cell(*t, v, src, layout.zone).map(Some),
             };
             cells.push(cell.map_err(|reason| (layout.wanted[i].clone(), reason))?);
+        }
+        if let Some((i, p)) = &layout.period
+            && let Some(Cell::Time(t)) = &mut cells[*i]
+        {
+            *t = period_end(*t, p)
+                .ok_or_else(|| (layout.wanted[*i].clone(), format!("the period's end after {t} µs is out of range")))?;
         }
         // Media: the path must resolve inside the media root to a readable file.
         let mut content_hash = None;
@@ -814,5 +838,21 @@ mod tests {
             }
         }
         assert!(read > 60, "the fast path read only {read} of {} cases", cases.len());
+    }
+}
+
+#[cfg(test)]
+mod period_tests {
+    use super::*;
+
+    #[test]
+    fn a_period_ends_on_the_calendar() {
+        let t = |s: &str| t0_core::clock::parse_utc(s).unwrap().timestamp_micros();
+        let h = |s: &str| t0_project::Horizon::try_from(s.to_string()).unwrap();
+        // 2028 is a leap year: a year after its January 1 is the next January 1.
+        assert_eq!(period_end(t("2028-01-01"), &h("1 year")), Some(t("2029-01-01")));
+        assert_eq!(period_end(t("2024-01-31"), &h("1 month")), Some(t("2024-02-29")));
+        assert_eq!(period_end(t("2024-03-01"), &h("2 weeks")), Some(t("2024-03-15")));
+        assert_eq!(period_end(t("2024-03-01 10:00:00"), &h("6 hours")), Some(t("2024-03-01 16:00:00")));
     }
 }

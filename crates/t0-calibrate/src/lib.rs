@@ -39,6 +39,10 @@ pub struct CalibrateArgs {
 pub struct CalibrateReport {
     pub run_id: String,
     pub score_run: String,
+    /// The train-suite run whose model made the predictions: the state applies to it alone.
+    pub model_run: String,
+    /// The label the intervals predict.
+    pub label: String,
     pub state: Verdict,
     pub reason: String,
     pub nominal: f64,
@@ -68,21 +72,21 @@ pub fn decide(t: &Thresholds, nominal: f64, coverage: Option<f64>, matured: u64)
     }
 }
 
+/// The Prometheus text export. Labels stay low-cardinality (the label's name, the state):
+/// run ids live in the report, never in a series name.
 fn prom(report: &CalibrateReport) -> String {
+    let label = report.label.replace('\\', "\\\\").replace('"', "\\\"");
     let mut s = String::new();
-    s.push_str("# HELP t0clip_interval_coverage Empirical coverage of prediction intervals on matured outcomes.\n");
-    s.push_str("# TYPE t0clip_interval_coverage gauge\n");
-    s.push_str(&format!(
-        "t0clip_interval_coverage{{score_run=\"{}\"}} {}\n",
-        report.score_run,
-        report.coverage.unwrap_or(f64::NAN)
-    ));
-    s.push_str("# HELP t0clip_interval_nominal Nominal coverage of the prediction intervals.\n");
-    s.push_str("# TYPE t0clip_interval_nominal gauge\n");
-    s.push_str(&format!("t0clip_interval_nominal{{score_run=\"{}\"}} {}\n", report.score_run, report.nominal));
-    s.push_str("# HELP t0clip_matured_predictions Predictions whose outcome has matured.\n");
-    s.push_str("# TYPE t0clip_matured_predictions gauge\n");
-    s.push_str(&format!("t0clip_matured_predictions{{score_run=\"{}\"}} {}\n", report.score_run, report.matured));
+    let mut gauge = |name: &str, help: &str, value: f64| {
+        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{label=\"{label}\"}} {value}\n"));
+    };
+    gauge(
+        "t0clip_interval_coverage",
+        "Empirical coverage of prediction intervals on matured outcomes.",
+        report.coverage.unwrap_or(f64::NAN),
+    );
+    gauge("t0clip_interval_nominal", "Nominal coverage of the prediction intervals.", report.nominal);
+    gauge("t0clip_matured_predictions", "Predictions whose outcome has matured.", report.matured as f64);
     s.push_str("# HELP t0clip_acceptance_state 1 for the current acceptance state, 0 for the others.\n");
     s.push_str("# TYPE t0clip_acceptance_state gauge\n");
     for st in [Verdict::Pass, Verdict::Derisk, Verdict::Block] {
@@ -121,7 +125,8 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
             score.manifest.run_id
         )));
     }
-    let preds = run.consume(&score, &["predictions"])?;
+    // The drift file is consumed (verified) too: a tampered one is exit 3 here.
+    let preds = run.consume(&score, &["predictions", "drift"])?;
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
     let labels = t0_certify::labels::labels_for(root, &catalog, &cert)?;
     let labels = run.consume(&labels, &["labels"])?;
@@ -158,6 +163,8 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
     let report = CalibrateReport {
         run_id: run_id.clone(),
         score_run: score.manifest.run_id.clone(),
+        model_run: train.manifest.run_id.clone(),
+        label: model.target.clone(),
         state,
         reason,
         nominal,

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_certify.sql"),
     include_str!("migrations/0006_project_schema.sql"),
     include_str!("migrations/0007_audit_failing.sql"),
+    include_str!("migrations/0008_drift.sql"),
 ];
 
 pub use duckdb;

@@ -46,6 +46,12 @@ pub struct ColumnSpec {
 }
 
 impl ColumnSpec {
+    /// The column of the source file this spec reads (`embedding` for a vector source).
+    pub fn source_column(&self) -> &str {
+        let vector = self.source.starts_with("embeddings.")
+            || (self.source.starts_with("fused.") && matches!(self.kind, ColumnKind::Embedding { .. }));
+        if vector { "embedding" } else { &self.column }
+    }
     /// The names of the features this column expands to.
     pub fn feature_names(&self) -> Vec<String> {
         match &self.kind {
@@ -284,10 +290,7 @@ pub fn load(
         let a = alias(&c.source).ok_or_else(|| {
             Error::Refused(format!("feature column {} needs {}, which is not an input", c.column, c.source))
         })?;
-        let vector = c.source.starts_with("embeddings.")
-            || (c.source.starts_with("fused.") && matches!(c.kind, ColumnKind::Embedding { .. }));
-        let src_col = if vector { "embedding".to_string() } else { c.column.clone() };
-        select.push(format!("{a}.{}", quoted(&src_col)));
+        select.push(format!("{a}.{}", quoted(c.source_column())));
     }
     let mut joins = String::new();
     for (i, s) in sources.iter().enumerate().skip(1) {

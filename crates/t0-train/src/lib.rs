@@ -15,6 +15,7 @@
 //! block, and the test block is only scored. Everything is a function of the inputs: the same
 //! inputs give the same bytes, whatever the thread count (`train-suite reproduce`).
 
+pub mod drift;
 pub mod features;
 pub mod metrics;
 pub mod models;
@@ -61,6 +62,10 @@ pub struct Model {
     /// Split-conformal half-width of the `nominal` prediction interval (calibration block).
     pub interval_halfwidth: f64,
     pub nominal: f64,
+    /// The calibration block's absolute residuals, ascending: a split-conformal interval at
+    /// any level is an order statistic of them (`score --levels`), and calibrate can
+    /// re-conformalize without retraining.
+    pub calibration_scores: Vec<f64>,
     /// View-definition hash of each surface the model was trained on (train/serve skew guard).
     pub surface_view_defs: BTreeMap<String, String>,
     pub certify_run: String,
@@ -69,9 +74,16 @@ pub struct Model {
     /// T0 (µs) at which the validation and test blocks begin.
     pub valid_from: i64,
     pub test_from: i64,
+    /// Each feature's training-block distribution, then the prediction's (`score` drift).
+    pub drift: Vec<drift::Reference>,
 }
 
 impl Model {
+    /// The split-conformal half-width at coverage `level`.
+    pub fn halfwidth(&self, level: f64) -> f64 {
+        suite::conformal::halfwidth(&self.calibration_scores, level)
+    }
+
     /// Prediction and per-feature contributions.
     pub fn predict(&self, x: &[f64]) -> (f64, Vec<f64>) {
         (self.predictor.predict(x), self.predictor.explain(x))

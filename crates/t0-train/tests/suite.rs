@@ -7,12 +7,13 @@ use t0_train::metrics;
 use t0_train::models::aft::AftConfig;
 use t0_train::models::aft::fit_aft;
 use t0_train::models::dist::{Dist, aft_loss};
-use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective};
+use t0_train::models::gate::Gate;
+use t0_train::models::gbdt::{Gbdt, GbdtConfig, Node, Objective, Tree};
 use t0_train::models::isotonic::Isotonic;
-use t0_train::models::ridge::ridge_loo;
+use t0_train::models::ridge::{Ridge, RidgeConfig, ridge_loo};
 use t0_train::models::stack::{Base, Meta, Stack, StackConfig, convex_blend, nn_logistic};
 use t0_train::models::woe::WoeConfig;
-use t0_train::models::{Design, Fitted, Learner, Target};
+use t0_train::models::{Design, Fitted, Learner, Scale, Target};
 use t0_train::split::SplitMix;
 
 fn fixture(name: &str) -> PathBuf {
@@ -264,11 +265,10 @@ fn gbdt_is_bit_identical_across_thread_counts_and_explains_its_margin() {
     let (a, b) = (fit_with(1), fit_with(2));
     assert_eq!(a.save(), b.save(), "model bytes differ between 1 and 2 threads");
     assert!(a.best_iteration >= 1 && a.trees.len() == a.best_iteration);
-    // Path contributions add up to the margin.
+    // TreeSHAP values add up to the margin from the cover-weighted expected margin.
     for i in 0..20 {
         let row = &x[i * 10..(i + 1) * 10];
-        let bias = a.base + a.trees.iter().map(|t| t.nodes[0].value).sum::<f64>();
-        close(bias + a.explain(row).iter().sum::<f64>(), a.margin(row), 1e-9, "contributions");
+        close(a.expected_margin() + a.explain(row).iter().sum::<f64>(), a.margin(row), 1e-9, "contributions");
     }
     // Round trip through the saved bytes.
     let back = Gbdt::load(&a.save()).unwrap();
@@ -440,6 +440,15 @@ fn binary_and_censored_stacks_combine_their_bases_on_time_folds_deterministicall
     let best_base = s.bases.iter().map(|b| auc(&|r| b.predict(r))).fold(0.0, f64::max);
     assert!(stack_auc >= 0.95 && stack_auc >= best_base - 0.02, "stack AUC {stack_auc}, best base {best_base}");
     assert_eq!(s, Stack::fit(&cfg, &dt, None).unwrap(), "refit differs");
+    adds_up(&Fitted::Stack(s.clone()), &dte, Scale::LogOdds);
+    for b in &s.bases {
+        adds_up(b, &dte, Scale::LogOdds);
+    }
+    // The gate explains its uncalibrated log-odds.
+    let (a, b) = (dte.rows() / 2, dte.rows());
+    let half = |r: std::ops::Range<usize>| Design::select(&dte.x, 30, &dte.y, &r.collect::<Vec<_>>());
+    let gate = Gate::fit(&dt, &half(0..a), &half(a..b)).unwrap();
+    adds_up(&Fitted::Gate(Box::new(gate)), &dte, Scale::LogOdds);
 
     // Censored: Weibull AFT and GBDT-AFT, meta log-normal AFT on their locations.
     let (x, t, e) = rossi();
@@ -467,7 +476,103 @@ fn binary_and_censored_stacks_combine_their_bases_on_time_folds_deterministicall
     assert!(c > 0.55, "stack concordance {c} on the held-out rossi rows");
     assert_eq!(s, Stack::fit(&cfg, &dt, None).unwrap(), "refit differs");
 
+    adds_up(&Fitted::Stack(s.clone()), &dte, Scale::LogTime);
+    for b in &s.bases {
+        adds_up(b, &dte, Scale::LogTime);
+    }
+
     // A stack of a censored target without a meta AFT is refused, not guessed.
     let bad = StackConfig { meta_aft: None, ..cfg };
     assert!(Stack::fit(&bad, &dt, None).is_err());
+}
+
+/// Every row's contributions plus the base value equal the model's margin on `scale`.
+fn adds_up(m: &Fitted, d: &Design, scale: Scale) {
+    for i in 0..d.rows() {
+        let e = m.explanation(d.row(i));
+        assert_eq!(e.scale, scale, "{}", m.kind());
+        assert_eq!(e.contributions.len(), d.d);
+        if let Err(gap) = e.check() {
+            panic!("{} row {i}: contributions miss the output {} by {gap}", m.kind(), e.output);
+        }
+    }
+}
+
+#[test]
+fn gbdt_tree_shap_matches_shap_tree_explainer_on_random_trees_with_missing_values() {
+    let r = json("treeshap_reference.json");
+    let ints =
+        |v: &serde_json::Value| -> Vec<i64> { v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect() };
+    let trees = r["trees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let (left, right, default) =
+                (ints(&t["children_left"]), ints(&t["children_right"]), ints(&t["children_default"]));
+            let (feature, threshold) = (ints(&t["features"]), floats(&t["thresholds"]));
+            let (value, cover) = (floats(&t["values"]), floats(&t["node_sample_weight"]));
+            let nodes = (0..left.len())
+                .map(|k| Node {
+                    feature: (left[k] >= 0).then(|| feature[k] as u32),
+                    threshold: threshold[k],
+                    missing_left: left[k] >= 0 && default[k] == left[k],
+                    left: left[k].max(0) as u32,
+                    right: right[k].max(0) as u32,
+                    value: value[k],
+                    cover: cover[k],
+                })
+                .collect();
+            Tree { nodes }
+        })
+        .collect();
+    let g = Gbdt {
+        objective: Objective::Squared,
+        base: r["base_offset"].as_f64().unwrap(),
+        trees,
+        valid_curve: vec![],
+        train_curve: vec![],
+        best_iteration: 12,
+    };
+    close(g.expected_margin(), r["expected_value"].as_f64().unwrap(), 1e-12, "expected value");
+    let rows = r["x"].as_array().unwrap();
+    let want = r["shap_values"].as_array().unwrap();
+    for (row, want) in rows.iter().zip(want) {
+        let row: Vec<f64> = row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
+        let e = Fitted::Gbdt(g.clone()).explanation(&row);
+        for (a, b) in e.contributions.iter().zip(floats(want)) {
+            assert!((a - b).abs() <= 1e-9, "TreeSHAP {a} vs shap {b} on {row:?}");
+        }
+        e.check().unwrap();
+    }
+}
+
+#[test]
+fn ridge_explains_coef_times_deviation_from_the_mean_as_sklearn_standardised_ridge() {
+    let r = json("linear_explain_reference.json");
+    let (x, y) = diabetes();
+    let d = Design { x: x.clone(), d: 10, y: Target::Real(y) };
+    let m = Ridge::fit(&RidgeConfig { alphas: floats(&r["alphas"]) }, &d, None).unwrap();
+    assert_eq!(m.alpha, r["alpha"].as_f64().unwrap());
+    let fitted = Fitted::Ridge(m);
+    for (i, (want, pred)) in r["contributions"].as_array().unwrap().iter().zip(floats(&r["prediction"])).enumerate() {
+        let e = fitted.explanation(&x[i * 10..(i + 1) * 10]);
+        close(e.base, r["base_value"].as_f64().unwrap(), 1e-9, "base value");
+        for (a, b) in e.contributions.iter().zip(floats(want)) {
+            close(*a, b, 1e-7, "contribution");
+        }
+        close(e.output, pred, 1e-9, "prediction");
+        e.check().unwrap();
+    }
+    // A linear stack of ridge and a squared-error GBDT adds up on the value scale.
+    let (tr, te) = split(d.rows(), 0.75);
+    let (dt, dte) = (Design::select(&x, 10, &d.y, &tr), Design::select(&x, 10, &d.y, &te));
+    let gbdt = GbdtConfig { iterations: 40, early_stopping_rounds: 0, ..GbdtConfig::new(Objective::Squared) };
+    let cfg = StackConfig {
+        folds: expanding(tr.len(), 3),
+        bases: vec![Base::Ridge(RidgeConfig::default()), Base::Gbdt(gbdt)],
+        meta_aft: None,
+    };
+    let s = Stack::fit(&cfg, &dt, None).unwrap();
+    adds_up(&Fitted::Stack(s), &dte, Scale::Value);
 }

@@ -8,7 +8,8 @@ use crate::support::*;
 
 #[test]
 fn the_loop_leaves_manifests_model_predictions_and_acceptance() {
-    let root = pristine();
+    let dir = copy_of_pristine();
+    let root = dir.path();
     for stage in ["acquire", "audit", "heal", "certify", "labels", "embed", "train-suite", "score", "calibrate"] {
         let dir = root.join("manifests").join(stage);
         let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
@@ -28,6 +29,11 @@ fn the_loop_leaves_manifests_model_predictions_and_acceptance() {
         let line = format!("t0clip_acceptance_state{{state=\"{st}\"}} {}", u8::from(st == state));
         assert!(prom.lines().any(|l| l == line), "{line} missing:\n{prom}");
     }
+    // Series carry the label's name, never a run id (one series per label, not per run).
+    for run in [&report["score_run"], &report["model_run"]] {
+        assert!(!prom.contains(run.as_str().unwrap()), "a run id in the metrics:\n{prom}");
+    }
+    assert!(prom.lines().any(|l| l.starts_with("t0clip_interval_coverage{label=\"y_log_views\"} ")), "{prom}");
     let ledger = expect(root, "heal", &["verify-ledger", "--json"], 0);
     assert!(ledger.stdout.contains("\"first_broken\":null"), "{}", ledger.stdout);
 }
@@ -210,4 +216,219 @@ fn a_block_acceptance_stops_the_next_score() {
     assert!(o.stdout.contains("\"state\":\"BLOCK\""), "{}", o.stdout);
     let o = expect(dir.path(), "score", &[], 1);
     assert!(o.stderr.contains("BLOCK"), "{}", o.stderr);
+    // An override scores anyway and records why.
+    let o =
+        expect(dir.path(), "score", &["--override-block", "--reason", "incident 42: scored for review", "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!(
+        (v["acceptance"].as_str(), v["override_reason"].as_str()),
+        (Some("BLOCK"), Some("incident 42: scored for review"))
+    );
+    expect(dir.path(), "score", &["--override-block"], 2);
+}
+
+#[test]
+fn every_prediction_names_its_reasons_and_all_of_them_add_up_to_it() {
+    let dir = copy_of_pristine();
+    // Every contribution (the cap is the model's feature count) against the prediction: the
+    // clips target is a value, so the explanation's scale is the prediction's.
+    let o = expect(dir.path(), "score", &["--top-k", "100000", "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let file = dir.path().join(v["path"].as_str().unwrap());
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    c.execute(&format!("CREATE VIEW p AS SELECT * FROM read_parquet('{}')", file.display()), []).unwrap();
+    let names: Vec<String> = {
+        let mut s = c.prepare("SELECT column_name FROM (DESCRIBE p)").unwrap();
+        s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let k = names.iter().filter(|n| n.ends_with("_contribution")).count();
+    assert!(k >= 3 && names.contains(&format!("reason{k}_feature")), "{names:?}");
+    let sum = (1..=k).map(|r| format!("reason{r}_contribution")).collect::<Vec<_>>().join(" + ");
+    let (rows, worst, scales, ordered): (i64, f64, String, bool) = c
+        .query_row(
+            &format!(
+                "SELECT count(*), max(abs(base_value + {sum} - prediction)), string_agg(DISTINCT explanation_scale, ','),
+                        bool_and(abs(reason1_contribution) >= abs(reason2_contribution)
+                                 AND upper_80 - lower_80 <= upper_90 - lower_90
+                                 AND abs((upper_90 - lower_90) - (upper - lower)) < 1e-12) FROM p"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert!(rows > 0 && worst <= 1e-9, "{rows} rows, worst additivity gap {worst}");
+    assert_eq!(scales, "value");
+    assert!(ordered, "reasons ordered by |contribution|, the 80 % interval inside the 90 % one, which is the nominal");
+}
+
+#[test]
+fn predictions_and_drift_are_bit_identical_on_one_thread_and_four() {
+    let score = |threads: &str| {
+        let dir = copy_of_pristine();
+        let o = std::process::Command::new(bin("score"))
+            .args(["--root", dir.path().to_str().unwrap(), "--top-k", "5", "--json"])
+            .env("T0CLIP_NOW", NOW)
+            .env("RAYON_NUM_THREADS", threads)
+            .env_remove("T0CLIP_ROOT")
+            .env_remove("T0CLIP_PROJECT")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let preds = std::fs::read(dir.path().join(v["path"].as_str().unwrap())).unwrap();
+        let drift =
+            std::fs::read(dir.path().join(format!("lake/predictions/{}/drift.parquet", v["run_id"].as_str().unwrap())))
+                .unwrap();
+        (v["run_id"].clone(), preds, drift)
+    };
+    assert!(score("1") == score("4"), "predictions or drift differ between 1 and 4 threads");
+}
+
+/// The drift file is tiny: a flipped byte may land in bytes that do not change its rows (the
+/// content hash is of rows), so one value is changed instead.
+#[test]
+fn drift_file_changed_before_calibrate() {
+    let dir = copy_of_pristine();
+    let rel = find(dir.path(), "lake/predictions/", "drift.parquet");
+    let (path, tmp) = (dir.path().join(&rel), dir.path().join("drift.tmp.parquet"));
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    c.execute_batch(&format!(
+        "COPY (SELECT * REPLACE (CASE WHEN kind = 'prediction' THEN psi + 1 ELSE psi END AS psi) FROM read_parquet('{}'))
+         TO '{}' (FORMAT parquet)",
+        path.display(),
+        tmp.display()
+    ))
+    .unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let o = expect(dir.path(), "calibrate", &[], 3);
+    assert!(o.stderr.contains(&rel), "calibrate must name {rel}: {}", o.stderr);
+}
+
+#[test]
+fn score_measures_drift_per_feature_into_parquet_catalog_and_metrics() {
+    // A copy: opening the shared root's catalog would race the tests that read it.
+    let dir = copy_of_pristine();
+    let root = dir.path();
+    let rel = find(root, "lake/predictions/", "drift.parquet");
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    let (features, predictions, finite): (i64, i64, bool) = c
+        .query_row(
+            &format!(
+                "SELECT count(*) FILTER (kind = 'feature'), count(*) FILTER (kind = 'prediction'), bool_and(isfinite(psi) AND psi >= 0)
+                 FROM read_parquet('{}')",
+                root.join(&rel).display()
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!(features >= 3 && predictions == 1 && finite, "{features} features, {predictions} predictions");
+    let cat = t0_catalog::Catalog::open(&t0_core::Root::new(root)).unwrap();
+    let n: i64 = cat.conn().query_row("SELECT count(*) FROM drift", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, features + predictions);
+    let prom = std::fs::read_to_string(root.join("metrics/score.prom")).unwrap();
+    let series = prom.lines().filter(|l| l.starts_with("t0clip_feature_psi{label=\"y_log_views\",feature=")).count();
+    assert_eq!(series as i64, features, "{prom}");
+    assert!(prom.lines().any(|l| l.starts_with("t0clip_prediction_psi{label=\"y_log_views\"} ")), "{prom}");
+}
+
+#[test]
+fn latest_scores_each_entity_once_at_its_latest_certified_t0_and_ranges_are_inclusive() {
+    let dir = copy_of_pristine();
+    let o = expect(dir.path(), "score", &["--latest", "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let preds = dir.path().join(v["path"].as_str().unwrap());
+    let surface = dir.path().join(find(dir.path(), "lake/surfaces/base/", "surface.parquet"));
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    let q = |sql: String| -> i64 { c.query_row(&sql, [], |r| r.get(0)).unwrap() };
+    let (p, s) = (preds.display(), surface.display());
+    let scored = q(format!("SELECT count(*) FROM read_parquet('{p}')"));
+    let entities = q(format!("SELECT count(DISTINCT entity_id) FROM read_parquet('{s}')"));
+    assert_eq!(scored, entities, "one row per entity");
+    let off = q(format!(
+        "SELECT count(*) FROM read_parquet('{p}') p JOIN (SELECT entity_id, max(t0) AS t0 FROM read_parquet('{s}') GROUP BY ALL) m
+         USING (entity_id) WHERE p.t0 <> m.t0"
+    ));
+    assert_eq!(off, 0, "rows not at their entity's latest T0");
+    // A one-instant range scores exactly the surface's rows at that T0.
+    let t0: String = c
+        .query_row(&format!("SELECT strftime(max(t0), '%Y-%m-%dT%H:%M:%SZ') FROM read_parquet('{s}')"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let o = expect(dir.path(), "score", &["--t0-from", &t0, "--t0-to", &t0, "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let at =
+        q(format!("SELECT count(*) FROM read_parquet('{s}') WHERE t0 = (SELECT max(t0) FROM read_parquet('{s}'))"));
+    assert_eq!(v["rows"].as_i64(), Some(at), "{v}");
+    expect(dir.path(), "score", &["--latest", "--t0-from", &t0], 2);
+}
+
+#[test]
+fn score_explain_tells_one_entity_its_prediction_interval_and_reasons() {
+    let dir = copy_of_pristine();
+    let preds = dir.path().join(find(dir.path(), "lake/predictions/", "predictions.parquet"));
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    let (entity, prediction): (String, f64) = c
+        .query_row(
+            &format!(
+                "SELECT entity_id, prediction FROM read_parquet('{}') ORDER BY t0 DESC, entity_id LIMIT 1",
+                preds.display()
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let o = expect(dir.path(), "score", &["explain", &entity, "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!((v["entity_id"].as_str(), v["prediction"].as_f64()), (Some(entity.as_str()), Some(prediction)), "{v}");
+    assert_eq!(v["reasons"].as_array().unwrap().len(), 3, "{v}");
+    assert!(v["lower"].as_f64() < v["upper"].as_f64() && v["scale"] == "value", "{v}");
+    assert!(o.stderr.contains(&entity) && (o.stderr.contains("raises") || o.stderr.contains("lowers")), "{}", o.stderr);
+    let o = expect(dir.path(), "score", &["explain", "no-such-entity"], 2);
+    assert!(o.stderr.contains("no-such-entity"), "{}", o.stderr);
+    // A tampered predictions file is refused, named.
+    let rel = find(dir.path(), "lake/predictions/", "predictions.parquet");
+    flip_byte(&dir.path().join(&rel));
+    let o = expect(dir.path(), "score", &["explain", &entity], 3);
+    assert!(o.stderr.contains(&rel), "{}", o.stderr);
+}
+
+#[test]
+fn explain_all_writes_the_full_matrix_that_adds_up_and_verify_guards_it() {
+    let dir = copy_of_pristine();
+    let o = expect(dir.path(), "score", &["--explain-all", "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let rel = v["explanations"].as_str().unwrap().to_string();
+    let (m, p) = (dir.path().join(&rel), dir.path().join(v["path"].as_str().unwrap()));
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    c.execute(&format!("CREATE VIEW m AS SELECT * FROM read_parquet('{}')", m.display()), []).unwrap();
+    let features: Vec<String> = {
+        let mut s = c.prepare("SELECT column_name FROM (DESCRIBE m) OFFSET 4").unwrap();
+        s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let sum: Vec<String> = features.iter().map(|f| format!("m.\"{f}\"")).collect();
+    let (rows, worst): (i64, f64) = c
+        .query_row(
+            &format!(
+                "SELECT count(*), max(abs(m.base_value + {} - p.prediction)) FROM m JOIN read_parquet('{}') p USING (entity_id, t0)",
+                sum.join(" + "),
+                p.display()
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(features.len() >= 10 && rows == v["rows"].as_i64().unwrap() && worst <= 1e-9, "{rows} rows, gap {worst}");
+    // One contribution changed: verify names the file.
+    let tmp = dir.path().join("m.tmp.parquet");
+    c.execute_batch(&format!(
+        "COPY (SELECT * REPLACE (base_value + 1 AS base_value) FROM m) TO '{}' (FORMAT parquet)",
+        tmp.display()
+    ))
+    .unwrap();
+    std::fs::rename(&tmp, &m).unwrap();
+    let o = run(dir.path(), "verify", &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains(&rel) || o.stdout.contains(&rel), "verify must name {rel}: {}", o.stderr);
 }

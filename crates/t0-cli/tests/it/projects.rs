@@ -587,8 +587,8 @@ const HORSEKICKS_EDITS: &[(&str, &str, &str)] = &[
     ),
     (
         "sources.yaml",
-        "    # SUGGESTION: when could this system know a row? ingest_time, observed_time,\n    # observed_time + <n>d (a publication lag), or column (an available_at column).\n    availability: observed_time\n    entities: {kind: prussian}\n",
-        "    # REVIEWED: a year's deaths (stamped January 1) are known once the year is over.\n    availability: observed_time + 365d\n    entities: {kind: corps}\n",
+        "    entities: {kind: prussian}\n",
+        "    entities: {kind: corps}  # REVIEWED: infer named the kind after the file\n",
     ),
 ];
 
@@ -614,6 +614,14 @@ fn the_horsekicks_project_is_the_infer_scaffold_plus_its_review_edits_and_trains
     let p = ["--project", shipped.to_str().unwrap()];
     let input = repo("fixtures/horsekicks");
     expect(&root, "acquire", &[&p[..], &["--input", input.to_str().unwrap()]].concat(), 0);
+    // `period: 1 year`: the year 1875 is stamped at its end, and known then.
+    let first: String = {
+        let cat = t0_catalog::Catalog::open(&Root::new(&root)).unwrap();
+        cat.conn()
+            .query_row("SELECT CAST(min(observed_at) AS VARCHAR) || ' ' || CAST(min(available_at) AS VARCHAR) FROM observations", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(first, "1876-01-01 00:00:00 1876-01-01 00:00:00");
     expect(&root, "audit", &p, 0);
     expect(&root, "heal", &p, 99);
     let c: serde_json::Value =
@@ -634,4 +642,55 @@ fn the_horsekicks_project_is_the_infer_scaffold_plus_its_review_edits_and_trains
     eprintln!("horsekicks: mean baseline test rmse {:.4}", t["metrics"]["baseline_test_rmse"]);
     // Last year's count is a poor guess of next year's: the declared history beats it.
     assert!(selected < test("persistence").unwrap(), "{board:?}");
+}
+
+/// The feedback edge cannot lock itself: a BLOCK stops the model it judged, new data
+/// retrains a new model, which scores in the initial state, is calibrated, and obeys that.
+#[test]
+fn a_retrained_model_is_not_held_by_the_block_of_the_model_it_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let shipped = repo("projects/horsekicks");
+    let p = ["--project", shipped.to_str().unwrap()];
+    fn with<'a>(p: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [p, extra].concat()
+    }
+    let json = |o: Out| -> serde_json::Value { serde_json::from_str(o.stdout.trim()).unwrap() };
+    // 1875–1893 first; 1894 arrives after the BLOCK.
+    let csv = std::fs::read_to_string(repo("fixtures/horsekicks/prussian.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    let (early, late): (Vec<&str>, Vec<&str>) = csv.lines().skip(1).partition(|l| !l.contains(",1894,"));
+    let batch = |name: &str, rows: &[&str]| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("prussian.csv"), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+        d
+    };
+    let refresh = |input: &std::path::Path| {
+        expect(&root, "acquire", &with(&p, &["--input", input.to_str().unwrap()]), 0);
+        expect(&root, "audit", &p, 0);
+        let heal = run(&root, "heal", &p);
+        assert!([0, 99].contains(&heal.code), "{}", heal.stderr);
+        expect(&root, "certify", &p, 0);
+        expect(&root, "certify", &with(&p, &["labels"]), 0);
+        json(expect(&root, "train-suite", &with(&p, &["--json"]), 0))
+    };
+    let first = refresh(&batch("a", &early));
+    expect(&root, "score", &p, 0);
+    // Tolerances below zero: any coverage is BLOCK.
+    let cal =
+        json(expect(&root, "calibrate", &with(&p, &["--pass-tolerance=-1", "--derisk-tolerance=-1", "--json"]), 1));
+    assert_eq!((cal["state"].as_str(), &cal["model_run"]), (Some("BLOCK"), &first["run_id"]), "{cal}");
+    let o = expect(&root, "score", &p, 1);
+    assert!(o.stderr.contains("BLOCK") && o.stderr.contains(first["run_id"].as_str().unwrap()), "{}", o.stderr);
+    // New data, a new model: not held by the old model's BLOCK.
+    let second = refresh(&batch("b", &late));
+    assert_ne!(second["run_id"], first["run_id"]);
+    let s = json(expect(&root, "score", &with(&p, &["--json"]), 0));
+    assert_eq!((s["acceptance"].as_str(), &s["acceptance_from"]), (Some("DERISK"), &serde_json::Value::Null), "{s}");
+    assert_eq!(s["model_run"], second["run_id"]);
+    let cal = json(expect(&root, "calibrate", &with(&p, &["--pass-tolerance", "1", "--json"]), 0));
+    assert_eq!((cal["state"].as_str(), &cal["model_run"]), (Some("PASS"), &second["run_id"]), "{cal}");
+    let s = json(expect(&root, "score", &with(&p, &["--json"]), 0));
+    assert_eq!((s["acceptance"].as_str(), &s["acceptance_from"]), (Some("PASS"), &cal["run_id"]), "{s}");
 }

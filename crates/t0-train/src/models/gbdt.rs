@@ -85,9 +85,10 @@ pub struct Node {
     pub missing_left: bool,
     pub left: u32,
     pub right: u32,
-    /// The node's value (learning rate applied) as if it were a leaf: leaves predict it,
-    /// inner nodes give the path contributions of `explain`.
+    /// The node's value (learning rate applied) as if it were a leaf: leaves predict it.
     pub value: f64,
+    /// Training rows that reached the node: TreeSHAP integrates an absent feature out by it.
+    pub cover: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,7 +97,7 @@ pub struct Tree {
 }
 
 impl Tree {
-    fn leaf(&self, row: &[f64]) -> usize {
+    pub(crate) fn leaf(&self, row: &[f64]) -> usize {
         let mut k = 0;
         while let Some(f) = self.nodes[k].feature {
             let n = &self.nodes[k];
@@ -550,6 +551,21 @@ impl Gbdt {
     pub fn margin(&self, row: &[f64]) -> f64 {
         self.base + self.trees.iter().map(|t| t.nodes[t.leaf(row)].value).sum::<f64>()
     }
+
+    /// The margin with every feature absent (each tree's cover-weighted mean leaf): the base
+    /// value TreeSHAP's contributions start from.
+    pub fn expected_margin(&self) -> f64 {
+        self.base + self.trees.iter().map(super::treeshap::expected_value).sum::<f64>()
+    }
+
+    /// The scale the margin is on.
+    pub fn scale(&self) -> super::Scale {
+        match self.objective {
+            Objective::Logistic => super::Scale::LogOdds,
+            Objective::Squared => super::Scale::Value,
+            Objective::Aft { .. } => super::Scale::LogTime,
+        }
+    }
 }
 
 /// Reorder a leaf's rows so those that go left of `split` come first, each side in row
@@ -624,7 +640,15 @@ fn grow(
     work.rows.clear();
     work.rows.extend(0..n as u32);
     work.scratch.resize(n, 0);
-    let node = |value: f64| Node { feature: None, threshold: 0.0, missing_left: false, left: 0, right: 0, value };
+    let node = |value: f64, rows: usize| Node {
+        feature: None,
+        threshold: 0.0,
+        missing_left: false,
+        left: 0,
+        right: 0,
+        value,
+        cover: rows as f64,
+    };
     let (root, root_split) = match root {
         None => build(None, None, (true, false), binned, grads, (&mut work.g, &mut work.h), cfg).0,
         Some(root) => {
@@ -633,7 +657,7 @@ fn grow(
         }
     };
     let (g, h) = sums(&root);
-    let mut nodes = vec![node(cfg.learning_rate * leaf_weight(g, h, cfg.l2))];
+    let mut nodes = vec![node(cfg.learning_rate * leaf_weight(g, h, cfg.l2), n)];
     let mut open: Vec<OpenLeaf> = vec![(0, 0..n, root, root_split)];
     let mut leaves = 1;
     while leaves < cfg.max_leaves {
@@ -668,7 +692,7 @@ fn grow(
         drop(hist);
         let mut child = |range: Range<usize>, h: Hist, s: Option<Split>| {
             let (g, hh) = if h.is_empty() { row_sums(&work.rows[range.clone()], grads) } else { sums(&h) };
-            nodes.push(node(cfg.learning_rate * leaf_weight(g, hh, cfg.l2)));
+            nodes.push(node(cfg.learning_rate * leaf_weight(g, hh, cfg.l2), range.len()));
             ((nodes.len() - 1) as u32, range, h, s)
         };
         let lc = child(l, lh, ls);
@@ -804,21 +828,14 @@ impl Learner for Gbdt {
         }
     }
 
-    /// Path contributions on the margin: each split adds (child value − node value) to its
-    /// feature; with `base` and the roots' values they sum to the margin.
+    /// Exact path-dependent TreeSHAP values on the margin; with [`Gbdt::expected_margin`]
+    /// they add up to the margin.
     fn explain(&self, row: &[f64]) -> Vec<f64> {
-        let mut c = vec![0.0; row.len()];
+        let mut phi = vec![0.0; row.len()];
+        let mut scratch = super::treeshap::Scratch::default();
         for t in &self.trees {
-            let mut k = 0;
-            while let Some(f) = t.nodes[k].feature {
-                let n = &t.nodes[k];
-                let v = row[f as usize];
-                let left = if v.is_nan() { n.missing_left } else { v <= n.threshold };
-                let next = if left { n.left } else { n.right } as usize;
-                c[f as usize] += t.nodes[next].value - n.value;
-                k = next;
-            }
+            scratch.add(t, row, &mut phi);
         }
-        c
+        phi
     }
 }

@@ -11,6 +11,7 @@ pub mod gbdt;
 pub mod isotonic;
 pub mod ridge;
 pub mod stack;
+pub mod treeshap;
 pub mod woe;
 
 use serde::de::DeserializeOwned;
@@ -168,6 +169,50 @@ impl Standardiser {
     }
 }
 
+/// The scale a model's explanation adds up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scale {
+    /// The label's (transformed) value.
+    Value,
+    /// The log-odds of the positive class (before any isotonic calibration).
+    LogOdds,
+    /// The location of log T (AFT models).
+    LogTime,
+}
+
+impl Scale {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scale::Value => "value",
+            Scale::LogOdds => "log-odds",
+            Scale::LogTime => "log-time",
+        }
+    }
+}
+
+/// Why a model scored a row what it did: `base + Σ contributions = output` on `scale`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub scale: Scale,
+    /// The output with every feature absent (the training mean for linear models, the
+    /// cover-weighted expected margin for trees).
+    pub base: f64,
+    pub contributions: Vec<f64>,
+    pub output: f64,
+}
+
+/// Contributions must add up to the output within this, relative to max(1, |output|).
+pub const ADDITIVITY_TOLERANCE: f64 = 1e-9;
+
+impl Explanation {
+    /// `Err(gap)` when the contributions do not add up to the output.
+    pub fn check(&self) -> Result<(), f64> {
+        let gap = (self.base + self.contributions.iter().sum::<f64>() - self.output).abs();
+        if gap <= ADDITIVITY_TOLERANCE * self.output.abs().max(1.0) { Ok(()) } else { Err(gap) }
+    }
+}
+
 /// A fitted model of any family: what snapshots store and score replays.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
@@ -210,6 +255,48 @@ impl Fitted {
             Fitted::Woe(m) => m.explain(row),
             Fitted::Stack(m) => m.explain(row),
             Fitted::Gate(g) => g.model.explain(row),
+        }
+    }
+    /// The link-scale score: the value, the log-odds (uncalibrated for the gate) or the
+    /// location of log T.
+    pub fn margin(&self, row: &[f64]) -> f64 {
+        match self {
+            Fitted::Ridge(m) => m.predict(row),
+            Fitted::Gbdt(m) => m.margin(row),
+            Fitted::Aft(m) => m.location(row),
+            Fitted::Woe(m) => m.margin(row),
+            Fitted::Stack(m) => m.margin(row),
+            Fitted::Gate(g) => g.model.margin(row),
+        }
+    }
+    /// The output with every feature absent, on the margin's scale.
+    pub fn base_value(&self) -> f64 {
+        match self {
+            Fitted::Ridge(m) => m.intercept,
+            Fitted::Aft(m) => m.intercept,
+            Fitted::Woe(m) => m.prior,
+            Fitted::Gbdt(m) => m.expected_margin(),
+            Fitted::Gate(g) => g.model.expected_margin(),
+            Fitted::Stack(m) => m.base_value(),
+        }
+    }
+    pub fn scale(&self) -> Scale {
+        match self {
+            Fitted::Ridge(_) => Scale::Value,
+            Fitted::Aft(_) => Scale::LogTime,
+            Fitted::Woe(_) | Fitted::Gate(_) => Scale::LogOdds,
+            Fitted::Gbdt(m) => m.scale(),
+            Fitted::Stack(m) => m.bases.first().map(Fitted::scale).unwrap_or(Scale::Value),
+        }
+    }
+    /// Exact contributions on [`Fitted::scale`]: linear terms for linear models, TreeSHAP for
+    /// trees, meta-weighted base contributions for stacks.
+    pub fn explanation(&self, row: &[f64]) -> Explanation {
+        Explanation {
+            scale: self.scale(),
+            base: self.base_value(),
+            contributions: self.explain(row),
+            output: self.margin(row),
         }
     }
 }

@@ -7,7 +7,9 @@
 //!   intercept: under drift, early folds' bases (fitted on short histories) are biased, and
 //!   an intercept learned from that bias misfits the bases refitted on all training rows
 //!   (measured on gapminder: a free intercept made the stack worse than both bases);
-//! - binary: P(y = 1) = σ(a + Σ wₖ logit pₖ), logistic regression with non-negative weights;
+//! - binary: P(y = 1) = σ(a + Σ wₖ mₖ) over the bases' log-odds margins mₖ, logistic
+//!   regression with non-negative weights (margins, not the logit of a rounded probability,
+//!   so the stack's explanation adds up exactly);
 //! - censored times: a parametric AFT whose covariates are the bases' log-time locations, so
 //!   the stack has a distribution and scale, and with them time quantiles and S(t).
 
@@ -59,7 +61,7 @@ pub struct StackConfig {
 pub enum Meta {
     /// `Σ wₖ pₖ` (the intercept is 0: a convex blend).
     Linear { intercept: f64, weights: Vec<f64> },
-    /// `σ(a + Σ wₖ logit pₖ)`.
+    /// `σ(a + Σ wₖ mₖ)` over the bases' log-odds.
     Logistic { intercept: f64, weights: Vec<f64> },
     /// An AFT over the bases' locations; predicts the location of log T.
     Aft(Aft),
@@ -71,14 +73,6 @@ pub struct Stack {
     pub meta: Meta,
     /// Training rows that had an out-of-fold prediction.
     pub oof_rows: usize,
-}
-
-/// Probabilities are clamped this far from 0 and 1 before their logit.
-const P_EPS: f64 = 1e-6;
-
-fn logit(p: f64) -> f64 {
-    let p = p.clamp(P_EPS, 1.0 - P_EPS);
-    (p / (1.0 - p)).ln()
 }
 
 /// Weights over `k` columns forced non-negative by an active set: `solve(active)` fits the
@@ -180,9 +174,31 @@ impl Stack {
     }
 
     /// The meta-learner's input from each base's prediction of a row.
+    /// The bases' link-scale scores (their margins: a probability's log-odds exactly, not
+    /// the logit of a rounded probability), the meta-learner's inputs.
     fn inputs(&self, row: &[f64]) -> Vec<f64> {
-        let link = |p: f64| if matches!(self.meta, Meta::Logistic { .. }) { logit(p) } else { p };
-        self.bases.iter().map(|b| link(b.predict(row))).collect()
+        self.bases.iter().map(|b| b.margin(row)).collect()
+    }
+
+    /// The stack's link-scale score: the value, the log-odds or the location of log T.
+    pub fn margin(&self, row: &[f64]) -> f64 {
+        self.link_score(&self.inputs(row))
+    }
+
+    /// The link-scale score of given base inputs.
+    fn link_score(&self, x: &[f64]) -> f64 {
+        match &self.meta {
+            Meta::Linear { intercept, weights } | Meta::Logistic { intercept, weights } => {
+                intercept + weights.iter().zip(x).map(|(w, p)| w * p).sum::<f64>()
+            }
+            Meta::Aft(a) => a.location(x),
+        }
+    }
+
+    /// The score with every feature absent: the meta-learner applied to the bases' base values.
+    pub fn base_value(&self) -> f64 {
+        let x: Vec<f64> = self.bases.iter().map(Fitted::base_value).collect();
+        self.link_score(&x)
     }
 
     /// The weight of each base's link-scale score in the stack's link-scale score.
@@ -205,8 +221,6 @@ impl Learner for Stack {
         if matches!(train.y, Target::Censored { .. }) && cfg.meta_aft.is_none() {
             return Err(FitError::Config("a stack of censored times needs a meta AFT".into()));
         }
-        let binary = matches!(train.y, Target::Binary(_));
-        let link = |p: f64| if binary { logit(p) } else { p };
         let k = cfg.bases.len();
         let mut oof: Vec<Vec<f64>> = vec![Vec::new(); k];
         let mut oof_rows: Vec<usize> = Vec::new();
@@ -218,7 +232,7 @@ impl Learner for Stack {
             };
             for &i in pred {
                 for (col, m) in oof.iter_mut().zip(&models) {
-                    col.push(link(m.predict(train.row(i))));
+                    col.push(m.margin(train.row(i)));
                 }
                 oof_rows.push(i);
             }
@@ -248,13 +262,8 @@ impl Learner for Stack {
 
     /// Real: the value; binary: the probability; censored: the location of log T.
     fn predict(&self, row: &[f64]) -> f64 {
-        let x = self.inputs(row);
-        let linear = |a: &f64, w: &[f64]| a + w.iter().zip(&x).map(|(w, p)| w * p).sum::<f64>();
-        match &self.meta {
-            Meta::Linear { intercept, weights } => linear(intercept, weights),
-            Meta::Logistic { intercept, weights } => sigmoid(linear(intercept, weights)),
-            Meta::Aft(a) => a.predict(&x),
-        }
+        let m = self.margin(row);
+        if matches!(self.meta, Meta::Logistic { .. }) { sigmoid(m) } else { m }
     }
 
     /// The bases' contributions weighted as the meta-learner weighs their scores (on the

@@ -27,6 +27,10 @@ impl Woe {
     fn bin(&self, j: usize, v: f64) -> Option<usize> {
         (!v.is_nan()).then(|| self.edges[j].partition_point(|e| *e < v))
     }
+    /// The log-odds: the prior plus every feature's WOE.
+    pub fn margin(&self, row: &[f64]) -> f64 {
+        self.prior + self.explain(row).iter().sum::<f64>()
+    }
 }
 
 impl Learner for Woe {
@@ -74,7 +78,7 @@ impl Learner for Woe {
 
     /// Probability of the positive class.
     fn predict(&self, row: &[f64]) -> f64 {
-        sigmoid(self.prior + self.explain(row).iter().sum::<f64>())
+        sigmoid(self.margin(row))
     }
 
     fn explain(&self, row: &[f64]) -> Vec<f64> {

@@ -57,21 +57,39 @@ impl Serving<'_> {
         Ok(Serving { scored: sv, variant: &variants[sv.variant], x: &variant_x[sv.variant] })
     }
 
-    /// The conformal half-width from the calibration block's residuals.
-    fn halfwidth(&self, loaded: &Loaded, target: &str) -> f64 {
+    /// The calibration block's conformity scores: absolute residuals, ascending.
+    fn calibration_scores(&self, loaded: &Loaded, target: &str) -> Vec<f64> {
         let y = loaded.frame.label(target).expect("target column");
         let d = self.variant.names.len();
-        let residuals: Vec<f64> = (0..y.len())
+        let mut scores: Vec<f64> = (0..y.len())
             .filter(|&i| loaded.blocks(target)[i] == Block::Calibration)
-            .filter_map(|i| Some(y[i]? - self.scored.fitted.predict(&self.x[i * d..(i + 1) * d])))
+            .filter_map(|i| Some((y[i]? - self.scored.fitted.predict(&self.x[i * d..(i + 1) * d])).abs()))
             .collect();
-        conformal::halfwidth(&residuals, NOMINAL)
+        scores.sort_by(f64::total_cmp);
+        scores
+    }
+
+    /// The training block's distribution of every feature and of the prediction.
+    fn drift_references(&self, loaded: &Loaded, target: &str) -> Vec<crate::drift::Reference> {
+        let d = self.variant.names.len();
+        let train: Vec<usize> =
+            (0..loaded.blocks(target).len()).filter(|&i| loaded.blocks(target)[i] == Block::Train).collect();
+        let mut refs: Vec<crate::drift::Reference> = (0..d)
+            .map(|j| {
+                let col: Vec<f64> = train.iter().map(|&i| self.x[i * d + j]).collect();
+                crate::drift::Reference::fit(&self.variant.names[j], &col)
+            })
+            .collect();
+        let pred: Vec<f64> = train.iter().map(|&i| self.scored.fitted.predict(&self.x[i * d..(i + 1) * d])).collect();
+        refs.push(crate::drift::Reference::fit(crate::drift::PREDICTION, &pred));
+        refs
     }
 
     /// `model.json` and the one-line summary's figures.
     pub fn model(&self, loaded: &Loaded, project: &Project, inputs: &Inputs, target: &str) -> Result<(Model, Metrics)> {
         let (sv, variant) = (self.scored, self.variant);
-        let halfwidth = self.halfwidth(loaded, target);
+        let calibration_scores = self.calibration_scores(loaded, target);
+        let halfwidth = conformal::halfwidth(&calibration_scores, NOMINAL);
         let mut surface_view_defs = BTreeMap::new();
         for s in &project.def.features.feeding() {
             let vdh = t0_certify::certified_view_def(&inputs.cert, s)
@@ -95,12 +113,14 @@ impl Serving<'_> {
             predictor: sv.fitted.clone(),
             interval_halfwidth: halfwidth,
             nominal: NOMINAL,
+            calibration_scores,
             surface_view_defs,
             certify_run: inputs.cert.manifest.run_id.clone(),
             embed_run: inputs.emb.as_ref().map(|e| e.manifest.run_id.clone()),
             project: project.name().to_string(),
             valid_from: first(Block::Validation),
             test_from: first(Block::Test),
+            drift: self.drift_references(loaded, target),
         };
         Ok((model, self.metrics(loaded, target, halfwidth)))
     }
