@@ -84,17 +84,17 @@ pub fn columns(model: &Model, frame: &Frame, rows: &[Scored], top_k: usize, leve
     let d = frame.names.len();
     let f64s =
         |f: &dyn Fn(&Scored) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) };
-    let hw = model.interval_halfwidth;
-    let mut cols: Columns = vec![
-        ("prediction".into(), f64s(&|s| s.prediction)),
-        ("lower".into(), f64s(&|s| s.prediction - hw)),
-        ("upper".into(), f64s(&|s| s.prediction + hw)),
-    ];
-    for &level in levels {
-        let w = model.halfwidth(level);
-        let pct = level_name(level);
-        cols.push((format!("lower_{pct}"), f64s(&|s| s.prediction - w)));
-        cols.push((format!("upper_{pct}"), f64s(&|s| s.prediction + w)));
+    let mut cols: Columns = vec![("prediction".into(), f64s(&|s| s.prediction))];
+    // The nominal interval as `lower`/`upper` (what calibrate judges), then each level.
+    let named = std::iter::once((model.nominal, String::new()))
+        .chain(levels.iter().map(|l| (*l, format!("_{}", level_name(*l)))));
+    for (level, suffix) in named {
+        let w: Vec<f64> = (0..rows.len()).map(|i| model.halfwidth_at(frame.row(i), level)).collect();
+        let bound = |sign: f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(rows.iter().zip(&w).map(|(s, w)| s.prediction + sign * w)))
+        };
+        cols.push((format!("lower{suffix}"), bound(-1.0)));
+        cols.push((format!("upper{suffix}"), bound(1.0)));
     }
     let scale = StringArray::from_iter_values(rows.iter().map(|s| s.explanation.scale.as_str()));
     cols.push(("explanation_scale".into(), Arc::new(scale)));

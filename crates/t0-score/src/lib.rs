@@ -53,8 +53,11 @@ pub struct ScoreReport {
     pub path: String,
     /// The full contribution matrix, when asked for (`--explain-all`).
     pub explanations: Option<String>,
-    /// (level, half-width) of each interval written, the nominal one first.
+    /// (level, mean half-width) of each interval written, the nominal one first.
     pub intervals: Vec<(f64, f64)>,
+    /// `split` (one half-width) or `normalized` (proportional to a fitted scale), as chosen
+    /// on the calibration block at training.
+    pub interval_method: String,
     /// PSI of the prediction against the training block (the drift file has every feature's).
     pub prediction_psi: Option<f64>,
     /// The feature of largest PSI, and its PSI.
@@ -195,6 +198,17 @@ struct Written {
     path: String,
     explanations: Option<String>,
     drift: Vec<drift::Drift>,
+    /// The scored rows' features (row-major), for the report's mean half-widths.
+    x: Vec<f64>,
+    d: usize,
+}
+
+impl Written {
+    fn mean_halfwidth(&self, model: &t0_train::Model, level: f64) -> f64 {
+        let n = self.x.len() / self.d.max(1);
+        let total: f64 = (0..n).map(|i| model.halfwidth_at(&self.x[i * self.d..(i + 1) * self.d], level)).sum();
+        total / n.max(1) as f64
+    }
 }
 
 /// Predict and explain every row of `frame`; write the predictions (and, when asked, the
@@ -235,7 +249,7 @@ fn write_outputs(
     outputs.push(t0_manifest::record_output(root, catalog, "drift", Location::Parquet { path: drift_rel, key })?);
     let table = Location::Table { table: "drift".into(), key: vec!["name".into()], run_id: Some(run_id.to_string()) };
     outputs.push(t0_manifest::record_output(root, catalog, "drift.table", table)?);
-    Ok(Written { outputs, path: rel, explanations, drift })
+    Ok(Written { outputs, path: rel, explanations, drift, x: frame.x.clone(), d: frame.names.len() })
 }
 
 pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress) -> Result<ScoreReport> {
@@ -296,7 +310,7 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
     let w = write_outputs(root, &catalog, &run_id, served, &frame, args)?;
     progress.advance(n as u64);
     progress.finish();
-    let drift = w.drift;
+    let drift = &w.drift;
     let worst = drift.iter().filter(|d| d.kind == "feature").max_by(|a, b| a.psi.total_cmp(&b.psi));
     let report = ScoreReport {
         run_id: run_id.clone(),
@@ -308,12 +322,13 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
         acceptance: state,
         acceptance_from,
         override_reason: if state == Verdict::Block { args.override_block.clone() } else { None },
-        path: w.path,
-        explanations: w.explanations,
+        path: w.path.clone(),
+        explanations: w.explanations.clone(),
         intervals: std::iter::once(model.nominal)
             .chain(args.levels.iter().copied().filter(|l| *l != model.nominal))
-            .map(|l| (l, model.halfwidth(l)))
+            .map(|l| (l, w.mean_halfwidth(&model, l)))
             .collect(),
+        interval_method: model.interval_method.as_str().to_string(),
         prediction_psi: drift.iter().find(|d| d.kind == "prediction").map(|d| d.psi),
         worst_feature_psi: worst.map(|d| (d.name.clone(), d.psi)),
     };

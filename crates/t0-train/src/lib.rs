@@ -66,6 +66,15 @@ pub struct Model {
     /// any level is an order statistic of them (`score --levels`), and calibrate can
     /// re-conformalize without retraining.
     pub calibration_scores: Vec<f64>,
+    /// The interval method chosen on the calibration block (smaller mean width).
+    #[serde(default)]
+    pub interval_method: suite::conformal::Method,
+    /// The normalised method's scale model, and its calibration scores |y − ŷ| / ŝ(x),
+    /// ascending (kept whichever method was chosen, for comparison and re-calibration).
+    #[serde(default)]
+    pub scale: Option<suite::conformal::Scale>,
+    #[serde(default)]
+    pub normalized_scores: Vec<f64>,
     /// View-definition hash of each surface the model was trained on (train/serve skew guard).
     pub surface_view_defs: BTreeMap<String, String>,
     pub certify_run: String,
@@ -82,6 +91,16 @@ impl Model {
     /// The split-conformal half-width at coverage `level`.
     pub fn halfwidth(&self, level: f64) -> f64 {
         suite::conformal::halfwidth(&self.calibration_scores, level)
+    }
+
+    /// The half-width at coverage `level` for the row `x`, by the chosen method.
+    pub fn halfwidth_at(&self, x: &[f64], level: f64) -> f64 {
+        match (self.interval_method, &self.scale) {
+            (suite::conformal::Method::Normalized, Some(s)) => {
+                suite::conformal::halfwidth(&self.normalized_scores, level) * s.at(x)
+            }
+            _ => self.halfwidth(level),
+        }
     }
 
     /// Prediction and per-feature contributions.

@@ -1,6 +1,70 @@
 //! Split-conformal prediction intervals: the half-width is an order statistic of the absolute
 //! residuals on a calibration block the model never saw, so that on exchangeable rows a new
 //! value falls within ±half-width of its prediction with probability at least `nominal`.
+//!
+//! The locally adaptive variant (normalised residuals, Lei et al. 2018 §5.2): a scale model
+//! ŝ(x) of |residual| is fitted on the *training* block, the calibration scores are
+//! |y − ŷ| / ŝ(x), and the half-width at x is their order statistic times ŝ(x). Validity needs
+//! only that ŝ never saw the calibration rows; how well ŝ tracks the noise decides the width.
+//! The suite picks, per label on the calibration block, whichever has the smaller mean width
+//! (both reach the nominal coverage there by construction).
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::ridge::{Ridge, RidgeConfig};
+use crate::models::{Design, Fitted, Learner, Target};
+
+/// How a model's intervals are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A constant half-width.
+    #[default]
+    Split,
+    /// A half-width proportional to the fitted scale ŝ(x).
+    Normalized,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Split => "split",
+            Method::Normalized => "normalized",
+        }
+    }
+}
+
+/// The scale model of the normalised method: a ridge fit of |residual|, floored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scale {
+    pub model: Fitted,
+    /// The least scale: a share of the median training |residual| (a linear fit can reach 0).
+    pub floor: f64,
+}
+
+/// The floor of ŝ, as a share of the median absolute training residual.
+pub const SCALE_FLOOR: f64 = 0.05;
+
+impl Scale {
+    /// Fit ŝ on training rows `x` (`d` columns) and their absolute residuals; `None` when it
+    /// cannot be fitted or the residuals are all zero.
+    pub fn fit(x: &[f64], d: usize, abs_residuals: &[f64]) -> Option<Scale> {
+        let mut sorted = abs_residuals.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let median = *sorted.get(sorted.len() / 2)?;
+        if median <= 0.0 || !median.is_finite() {
+            return None;
+        }
+        let design = Design { x: x.to_vec(), d, y: Target::Real(abs_residuals.to_vec()) };
+        let model = Ridge::fit(&RidgeConfig::default(), &design, None).ok()?;
+        Some(Scale { model: Fitted::Ridge(model), floor: SCALE_FLOOR * median })
+    }
+
+    pub fn at(&self, row: &[f64]) -> f64 {
+        let s = self.model.predict(row);
+        if s.is_nan() { self.floor } else { s.max(self.floor) }
+    }
+}
 
 /// The ⌈(n+1)·nominal⌉-th smallest of the n absolute `residuals` (the largest when that rank
 /// passes n); infinite without residuals, so an uncalibrated interval is never too narrow.
@@ -20,6 +84,58 @@ pub fn coverage(predictions: &[f64], values: &[f64], halfwidth: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (x with two columns, y) of n rows: y = 2·x₀ + noise whose spread grows with x₀ when
+    /// `hetero` (from 0.1 to 3.1), constant 1 otherwise; x₁ is noise.
+    fn draw(rng: &mut t0_core::rng::SplitMix, n: usize, hetero: bool) -> (Vec<f64>, Vec<f64>) {
+        let (mut x, mut y) = (Vec::with_capacity(2 * n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let (a, b) = (rng.unit(), rng.unit());
+            let sd = if hetero { 0.1 + 3.0 * a } else { 1.0 };
+            x.extend([a, b]);
+            y.push(2.0 * a + sd * rng.normal());
+        }
+        (x, y)
+    }
+
+    /// Fit a ridge mean model and ŝ on 5,000 rows, calibrate on 5,000, test on 5,000: the
+    /// (coverage, mean half-width) of the split and the normalised intervals at 0.9.
+    fn both(hetero: bool) -> ((f64, f64), (f64, f64)) {
+        let mut rng = t0_core::rng::SplitMix::new(if hetero { 7 } else { 8 });
+        let (xt, yt) = draw(&mut rng, 5000, hetero);
+        let (xc, yc) = draw(&mut rng, 5000, hetero);
+        let (xs, ys) = draw(&mut rng, 5000, hetero);
+        let mean =
+            Ridge::fit(&RidgeConfig::default(), &Design { x: xt.clone(), d: 2, y: Target::Real(yt.clone()) }, None)
+                .unwrap();
+        let res = |x: &[f64], y: &[f64]| -> Vec<f64> {
+            y.iter().enumerate().map(|(i, v)| (v - mean.predict(&x[2 * i..2 * i + 2])).abs()).collect()
+        };
+        let scale = Scale::fit(&xt, 2, &res(&xt, &yt)).unwrap();
+        let s = |x: &[f64], i: usize| scale.at(&x[2 * i..2 * i + 2]);
+        let split = halfwidth(&res(&xc, &yc), 0.9);
+        let norm: Vec<f64> = res(&xc, &yc).iter().enumerate().map(|(i, r)| r / s(&xc, i)).collect();
+        let q = halfwidth(&norm, 0.9);
+        let rs = res(&xs, &ys);
+        let n = rs.len() as f64;
+        let split_cov = rs.iter().filter(|r| **r <= split).count() as f64 / n;
+        let norm_cov = rs.iter().enumerate().filter(|(i, r)| **r <= q * s(&xs, *i)).count() as f64 / n;
+        let norm_width = (0..rs.len()).map(|i| q * s(&xs, i)).sum::<f64>() / n;
+        ((split_cov, split), (norm_cov, norm_width))
+    }
+
+    /// Measured 2026-12-05: homoscedastic split 0.912 (width 1.680), normalised 0.912 (1.680);
+    /// heteroscedastic split 0.904 (3.167), normalised 0.895 (mean 2.601, 18 % narrower).
+    #[test]
+    fn normalised_intervals_cover_like_split_ones_and_are_narrower_where_noise_varies() {
+        for hetero in [false, true] {
+            let ((sc, sw), (nc, nw)) = both(hetero);
+            assert!((sc - 0.9).abs() <= 0.015 && (nc - 0.9).abs() <= 0.015, "hetero {hetero}: coverage {sc} {nc}");
+            if hetero {
+                assert!(nw < 0.9 * sw, "normalised mean width {nw} vs split {sw}");
+            }
+        }
+    }
 
     #[test]
     fn the_rank_is_the_finite_sample_corrected_quantile() {

@@ -69,6 +69,44 @@ impl Serving<'_> {
         scores
     }
 
+    /// The normalised method's scale model (fitted on the training block's absolute
+    /// residuals) and calibration scores |y − ŷ| / ŝ(x), ascending; `None` when no scale
+    /// model can be fitted.
+    fn normalized(&self, loaded: &Loaded, target: &str) -> Option<(conformal::Scale, Vec<f64>)> {
+        let y = loaded.frame.label(target).expect("target column");
+        let d = self.variant.names.len();
+        let row = |i: usize| &self.x[i * d..(i + 1) * d];
+        let abs_res = |i: usize| Some((y[i]? - self.scored.fitted.predict(row(i))).abs());
+        let block = |b: Block| (0..y.len()).filter(move |&i| loaded.blocks(target)[i] == b && y[i].is_some());
+        let train: Vec<usize> = block(Block::Train).collect();
+        let x: Vec<f64> = train.iter().flat_map(|&i| row(i).to_vec()).collect();
+        let r: Vec<f64> = train.iter().filter_map(|&i| abs_res(i)).collect();
+        let scale = conformal::Scale::fit(&x, d, &r)?;
+        let mut scores: Vec<f64> =
+            block(Block::Calibration).filter_map(|i| Some(abs_res(i)? / scale.at(row(i)))).collect();
+        scores.sort_by(f64::total_cmp);
+        Some((scale, scores))
+    }
+
+    /// The interval method of smaller mean width on the calibration block at the nominal
+    /// level (both cover it there by construction): normalised only when strictly narrower.
+    fn choose(
+        &self,
+        loaded: &Loaded,
+        target: &str,
+        split: f64,
+        norm: Option<&(conformal::Scale, Vec<f64>)>,
+    ) -> conformal::Method {
+        let Some((scale, scores)) = norm else { return conformal::Method::Split };
+        let d = self.variant.names.len();
+        let cal: Vec<usize> =
+            (0..loaded.blocks(target).len()).filter(|&i| loaded.blocks(target)[i] == Block::Calibration).collect();
+        let q = conformal::halfwidth(scores, NOMINAL);
+        let mean =
+            cal.iter().map(|&i| q * scale.at(&self.x[i * d..(i + 1) * d])).sum::<f64>() / cal.len().max(1) as f64;
+        if mean.is_finite() && mean < split { conformal::Method::Normalized } else { conformal::Method::Split }
+    }
+
     /// The training block's distribution of every feature and of the prediction.
     fn drift_references(&self, loaded: &Loaded, target: &str) -> Vec<crate::drift::Reference> {
         let d = self.variant.names.len();
@@ -90,6 +128,9 @@ impl Serving<'_> {
         let (sv, variant) = (self.scored, self.variant);
         let calibration_scores = self.calibration_scores(loaded, target);
         let halfwidth = conformal::halfwidth(&calibration_scores, NOMINAL);
+        let normalized = self.normalized(loaded, target);
+        let interval_method = self.choose(loaded, target, halfwidth, normalized.as_ref());
+        let (scale, normalized_scores) = normalized.map_or((None, Vec::new()), |(s, v)| (Some(s), v));
         let mut surface_view_defs = BTreeMap::new();
         for s in &project.def.features.feeding() {
             let vdh = t0_certify::certified_view_def(&inputs.cert, s)
@@ -114,6 +155,9 @@ impl Serving<'_> {
             interval_halfwidth: halfwidth,
             nominal: NOMINAL,
             calibration_scores,
+            interval_method,
+            scale,
+            normalized_scores,
             surface_view_defs,
             certify_run: inputs.cert.manifest.run_id.clone(),
             embed_run: inputs.emb.as_ref().map(|e| e.manifest.run_id.clone()),
