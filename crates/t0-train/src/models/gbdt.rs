@@ -832,10 +832,7 @@ impl Learner for Gbdt {
     /// they add up to the margin.
     fn explain(&self, row: &[f64]) -> Vec<f64> {
         let mut phi = vec![0.0; row.len()];
-        let mut scratch = super::treeshap::Scratch::default();
-        for t in &self.trees {
-            scratch.add(t, row, &mut phi);
-        }
+        super::treeshap::add_all(&self.trees, row, &mut phi);
         phi
     }
 }

@@ -53,6 +53,20 @@ pub fn expected_value(tree: &Tree) -> f64 {
     tree.nodes.iter().filter(|n| n.feature.is_none()).map(|n| n.value * n.cover / root).sum()
 }
 
+thread_local! {
+    /// One scratch buffer per thread: explaining a row allocates nothing once it has grown.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Adds every tree's SHAP values for `row` to `phi`, with this thread's scratch buffer.
+pub fn add_all(trees: &[Tree], row: &[f64], phi: &mut [f64]) {
+    SCRATCH.with_borrow_mut(|s| {
+        for t in trees {
+            s.add(t, row, phi);
+        }
+    });
+}
+
 impl Scratch {
     /// Adds the tree's SHAP values for `row` to `phi` (one per feature).
     pub fn add(&mut self, tree: &Tree, row: &[f64], phi: &mut [f64]) {
