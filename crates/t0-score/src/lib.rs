@@ -198,17 +198,8 @@ struct Written {
     path: String,
     explanations: Option<String>,
     drift: Vec<drift::Drift>,
-    /// The scored rows' features (row-major), for the report's mean half-widths.
-    x: Vec<f64>,
-    d: usize,
-}
-
-impl Written {
-    fn mean_halfwidth(&self, model: &t0_train::Model, level: f64) -> f64 {
-        let n = self.x.len() / self.d.max(1);
-        let total: f64 = (0..n).map(|i| model.halfwidth_at(&self.x[i * self.d..(i + 1) * self.d], level)).sum();
-        total / n.max(1) as f64
-    }
+    /// (level, mean half-width) of each interval, the nominal one first.
+    intervals: Vec<(f64, f64)>,
 }
 
 /// Predict and explain every row of `frame`; write the predictions (and, when asked, the
@@ -249,7 +240,10 @@ fn write_outputs(
     outputs.push(t0_manifest::record_output(root, catalog, "drift", Location::Parquet { path: drift_rel, key })?);
     let table = Location::Table { table: "drift".into(), key: vec!["name".into()], run_id: Some(run_id.to_string()) };
     outputs.push(t0_manifest::record_output(root, catalog, "drift.table", table)?);
-    Ok(Written { outputs, path: rel, explanations, drift, x: frame.x.clone(), d: frame.names.len() })
+    let levels = std::iter::once(model.nominal).chain(args.levels.iter().copied().filter(|l| *l != model.nominal));
+    let mean = |l: f64| (0..n).map(|i| model.halfwidth_at(frame.row(i), l)).sum::<f64>() / n.max(1) as f64;
+    let intervals = levels.map(|l| (l, mean(l))).collect();
+    Ok(Written { outputs, path: rel, explanations, drift, intervals })
 }
 
 pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress) -> Result<ScoreReport> {
@@ -324,10 +318,7 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
         override_reason: if state == Verdict::Block { args.override_block.clone() } else { None },
         path: w.path.clone(),
         explanations: w.explanations.clone(),
-        intervals: std::iter::once(model.nominal)
-            .chain(args.levels.iter().copied().filter(|l| *l != model.nominal))
-            .map(|l| (l, w.mean_halfwidth(&model, l)))
-            .collect(),
+        intervals: w.intervals.clone(),
         interval_method: model.interval_method.as_str().to_string(),
         prediction_psi: drift.iter().find(|d| d.kind == "prediction").map(|d| d.psi),
         worst_feature_psi: worst.map(|d| (d.name.clone(), d.psi)),
@@ -358,7 +349,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("surface.parquet");
         let x: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::Float64Array::from(vec![1.0]));
-        t0_train::write_rows(&path, &["e1".into()], &[0], vec![("views", x)]).unwrap();
+        t0_train::write_rows(&path, &["e1".into()], &[0], vec![("x1", x)]).unwrap();
         let sources = [t0_train::Source { output: "surface.base".into(), path: path.clone() }];
         let spec = |column: &str| t0_train::ColumnSpec {
             source: "surface.base".into(),
@@ -366,11 +357,11 @@ mod tests {
             kind: t0_train::features::ColumnKind::Categorical { levels: vec![] },
         };
         let catalog = Catalog::scratch().unwrap();
-        check_columns(&catalog, &sources, &[spec("views")], "runs/r/model.json").unwrap();
-        let e = check_columns(&catalog, &sources, &[spec("views"), spec("likes")], "runs/r/model.json").unwrap_err();
+        check_columns(&catalog, &sources, &[spec("x1")], "runs/r/model.json").unwrap();
+        let e = check_columns(&catalog, &sources, &[spec("x1"), spec("x2")], "runs/r/model.json").unwrap_err();
         assert_eq!(e.exit_code(), t0_core::ExitCode::Refused);
         let m = e.to_string();
-        assert!(m.contains("surface.base") && m.contains("no column likes") && m.contains("surface.parquet"), "{m}");
+        assert!(m.contains("surface.base") && m.contains("no column x2") && m.contains("surface.parquet"), "{m}");
     }
 
     #[test]

@@ -265,14 +265,7 @@ fn every_prediction_names_its_reasons_and_all_of_them_add_up_to_it() {
 fn predictions_and_drift_are_bit_identical_on_one_thread_and_four() {
     let score = |threads: &str| {
         let dir = copy_of_pristine();
-        let o = std::process::Command::new(bin("score"))
-            .args(["--root", dir.path().to_str().unwrap(), "--top-k", "5", "--json"])
-            .env("T0CLIP_NOW", NOW)
-            .env("RAYON_NUM_THREADS", threads)
-            .env_remove("T0CLIP_ROOT")
-            .env_remove("T0CLIP_PROJECT")
-            .output()
-            .unwrap();
+        let o = run_threads(dir.path(), "score", &["--top-k", "5", "--json"], threads);
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let preds = std::fs::read(dir.path().join(v["path"].as_str().unwrap())).unwrap();

@@ -152,16 +152,7 @@ fn train_suite_reproduces_byte_for_byte_on_one_thread_and_names_a_changed_file()
         assert_eq!(picked, 1, "{label} in {board}");
     }
     // The pristine run used every core; the replay uses one.
-    let replay = |root: &Path| {
-        Command::new(bin("train-suite"))
-            .args(["--root", root.to_str().unwrap(), "reproduce", &run_id, "--json"])
-            .env("T0CLIP_NOW", NOW)
-            .env("RAYON_NUM_THREADS", "1")
-            .env_remove("T0CLIP_ROOT")
-            .env_remove("T0CLIP_PROJECT")
-            .output()
-            .unwrap()
-    };
+    let replay = |root: &Path| run_threads(root, "train-suite", &["reproduce", &run_id, "--json"], "1");
     let o = replay(root);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

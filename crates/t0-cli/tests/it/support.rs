@@ -51,6 +51,20 @@ pub fn run(root: &Path, stage: &str, args: &[&str]) -> Out {
     }
 }
 
+/// A stage run on `threads` rayon threads (the determinism tests), its raw output.
+pub fn run_threads(root: &Path, stage: &str, args: &[&str], threads: &str) -> std::process::Output {
+    Command::new(bin(stage))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("T0CLIP_NOW", NOW)
+        .env("RAYON_NUM_THREADS", threads)
+        .env_remove("T0CLIP_ROOT")
+        .env_remove("T0CLIP_PROJECT")
+        .output()
+        .expect("stage binary runs")
+}
+
 pub fn expect(root: &Path, stage: &str, args: &[&str], code: i32) -> Out {
     let o = run(root, stage, args);
     assert_eq!(
