@@ -127,6 +127,8 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
     }
     // The drift file is consumed (verified) too: a tampered one is exit 3 here.
     let preds = run.consume(&score, &["predictions", "drift"])?;
+    let model_out = run.consume(&train, &["run.model"])?;
+    let model = t0_train::read_model(root, &model_out[0])?;
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
     let labels = t0_certify::labels::labels_for(root, &catalog, &cert)?;
     let labels = run.consume(&labels, &["labels"])?;
@@ -134,7 +136,7 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
     run.ensure_new(&run_id)?;
     t0_manifest::purge_unrecorded(&catalog, &run_id, &["acceptance"])?;
     let lit = |o: &t0_manifest::Output| Ok::<_, Error>(t0_catalog::quote_literal(&o.path(root)?.display().to_string()));
-    let model = t0_train::read_model(root, train.manifest.output("run.model")?)?;
+
     let nominal = model.nominal;
     let y = format!("l.\"{}\"", model.target);
 
@@ -148,9 +150,11 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
                                  WHEN CAST({y} AS DOUBLE) BETWEEN p.lower AND p.upper THEN 1.0 ELSE 0.0 END),
                         avg(abs(CAST({y} AS DOUBLE) - p.prediction))
                  FROM read_parquet({}) p
-                 LEFT JOIN read_parquet({}) l ON l.entity_id = p.entity_id AND l.t0 = p.t0",
+                 LEFT JOIN read_parquet({}) l ON l.entity_id = p.entity_id AND l.t0 = p.t0
+                 WHERE p.label = {} AND p.selected",
                 lit(&preds[0])?,
-                lit(&labels[0])?
+                lit(&labels[0])?,
+                t0_catalog::quote_literal(&model.target)
             ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),

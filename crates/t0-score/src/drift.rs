@@ -39,8 +39,12 @@ pub fn measure(model: &Model, frame: &Frame, predictions: &[f64]) -> Vec<Drift> 
     out
 }
 
-/// Write `rows` to the Parquet at `path` (label, kind, name, psi, rows).
-pub fn write(path: &std::path::Path, label: &str, drift: &[Drift], rows: usize) -> Result<()> {
+/// Each label's drift, in label order.
+pub type Labelled = [(String, Drift)];
+
+/// Write the drift of every label to the Parquet at `path` (label, kind, name, psi, rows);
+/// `rows` gives each label's scored row count.
+pub fn write(path: &std::path::Path, drift: &Labelled, rows: &dyn Fn(&str) -> u64) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("label", DataType::Utf8, false),
         Field::new("kind", DataType::Utf8, false),
@@ -49,11 +53,11 @@ pub fn write(path: &std::path::Path, label: &str, drift: &[Drift], rows: usize) 
         Field::new("rows", DataType::Int64, false),
     ]));
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(drift.iter().map(|_| label))),
-        Arc::new(StringArray::from_iter_values(drift.iter().map(|x| x.kind.as_str()))),
-        Arc::new(StringArray::from_iter_values(drift.iter().map(|x| x.name.as_str()))),
-        Arc::new(Float64Array::from_iter_values(drift.iter().map(|x| x.psi))),
-        Arc::new(Int64Array::from_iter_values(drift.iter().map(|_| rows as i64))),
+        Arc::new(StringArray::from_iter_values(drift.iter().map(|(l, _)| l.as_str()))),
+        Arc::new(StringArray::from_iter_values(drift.iter().map(|(_, x)| x.kind.as_str()))),
+        Arc::new(StringArray::from_iter_values(drift.iter().map(|(_, x)| x.name.as_str()))),
+        Arc::new(Float64Array::from_iter_values(drift.iter().map(|(_, x)| x.psi))),
+        Arc::new(Int64Array::from_iter_values(drift.iter().map(|(l, _)| rows(l) as i64))),
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols).ctx(|| "drift batch".into())?;
     t0_table::write_parquet(path, schema, &[batch])
@@ -64,35 +68,35 @@ pub fn record(
     catalog: &Catalog,
     run_id: &str,
     model_run: &str,
-    label: &str,
-    drift: &[Drift],
-    rows: usize,
+    drift: &Labelled,
+    rows: &dyn Fn(&str) -> u64,
 ) -> Result<()> {
     let mut stmt = catalog
         .conn()
         .prepare("INSERT INTO drift VALUES (?, ?, ?, ?, ?, ?, ?)")
         .ctx(|| "prepare drift insert".into())?;
-    for x in drift {
-        stmt.execute(t0_catalog::duckdb::params![run_id, model_run, label, x.kind, x.name, x.psi, rows as i64])
+    for (label, x) in drift {
+        stmt.execute(t0_catalog::duckdb::params![run_id, model_run, label, x.kind, x.name, x.psi, rows(label) as i64])
             .ctx(|| "record drift".into())?;
     }
     Ok(())
 }
 
-/// The Prometheus text export: one series per (label, feature), never a run id.
-pub fn prom(label: &str, drift: &[Drift]) -> String {
+/// The Prometheus text export: one series per (label, feature) and per label's prediction,
+/// never a run id.
+pub fn prom(drift: &Labelled) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
     let mut s = String::new();
     s.push_str("# HELP t0clip_feature_psi Population stability index of a feature against the training block.\n");
     s.push_str("# TYPE t0clip_feature_psi gauge\n");
-    for x in drift.iter().filter(|x| x.kind == "feature") {
+    for (label, x) in drift.iter().filter(|(_, x)| x.kind == "feature") {
         s.push_str(&format!("t0clip_feature_psi{{label=\"{}\",feature=\"{}\"}} {}\n", esc(label), esc(&x.name), x.psi));
     }
     s.push_str(
         "# HELP t0clip_prediction_psi Population stability index of the prediction against the training block.\n",
     );
     s.push_str("# TYPE t0clip_prediction_psi gauge\n");
-    for x in drift.iter().filter(|x| x.kind == "prediction") {
+    for (label, x) in drift.iter().filter(|(_, x)| x.kind == "prediction") {
         s.push_str(&format!("t0clip_prediction_psi{{label=\"{}\"}} {}\n", esc(label), x.psi));
     }
     s
@@ -107,6 +111,6 @@ pub fn rel(run_id: &str) -> String {
 pub const METRICS: &str = "metrics/score.prom";
 
 /// Write the metrics file.
-pub fn export(root: &Root, label: &str, drift: &[Drift]) -> Result<()> {
-    t0_core::fsio::write_atomic(&root.join(METRICS), prom(label, drift).as_bytes())
+pub fn export(root: &Root, drift: &Labelled) -> Result<()> {
+    t0_core::fsio::write_atomic(&root.join(METRICS), prom(drift).as_bytes())
 }

@@ -1,10 +1,12 @@
-//! Per-row predictions and their exact explanations, as the predictions file's columns.
+//! Per-row predictions and their exact explanations, as the predictions file's columns: one
+//! part per served label, joined into one long table (one row per entity, T0 and label).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, StringArray};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray};
 use rayon::prelude::*;
 use t0_core::{Error, Result};
+use t0_train::head::{Head, TIME_QUANTILES, survival_figures};
 use t0_train::models::Explanation;
 use t0_train::{Frame, Model};
 
@@ -56,18 +58,15 @@ pub fn predictions(rows: &[Scored]) -> Vec<f64> {
     rows.iter().map(|s| s.prediction).collect()
 }
 
-/// The full contribution matrix (`score --explain-all`): the explanation's scale and base
-/// value, then one column per feature, named as the feature.
-pub fn matrix(frame: &Frame, rows: &[Scored]) -> Result<Columns> {
-    let fixed = ["entity_id", "t0", "explanation_scale", "base_value"];
+/// The full contribution matrix (`score --explain-all`): the label, the explanation's scale,
+/// output and base value, then one column per feature, named as the feature.
+pub fn matrix(model: &Model, frame: &Frame, rows: &[Scored]) -> Result<Columns> {
+    let fixed = ["entity_id", "t0", "label", "explanation_scale", "explanation_output", "base_value"];
     if let Some(f) = frame.names.iter().find(|n| fixed.contains(&n.as_str())) {
         return Err(Error::Usage(format!("--explain-all: feature {f:?} has the name of a fixed column")));
     }
-    let scale = StringArray::from_iter_values(rows.iter().map(|s| s.explanation.scale.as_str()));
-    let mut cols: Columns = vec![
-        ("explanation_scale".into(), Arc::new(scale)),
-        ("base_value".into(), Arc::new(Float64Array::from_iter_values(rows.iter().map(|s| s.explanation.base)))),
-    ];
+    let mut cols: Columns = vec![("label".into(), repeat(&model.target, rows.len()))];
+    cols.extend(explanation_columns(rows));
     for (j, name) in frame.names.iter().enumerate() {
         let c = Float64Array::from_iter_values(rows.iter().map(|s| s.explanation.contributions[j]));
         cols.push((name.clone(), Arc::new(c)));
@@ -75,31 +74,48 @@ pub fn matrix(frame: &Frame, rows: &[Scored]) -> Result<Columns> {
     Ok(cols)
 }
 
-/// The columns after (entity_id, t0): prediction, interval, the explanation's scale and base
-/// value, and for r = 1..=top_k `reason{r}_feature`, `reason{r}_value` (the feature as the
-/// model saw it, null when missing) and `reason{r}_contribution`. `levels` add
-/// `lower_<pct>`/`upper_<pct>` split-conformal bounds at each coverage level (from the
-/// model's calibration scores) after the nominal `lower`/`upper` that calibrate judges.
-pub fn columns(model: &Model, frame: &Frame, rows: &[Scored], top_k: usize, levels: &[f64]) -> Columns {
-    let d = frame.names.len();
-    let f64s =
-        |f: &dyn Fn(&Scored) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) };
-    let mut cols: Columns = vec![("prediction".into(), f64s(&|s| s.prediction))];
-    // The nominal interval as `lower`/`upper` (what calibrate judges), then each level.
-    let named = std::iter::once((model.nominal, String::new()))
-        .chain(levels.iter().map(|l| (*l, format!("_{}", level_name(*l)))));
-    for (level, suffix) in named {
-        let w: Vec<f64> = (0..rows.len()).map(|i| model.halfwidth_at(frame.row(i), level)).collect();
-        let bound = |sign: f64| -> ArrayRef {
-            Arc::new(Float64Array::from_iter_values(rows.iter().zip(&w).map(|(s, w)| s.prediction + sign * w)))
-        };
-        cols.push((format!("lower{suffix}"), bound(-1.0)));
-        cols.push((format!("upper{suffix}"), bound(1.0)));
-    }
+/// One string repeated `n` times.
+fn repeat(v: &str, n: usize) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n)))
+}
+
+fn f64s(rows: &[Scored], f: impl Fn(&Scored) -> f64) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
+}
+
+/// The scale the contributions add up on, the model's output there and the base value.
+fn explanation_columns(rows: &[Scored]) -> Columns {
     let scale = StringArray::from_iter_values(rows.iter().map(|s| s.explanation.scale.as_str()));
-    cols.push(("explanation_scale".into(), Arc::new(scale)));
-    cols.push(("base_value".into(), f64s(&|s| s.explanation.base)));
-    for r in 0..top_k.min(d) {
+    vec![
+        ("explanation_scale".into(), Arc::new(scale)),
+        ("explanation_output".into(), f64s(rows, |s| s.explanation.output)),
+        ("base_value".into(), f64s(rows, |s| s.explanation.base)),
+    ]
+}
+
+/// The model's name as the predictions file gives it: the family, `+<fusion>` when fused.
+pub fn model_name(model: &Model) -> String {
+    match model.fusion.as_str() {
+        "none" | "" => model.kind.clone(),
+        f => format!("{}+{f}", model.kind),
+    }
+}
+
+/// One label's columns after (entity_id, t0): `label`, `label_kind`, `model`, `prediction`
+/// (a value on the label's scale, a calibrated probability, or a median time in hours), what
+/// the label's kind serves (see [`served_columns`]), the explanation, and for r = 1..=top_k
+/// `reason{r}_feature`, `reason{r}_value` (the feature as the model saw it, null when
+/// missing) and `reason{r}_contribution`.
+pub fn columns(model: &Model, frame: &Frame, rows: &[Scored], top_k: usize, levels: &[f64]) -> Columns {
+    let n = rows.len();
+    let mut cols: Columns = vec![
+        ("label".into(), repeat(&model.target, n)),
+        ("label_kind".into(), repeat(model.head.kind(), n)),
+        ("model".into(), repeat(&model_name(model), n)),
+    ];
+    cols.extend(served_columns(model, frame, rows, levels));
+    cols.extend(explanation_columns(rows));
+    for r in 0..top_k.min(frame.names.len()) {
         let feature = rows.iter().map(|s| frame.names[s.order[r]].as_str());
         cols.push((format!("reason{}_feature", r + 1), Arc::new(StringArray::from_iter_values(feature))));
         let value = rows.iter().enumerate().map(|(i, s)| {
@@ -107,9 +123,132 @@ pub fn columns(model: &Model, frame: &Frame, rows: &[Scored], top_k: usize, leve
             (!v.is_nan()).then_some(v)
         });
         cols.push((format!("reason{}_value", r + 1), Arc::new(value.collect::<Float64Array>())));
-        cols.push((format!("reason{}_contribution", r + 1), f64s(&|s| s.explanation.contributions[s.order[r]])));
+        cols.push((format!("reason{}_contribution", r + 1), f64s(rows, |s| s.explanation.contributions[s.order[r]])));
     }
     cols
+}
+
+/// What the label's kind serves, beginning with `prediction`:
+/// - value / flow: `prediction_raw` (the transform inverted), the nominal interval as
+///   `lower`/`upper` (what calibrate judges) and `lower_raw`/`upper_raw`, then
+///   `lower_<pct>`/`upper_<pct>` at each level, by the interval method chosen at training;
+/// - binary: the calibrated probability, `decision` (probability ≥ threshold) and `threshold`;
+/// - time-to-event: the median time, `q10`/`q50`/`q90`, `s_at_<t>h` at the declared times,
+///   and the conformal lower predictive bound `lower_bound` (nominal level) and
+///   `lower_bound_<pct>` at each level (null where the model has none).
+pub fn served_columns(model: &Model, frame: &Frame, rows: &[Scored], levels: &[f64]) -> Columns {
+    let named = || {
+        std::iter::once((model.nominal, String::new()))
+            .chain(levels.iter().map(|l| (*l, format!("_{}", level_name(*l)))))
+    };
+    match &model.head {
+        Head::Value { transform } => {
+            let mut cols: Columns = vec![
+                ("prediction".into(), f64s(rows, |s| s.prediction)),
+                ("prediction_raw".into(), f64s(rows, |s| transform.invert(s.prediction))),
+            ];
+            for (level, suffix) in named() {
+                let w: Vec<f64> = (0..rows.len()).map(|i| model.halfwidth_at(frame.row(i), level)).collect();
+                let bound = |sign: f64, raw: bool| -> ArrayRef {
+                    let v = rows.iter().zip(&w).map(|(s, w)| s.prediction + sign * w);
+                    Arc::new(Float64Array::from_iter_values(v.map(|v| if raw { transform.invert(v) } else { v })))
+                };
+                cols.push((format!("lower{suffix}"), bound(-1.0, false)));
+                cols.push((format!("upper{suffix}"), bound(1.0, false)));
+                if suffix.is_empty() {
+                    cols.push(("lower_raw".into(), bound(-1.0, true)));
+                    cols.push(("upper_raw".into(), bound(1.0, true)));
+                }
+            }
+            cols
+        }
+        Head::Binary { threshold, .. } => {
+            let p: Vec<f64> = rows.iter().map(|s| model.head.probability(s.prediction)).collect();
+            vec![
+                ("prediction".into(), Arc::new(Float64Array::from(p.clone()))),
+                ("decision".into(), Arc::new(BooleanArray::from_iter(p.iter().map(|p| Some(*p >= *threshold))))),
+                ("threshold".into(), Arc::new(Float64Array::from(vec![*threshold; p.len()]))),
+            ]
+        }
+        Head::Survival { dist, sigma, times, bound } => {
+            let figures: Vec<(Vec<f64>, Vec<f64>)> =
+                rows.iter().map(|s| survival_figures(*dist, *sigma, times, s.prediction)).collect();
+            let median = |k: usize| figures[k].0[1];
+            let mut cols: Columns = vec![("prediction".into(), f64s_at(rows.len(), median))];
+            for (j, q) in TIME_QUANTILES.iter().enumerate() {
+                cols.push((format!("q{}", (q * 100.0).round()), f64s_at(rows.len(), |k| figures[k].0[j])));
+            }
+            for (j, t) in times.iter().enumerate() {
+                let name = format!("s_at_{}h", format!("{t}").replace('.', "_"));
+                cols.push((name, f64s_at(rows.len(), |k| figures[k].1[j])));
+            }
+            for (level, suffix) in named() {
+                let v = (0..rows.len()).map(|k| bound.as_ref().map(|b| b.at(median(k), level)));
+                cols.push((format!("lower_bound{suffix}"), Arc::new(v.collect::<Float64Array>())));
+            }
+            cols
+        }
+    }
+}
+
+fn f64s_at(n: usize, f: impl Fn(usize) -> f64) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values((0..n).map(f)))
+}
+
+/// Where a column goes in the long table: its group, so that every label's columns line up
+/// whatever kinds are served (first appearance orders columns within a group).
+fn group(name: &str) -> u8 {
+    match name {
+        "label" | "label_kind" | "model" | "selected" => 0,
+        "prediction" => 1,
+        "decision" | "threshold" => 3,
+        "explanation_scale" | "explanation_output" | "base_value" => 5,
+        n if n.starts_with("lower_bound") || n.starts_with("s_at_") || matches!(n, "q10" | "q50" | "q90") => 4,
+        n if n.starts_with("prediction_") || n.starts_with("lower") || n.starts_with("upper") => 2,
+        n if n.starts_with("reason") => 6,
+        _ => 7,
+    }
+}
+
+/// One label's rows of the long table.
+pub struct Part {
+    pub entity_id: Vec<String>,
+    pub t0: Vec<i64>,
+    pub cols: Columns,
+}
+
+/// The long table: every part's rows in order, each column null where a part lacks it.
+pub fn union(parts: &[Part]) -> Result<(Vec<String>, Vec<i64>, Columns)> {
+    let mut names: Vec<(String, arrow::datatypes::DataType)> = Vec::new();
+    for p in parts {
+        for (n, a) in &p.cols {
+            if !names.iter().any(|(m, _)| m == n) {
+                names.push((n.clone(), a.data_type().clone()));
+            }
+        }
+    }
+    names.sort_by_key(|(n, _)| group(n));
+    let mut cols = Columns::new();
+    for (name, ty) in names {
+        let pieces: Vec<ArrayRef> = parts
+            .iter()
+            .map(|p| {
+                p.cols
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or_else(|| arrow::array::new_null_array(&ty, p.entity_id.len()), |(_, a)| a.clone())
+            })
+            .collect();
+        let refs: Vec<&dyn arrow::array::Array> = pieces.iter().map(|a| a.as_ref()).collect();
+        let joined = arrow::compute::concat(&refs).map_err(|e| Error::Internal {
+            context: format!("join column {name} of the predictions"),
+            message: format!("{e} (one name, two types across labels)"),
+        })?;
+        cols.push((name, joined));
+    }
+    let ids = parts.iter().flat_map(|p| p.entity_id.iter().cloned()).collect();
+    let t0 = parts.iter().flat_map(|p| p.t0.iter().copied()).collect();
+    Ok((ids, t0, cols))
 }
 
 /// A level as a column suffix: 0.9 → `90`, 0.975 → `97_5`.

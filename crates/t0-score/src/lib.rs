@@ -27,21 +27,57 @@ pub struct ScoreArgs {
     pub override_block: Option<String>,
     /// Contributions named per row (`reason1_…` to `reason{k}_…`).
     pub top_k: usize,
-    /// Coverage levels of the extra split-conformal intervals (`lower_<pct>`, `upper_<pct>`).
+    /// Coverage levels of the extra intervals (`lower_<pct>`, `upper_<pct>`) and survival
+    /// lower bounds (`lower_bound_<pct>`).
     pub levels: Vec<f64>,
     /// Also write every feature's contribution (`explanations.parquet`).
     pub explain_all: bool,
+    /// Also score every other leaderboard model (rows with `selected` false).
+    pub all_models: bool,
+}
+
+/// One served label of a score run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LabelScored {
+    pub label: String,
+    /// `value`, `binary` or `time_to_event`.
+    pub kind: String,
+    /// The model (`+<fusion>` when fused), and whether it is the label's selected one (the
+    /// others are scored for comparison, `--models all`).
+    pub model: String,
+    pub selected: bool,
+    pub rows: u64,
+    /// Which T0s were scored for this label.
+    pub t0s: String,
+    /// Value labels: (level, mean half-width) of each interval, the nominal one first, and
+    /// the interval method chosen at training.
+    pub intervals: Vec<(f64, f64)>,
+    pub interval_method: Option<String>,
+    /// Binary labels: the decision threshold and the share of rows decided positive.
+    pub threshold: Option<f64>,
+    pub positive_share: Option<f64>,
+    /// Time-to-event labels: the lower bound's truncation threshold c0 (hours), when the
+    /// model has a conformal lower bound.
+    pub bound_c0: Option<f64>,
+    /// PSI of this label's prediction against its training block.
+    pub prediction_psi: Option<f64>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ScoreReport {
     pub run_id: String,
     pub model_run: String,
-    /// The label predicted, and the nominal coverage of its interval.
+    /// Every label scored, in label order (the predictions file has one row per entity, T0
+    /// and label).
+    #[serde(default)]
+    pub labels: Vec<LabelScored>,
+    /// The primary label (the train-suite target, else the first served), and the nominal
+    /// coverage of its interval; the fields below describe it.
     pub label: String,
     pub nominal: f64,
+    /// Rows written over every label.
     pub rows: u64,
-    /// Which T0s were scored.
+    /// Which T0s were scored (of the primary label).
     pub selected: String,
     /// The acceptance state of this model when it was scored.
     pub acceptance: Verdict,
@@ -184,68 +220,198 @@ fn skew(model: &t0_train::Model, cert: &t0_manifest::Loaded, model_path: &str) -
     Ok(())
 }
 
-/// The model being served: itself, its file and its train-suite run.
-#[derive(Clone, Copy)]
-struct Served<'a> {
-    model: &'a t0_train::Model,
-    path: &'a str,
-    run: &'a str,
+/// One label's served model, its file, and the rows it scored.
+struct Served {
+    model: t0_train::Model,
+    path: String,
+    /// The label's selected model (else one scored for comparison, `--models all`).
+    selected: bool,
+    /// Which T0s (SQL on `s0`, and a description).
+    rows: (String, String),
 }
 
-/// What a score run wrote, and the drift its report quotes.
+/// A model to score: itself, its file, and whether it is its label's selected one.
+type ToScore = (t0_train::Model, String, bool);
+
+/// The served models of a train-suite run, one per trained label in label order (verified and
+/// consumed); a run from before per-label serving gives its `model.json` alone. With `all`,
+/// then every other leaderboard model (`models/<label>__<id>.json`), for comparison.
+fn served_models(root: &Root, run: &mut StageRun, train: &t0_manifest::Loaded, all: bool) -> Result<Vec<ToScore>> {
+    let named = |prefix: &str| -> Vec<&str> {
+        train.manifest.outputs.iter().filter(|o| o.name.starts_with(prefix)).map(|o| o.name.as_str()).collect()
+    };
+    let mut names = named(t0_train::SERVED_PREFIX);
+    if names.is_empty() && train.manifest.outputs.iter().any(|o| o.name == "run.model") {
+        names.push("run.model");
+    }
+    if names.is_empty() {
+        return Err(Error::Refused(format!(
+            "train-suite run {} serves no model: no label was trained (see its skipped labels)",
+            train.manifest.run_id
+        )));
+    }
+    let read = |o: &t0_manifest::Output| -> Result<(t0_train::Model, String)> {
+        Ok((t0_train::read_model(root, o)?, root.relative(&o.path(root)?)))
+    };
+    let mut out: Vec<ToScore> = Vec::new();
+    for o in run.consume(train, &names)? {
+        let (m, p) = read(&o)?;
+        out.push((m, p, true));
+    }
+    if all {
+        for o in run.consume(train, &named(t0_train::MODELS_PREFIX))? {
+            let (m, p) = read(&o)?;
+            let id = explain::model_name(&m);
+            if !out.iter().any(|(s, _, _)| s.target == m.target && explain::model_name(s) == id) {
+                out.push((m, p, false));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a score run wrote, and per label what its report quotes.
 struct Written {
     outputs: Vec<t0_manifest::Output>,
     path: String,
     explanations: Option<String>,
-    drift: Vec<drift::Drift>,
-    /// (level, mean half-width) of each interval, the nominal one first.
-    intervals: Vec<(f64, f64)>,
+    labels: Vec<LabelScored>,
+    drift: Vec<(String, drift::Drift)>,
 }
 
-/// Predict and explain every row of `frame`; write the predictions (and, when asked, the
-/// full contribution matrix), the drift file, table and metrics; record them as outputs.
+/// One label scored: its long-table part, its explanation matrix when asked, its drift.
+struct Scored {
+    part: explain::Part,
+    matrix: Option<explain::Part>,
+    summary: LabelScored,
+    drift: Vec<drift::Drift>,
+}
+
+/// Predict and explain every selected row of one served label.
+fn score_label(catalog: &Catalog, sources: &[t0_train::Source], served: &Served, args: &ScoreArgs) -> Result<Scored> {
+    let model = &served.model;
+    let mine: Vec<t0_train::Source> = sources.iter().filter(|s| model.sources.contains(&s.output)).cloned().collect();
+    check_columns(catalog, &mine, &model.columns, &served.path)?;
+    let raw = t0_train::features::load(catalog, &mine, &model.columns, None, &served.rows.0)?;
+    let frame = t0_train::features::encode(raw, &model.columns);
+    if frame.names != model.features {
+        return Err(Error::Refused(format!(
+            "model {} expects features {:?}, the surface gives {:?}",
+            served.path, model.features, frame.names
+        )));
+    }
+    let rows = explain::score_rows(model, &frame, &served.path)?;
+    let part = |cols| explain::Part { entity_id: frame.entity_id.clone(), t0: frame.t0.clone(), cols };
+    let mut cols = explain::columns(model, &frame, &rows, args.top_k, &args.levels);
+    let flag: arrow::array::ArrayRef =
+        std::sync::Arc::new(arrow::array::BooleanArray::from(vec![served.selected; frame.rows()]));
+    cols.insert(3, ("selected".into(), flag));
+    let matrix = match (args.explain_all, served.selected) {
+        (true, true) => Some(part(explain::matrix(model, &frame, &rows)?)),
+        _ => None,
+    };
+    // Drift is the selected model's: the others are scored for comparison only.
+    let drift = if served.selected { drift::measure(model, &frame, &explain::predictions(&rows)) } else { Vec::new() };
+    let summary = summarize(served, &frame, &rows, args, &drift);
+    Ok(Scored { part: part(cols), matrix, summary, drift })
+}
+
+/// The report's figures of one scored label.
+fn summarize(
+    served: &Served,
+    frame: &t0_train::Frame,
+    rows: &[explain::Scored],
+    args: &ScoreArgs,
+    drift: &[drift::Drift],
+) -> LabelScored {
+    use t0_train::head::Head;
+    let (model, n) = (&served.model, frame.rows());
+    let mut s = LabelScored {
+        label: model.target.clone(),
+        kind: model.head.kind().to_string(),
+        model: explain::model_name(model),
+        selected: served.selected,
+        rows: n as u64,
+        t0s: served.rows.1.clone(),
+        intervals: Vec::new(),
+        interval_method: None,
+        threshold: None,
+        positive_share: None,
+        bound_c0: None,
+        prediction_psi: drift.iter().find(|d| d.kind == "prediction").map(|d| d.psi),
+    };
+    match &model.head {
+        Head::Value { .. } => {
+            let levels =
+                std::iter::once(model.nominal).chain(args.levels.iter().copied().filter(|l| *l != model.nominal));
+            let mean = |l: f64| (0..n).map(|i| model.halfwidth_at(frame.row(i), l)).sum::<f64>() / n.max(1) as f64;
+            s.intervals = levels.map(|l| (l, mean(l))).collect();
+            s.interval_method = Some(model.interval_method.as_str().to_string());
+        }
+        Head::Binary { threshold, .. } => {
+            let p = explain::predictions(rows);
+            let positive = p.iter().filter(|v| model.head.probability(**v) >= *threshold).count();
+            s.threshold = Some(*threshold);
+            s.positive_share = Some(positive as f64 / n.max(1) as f64);
+        }
+        Head::Survival { bound, .. } => s.bound_c0 = bound.as_ref().map(|b| b.c0),
+    }
+    s
+}
+
+/// Write the long predictions table (and, when asked, the long contribution matrix), the
+/// drift file, table and metrics; record them as outputs.
 fn write_outputs(
     root: &Root,
     catalog: &Catalog,
     run_id: &str,
-    served: Served,
-    frame: &t0_train::Frame,
-    args: &ScoreArgs,
+    model_run: &str,
+    scored: Vec<Scored>,
 ) -> Result<Written> {
-    let (model, n) = (served.model, frame.rows());
-    let scored = explain::score_rows(model, frame, served.path)?;
-    let write = |rel: &str, cols: &explain::Columns| {
+    let write = |rel: &str, parts: &[explain::Part]| {
+        let (ids, t0, cols) = explain::union(parts)?;
         let cols: Vec<(&str, arrow::array::ArrayRef)> = cols.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
-        t0_train::write_rows(&root.join(rel), &frame.entity_id, &frame.t0, cols)
+        t0_train::write_rows(&root.join(rel), &ids, &t0, cols)
     };
+    let (mut parts, mut matrices, mut labels, mut drift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for s in scored {
+        parts.push(s.part);
+        matrices.extend(s.matrix);
+        drift.extend(s.drift.into_iter().map(|d| (s.summary.label.clone(), d)));
+        labels.push(s.summary);
+    }
     let rel = format!("lake/predictions/{run_id}/predictions.parquet");
-    write(&rel, &explain::columns(model, frame, &scored, args.top_k, &args.levels))?;
+    write(&rel, &parts)?;
     let mut outputs =
         vec![t0_manifest::record_output(root, catalog, "predictions", Location::per_entity_t0(rel.clone()))?];
-    let explanations = if args.explain_all {
+    let explanations = if matrices.is_empty() {
+        None
+    } else {
         let m = format!("lake/predictions/{run_id}/explanations.parquet");
-        write(&m, &explain::matrix(frame, &scored)?)?;
+        write(&m, &matrices)?;
         outputs.push(t0_manifest::record_output(root, catalog, "explanations", Location::per_entity_t0(m.clone()))?);
         Some(m)
-    } else {
-        None
     };
-    let drift = drift::measure(model, frame, &explain::predictions(&scored));
+    let rows: Vec<u64> = labels.iter().map(|l| l.rows).collect();
+    let rows_of = |label: &str| labels.iter().zip(&rows).find(|(l, _)| l.label == label).map_or(0, |(_, r)| *r);
     let drift_rel = drift::rel(run_id);
-    drift::write(&root.join(&drift_rel), &model.target, &drift, n)?;
+    drift::write(&root.join(&drift_rel), &drift, &rows_of)?;
     t0_manifest::purge_unrecorded(catalog, run_id, &["drift"])?;
-    drift::record(catalog, run_id, served.run, &model.target, &drift, n)?;
-    drift::export(root, &model.target, &drift)?;
-    let key = vec!["kind".into(), "name".into()];
+    drift::record(catalog, run_id, model_run, &drift, &rows_of)?;
+    drift::export(root, &drift)?;
+    let key = vec!["label".into(), "kind".into(), "name".into()];
     outputs.push(t0_manifest::record_output(root, catalog, "drift", Location::Parquet { path: drift_rel, key })?);
-    let table = Location::Table { table: "drift".into(), key: vec!["name".into()], run_id: Some(run_id.to_string()) };
+    let table = Location::Table {
+        table: "drift".into(),
+        key: vec!["label".into(), "kind".into(), "name".into()],
+        run_id: Some(run_id.to_string()),
+    };
     outputs.push(t0_manifest::record_output(root, catalog, "drift.table", table)?);
-    let levels = std::iter::once(model.nominal).chain(args.levels.iter().copied().filter(|l| *l != model.nominal));
-    let mean = |l: f64| (0..n).map(|i| model.halfwidth_at(frame.row(i), l)).sum::<f64>() / n.max(1) as f64;
-    let intervals = levels.map(|l| (l, mean(l))).collect();
-    Ok(Written { outputs, path: rel, explanations, drift, intervals })
+    Ok(Written { outputs, path: rel, explanations, labels, drift })
 }
 
+/// Long because: the stage's sequence — verify every input (model files, acceptance,
+/// certificate, skew, feature sources) before the run id is fixed, then score each label.
 pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress) -> Result<ScoreReport> {
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
@@ -256,72 +422,77 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
         STAGE,
         clock,
         t0_core::config::value_hash(&(
-            "score-v1",
+            "score-v2",
             format!("{:?}", args.rows),
             args.initial_state.as_str(),
             &args.override_block,
             args.top_k,
             &args.levels,
             args.explain_all,
+            args.all_models,
         )),
     );
     let train = t0_manifest::load(root, &catalog, t0_train::STAGE, None)?;
-    if train.manifest.summary["target"].is_null() {
-        // Placeholder until score serves every label's selected model (issue 28).
-        return Err(Error::Refused(format!(
-            "train-suite run {} serves no model: the project has no value or flow label to serve with an interval (binary and time-to-event labels are trained and selected, not yet served)",
-            train.manifest.run_id
-        )));
-    }
-    let model_out = run.consume(&train, &["run.model"])?;
-    let model = t0_train::read_model(root, &model_out[0])?;
-    let model_path = root.relative(&model_out[0].path(root)?);
+    let models = served_models(root, &mut run, &train, args.all_models)?;
     let judged = acceptance(root, &catalog, &mut run, &train.manifest.run_id)?;
     let (state, acceptance_from) = gate(args, judged, &train.manifest.run_id)?;
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
-    skew(&model, &cert, &model_path)?;
-    let surfaces: Vec<String> =
-        model.sources.iter().filter_map(|s| s.strip_prefix("surface.").map(str::to_string)).collect();
+    for (model, path, _) in &models {
+        skew(model, &cert, path)?;
+    }
+    let all: Vec<&String> = {
+        let mut v: Vec<&String> = Vec::new();
+        for s in models.iter().flat_map(|(m, _, _)| &m.sources) {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+        }
+        v
+    };
+    let surfaces: Vec<String> = all.iter().filter_map(|s| s.strip_prefix("surface.").map(str::to_string)).collect();
     let embeddings: Vec<String> =
-        model.sources.iter().filter(|s| s.starts_with("embeddings.") || s.starts_with("fused.")).cloned().collect();
+        all.iter().filter(|s| s.starts_with("embeddings.") || s.starts_with("fused.")).map(|s| s.to_string()).collect();
     let (sources, _) =
         t0_train::feature_sources(root, &catalog, &args.project, &cert, &mut run, &surfaces, &embeddings)?;
-    check_columns(&catalog, &sources, &model.columns, &model_path)?;
-    let (where_sql, selected) = args.rows.select(&model, &sources[0].path);
-    let run_id = run.run_id(&selected);
+    let target = train.manifest.summary["target"].as_str().map(str::to_string);
+    let primary = models.iter().position(|(m, _, _)| Some(&m.target) == target.as_ref()).unwrap_or(0);
+    let served: Vec<Served> = models
+        .into_iter()
+        .map(|(model, path, selected)| {
+            let rows = args.rows.select(&model, &sources[0].path);
+            Served { model, path, selected, rows }
+        })
+        .collect();
+    let run_id = run.run_id(&served[primary].rows.1);
     run.ensure_new(&run_id)?;
-    progress.phase("score", None);
-    let raw = t0_train::features::load(&catalog, &sources, &model.columns, None, &where_sql)?;
-    let frame = t0_train::features::encode(raw, &model.columns);
-    if frame.names != model.features {
-        return Err(Error::Refused(format!(
-            "model {model_path} expects features {:?}, the surface gives {:?}",
-            model.features, frame.names
-        )));
+    progress.phase("score", Some(served.len() as u64));
+    let mut scored = Vec::new();
+    for s in &served {
+        scored.push(score_label(&catalog, &sources, s, args)?);
+        progress.advance(1);
     }
-    let n = frame.rows();
-    let served = Served { model: &model, path: &model_path, run: &train.manifest.run_id };
-    let w = write_outputs(root, &catalog, &run_id, served, &frame, args)?;
-    progress.advance(n as u64);
     progress.finish();
-    let drift = &w.drift;
-    let worst = drift.iter().filter(|d| d.kind == "feature").max_by(|a, b| a.psi.total_cmp(&b.psi));
+    let w = write_outputs(root, &catalog, &run_id, &train.manifest.run_id, scored)?;
+    let p = &w.labels[primary];
+    let worst =
+        w.drift.iter().filter(|(l, d)| *l == p.label && d.kind == "feature").max_by(|a, b| a.1.psi.total_cmp(&b.1.psi));
     let report = ScoreReport {
         run_id: run_id.clone(),
         model_run: train.manifest.run_id.clone(),
-        label: model.target.clone(),
-        nominal: model.nominal,
-        rows: n as u64,
-        selected,
+        label: p.label.clone(),
+        nominal: served[primary].model.nominal,
+        rows: w.labels.iter().map(|l| l.rows).sum(),
+        selected: p.t0s.clone(),
         acceptance: state,
         acceptance_from,
         override_reason: if state == Verdict::Block { args.override_block.clone() } else { None },
         path: w.path.clone(),
         explanations: w.explanations.clone(),
-        intervals: w.intervals.clone(),
-        interval_method: model.interval_method.as_str().to_string(),
-        prediction_psi: drift.iter().find(|d| d.kind == "prediction").map(|d| d.psi),
-        worst_feature_psi: worst.map(|d| (d.name.clone(), d.psi)),
+        intervals: p.intervals.clone(),
+        interval_method: p.interval_method.clone().unwrap_or_default(),
+        prediction_psi: p.prediction_psi,
+        worst_feature_psi: worst.map(|(_, d)| (d.name.clone(), d.psi)),
+        labels: w.labels.clone(),
     };
     run.finish(&run_id, None, w.outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
@@ -341,6 +512,7 @@ mod tests {
             top_k: 3,
             levels: vec![],
             explain_all: false,
+            all_models: false,
         }
     }
 

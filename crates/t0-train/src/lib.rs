@@ -17,6 +17,7 @@
 
 pub mod drift;
 pub mod features;
+pub mod head;
 pub mod metrics;
 pub mod models;
 pub mod split;
@@ -41,11 +42,17 @@ use t0_project::Project;
 
 pub const STAGE: t0_core::Stage = t0_core::Stage::TrainSuite;
 pub const NOMINAL: f64 = 0.9;
+/// The manifest output name of each label's served model is this prefix and the label.
+pub const SERVED_PREFIX: &str = "run.served.";
+/// Every leaderboard model, served form: this prefix, the label, `.`, the model's id.
+pub const MODELS_PREFIX: &str = "run.models.";
 /// Bumped when the suite's outputs change for the same inputs.
 pub const SUITE_VERSION: &str = "suite-v1";
 
-/// The serving model (`runs/<run_id>/model.json`): the target label's model selected on the
-/// validation block, with everything score needs to rebuild its features.
+/// A served model: one label's model selected on the validation block, with everything score
+/// needs to rebuild its features (`runs/<run_id>/served/<label>.json` for every trained label;
+/// `model.json` is the target's). The interval fields apply to value heads; other heads keep
+/// none (empty scores) and serve what their [`head::Head`] derives.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Model {
     /// The selected family (`ridge`, `gbdt-squared`, `stack`).
@@ -85,6 +92,9 @@ pub struct Model {
     pub test_from: i64,
     /// Each feature's training-block distribution, then the prediction's (`score` drift).
     pub drift: Vec<drift::Reference>,
+    /// What the output means for the label's kind (value, probability, log-time).
+    #[serde(default)]
+    pub head: head::Head,
 }
 
 impl Model {

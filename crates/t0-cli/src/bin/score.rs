@@ -2,9 +2,12 @@
 use clap::Parser;
 use t0_cli::{Common, Freshness, Outcome};
 
-/// Score the certified surface at new T0s with the latest train-suite run: predictions,
-/// intervals and the top contributing features per row (exact contributions: with the base
-/// value they add up to the model's output, checked on every row).
+/// Score the certified surface at new T0s with the latest train-suite run: every trained label
+/// with its selected model, one row per entity, T0 and label — values with conformal
+/// intervals, binary labels as a calibrated probability and a decision at the gate's
+/// threshold, time-to-event labels as median and q10/q50/q90 times, S(t) and a conformal lower
+/// bound — and the top contributing features per row (exact contributions: with the base value
+/// they add up to the model's output on the stated explanation_scale, checked on every row).
 ///
 /// The acceptance gate is keyed to the model: the latest `calibrate` verdict on *this* model's
 /// predictions applies; a model not calibrated yet starts in --initial-state. BLOCK stops
@@ -37,14 +40,21 @@ struct Cli {
     /// its value as the model saw it, contribution on the stated explanation_scale).
     #[arg(long, default_value_t = t0_score::explain::DEFAULT_TOP_K)]
     top_k: usize,
-    /// Also write every feature's contribution for every row to explanations.parquet beside the
-    /// predictions (explanation_scale, base_value, then one column per feature).
+    /// Also write every feature's contribution for every row and label to explanations.parquet
+    /// beside the predictions (label, explanation_scale, explanation_output, base_value, then
+    /// one column per feature, null where a label's model has no such feature).
     #[arg(long)]
     explain_all: bool,
-    /// Coverage levels of extra split-conformal intervals, comma-separated (each adds
-    /// lower_<pct>/upper_<pct> columns; `lower`/`upper` stay at the model's nominal level).
+    /// Coverage levels of extra intervals, comma-separated (each adds lower_<pct>/upper_<pct>
+    /// columns for value labels and lower_bound_<pct> for time-to-event labels; `lower`/`upper`
+    /// and `lower_bound` stay at the model's nominal level).
     #[arg(long, value_delimiter = ',', default_value = "0.8,0.9", value_parser = parse_level)]
     levels: Vec<f64>,
+    /// Which models to score: `selected` (each label's selected model) or `all` (every model on
+    /// the leaderboard too, for comparison: rows with `selected` false; drift, the report's
+    /// headline and calibrate use the selected rows only).
+    #[arg(long, default_value = "selected", value_parser = ["selected", "all"])]
+    models: String,
     /// Why a BLOCK is overridden.
     #[arg(long, requires = "override_block")]
     reason: Option<String>,
@@ -58,8 +68,8 @@ struct Cli {
 enum Cmd {
     #[command(flatten)]
     Show(t0_cli::ShowCmd),
-    /// One entity's prediction, interval and reasons in plain words (`--json`: the same as
-    /// data), from the latest score run or --run.
+    /// One entity's predictions, intervals, decisions and reasons in plain words, every label
+    /// (`--json`: the same as data), from the latest score run or --run.
     Explain {
         /// The entity's id.
         entity: String,
@@ -69,6 +79,9 @@ enum Cmd {
         /// Score run id (see manifests/score/). Default: the latest.
         #[arg(long)]
         run: Option<String>,
+        /// Only this label. Default: every label scored at that T0.
+        #[arg(long)]
+        label: Option<String>,
     },
 }
 
@@ -102,9 +115,21 @@ fn human(r: &t0_score::ScoreReport) -> String {
         .as_deref()
         .map_or("initial state, not calibrated yet".to_string(), |c| format!("calibrate run {c}"));
     let over = r.override_reason.as_deref().map_or(String::new(), |w| format!(", BLOCK overridden: {w}"));
+    let mut labels: Vec<String> =
+        r.labels.iter().filter(|l| l.selected).map(|l| format!("{} {} ({} rows)", l.label, l.model, l.rows)).collect();
+    let compared = r.labels.iter().filter(|l| !l.selected).count();
+    if compared > 0 {
+        labels.push(format!("{compared} more models for comparison"));
+    }
     format!(
-        "run {}: {} predictions, {} (model {}, acceptance {} from {from}{over}) -> {}",
-        r.run_id, r.rows, r.selected, r.model_run, r.acceptance, r.path
+        "run {}: {} predictions of {}, {} (model {}, acceptance {} from {from}{over}) -> {}",
+        r.run_id,
+        r.rows,
+        labels.join(", "),
+        r.selected,
+        r.model_run,
+        r.acceptance,
+        r.path
     )
 }
 
@@ -116,9 +141,9 @@ fn main() -> std::process::ExitCode {
                 let r: t0_score::ScoreReport = t0_cli::show(root, t0_score::STAGE, run.as_deref())?;
                 return Ok(Outcome::done(&r, human(&r)));
             }
-            Some(Cmd::Explain { entity, t0, run }) => {
+            Some(Cmd::Explain { entity, t0, run, label }) => {
                 let t0 = parse_time("--t0", t0)?;
-                let e = t0_score::entity::explain(root, run.as_deref(), entity, t0)?;
+                let e = t0_score::entity::explain(root, run.as_deref(), entity, t0, label.as_deref())?;
                 return Ok(Outcome::done(&e, t0_score::entity::plain(&e)));
             }
             None => {}
@@ -141,6 +166,7 @@ fn main() -> std::process::ExitCode {
                 top_k: cli.top_k,
                 levels: cli.levels.clone(),
                 explain_all: cli.explain_all,
+                all_models: cli.models == "all",
             },
             progress,
         )?;

@@ -189,8 +189,14 @@ fn corrupt_media_is_quarantined_and_a_changed_media_store_refused() {
 }
 
 #[test]
-fn model_corrupted_before_score() {
-    file_case("runs/", "model.json", "score");
+fn served_model_corrupted_before_score() {
+    // Every label's served model is verified, not only the target's.
+    file_case("runs/", "served/tte_hours.json", "score");
+}
+
+#[test]
+fn model_corrupted_before_calibrate() {
+    file_case("runs/", "/model.json", "calibrate");
 }
 
 #[test]
@@ -230,8 +236,8 @@ fn a_block_acceptance_stops_the_next_score() {
 #[test]
 fn every_prediction_names_its_reasons_and_all_of_them_add_up_to_it() {
     let dir = copy_of_pristine();
-    // Every contribution (the cap is the model's feature count) against the prediction: the
-    // clips target is a value, so the explanation's scale is the prediction's.
+    // Every contribution (the cap is the model's feature count) against the output on the
+    // stated scale, on every row of every label.
     let o = expect(dir.path(), "score", &["--top-k", "100000", "--json"], 0);
     let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
     let file = dir.path().join(v["path"].as_str().unwrap());
@@ -243,22 +249,61 @@ fn every_prediction_names_its_reasons_and_all_of_them_add_up_to_it() {
     };
     let k = names.iter().filter(|n| n.ends_with("_contribution")).count();
     assert!(k >= 3 && names.contains(&format!("reason{k}_feature")), "{names:?}");
-    let sum = (1..=k).map(|r| format!("reason{r}_contribution")).collect::<Vec<_>>().join(" + ");
+    let sum = (1..=k).map(|r| format!("coalesce(reason{r}_contribution, 0)")).collect::<Vec<_>>().join(" + ");
     let (rows, worst, scales, ordered): (i64, f64, String, bool) = c
         .query_row(
             &format!(
-                "SELECT count(*), max(abs(base_value + {sum} - prediction)), string_agg(DISTINCT explanation_scale, ','),
+                "SELECT count(*), max(abs(base_value + {sum} - explanation_output)),
+                        string_agg(DISTINCT explanation_scale, ',' ORDER BY explanation_scale),
                         bool_and(abs(reason1_contribution) >= abs(reason2_contribution)
-                                 AND upper_80 - lower_80 <= upper_90 - lower_90
-                                 AND abs((upper_90 - lower_90) - (upper - lower)) < 1e-12) FROM p"
+                                 AND (label_kind <> 'value' OR (upper_80 - lower_80 <= upper_90 - lower_90
+                                      AND abs((upper_90 - lower_90) - (upper - lower)) < 1e-12
+                                      AND prediction = explanation_output))) FROM p"
             ),
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
     assert!(rows > 0 && worst <= 1e-9, "{rows} rows, worst additivity gap {worst}");
-    assert_eq!(scales, "value");
+    // The clips project's value, binary and time-to-event labels, each on its own scale.
+    assert_eq!(scales, "log-odds,log-time,value");
     assert!(ordered, "reasons ordered by |contribution|, the 80 % interval inside the 90 % one, which is the nominal");
+    assert_eq!(rows, v["rows"].as_i64().unwrap());
+}
+
+#[test]
+fn every_label_is_served_with_what_its_kind_promises() {
+    let dir = copy_of_pristine();
+    let o = expect(dir.path(), "score", &["--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let labels: Vec<&str> = v["labels"].as_array().unwrap().iter().map(|l| l["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["tte_hours", "y_log_views", "y_tail"], "{v}");
+    let file = dir.path().join(v["path"].as_str().unwrap());
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    c.execute(&format!("CREATE VIEW p AS SELECT * FROM read_parquet('{}')", file.display()), []).unwrap();
+    let q = |sql: &str| -> bool { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+    // Value: the raw scale inverts log1p, the interval holds the prediction.
+    assert!(q("SELECT bool_and(abs(prediction_raw - (exp(prediction) - 1)) < 1e-9 * (1 + abs(prediction_raw))
+                 AND lower < prediction AND prediction < upper AND lower_raw < upper_raw
+                 AND decision IS NULL AND q50 IS NULL) FROM p WHERE label = 'y_log_views'"));
+    // Binary: a probability, decided at the threshold recorded beside it.
+    assert!(q("SELECT bool_and(prediction BETWEEN 0 AND 1 AND decision = (prediction >= threshold)
+                 AND lower IS NULL AND explanation_scale = 'log-odds') FROM p WHERE label = 'y_tail'"));
+    // Time to event: ordered quantiles, the median as the prediction, S(t) falling, and the
+    // lower bound at 90 % no higher than at 80 %, below the median.
+    let s: Vec<String> = {
+        let mut st = c.prepare("SELECT column_name FROM (DESCRIBE p) WHERE column_name LIKE 's_at_%'").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(s.len() >= 2, "{s:?}");
+    assert!(q(&format!(
+        "SELECT bool_and(q10 <= q50 AND q50 <= q90 AND abs(q50 - prediction) <= 1e-9 * prediction
+                 AND {s0} >= {s1} AND {s0} BETWEEN 0 AND 1
+                 AND lower_bound_90 <= lower_bound_80 AND lower_bound = lower_bound_90 AND lower_bound >= 0
+                 AND lower IS NULL AND explanation_scale = 'log-time') FROM p WHERE label = 'tte_hours'",
+        s0 = s[0],
+        s1 = s[1]
+    )));
 }
 
 #[test]
@@ -315,12 +360,13 @@ fn score_measures_drift_per_feature_into_parquet_catalog_and_metrics() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert!(features >= 3 && predictions == 1 && finite, "{features} features, {predictions} predictions");
+    // One prediction per served label, each with its model's features.
+    assert!(features >= 9 && predictions == 3 && finite, "{features} features, {predictions} predictions");
     let cat = t0_catalog::Catalog::open(&t0_core::Root::new(root)).unwrap();
     let n: i64 = cat.conn().query_row("SELECT count(*) FROM drift", [], |r| r.get(0)).unwrap();
     assert_eq!(n, features + predictions);
     let prom = std::fs::read_to_string(root.join("metrics/score.prom")).unwrap();
-    let series = prom.lines().filter(|l| l.starts_with("t0clip_feature_psi{label=\"y_log_views\",feature=")).count();
+    let series = prom.lines().filter(|l| l.starts_with("t0clip_feature_psi{label=")).count();
     assert_eq!(series as i64, features, "{prom}");
     assert!(prom.lines().any(|l| l.starts_with("t0clip_prediction_psi{label=\"y_log_views\"} ")), "{prom}");
 }
@@ -337,7 +383,8 @@ fn latest_scores_each_entity_once_at_its_latest_certified_t0_and_ranges_are_incl
     let (p, s) = (preds.display(), surface.display());
     let scored = q(format!("SELECT count(*) FROM read_parquet('{p}')"));
     let entities = q(format!("SELECT count(DISTINCT entity_id) FROM read_parquet('{s}')"));
-    assert_eq!(scored, entities, "one row per entity");
+    let labels = v["labels"].as_array().unwrap().len() as i64;
+    assert_eq!(scored, entities * labels, "one row per entity and label");
     let off = q(format!(
         "SELECT count(*) FROM read_parquet('{p}') p JOIN (SELECT entity_id, max(t0) AS t0 FROM read_parquet('{s}') GROUP BY ALL) m
          USING (entity_id) WHERE p.t0 <> m.t0"
@@ -353,7 +400,7 @@ fn latest_scores_each_entity_once_at_its_latest_certified_t0_and_ranges_are_incl
     let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
     let at =
         q(format!("SELECT count(*) FROM read_parquet('{s}') WHERE t0 = (SELECT max(t0) FROM read_parquet('{s}'))"));
-    assert_eq!(v["rows"].as_i64(), Some(at), "{v}");
+    assert!(v["labels"].as_array().unwrap().iter().all(|l| l["rows"].as_i64() == Some(at)), "{v}");
     expect(dir.path(), "score", &["--latest", "--t0-from", &t0], 2);
 }
 
@@ -365,7 +412,8 @@ fn score_explain_tells_one_entity_its_prediction_interval_and_reasons() {
     let (entity, prediction): (String, f64) = c
         .query_row(
             &format!(
-                "SELECT entity_id, prediction FROM read_parquet('{}') ORDER BY t0 DESC, entity_id LIMIT 1",
+                "SELECT entity_id, prediction FROM read_parquet('{}') WHERE label = 'y_log_views'
+                 ORDER BY t0 DESC, entity_id LIMIT 1",
                 preds.display()
             ),
             [],
@@ -374,10 +422,20 @@ fn score_explain_tells_one_entity_its_prediction_interval_and_reasons() {
         .unwrap();
     let o = expect(dir.path(), "score", &["explain", &entity, "--json"], 0);
     let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
-    assert_eq!((v["entity_id"].as_str(), v["prediction"].as_f64()), (Some(entity.as_str()), Some(prediction)), "{v}");
-    assert_eq!(v["reasons"].as_array().unwrap().len(), 3, "{v}");
-    assert!(v["lower"].as_f64() < v["upper"].as_f64() && v["scale"] == "value", "{v}");
+    let all = v["predictions"].as_array().unwrap();
+    let value = all.iter().find(|p| p["label"] == "y_log_views").unwrap();
+    assert_eq!(
+        (v["entity_id"].as_str(), value["prediction"].as_f64()),
+        (Some(entity.as_str()), Some(prediction)),
+        "{v}"
+    );
+    assert_eq!(value["reasons"].as_array().unwrap().len(), 3, "{v}");
+    assert!(value["lower"].as_f64() < value["upper"].as_f64() && value["scale"] == "value", "{v}");
     assert!(o.stderr.contains(&entity) && (o.stderr.contains("raises") || o.stderr.contains("lowers")), "{}", o.stderr);
+    // Only one label, when asked.
+    let o = expect(dir.path(), "score", &["explain", &entity, "--label", "y_log_views", "--json"], 0);
+    let one: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    assert_eq!(one["predictions"].as_array().unwrap().len(), 1, "{one}");
     let o = expect(dir.path(), "score", &["explain", "no-such-entity"], 2);
     assert!(o.stderr.contains("no-such-entity"), "{}", o.stderr);
     // A tampered predictions file is refused, named.
@@ -397,14 +455,15 @@ fn explain_all_writes_the_full_matrix_that_adds_up_and_verify_guards_it() {
     let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
     c.execute(&format!("CREATE VIEW m AS SELECT * FROM read_parquet('{}')", m.display()), []).unwrap();
     let features: Vec<String> = {
-        let mut s = c.prepare("SELECT column_name FROM (DESCRIBE m) OFFSET 4").unwrap();
+        let mut s = c.prepare("SELECT column_name FROM (DESCRIBE m) OFFSET 6").unwrap();
         s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
-    let sum: Vec<String> = features.iter().map(|f| format!("m.\"{f}\"")).collect();
+    let sum: Vec<String> = features.iter().map(|f| format!("coalesce(m.\"{f}\", 0)")).collect();
     let (rows, worst): (i64, f64) = c
         .query_row(
             &format!(
-                "SELECT count(*), max(abs(m.base_value + {} - p.prediction)) FROM m JOIN read_parquet('{}') p USING (entity_id, t0)",
+                "SELECT count(*), max(abs(m.base_value + {} - p.explanation_output))
+                 FROM m JOIN read_parquet('{}') p USING (entity_id, t0, label)",
                 sum.join(" + "),
                 p.display()
             ),
@@ -424,4 +483,42 @@ fn explain_all_writes_the_full_matrix_that_adds_up_and_verify_guards_it() {
     let o = run(dir.path(), "verify", &[]);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains(&rel) || o.stdout.contains(&rel), "verify must name {rel}: {}", o.stderr);
+}
+
+#[test]
+fn models_all_scores_every_leaderboard_model_beside_the_selected_one_and_calibrate_judges_the_selected() {
+    let dir = copy_of_pristine();
+    let o = expect(dir.path(), "score", &["--models", "all", "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let file = dir.path().join(v["path"].as_str().unwrap());
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    c.execute(&format!("CREATE VIEW p AS SELECT * FROM read_parquet('{}')", file.display()), []).unwrap();
+    // Per label: several models, one selected, the same rows for each.
+    let (labels, ok): (i64, bool) = c
+        .query_row(
+            "SELECT count(*), bool_and(models > 1 AND selected_models = 1 AND min_rows = max_rows) FROM (
+               SELECT label, count(DISTINCT model) AS models, count(DISTINCT model) FILTER (selected) AS selected_models,
+                      min(n) AS min_rows, max(n) AS max_rows
+               FROM (SELECT label, model, selected, count(*) AS n FROM p GROUP BY ALL) GROUP BY label)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(labels == 3 && ok, "{labels} labels");
+    // The leaderboard's selected model is the one flagged.
+    let flagged: String = c
+        .query_row("SELECT any_value(model) FROM p WHERE label = 'y_log_views' AND selected", [], |r| r.get(0))
+        .unwrap();
+    let board = v["labels"].as_array().unwrap();
+    assert!(
+        board.iter().any(|l| l["label"] == "y_log_views" && l["selected"] == true && l["model"] == flagged.as_str())
+    );
+    // Calibrate judges the selected rows only: one per entity and T0.
+    // Exit 0 or 1 (a BLOCK verdict): either way the report says what it judged.
+    let cal = run(dir.path(), "calibrate", &["--json"]);
+    assert!(cal.code == 0 || cal.code == 1, "{}", cal.stderr);
+    let cv: serde_json::Value = serde_json::from_str(cal.stdout.trim()).unwrap();
+    let selected_rows: i64 =
+        c.query_row("SELECT count(*) FROM p WHERE label = 'y_log_views' AND selected", [], |r| r.get(0)).unwrap();
+    assert_eq!(cv["scored"].as_i64(), Some(selected_rows), "{cv}");
 }

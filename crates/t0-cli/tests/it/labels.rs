@@ -349,7 +349,7 @@ fn a_yearly_panel_published_a_month_late_keeps_its_last_labelled_year_and_says_w
 }
 
 #[test]
-fn a_project_of_survival_labels_only_trains_every_label_and_score_says_it_serves_none_yet() {
+fn a_project_of_survival_labels_only_trains_every_label_and_score_serves_its_times() {
     let (obs, evs) = sparse_panel(&mut Rng::new(20_261_204));
     let dir = tempfile::tempdir().unwrap();
     let (proj, root) = (dir.path().join("project"), dir.path().join("root"));
@@ -383,6 +383,24 @@ fn a_project_of_survival_labels_only_trains_every_label_and_score_says_it_serves
     let selected: Vec<&serde_json::Value> =
         tv["leaderboard"].as_array().unwrap().iter().filter(|e| e["selected"] == true).collect();
     assert_eq!((selected.len(), selected[0]["label"].as_str()), (1, Some("tte_death")), "{tv}");
-    let score = expect(&root, "score", &p, 3);
-    assert!(score.stderr.contains("serves no model"), "{}", score.stderr);
+    // No value target, yet the survival label is served: median, quantiles and its bound.
+    let score = expect(&root, "score", &[&p[..], &["--json"]].concat(), 0);
+    let sv: serde_json::Value = serde_json::from_str(score.stdout.trim()).unwrap();
+    let labels = sv["labels"].as_array().unwrap();
+    assert_eq!(labels.len(), 1, "{sv}");
+    assert_eq!((labels[0]["label"].as_str(), labels[0]["kind"].as_str()), (Some("tte_death"), Some("time_to_event")));
+    assert!(labels[0]["rows"].as_u64().unwrap() > 0 && sv["label"] == "tte_death", "{sv}");
+    let c = t0_catalog::duckdb::Connection::open_in_memory().unwrap();
+    let ok: bool = c
+        .query_row(
+            &format!(
+                "SELECT bool_and(q10 <= prediction AND prediction <= q90 AND lower_bound <= lower_bound_80)
+                 FROM read_parquet('{}')",
+                root.join(sv["path"].as_str().unwrap()).display()
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(ok);
 }

@@ -36,7 +36,7 @@ impl Gate {
 }
 
 /// The threshold of best F1 on (p, y) (ties: the lower threshold).
-fn best_f1_threshold(p: &[f64], y: &[f64]) -> f64 {
+pub(crate) fn best_f1_threshold(p: &[f64], y: &[f64]) -> f64 {
     let mut cands: Vec<f64> = p.to_vec();
     cands.sort_by(f64::total_cmp);
     cands.dedup();

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use t0_core::Result;
 
 use super::{Gathered, Job, Skip, curves_of};
+use crate::head::Head;
 use crate::metrics as m;
-use crate::models::gate::Gate;
+use crate::models::gate::{Gate, best_f1_threshold};
 use crate::models::gbdt::{GbdtConfig, Objective};
+use crate::models::isotonic::Isotonic;
 use crate::models::stack::{Base, Stack, StackConfig};
 use crate::models::woe::{Woe, WoeConfig};
 use crate::models::{Design, Fitted, Learner, Target};
@@ -66,9 +68,26 @@ pub(super) fn train(job: &Job, got: &mut Gathered) -> Result<std::result::Result
                 mm.insert("gate_f1".into(), f1);
             }
         }
-        got.scored.push(job.scored(model, fit, (vp, tp), (vm, tm), ("roc_auc", true), curves));
+        let head = binary_head(&fit, &dc);
+        let mut s = job.scored(model, fit, (vp, tp), (vm, tm), ("roc_auc", true), curves);
+        s.head = head;
+        got.scored.push(s);
     }
     Ok(Ok(()))
+}
+
+/// How a binary model serves: the gate calibrates itself and keeps its threshold; any other
+/// model's probability is isotonic-calibrated on the calibration block and decided at the
+/// best-F1 threshold of the calibrated probabilities there.
+fn binary_head(fit: &Fitted, dc: &Design) -> Head {
+    if let Fitted::Gate(g) = fit {
+        return Head::Binary { calibration: None, threshold: g.threshold };
+    }
+    let y = dc.y.real().expect("binary");
+    let raw: Vec<f64> = (0..dc.rows()).map(|i| fit.predict(dc.row(i))).collect();
+    let calibration = Isotonic::fit(&raw, y, 0.0, 1.0);
+    let p: Vec<f64> = raw.iter().map(|p| calibration.as_ref().map_or(*p, |c| c.predict(*p))).collect();
+    Head::Binary { calibration, threshold: best_f1_threshold(&p, y) }
 }
 
 fn classification_metrics(p: &[f64], y: &[f64], thresholds: &[f64]) -> BTreeMap<String, f64> {
@@ -80,4 +99,40 @@ fn classification_metrics(p: &[f64], y: &[f64], thresholds: &[f64]) -> BTreeMap<
         out.insert(format!("f1_at_{t}"), f1);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One feature 0..n; positive when x ≥ `cut`, and on every `every`-th row besides.
+    fn design(n: usize, cut: f64, every: usize) -> Design {
+        let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let y = x.iter().enumerate().map(|(i, v)| if *v >= cut || i % every == 0 { 1.0 } else { 0.0 }).collect();
+        Design { x, d: 1, y: Target::Binary(y) }
+    }
+
+    #[test]
+    fn a_model_other_than_the_gate_serves_a_probability_calibrated_on_the_calibration_block() {
+        // WOE learns the training block's rates; the calibration block has more positives, so
+        // only a calibration fitted there matches its rate (isotonic keeps the block's mean).
+        let (dt, dc) = (design(400, 300.0, 7), design(400, 200.0, 3));
+        let woe = Fitted::Woe(Woe::fit(&WoeConfig { bins: 5 }, &dt, None).unwrap());
+        let Head::Binary { calibration: Some(c), threshold } = binary_head(&woe, &dc) else { panic!("calibrated") };
+        let y = dc.y.real().unwrap();
+        let rate = y.iter().sum::<f64>() / y.len() as f64;
+        let served: Vec<f64> = (0..dc.rows()).map(|i| c.predict(woe.predict(dc.row(i)))).collect();
+        let raw_mean = (0..dc.rows()).map(|i| woe.predict(dc.row(i))).sum::<f64>() / y.len() as f64;
+        let mean = served.iter().sum::<f64>() / y.len() as f64;
+        assert!((mean - rate).abs() < 1e-12, "calibrated mean {mean} vs rate {rate}");
+        assert!((raw_mean - rate).abs() > 0.05, "the raw model was already calibrated: {raw_mean} vs {rate}");
+        // The threshold is the best F1 of the calibrated probabilities there.
+        let f1 = |t: f64| m::prf(&served, y, t).2;
+        assert!(served.iter().all(|t| f1(*t) <= f1(threshold) + 1e-15), "threshold {threshold}");
+        // The gate keeps its own calibration and threshold.
+        let dv = design(200, 150.0, 7);
+        let gate = Gate::fit(&dt, &dv, &dc).unwrap();
+        let t = gate.threshold;
+        assert_eq!(binary_head(&Fitted::Gate(Box::new(gate)), &dc), Head::Binary { calibration: None, threshold: t });
+    }
 }

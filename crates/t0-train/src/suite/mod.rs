@@ -20,6 +20,7 @@ use t0_project::def::{Horizon, SplitKind};
 use t0_project::{LabelKind, Project};
 
 use crate::features::{self, ColumnKind, ColumnSpec, LabelRead};
+use crate::head::{Head, TIME_QUANTILES};
 use crate::metrics as m;
 use crate::models::dist::Dist;
 use crate::models::gbdt::{Gbdt, Objective};
@@ -39,9 +40,6 @@ pub(crate) struct Built {
     pub files: Vec<File>,
     pub report: TrainReport,
 }
-
-/// Quantiles of time-to-event reported beside the median.
-const TIME_QUANTILES: [f64; 3] = [0.1, 0.5, 0.9];
 
 /// The GBDT objective of time-to-event labels: XGBoost's AFT, log-normal, scale 1.
 const GBDT_AFT: Objective = Objective::Aft { dist: Dist::Normal, sigma: 1.0 };
@@ -68,6 +66,8 @@ struct Scored {
     /// (name, valid value, test value); larger is better when `higher`.
     select_by: (&'static str, bool),
     curves: Option<serde_json::Value>,
+    /// What serving this model derives from its output (calibration, threshold, bound).
+    head: Head,
 }
 
 impl Scored {
@@ -230,6 +230,7 @@ impl Job<'_> {
             test_metrics,
             select_by,
             curves,
+            head: Head::Value { transform: self.label.transform() },
         }
     }
 }
@@ -452,13 +453,23 @@ pub(crate) fn build(
         return Err(Error::Gate("no model was trained: no metrics produced".into()));
     }
     let selected = select::per_label(&got.scored);
+    // Every scored model in its served form (score --models all), the selected ones per label.
+    let mut models = Vec::with_capacity(got.scored.len());
+    for (k, s) in got.scored.iter().enumerate() {
+        models.push(
+            select::Serving::at(&got.scored, k, &variants, &variant_x).model(&loaded, project, inputs, &s.label)?,
+        );
+    }
     let serving = match target {
         Some(t) => {
             let serving = select::Serving::pick(&got.scored, &selected, t, &variants, &variant_x)?;
-            Some(serving.model(&loaded, project, inputs, t)?)
+            let model = models[selected[t]].clone();
+            let metrics = serving.metrics(&loaded, t, model.interval_halfwidth);
+            Some((model, metrics))
         }
         None => None,
     };
+    let served = selected.values().map(|&k| models[k].clone()).collect();
     snapshot::write(snapshot::Parts {
         project,
         target,
@@ -469,6 +480,8 @@ pub(crate) fn build(
         got,
         selected,
         serving,
+        served,
+        models,
     })
 }
 

@@ -1,5 +1,5 @@
-//! Which model serves: per label, the best validation figure of its selection metric; for the
-//! target, that model becomes the snapshot's `model.json` with its conformal interval.
+//! Which model serves: per label, the best validation figure of its selection metric. Every
+//! label's becomes `served/<label>.json`; the target's is also the snapshot's `model.json`.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,7 @@ use t0_core::{Error, Result};
 use t0_project::Project;
 
 use super::{Loaded, Scored, Variant, conformal};
+use crate::head::Head;
 use crate::metrics as m;
 use crate::split::Block;
 use crate::{Inputs, Metrics, Model, NOMINAL};
@@ -53,8 +54,13 @@ impl Serving<'_> {
         let k = *selected.get(target).ok_or_else(|| {
             Error::Gate(format!("no model of the target {target} produced a finite validation metric"))
         })?;
+        Ok(Serving::at(scored, k, variants, variant_x))
+    }
+
+    /// The `k`-th scored model, served (every leaderboard model is written as one).
+    pub fn at<'a>(scored: &'a [Scored], k: usize, variants: &'a [Variant], variant_x: &'a [Vec<f64>]) -> Serving<'a> {
         let sv = &scored[k];
-        Ok(Serving { scored: sv, variant: &variants[sv.variant], x: &variant_x[sv.variant] })
+        Serving { scored: sv, variant: &variants[sv.variant], x: &variant_x[sv.variant] }
     }
 
     /// The calibration block's conformity scores: absolute residuals, ascending.
@@ -123,12 +129,13 @@ impl Serving<'_> {
         refs
     }
 
-    /// `model.json` and the one-line summary's figures.
-    pub fn model(&self, loaded: &Loaded, project: &Project, inputs: &Inputs, target: &str) -> Result<(Model, Metrics)> {
+    /// The served model of `target` (its conformal intervals where it is a value label).
+    pub fn model(&self, loaded: &Loaded, project: &Project, inputs: &Inputs, target: &str) -> Result<Model> {
         let (sv, variant) = (self.scored, self.variant);
-        let calibration_scores = self.calibration_scores(loaded, target);
-        let halfwidth = conformal::halfwidth(&calibration_scores, NOMINAL);
-        let normalized = self.normalized(loaded, target);
+        let value = matches!(sv.head, Head::Value { .. });
+        let calibration_scores = if value { self.calibration_scores(loaded, target) } else { Vec::new() };
+        let halfwidth = if value { conformal::halfwidth(&calibration_scores, NOMINAL) } else { 0.0 };
+        let normalized = if value { self.normalized(loaded, target) } else { None };
         let interval_method = self.choose(loaded, target, halfwidth, normalized.as_ref());
         let (scale, normalized_scores) = normalized.map_or((None, Vec::new()), |(s, v)| (Some(s), v));
         let mut surface_view_defs = BTreeMap::new();
@@ -165,11 +172,13 @@ impl Serving<'_> {
             valid_from: first(Block::Validation),
             test_from: first(Block::Test),
             drift: self.drift_references(loaded, target),
+            head: sv.head.clone(),
         };
-        Ok((model, self.metrics(loaded, target, halfwidth)))
+        Ok(model)
     }
 
-    fn metrics(&self, loaded: &Loaded, target: &str, halfwidth: f64) -> Metrics {
+    /// The one-line summary's figures of a value label's served model.
+    pub fn metrics(&self, loaded: &Loaded, target: &str, halfwidth: f64) -> Metrics {
         let sv = self.scored;
         let y = loaded.frame.label(target).expect("target column");
         let ty: Vec<f64> = sv.test_rows.iter().map(|&i| y[i].expect("present")).collect();

@@ -16,7 +16,9 @@ use crate::metrics as m;
 use crate::models::gbdt::{GbdtConfig, Objective};
 use crate::models::ridge::RidgeConfig;
 use crate::split::Block;
-use crate::{BlockRows, Entry, Inputs, LabelRows, Metrics, Model, SUITE_VERSION, TrainReport};
+use crate::{
+    BlockRows, Entry, Inputs, LabelRows, MODELS_PREFIX, Metrics, Model, SERVED_PREFIX, SUITE_VERSION, TrainReport,
+};
 
 /// Everything the snapshot is written from.
 pub(super) struct Parts<'a> {
@@ -30,6 +32,10 @@ pub(super) struct Parts<'a> {
     pub selected: BTreeMap<String, usize>,
     /// The served label's model and figures, when there is one.
     pub serving: Option<(Model, Metrics)>,
+    /// Every trained label's served model, in label order.
+    pub served: Vec<Model>,
+    /// Every scored model in its served form, in the order of `got.scored`.
+    pub models: Vec<Model>,
 }
 
 struct Files(Vec<File>);
@@ -68,10 +74,13 @@ pub(super) fn write(mut p: Parts) -> Result<Built> {
     if let Some((model, _)) = &p.serving {
         files.json("model.json", "run.model", model)?;
     }
-    for s in &p.got.scored {
+    for model in &p.served {
+        files.json(&format!("served/{}.json", model.target), &format!("{SERVED_PREFIX}{}", model.target), model)?;
+    }
+    for (s, model) in p.got.scored.iter().zip(&p.models) {
         let id = s.id(p.variants);
         let stem = format!("{}__{id}", s.label);
-        files.json(&format!("models/{stem}.json"), &format!("run.models.{}.{id}", s.label), &s.fitted)?;
+        files.json(&format!("models/{stem}.json"), &format!("{MODELS_PREFIX}{}.{id}", s.label), model)?;
         if let Some(c) = &s.curves {
             files.json(&format!("curves/{stem}.json"), &format!("run.curves.{}.{id}", s.label), c)?;
         }

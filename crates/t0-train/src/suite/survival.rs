@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use t0_core::Result;
 use t0_project::def::SplitKind;
 
-use super::{AFT_PENALTIES, GBDT_AFT, Gathered, Job, Skip, TIME_QUANTILES, curves_of};
+use super::{AFT_PENALTIES, Ctx, GBDT_AFT, Gathered, Job, Skip, TIME_QUANTILES, curves_of};
+use crate::head::{Head, SurvivalBound};
 use crate::metrics as m;
 use crate::models::aft::{Aft, AftConfig};
 use crate::models::dist::Dist;
@@ -46,17 +47,59 @@ pub(super) fn train(job: &Job, got: &mut Gathered) -> Result<std::result::Result
     let train_t: Vec<f64> = tr.iter().map(|&i| lower[i]).collect();
     let train_e: Vec<bool> = tr.iter().map(|&i| upper[i].is_finite()).collect();
     let cens = m::CensoringKm::fit(&train_t, &train_e);
+    let calibration = Calibration::of(job, &lower, &upper);
     // The job's validation and test rows are those with a usable time.
     let job = Job { va, te, tr, ..job.clone() };
     for (model, fit, dist, sigma, curves) in fit_models(&job, (&dt, &dv), got)? {
         let eval = Evaluation { dist, sigma, times: &got.survival_times, cens: &cens };
         let (vp, vs, vm) = eval.run(&fit, &dv);
         let (tp, ts, tm) = eval.run(&fit, &dte);
+        let bound = calibration.bound(&fit, dist, sigma, ctx);
         let mut s = job.scored(model, fit, (vp, tp), (vm, tm), ("harrell_c", true), curves);
         (s.valid_surv, s.test_surv) = (Some(vs), Some(ts));
+        s.head = Head::Survival { dist, sigma, times: got.survival_times.clone(), bound };
         got.scored.push(s);
     }
     Ok(Ok(()))
+}
+
+/// The calibration block's rows with a usable time: observed time, event, and censoring time
+/// in hours. A censored row's censoring time is its observed time; an event row's is where
+/// the block's outcomes end (the validation block's start), the end of the window in which it
+/// was observed — infinite under a random split, which has no such end (conservative: rows
+/// censored early drop out of the bound's calibration, events never do).
+struct Calibration {
+    rows: Vec<usize>,
+    time: Vec<f64>,
+    event: Vec<bool>,
+    censor: Vec<f64>,
+}
+
+impl Calibration {
+    fn of(job: &Job, lower: &[f64], upper: &[f64]) -> Calibration {
+        let frame = job.frame;
+        let ends = (0..job.blocks.len()).find(|&i| job.blocks[i] == Block::Validation).map(|i| frame.t0[i]);
+        let rows = job.rows(Block::Calibration, &|i| !lower[i].is_nan());
+        let event: Vec<bool> = rows.iter().map(|&i| upper[i].is_finite()).collect();
+        let censor = rows
+            .iter()
+            .zip(&event)
+            .map(|(&i, &e)| match (e, ends, job.split) {
+                (false, ..) => lower[i],
+                (true, Some(end), SplitKind::Chronological) => (end - frame.t0[i]) as f64 / HOUR,
+                (true, ..) => f64::INFINITY,
+            })
+            .collect();
+        Calibration { time: rows.iter().map(|&i| lower[i]).collect(), rows, event, censor }
+    }
+
+    /// The conformal lower bound of a fitted model, from its median on these rows.
+    fn bound(&self, fit: &Fitted, dist: Dist, sigma: f64, ctx: &Ctx) -> Option<SurvivalBound> {
+        let z = sigma * dist.quantile(0.5);
+        let median: Vec<f64> =
+            self.rows.iter().map(|&i| (fit.predict(&ctx.x[i * ctx.d..(i + 1) * ctx.d]) + z).exp()).collect();
+        SurvivalBound::fit(&median, &self.time, &self.event, &self.censor)
+    }
 }
 
 /// Each row's censored interval in hours, censored where the next block begins under a
