@@ -69,6 +69,10 @@ pub struct TrainSettings {
     /// A binary or time-to-event label's block with fewer events than this is warned about:
     /// its figures rest on too few outcomes to compare models.
     pub min_events: usize,
+    /// A categorical feature column whose levels get their own conformal intervals (Mondrian,
+    /// group-conditional coverage) for value and flow labels. Default: none, one pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mondrian: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -92,6 +96,7 @@ impl Default for TrainSettings {
             survival_times: Vec::new(),
             models: Vec::new(),
             min_events: 20,
+            mondrian: None,
         }
     }
 }

@@ -95,6 +95,9 @@ pub struct Model {
     /// What the output means for the label's kind (value, probability, log-time).
     #[serde(default)]
     pub head: head::Head,
+    /// Group-conditional calibration scores (`train.mondrian`), by the chosen method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mondrian: Option<suite::conformal::Mondrian>,
 }
 
 impl Model {
@@ -105,12 +108,12 @@ impl Model {
 
     /// The half-width at coverage `level` for the row `x`, by the chosen method.
     pub fn halfwidth_at(&self, x: &[f64], level: f64) -> f64 {
-        match (self.interval_method, &self.scale) {
-            (suite::conformal::Method::Normalized, Some(s)) => {
-                suite::conformal::halfwidth(&self.normalized_scores, level) * s.at(x)
-            }
-            _ => self.halfwidth(level),
-        }
+        let (scores, scale) = match (self.interval_method, &self.scale) {
+            (suite::conformal::Method::Normalized, Some(s)) => (&self.normalized_scores, s.at(x)),
+            _ => (&self.calibration_scores, 1.0),
+        };
+        let scores = self.mondrian.as_ref().and_then(|m| m.scores_at(x, level)).unwrap_or(scores);
+        suite::conformal::halfwidth(scores, level) * scale
     }
 
     /// Prediction and per-feature contributions.

@@ -694,3 +694,33 @@ fn a_retrained_model_is_not_held_by_the_block_of_the_model_it_replaces() {
     let s = json(expect(&root, "score", &with(&p, &["--json"]), 0));
     assert_eq!((s["acceptance"].as_str(), &s["acceptance_from"]), (Some("PASS"), &cal["run_id"]), "{s}");
 }
+
+#[test]
+fn mondrian_gives_each_continent_its_own_interval_scores_and_refuses_a_column_that_is_not_categorical() {
+    let with = |column: &'static str| {
+        project_copy("gapminder", move |name, t| match name {
+            "project.yaml" => t.replace("\ntrain:\n", &format!("\ntrain:\n  mondrian: {column}\n")),
+            _ => t,
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(gapminder_root(), dir.path());
+    let proj = with("continent");
+    let o = expect(dir.path(), "train-suite", &["--project", proj.path().to_str().unwrap(), "--json"], 0);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
+    let served = dir.path().join(v["snapshot"].as_str().unwrap()).join("served/y_log_gdp.json");
+    let model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(served).unwrap()).unwrap();
+    let m = &model["mondrian"];
+    assert_eq!(m["column"], "continent", "{m}");
+    let groups: Vec<&str> = m["groups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+    let scores = m["scores"].as_array().unwrap();
+    let size = |g: &str| scores[groups.iter().position(|x| *x == g).unwrap()].as_array().unwrap().len();
+    // Every calibration row lands in exactly one group.
+    let total: usize = scores.iter().map(|s| s.as_array().unwrap().len()).sum();
+    assert_eq!(total, model["calibration_scores"].as_array().unwrap().len());
+    assert!(size("continent=Africa") >= 20 && size("continent=Europe") >= 20, "{groups:?}");
+    // A numeric column is refused naming the file and the column (exit 2, the user's config).
+    let proj = with("pop_last");
+    let o = expect(dir.path(), "train-suite", &["--project", proj.path().to_str().unwrap()], 2);
+    assert!(o.stderr.contains("project.yaml") && o.stderr.contains("pop_last"), "{}", o.stderr);
+}

@@ -7,6 +7,7 @@ use t0_core::{Error, Result};
 use t0_project::Project;
 
 use super::{Loaded, Scored, Variant, conformal};
+use crate::features::ColumnKind;
 use crate::head::Head;
 use crate::metrics as m;
 use crate::split::Block;
@@ -94,6 +95,47 @@ impl Serving<'_> {
         Some((scale, scores))
     }
 
+    /// The calibration block's scores by `method`, grouped by the levels of the categorical
+    /// feature `column` (`train.mondrian`), which must be one of the model's.
+    fn mondrian(
+        &self,
+        loaded: &Loaded,
+        project: &Project,
+        target: &str,
+        column: &str,
+        method: conformal::Method,
+        norm: Option<&(conformal::Scale, Vec<f64>)>,
+    ) -> Result<conformal::Mondrian> {
+        let spec =
+            self.variant.specs.iter().find(|c| c.column == column && matches!(c.kind, ColumnKind::Categorical { .. }));
+        let Some(spec) = spec else {
+            return Err(Error::config(
+                project.display(t0_project::PROJECT_FILE),
+                format!("train.mondrian: {column} is not a categorical feature of label {target}'s model"),
+            ));
+        };
+        let names = &self.variant.names;
+        let features: Vec<usize> =
+            spec.feature_names().iter().filter_map(|f| names.iter().position(|n| n == f)).collect();
+        let y = loaded.frame.label(target).expect("target column");
+        let d = names.len();
+        let row = |i: usize| &self.x[i * d..(i + 1) * d];
+        let pairs: Vec<(usize, f64)> = (0..y.len())
+            .filter(|&i| loaded.blocks(target)[i] == Block::Calibration)
+            .filter_map(|i| {
+                let r = (y[i]? - self.scored.fitted.predict(row(i))).abs();
+                Some((
+                    i,
+                    match (method, norm) {
+                        (conformal::Method::Normalized, Some((s, _))) => r / s.at(row(i)),
+                        _ => r,
+                    },
+                ))
+            })
+            .collect();
+        Ok(conformal::Mondrian::fit(column, features, names, self.x, d, &pairs))
+    }
+
     /// The interval method of smaller mean width on the calibration block at the nominal
     /// level (both cover it there by construction): normalised only when strictly narrower.
     fn choose(
@@ -137,6 +179,12 @@ impl Serving<'_> {
         let halfwidth = if value { conformal::halfwidth(&calibration_scores, NOMINAL) } else { 0.0 };
         let normalized = if value { self.normalized(loaded, target) } else { None };
         let interval_method = self.choose(loaded, target, halfwidth, normalized.as_ref());
+        let mondrian = match (&project.def.train.mondrian, value) {
+            (Some(column), true) => {
+                Some(self.mondrian(loaded, project, target, column, interval_method, normalized.as_ref())?)
+            }
+            _ => None,
+        };
         let (scale, normalized_scores) = normalized.map_or((None, Vec::new()), |(s, v)| (Some(s), v));
         let mut surface_view_defs = BTreeMap::new();
         for s in &project.def.features.feeding() {
@@ -173,6 +221,7 @@ impl Serving<'_> {
             test_from: first(Block::Test),
             drift: self.drift_references(loaded, target),
             head: sv.head.clone(),
+            mondrian,
         };
         Ok(model)
     }
