@@ -183,11 +183,9 @@ pub fn plain(e: &EntityExplanation) -> String {
 /// What one label's model says, in one sentence.
 fn headline(p: &LabelPrediction, nominal: f64) -> String {
     let pct = 100.0 * nominal;
-    match p.kind.as_str() {
+    let what = match p.kind.as_str() {
         "binary" => format!(
-            "{} ({}): probability {:.4}, decided {} at threshold {:.4}.\n",
-            p.label,
-            p.model,
+            "probability {:.4}, decided {} at threshold {:.4}",
             p.prediction,
             if p.decision == Some(true) { "positive" } else { "negative" },
             p.threshold.unwrap_or(f64::NAN)
@@ -195,22 +193,13 @@ fn headline(p: &LabelPrediction, nominal: f64) -> String {
         "time_to_event" => {
             let bound =
                 p.lower_bound.map_or(String::new(), |b| format!("; at least {b:.1} h with {pct:.0}% confidence"));
-            format!(
-                "{} ({}): median time {:.1} h (10%–90%: {:.1} to {:.1} h){bound}.\n",
-                p.label,
-                p.model,
-                p.prediction,
-                p.q10.unwrap_or(f64::NAN),
-                p.q90.unwrap_or(f64::NAN)
-            )
+            let (q10, q90) = (p.q10.unwrap_or(f64::NAN), p.q90.unwrap_or(f64::NAN));
+            format!("median time {:.1} h (10%–90%: {q10:.1} to {q90:.1} h){bound}", p.prediction)
         }
-        _ => format!(
-            "{} ({}): predicted {:.4} ({pct:.0}% interval {:.4} to {:.4}).\n",
-            p.label,
-            p.model,
-            p.prediction,
-            p.lower.unwrap_or(f64::NAN),
-            p.upper.unwrap_or(f64::NAN)
-        ),
-    }
+        _ => {
+            let (lo, hi) = (p.lower.unwrap_or(f64::NAN), p.upper.unwrap_or(f64::NAN));
+            format!("predicted {:.4} ({pct:.0}% interval {lo:.4} to {hi:.4})", p.prediction)
+        }
+    };
+    format!("{} ({}): {what}.\n", p.label, p.model)
 }
