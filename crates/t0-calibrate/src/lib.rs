@@ -106,9 +106,9 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
         .manifest
         .upstream
         .iter()
-        .find(|u| u.stage == t0_train::STAGE)
+        .find(|u| u.stage == t0_model::STAGE)
         .ok_or_else(|| Error::Refused(format!("score run {} names no train-suite run", score.manifest.run_id)))?;
-    let train = t0_manifest::load(root, &catalog, t0_train::STAGE, Some(&train_ref.run_id))?;
+    let train = t0_manifest::load(root, &catalog, t0_model::STAGE, Some(&train_ref.run_id))?;
     if train.manifest_hash != train_ref.manifest_hash {
         return Err(Error::Refused(format!(
             "train-suite manifest {} differs from the one score used",
@@ -128,7 +128,7 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
     // The drift file is consumed (verified) too: a tampered one is exit 3 here.
     let preds = run.consume(&score, &["predictions", "drift"])?;
     let model_out = run.consume(&train, &["run.model"])?;
-    let model = t0_train::read_model(root, &model_out[0])?;
+    let model = t0_model::read_model(root, &model_out[0])?;
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
     let labels = t0_certify::labels::labels_for(root, &catalog, &cert)?;
     let labels = run.consume(&labels, &["labels"])?;
@@ -180,7 +180,7 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
         report: report_rel.clone(),
         metrics: metrics_rel.clone(),
     };
-    t0_core::fsio::write_atomic(&root.join(&report_rel), &t0_train::json_bytes(&report)?)?;
+    t0_core::fsio::write_atomic(&root.join(&report_rel), &t0_model::json_bytes(&report)?)?;
     // The metrics file is the latest export for a textfile collector: replaced every run.
     t0_core::fsio::write_atomic(&root.join(&metrics_rel), prom(&report).as_bytes())?;
     catalog

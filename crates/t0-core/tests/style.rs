@@ -116,3 +116,46 @@ fn the_scanner_finds_a_long_function_and_accepts_a_reason() {
     let nested = format!("impl A {{\n    fn big(&self) {{\n{body}    }}\n}}\n");
     assert_eq!(long_unexplained(&nested, MAX_LINES).len(), 1);
 }
+
+/// The workspace crates `krate` depends on (normal dependencies), transitively.
+fn workspace_closure(krate: &str) -> std::collections::BTreeSet<String> {
+    let root = workspace();
+    let direct = |name: &str| -> Vec<String> {
+        let Ok(toml) = std::fs::read_to_string(root.join("crates").join(name).join("Cargo.toml")) else {
+            return Vec::new();
+        };
+        let mut section = "";
+        let mut deps = Vec::new();
+        for line in toml.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line;
+            } else if section == "[dependencies]" && line.starts_with("t0-") {
+                deps.extend(line.split(['.', ' ', '=']).next().map(str::to_string));
+            }
+        }
+        deps
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![krate.to_string()];
+    while let Some(k) = todo.pop() {
+        for d in direct(&k) {
+            if seen.insert(d.clone()) {
+                todo.push(d);
+            }
+        }
+    }
+    seen
+}
+
+/// The served model is read without the training code: score, calibrate and the model crate
+/// never depend on `t0-train`, so a serving fix cannot change how models are fitted.
+#[test]
+fn serving_does_not_depend_on_training() {
+    for krate in ["t0-model", "t0-score", "t0-calibrate"] {
+        let deps = workspace_closure(krate);
+        assert!(!deps.contains("t0-train"), "{krate} depends on t0-train (through {deps:?})");
+    }
+    // The scan can see such a dependency: the CLI has one.
+    assert!(workspace_closure("t0-cli").contains("t0-train"));
+    assert!(workspace_closure("t0-score").contains("t0-model"));
+}

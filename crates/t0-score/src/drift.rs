@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 use t0_catalog::Catalog;
 use t0_core::error::Context;
 use t0_core::{Result, Root};
-use t0_train::{Frame, Model};
+use t0_model::{Frame, Model};
 
 /// One variable's drift in one score run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -27,7 +27,7 @@ pub fn measure(model: &Model, frame: &Frame, predictions: &[f64]) -> Vec<Drift> 
     let d = frame.names.len();
     let mut out = Vec::with_capacity(model.drift.len());
     for r in &model.drift {
-        let (kind, values): (&str, Vec<f64>) = if r.name == t0_train::drift::PREDICTION {
+        let (kind, values): (&str, Vec<f64>) = if r.name == t0_model::drift::PREDICTION {
             ("prediction", predictions.to_vec())
         } else if let Some(j) = frame.names.iter().position(|n| *n == r.name) {
             ("feature", (0..frame.rows()).map(|i| frame.x[i * d + j]).collect())

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray};
 use rayon::prelude::*;
 use t0_core::{Error, Result};
-use t0_train::head::{Head, TIME_QUANTILES, survival_figures};
-use t0_train::models::Explanation;
-use t0_train::{Frame, Model};
+use t0_model::Explanation;
+use t0_model::head::{Head, TIME_QUANTILES, survival_figures};
+use t0_model::{Frame, Model};
 
 /// Named columns of the predictions file.
 pub type Columns = Vec<(String, ArrayRef)>;
@@ -45,7 +45,7 @@ pub fn score_rows(model: &Model, frame: &Frame, model_path: &str) -> Result<Vec<
             context: format!("explain row {i} (entity {}) with model {model_path}", frame.entity_id[i]),
             message: format!(
                 "the contributions miss the model's output by {gap} (tolerance {} relative to the output)",
-                t0_train::models::ADDITIVITY_TOLERANCE
+                t0_model::ADDITIVITY_TOLERANCE
             ),
         })?;
         rows.push(s);

@@ -114,7 +114,7 @@ pub enum Rows {
 
 impl Rows {
     /// (the SQL condition on `s0`, the surface's first source, and a description).
-    fn select(&self, model: &t0_train::Model, first: &std::path::Path) -> (String, String) {
+    fn select(&self, model: &t0_model::Model, first: &std::path::Path) -> (String, String) {
         let us = |t: &chrono::DateTime<chrono::Utc>| t.timestamp_micros();
         let at =
             |t: i64| chrono::DateTime::from_timestamp_micros(t).map(t0_core::clock::format_utc).unwrap_or_default();
@@ -164,8 +164,8 @@ pub fn acceptance(
 /// source and its file, rather than a query error.
 fn check_columns(
     catalog: &Catalog,
-    sources: &[t0_train::Source],
-    specs: &[t0_train::ColumnSpec],
+    sources: &[t0_model::Source],
+    specs: &[t0_model::ColumnSpec],
     model: &str,
 ) -> Result<()> {
     for s in sources {
@@ -207,7 +207,7 @@ fn gate(args: &ScoreArgs, judged: Option<(Verdict, String)>, model_run: &str) ->
 }
 
 /// The model must have been trained on the view definitions the scoring surface certifies.
-fn skew(model: &t0_train::Model, cert: &t0_manifest::Loaded, model_path: &str) -> Result<()> {
+fn skew(model: &t0_model::Model, cert: &t0_manifest::Loaded, model_path: &str) -> Result<()> {
     for (surface, trained) in &model.surface_view_defs {
         let now = t0_certify::certified_view_def(cert, surface).unwrap_or_default();
         if &now != trained {
@@ -222,7 +222,7 @@ fn skew(model: &t0_train::Model, cert: &t0_manifest::Loaded, model_path: &str) -
 
 /// One label's served model, its file, and the rows it scored.
 struct Served {
-    model: t0_train::Model,
+    model: t0_model::Model,
     path: String,
     /// The label's selected model (else one scored for comparison, `--models all`).
     selected: bool,
@@ -231,7 +231,7 @@ struct Served {
 }
 
 /// A model to score: itself, its file, and whether it is its label's selected one.
-type ToScore = (t0_train::Model, String, bool);
+type ToScore = (t0_model::Model, String, bool);
 
 /// The served models of a train-suite run, one per trained label in label order (verified and
 /// consumed); a run from before per-label serving gives its `model.json` alone. With `all`,
@@ -240,7 +240,7 @@ fn served_models(root: &Root, run: &mut StageRun, train: &t0_manifest::Loaded, a
     let named = |prefix: &str| -> Vec<&str> {
         train.manifest.outputs.iter().filter(|o| o.name.starts_with(prefix)).map(|o| o.name.as_str()).collect()
     };
-    let mut names = named(t0_train::SERVED_PREFIX);
+    let mut names = named(t0_model::SERVED_PREFIX);
     if names.is_empty() && train.manifest.outputs.iter().any(|o| o.name == "run.model") {
         names.push("run.model");
     }
@@ -250,8 +250,8 @@ fn served_models(root: &Root, run: &mut StageRun, train: &t0_manifest::Loaded, a
             train.manifest.run_id
         )));
     }
-    let read = |o: &t0_manifest::Output| -> Result<(t0_train::Model, String)> {
-        Ok((t0_train::read_model(root, o)?, root.relative(&o.path(root)?)))
+    let read = |o: &t0_manifest::Output| -> Result<(t0_model::Model, String)> {
+        Ok((t0_model::read_model(root, o)?, root.relative(&o.path(root)?)))
     };
     let mut out: Vec<ToScore> = Vec::new();
     for o in run.consume(train, &names)? {
@@ -259,7 +259,7 @@ fn served_models(root: &Root, run: &mut StageRun, train: &t0_manifest::Loaded, a
         out.push((m, p, true));
     }
     if all {
-        for o in run.consume(train, &named(t0_train::MODELS_PREFIX))? {
+        for o in run.consume(train, &named(t0_model::MODELS_PREFIX))? {
             let (m, p) = read(&o)?;
             let id = explain::model_name(&m);
             if !out.iter().any(|(s, _, _)| s.target == m.target && explain::model_name(s) == id) {
@@ -288,12 +288,12 @@ struct Scored {
 }
 
 /// Predict and explain every selected row of one served label.
-fn score_label(catalog: &Catalog, sources: &[t0_train::Source], served: &Served, args: &ScoreArgs) -> Result<Scored> {
+fn score_label(catalog: &Catalog, sources: &[t0_model::Source], served: &Served, args: &ScoreArgs) -> Result<Scored> {
     let model = &served.model;
-    let mine: Vec<t0_train::Source> = sources.iter().filter(|s| model.sources.contains(&s.output)).cloned().collect();
+    let mine: Vec<t0_model::Source> = sources.iter().filter(|s| model.sources.contains(&s.output)).cloned().collect();
     check_columns(catalog, &mine, &model.columns, &served.path)?;
-    let raw = t0_train::features::load(catalog, &mine, &model.columns, None, &served.rows.0)?;
-    let frame = t0_train::features::encode(raw, &model.columns);
+    let raw = t0_model::features::load(catalog, &mine, &model.columns, None, &served.rows.0)?;
+    let frame = t0_model::features::encode(raw, &model.columns);
     if frame.names != model.features {
         return Err(Error::Refused(format!(
             "model {} expects features {:?}, the surface gives {:?}",
@@ -319,12 +319,12 @@ fn score_label(catalog: &Catalog, sources: &[t0_train::Source], served: &Served,
 /// The report's figures of one scored label.
 fn summarize(
     served: &Served,
-    frame: &t0_train::Frame,
+    frame: &t0_model::Frame,
     rows: &[explain::Scored],
     args: &ScoreArgs,
     drift: &[drift::Drift],
 ) -> LabelScored {
-    use t0_train::head::Head;
+    use t0_model::head::Head;
     let (model, n) = (&served.model, frame.rows());
     let mut s = LabelScored {
         label: model.target.clone(),
@@ -371,7 +371,7 @@ fn write_outputs(
     let write = |rel: &str, parts: &[explain::Part]| {
         let (ids, t0, cols) = explain::union(parts)?;
         let cols: Vec<(&str, arrow::array::ArrayRef)> = cols.iter().map(|(n, a)| (n.as_str(), a.clone())).collect();
-        t0_train::write_rows(&root.join(rel), &ids, &t0, cols)
+        t0_model::write_rows(&root.join(rel), &ids, &t0, cols)
     };
     let (mut parts, mut matrices, mut labels, mut drift) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for s in scored {
@@ -432,7 +432,7 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
             args.all_models,
         )),
     );
-    let train = t0_manifest::load(root, &catalog, t0_train::STAGE, None)?;
+    let train = t0_manifest::load(root, &catalog, t0_model::STAGE, None)?;
     let models = served_models(root, &mut run, &train, args.all_models)?;
     let judged = acceptance(root, &catalog, &mut run, &train.manifest.run_id)?;
     let (state, acceptance_from) = gate(args, judged, &train.manifest.run_id)?;
@@ -453,7 +453,7 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
     let embeddings: Vec<String> =
         all.iter().filter(|s| s.starts_with("embeddings.") || s.starts_with("fused.")).map(|s| s.to_string()).collect();
     let (sources, _) =
-        t0_train::feature_sources(root, &catalog, &args.project, &cert, &mut run, &surfaces, &embeddings)?;
+        t0_model::feature_sources(root, &catalog, &args.project, &cert, &mut run, &surfaces, &embeddings, None)?;
     let target = train.manifest.summary["target"].as_str().map(str::to_string);
     let primary = models.iter().position(|(m, _, _)| Some(&m.target) == target.as_ref()).unwrap_or(0);
     let served: Vec<Served> = models
@@ -521,12 +521,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("surface.parquet");
         let x: arrow::array::ArrayRef = std::sync::Arc::new(arrow::array::Float64Array::from(vec![1.0]));
-        t0_train::write_rows(&path, &["e1".into()], &[0], vec![("x1", x)]).unwrap();
-        let sources = [t0_train::Source { output: "surface.base".into(), path: path.clone() }];
-        let spec = |column: &str| t0_train::ColumnSpec {
+        t0_model::write_rows(&path, &["e1".into()], &[0], vec![("x1", x)]).unwrap();
+        let sources = [t0_model::Source { output: "surface.base".into(), path: path.clone() }];
+        let spec = |column: &str| t0_model::ColumnSpec {
             source: "surface.base".into(),
             column: column.into(),
-            kind: t0_train::features::ColumnKind::Categorical { levels: vec![] },
+            kind: t0_model::features::ColumnKind::Categorical { levels: vec![] },
         };
         let catalog = Catalog::scratch().unwrap();
         check_columns(&catalog, &sources, &[spec("x1")], "runs/r/model.json").unwrap();

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective};
-use t0_train::models::{Design, Fitted, Learner, Target};
+use t0_train::models::{Design, Fitted, Learner, Predict, Target};
 
 const D: usize = 10;
 const TREES: usize = 100;

@@ -19,7 +19,7 @@ use t0_train::models::aft::fit_aft;
 use t0_train::models::dist::{Dist, aft_loss};
 use t0_train::models::gbdt::{Gbdt, GbdtConfig, Objective};
 use t0_train::models::ridge::ridge_loo;
-use t0_train::models::{Design, Learner, Target};
+use t0_train::models::{Design, Learner, Predict, Target};
 
 fn floats(dir: &Path, name: &str) -> Vec<f64> {
     let b = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));

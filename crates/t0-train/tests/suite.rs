@@ -7,13 +7,13 @@ use t0_train::metrics;
 use t0_train::models::aft::AftConfig;
 use t0_train::models::aft::fit_aft;
 use t0_train::models::dist::{Dist, aft_loss};
-use t0_train::models::gate::Gate;
+use t0_train::models::gate;
 use t0_train::models::gbdt::{Gbdt, GbdtConfig, Node, Objective, Tree};
 use t0_train::models::isotonic::Isotonic;
 use t0_train::models::ridge::{Ridge, RidgeConfig, ridge_loo};
 use t0_train::models::stack::{Base, Meta, Stack, StackConfig, convex_blend, nn_logistic};
 use t0_train::models::woe::WoeConfig;
-use t0_train::models::{Design, Fitted, Learner, Scale, Target};
+use t0_train::models::{Design, Fitted, Learner, Predict, Scale, Target};
 use t0_train::split::SplitMix;
 
 fn fixture(name: &str) -> PathBuf {
@@ -447,7 +447,7 @@ fn binary_and_censored_stacks_combine_their_bases_on_time_folds_deterministicall
     // The gate explains its uncalibrated log-odds.
     let (a, b) = (dte.rows() / 2, dte.rows());
     let half = |r: std::ops::Range<usize>| Design::select(&dte.x, 30, &dte.y, &r.collect::<Vec<_>>());
-    let gate = Gate::fit(&dt, &half(0..a), &half(a..b)).unwrap();
+    let gate = gate::fit(&dt, &half(0..a), &half(a..b)).unwrap();
     adds_up(&Fitted::Gate(Box::new(gate)), &dte, Scale::LogOdds);
 
     // Censored: Weibull AFT and GBDT-AFT, meta log-normal AFT on their locations.

@@ -10,6 +10,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use t0_model::aft::Aft;
+
 use super::dist::Dist;
 use super::{Design, FitError, Learner, Standardiser, Target};
 
@@ -251,18 +253,6 @@ pub struct AftConfig {
     pub penalties: Vec<f64>,
 }
 
-/// A parametric AFT model over standardised features.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Aft {
-    pub dist: Dist,
-    pub scaler: Standardiser,
-    pub intercept: f64,
-    pub coef: Vec<f64>,
-    pub log_sigma: f64,
-    pub penalty: f64,
-    pub train_log_likelihood: f64,
-}
-
 /// Right-censored (time, event) of a censored target; interval bounds are refused.
 pub fn right_censored(y: &Target) -> Result<(Vec<f64>, Vec<bool>), FitError> {
     let Target::Censored { lower, upper } = y else {
@@ -283,29 +273,16 @@ pub fn right_censored(y: &Target) -> Result<(Vec<f64>, Vec<bool>), FitError> {
     Ok((lower.clone(), ev))
 }
 
-impl Aft {
-    /// Location of log T for a row.
-    pub fn location(&self, row: &[f64]) -> f64 {
-        self.intercept + self.explain(row).iter().sum::<f64>()
-    }
-    pub fn sigma(&self) -> f64 {
-        self.log_sigma.exp()
-    }
-    /// S(t) for a row.
-    pub fn survival(&self, row: &[f64], t: f64) -> f64 {
-        self.dist.log_surv((t.ln() - self.location(row)) / self.sigma()).exp()
-    }
-    /// Log-likelihood of right-censored rows (validation scoring).
-    pub fn log_likelihood(&self, x: &Design) -> Result<f64, FitError> {
-        let (t, ev) = right_censored(&x.y)?;
-        let s = self.sigma();
-        Ok((0..t.len())
-            .map(|i| {
-                let z = (t[i].ln() - self.location(x.row(i))) / s;
-                if ev[i] { self.dist.log_pdf(z) - self.log_sigma - t[i].ln() } else { self.dist.log_surv(z) }
-            })
-            .sum())
-    }
+/// Log-likelihood of right-censored rows under `m` (validation scoring).
+pub fn log_likelihood(m: &Aft, x: &Design) -> Result<f64, FitError> {
+    let (t, ev) = right_censored(&x.y)?;
+    let s = m.sigma();
+    Ok((0..t.len())
+        .map(|i| {
+            let z = (t[i].ln() - m.location(x.row(i))) / s;
+            if ev[i] { m.dist.log_pdf(z) - m.log_sigma - t[i].ln() } else { m.dist.log_surv(z) }
+        })
+        .sum())
 }
 
 impl Learner for Aft {
@@ -314,8 +291,8 @@ impl Learner for Aft {
 
     fn fit(cfg: &AftConfig, train: &Design, valid: Option<&Design>) -> Result<Self, FitError> {
         let (t, ev) = right_censored(&train.y)?;
-        let scaler = Standardiser::fit(train);
-        let z = scaler.transform_all(train);
+        let scaler = Standardiser::fit(&train.x, train.d);
+        let z = scaler.transform_all(&train.x, train.d);
         let mut best: Option<(f64, Aft)> = None;
         let mut last_err = None;
         for &pen in &cfg.penalties {
@@ -336,7 +313,7 @@ impl Learner for Aft {
                 train_log_likelihood: f.log_likelihood,
             };
             let score = match valid {
-                Some(v) => m.log_likelihood(v)?,
+                Some(v) => log_likelihood(&m, v)?,
                 None => f.log_likelihood,
             };
             if best.as_ref().is_none_or(|(b, _)| score > *b) {
@@ -344,14 +321,5 @@ impl Learner for Aft {
             }
         }
         best.map(|(_, m)| m).ok_or_else(|| last_err.unwrap_or(FitError::Config("no AFT penalty given".into())))
-    }
-
-    /// The location of log T (larger: longer survival).
-    fn predict(&self, row: &[f64]) -> f64 {
-        self.location(row)
-    }
-
-    fn explain(&self, row: &[f64]) -> Vec<f64> {
-        (0..row.len()).map(|j| self.coef[j] * self.scaler.value(j, row[j])).collect()
     }
 }

@@ -9,6 +9,8 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use t0_model::ridge::Ridge;
+
 use super::{Design, FitError, Learner, Standardiser};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,25 +118,14 @@ pub fn ridge_loo(x: &[f64], d: usize, y: &[f64], alphas: &[f64]) -> Result<Ridge
     Ok(RidgeFit { alpha, coef, intercept, loo_mse })
 }
 
-/// Median-imputed, standardised features; categorical indicators and embeddings are columns
-/// like any other (the frame has already expanded them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ridge {
-    pub scaler: Standardiser,
-    pub coef: Vec<f64>,
-    pub intercept: f64,
-    pub alpha: f64,
-    pub loo_mse: Vec<(f64, f64)>,
-}
-
 impl Learner for Ridge {
     type Config = RidgeConfig;
     const KIND: &'static str = "ridge";
 
     fn fit(cfg: &RidgeConfig, train: &Design, _valid: Option<&Design>) -> Result<Self, FitError> {
         let y = train.y.real()?;
-        let scaler = Standardiser::fit(train);
-        let z = scaler.transform_all(train);
+        let scaler = Standardiser::fit(&train.x, train.d);
+        let z = scaler.transform_all(&train.x, train.d);
         let f = ridge_loo(&z, train.d, y, &cfg.alphas)?;
         Ok(Ridge {
             scaler,
@@ -143,13 +134,5 @@ impl Learner for Ridge {
             alpha: f.alpha,
             loo_mse: cfg.alphas.iter().copied().zip(f.loo_mse).collect(),
         })
-    }
-
-    fn predict(&self, row: &[f64]) -> f64 {
-        self.intercept + self.explain(row).iter().sum::<f64>()
-    }
-
-    fn explain(&self, row: &[f64]) -> Vec<f64> {
-        (0..row.len()).map(|j| self.coef[j] * self.scaler.value(j, row[j])).collect()
     }
 }

@@ -8,7 +8,7 @@ use t0_core::Result;
 use super::{Gathered, Job, Skip, curves_of};
 use crate::head::Head;
 use crate::metrics as m;
-use crate::models::gate::{Gate, best_f1_threshold};
+use crate::models::gate::{self, best_f1_threshold};
 use crate::models::gbdt::{GbdtConfig, Objective};
 use crate::models::isotonic::Isotonic;
 use crate::models::stack::{Base, Stack, StackConfig};
@@ -32,7 +32,7 @@ pub(super) fn train(job: &Job, got: &mut Gathered) -> Result<std::result::Result
         fitted.push(("woe".into(), Fitted::Woe(w), None));
     }
     if job.wants("gate") {
-        let g = Gate::fit(&dt, &dv, &dc).map_err(|e| job.fit_err("gate", e))?;
+        let g = gate::fit(&dt, &dv, &dc).map_err(|e| job.fit_err("gate", e))?;
         let curves = curves_of(&g.model);
         fitted.push(("gate".into(), Fitted::Gate(Box::new(g)), Some(curves)));
     }
@@ -131,7 +131,7 @@ mod tests {
         assert!(served.iter().all(|t| f1(*t) <= f1(threshold) + 1e-15), "threshold {threshold}");
         // The gate keeps its own calibration and threshold.
         let dv = design(200, 150.0, 7);
-        let gate = Gate::fit(&dt, &dv, &dc).unwrap();
+        let gate = gate::fit(&dt, &dv, &dc).unwrap();
         let t = gate.threshold;
         assert_eq!(binary_head(&Fitted::Gate(Box::new(gate)), &dc), Head::Binary { calibration: None, threshold: t });
     }

@@ -88,7 +88,7 @@ impl Serving<'_> {
         let train: Vec<usize> = block(Block::Train).collect();
         let x: Vec<f64> = train.iter().flat_map(|&i| row(i).to_vec()).collect();
         let r: Vec<f64> = train.iter().filter_map(|&i| abs_res(i)).collect();
-        let scale = conformal::Scale::fit(&x, d, &r)?;
+        let scale = conformal::fit_scale(&x, d, &r)?;
         let mut scores: Vec<f64> =
             block(Block::Calibration).filter_map(|i| Some(abs_res(i)? / scale.at(row(i)))).collect();
         scores.sort_by(f64::total_cmp);

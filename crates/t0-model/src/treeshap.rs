@@ -8,7 +8,7 @@
 //! copies its parent's path into the next free segment, so a row costs no allocation once the
 //! buffer has grown to (depth+1)(depth+2)/2 elements.
 
-use super::gbdt::Tree;
+use crate::gbdt::Tree;
 
 #[derive(Clone, Copy, Default, Debug)]
 struct PathElem {
@@ -176,7 +176,7 @@ fn recurse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::gbdt::{Node, Tree};
+    use crate::gbdt::{Node, Tree};
 
     fn split(feature: u32, threshold: f64, left: u32, right: u32, cover: f64) -> Node {
         Node { feature: Some(feature), threshold, missing_left: true, left, right, value: 0.0, cover }

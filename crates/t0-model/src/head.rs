@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 use t0_project::Transform;
 
-use crate::models::dist::Dist;
-use crate::models::isotonic::Isotonic;
+use crate::dist::Dist;
+use crate::isotonic::Isotonic;
 
 /// Quantiles of time-to-event served beside the median.
 pub const TIME_QUANTILES: [f64; 3] = [0.1, 0.5, 0.9];
