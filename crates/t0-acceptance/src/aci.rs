@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::conformal_quantile;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AciConfig {
     /// The miss rate aimed at (1 − nominal coverage).
     pub alpha_target: f64,

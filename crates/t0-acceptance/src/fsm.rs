@@ -27,6 +27,7 @@ pub enum Severity {
 /// One guard on one signal: where it breaches softly, hard, and where it counts as clean
 /// again. `higher_is_worse` false for signals like coverage, where low is bad.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Guard {
     pub soft: f64,
     pub hard: f64,
@@ -54,6 +55,7 @@ impl Guard {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Hysteresis {
     pub dwell_down: usize,
     pub dwell_block_after: usize,

@@ -35,6 +35,7 @@ impl Reason {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Gating {
     /// Scale per state: PASS, DERISK, BLOCK.
     pub scale_pass: f64,

@@ -61,6 +61,66 @@ impl std::fmt::Display for State {
     }
 }
 
+/// The governance profile: every parameter of the loop. The default equals
+/// `configs/governance.yaml` (a test compares them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub aci: aci::AciConfig,
+    pub hysteresis: fsm::Hysteresis,
+    pub guards: Guards,
+    pub kappa: Kappa,
+    pub gating: gating::Gating,
+    pub objective: Objective,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guards {
+    pub coverage_ema: fsm::Guard,
+    pub miss_streak: fsm::Guard,
+    pub surprisal_p95: fsm::Guard,
+    pub latency_p95_ms: fsm::Guard,
+    pub rel_width: fsm::Guard,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kappa {
+    pub max_rel_width: f64,
+    pub penalty: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Objective {
+    pub weights: String,
+    pub constraints: String,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        let g = |soft, hard, up, higher_is_worse| fsm::Guard { soft, hard, up, higher_is_worse };
+        Profile {
+            aci: aci::AciConfig::default(),
+            hysteresis: fsm::Hysteresis::default(),
+            guards: Guards {
+                coverage_ema: g(0.85, 0.7, 0.88, false),
+                miss_streak: g(5.0, 10.0, 2.0, true),
+                surprisal_p95: g(2.5, 3.5, 2.2, true),
+                latency_p95_ms: g(300.0, 500.0, 250.0, true),
+                rel_width: g(1.0, 2.0, 0.8, true),
+            },
+            kappa: Kappa { max_rel_width: 2.0, penalty: 0.25 },
+            gating: gating::Gating::default(),
+            objective: Objective {
+                weights: "w_pass=1,w_derisk=0.5,w_block=2,w_viol=3,w_lat=1,w_sur=1,w_flap=0.5,w_cov=4".into(),
+                constraints: "coverage>=bound,surprisal<=guard*1.05,latency_p95<=slo*1.15".into(),
+            },
+        }
+    }
+}
+
 /// The ⌈(n + 1)·level⌉-th smallest of the ascending `scores` (infinite when that rank passes
 /// n): the split-conformal quantile at `level`, as the served model computes it.
 pub fn conformal_quantile(sorted: &[f64], level: f64) -> f64 {
@@ -105,6 +165,19 @@ mod tests {
         // numpy.quantile([1, 2, 3, 4], 0.95) = 3.85
         assert!((quantile(&[4.0, 1.0, 3.0, 2.0], 0.95) - 3.85).abs() < 1e-12);
         assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    /// The committed default profile is the code's default, and its objective parses.
+    #[test]
+    fn the_configs_profile_is_the_default_and_parses_whole() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/governance.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let p: Profile = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(p, Profile::default());
+        objective::Weights::parse(&p.objective.weights).unwrap();
+        objective::Constraint::parse_all(&p.objective.constraints).unwrap();
+        let typo = text.replace("dwell_pass:", "dwell_pas:");
+        assert!(serde_yaml::from_str::<Profile>(&typo).unwrap_err().to_string().contains("dwell_pas"));
     }
 
     #[test]
