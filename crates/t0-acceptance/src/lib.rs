@@ -121,8 +121,10 @@ impl Default for Profile {
     }
 }
 
-/// The ⌈(n + 1)·level⌉-th smallest of the ascending `scores` (infinite when that rank passes
-/// n): the split-conformal quantile at `level`, as the served model computes it.
+/// The ⌈(n + 1)·level⌉-th smallest of the ascending `scores`, infinite when that rank passes
+/// n. Unlike the served model's `conformal::halfwidth` (which takes the largest score there),
+/// ACI needs the infinite interval: it is what a level beyond the calibration set's reach
+/// honestly issues, and it always covers, which pulls α back.
 pub fn conformal_quantile(sorted: &[f64], level: f64) -> f64 {
     if level <= 0.0 {
         return 0.0;
