@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/t0-clip/target}"
 bash scripts/fetch-models.sh
+# promtool checks the metrics export and the alert rules (crates/t0-calibrate/tests/promtool.rs).
+T0CLIP_PROMTOOL="$(bash scripts/install-promtool.sh)"
+export T0CLIP_PROMTOOL
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets

@@ -40,7 +40,7 @@ impl Default for AciConfig {
             gamma: 0.005,
             alpha_min: 0.0,
             alpha_max: 0.5,
-            ema_beta: 0.05,
+            ema_beta: 0.02,
             jump_k: 4.0,
             jump_window: 50,
             jump_inflation: 1.5,

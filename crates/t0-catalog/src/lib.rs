@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_project_schema.sql"),
     include_str!("migrations/0007_audit_failing.sql"),
     include_str!("migrations/0008_drift.sql"),
+    include_str!("migrations/0009_governance.sql"),
 ];
 
 pub use duckdb;

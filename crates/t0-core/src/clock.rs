@@ -7,6 +7,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     now: DateTime<Utc>,
+    pinned: bool,
 }
 
 impl Clock {
@@ -14,11 +15,17 @@ impl Clock {
         // Whole microseconds: the resolution of a DuckDB TIMESTAMP.
         let now = Utc::now();
         let micros = now.timestamp_micros();
-        Clock { now: DateTime::from_timestamp_micros(micros).unwrap_or(now) }
+        Clock { now: DateTime::from_timestamp_micros(micros).unwrap_or(now), pinned: false }
     }
 
     pub fn pinned(now: DateTime<Utc>) -> Self {
-        Clock { now }
+        Clock { now, pinned: true }
+    }
+
+    /// A pinned clock is a replay or a test: a stage records no wall-time measurement
+    /// (latency) then, so its outputs stay bit-identical.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
     }
 
     /// `Some(text)` pins the clock to that instant; `None` uses the wall clock.

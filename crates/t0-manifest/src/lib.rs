@@ -228,6 +228,14 @@ pub struct Loaded {
     pub path: PathBuf,
 }
 
+impl Loaded {
+    /// Those of `names` this run recorded (outputs added by later versions of a stage are
+    /// verified where present).
+    pub fn recorded<'a>(&self, names: &[&'a str]) -> Vec<&'a str> {
+        names.iter().copied().filter(|n| self.manifest.outputs.iter().any(|o| o.name == *n)).collect()
+    }
+}
+
 /// Load `stage`'s manifest `run_id`, or the latest one recorded when `run_id` is `None`.
 pub fn load(root: &Root, catalog: &Catalog, stage: Stage, run_id: Option<&str>) -> Result<Loaded> {
     let row: Option<(String, String, String)> = {

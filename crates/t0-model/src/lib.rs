@@ -114,6 +114,31 @@ impl Model {
         conformal::halfwidth(scores, level) * scale
     }
 
+    /// This model with its intervals issued at coverage `level` and widened by `inflation`
+    /// (the adapted level and jump inflation calibrate's ACI left): every calibration score
+    /// scaled, so each half-width is the order statistic at `level` times `inflation`.
+    pub fn at_level(&self, level: f64, inflation: f64) -> Model {
+        let k = if inflation.is_finite() && inflation >= 1.0 { inflation } else { 1.0 };
+        let scaled = |v: &[f64]| v.iter().map(|s| s * k).collect::<Vec<f64>>();
+        let mut m = self.clone();
+        m.nominal = level.clamp(0.0, 1.0);
+        m.calibration_scores = scaled(&self.calibration_scores);
+        m.normalized_scores = scaled(&self.normalized_scores);
+        m.interval_halfwidth = m.halfwidth(m.nominal);
+        if let Some(g) = m.mondrian.as_mut() {
+            g.scores = g.scores.iter().map(|s| scaled(s)).collect();
+        }
+        m
+    }
+
+    /// The row's interval scale: ŝ(x) for normalised intervals, 1 for split ones.
+    pub fn interval_scale(&self, x: &[f64]) -> f64 {
+        match (self.interval_method, &self.scale) {
+            (conformal::Method::Normalized, Some(s)) => s.at(x),
+            _ => 1.0,
+        }
+    }
+
     /// Prediction and per-feature contributions.
     pub fn predict(&self, x: &[f64]) -> (f64, Vec<f64>) {
         (self.predictor.predict(x), self.predictor.explain(x))

@@ -158,6 +158,11 @@ pub fn served_columns(model: &Model, frame: &Frame, rows: &[Scored], levels: &[f
                 if suffix.is_empty() {
                     cols.push(("lower_raw".into(), bound(-1.0, true)));
                     cols.push(("upper_raw".into(), bound(1.0, true)));
+                    // What calibrate's replay reads: the level the interval was issued at
+                    // (the nominal one, or the level ACI adapted it to) and the row's scale.
+                    cols.push(("interval_level".into(), f64s_at(rows.len(), |_| model.nominal)));
+                    let scale = (0..rows.len()).map(|i| model.interval_scale(frame.row(i)));
+                    cols.push(("interval_scale".into(), Arc::new(Float64Array::from_iter_values(scale))));
                 }
             }
             cols
@@ -205,6 +210,7 @@ fn group(name: &str) -> u8 {
         "explanation_scale" | "explanation_output" | "base_value" => 5,
         n if n.starts_with("lower_bound") || n.starts_with("s_at_") || matches!(n, "q10" | "q50" | "q90") => 4,
         n if n.starts_with("prediction_") || n.starts_with("lower") || n.starts_with("upper") => 2,
+        "interval_level" | "interval_scale" => 2,
         n if n.starts_with("reason") => 6,
         _ => 7,
     }

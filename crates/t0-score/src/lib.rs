@@ -61,6 +61,15 @@ pub struct LabelScored {
     pub bound_c0: Option<f64>,
     /// PSI of this label's prediction against its training block.
     pub prediction_psi: Option<f64>,
+    /// Value labels scored at the level calibrate's adaptive conformal inference left for
+    /// this model (instead of the nominal one): (level, inflation, calibrate run).
+    #[serde(default)]
+    pub adapted: Option<(f64, f64, String)>,
+    /// The amortised decision latency: this label's scoring time (features, predictions,
+    /// explanations) over its rows, in ms. None under a pinned clock (a replay or a test
+    /// records no wall time, so its outputs stay bit-identical).
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -139,23 +148,42 @@ impl Rows {
     }
 }
 
+/// What the latest calibration of a model decided: its verdict, the calibrate run, and per
+/// label the ACI state's (α, inflation) the next intervals are issued at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub verdict: Verdict,
+    pub run_id: String,
+    pub adapted: Vec<(String, f64, f64)>,
+}
+
 /// The acceptance state of the model of train-suite run `model_run`: the verdict of the latest
-/// calibrate run that judged that model's predictions (verified and consumed), and that run's
-/// id; `None` before any calibration of this model. Verdicts on other models never apply: a
-/// retrained model starts afresh, so a BLOCK cannot lock the loop.
-pub fn acceptance(
-    root: &Root,
-    catalog: &Catalog,
-    run: &mut StageRun,
-    model_run: &str,
-) -> Result<Option<(Verdict, String)>> {
+/// calibrate run that judged that model's predictions (its report verified and consumed), and
+/// the ACI state it left per label; `None` before any calibration of this model. Verdicts on
+/// other models never apply: a retrained model starts afresh, so a BLOCK cannot lock the loop.
+pub fn acceptance(root: &Root, catalog: &Catalog, run: &mut StageRun, model_run: &str) -> Result<Option<Judged>> {
     for run_id in t0_manifest::run_ids(catalog, Stage::Calibrate)?.iter().rev() {
         let cal = t0_manifest::load(root, catalog, Stage::Calibrate, Some(run_id))?;
         if cal.manifest.summary["model_run"].as_str() != Some(model_run) {
             continue;
         }
-        run.consume(&cal, &["calib.report"])?;
-        return Ok(cal.manifest.gate.map(|g| (g, run_id.clone())));
+        // The state table is verified with the report (runs before the replay had none).
+        let out = run.consume(&cal, &cal.recorded(&["calib.report", "calib.state"]))?;
+        let path = out[0].path(root)?;
+        let text = std::fs::read(&path).ctx(|| format!("read {}", path.display()))?;
+        let report: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        let adapted = report["labels"]
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .filter_map(|l| {
+                        let aci = &l["carry"]["aci"];
+                        Some((l["label"].as_str()?.to_string(), aci["alpha"].as_f64()?, aci["inflation"].as_f64()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Ok(cal.manifest.gate.map(|verdict| Judged { verdict, run_id: run_id.clone(), adapted }));
     }
     Ok(None)
 }
@@ -189,9 +217,9 @@ fn check_columns(
 }
 
 /// The state this model is scored under: BLOCK stops it unless overridden with a reason.
-fn gate(args: &ScoreArgs, judged: Option<(Verdict, String)>, model_run: &str) -> Result<(Verdict, Option<String>)> {
+fn gate(args: &ScoreArgs, judged: Option<&Judged>, model_run: &str) -> Result<(Verdict, Option<String>)> {
     let (state, from) = match judged {
-        Some((v, r)) => (v, Some(r)),
+        Some(j) => (j.verdict, Some(j.run_id.clone())),
         None => (args.initial_state, None),
     };
     if state == Verdict::Block && args.override_block.is_none() {
@@ -228,6 +256,22 @@ struct Served {
     selected: bool,
     /// Which T0s (SQL on `s0`, and a description).
     rows: (String, String),
+    /// (level, inflation, calibrate run) when its intervals are issued at an adapted level.
+    adapted: Option<(f64, f64, String)>,
+}
+
+/// A value model's intervals at the level calibrate's ACI left for its label, if any.
+fn adapt(model: t0_model::Model, judged: Option<&Judged>) -> (t0_model::Model, Option<(f64, f64, String)>) {
+    let found = judged.and_then(|j| {
+        let (_, alpha, inflation) = j.adapted.iter().find(|(l, _, _)| *l == model.target)?;
+        Some((1.0 - alpha, *inflation, j.run_id.clone()))
+    });
+    match (found, &model.head) {
+        (Some((level, inflation, from)), t0_model::head::Head::Value { .. }) => {
+            (model.at_level(level, inflation), Some((level, inflation, from)))
+        }
+        _ => (model, None),
+    }
 }
 
 /// A model to score: itself, its file, and whether it is its label's selected one.
@@ -339,6 +383,8 @@ fn summarize(
         positive_share: None,
         bound_c0: None,
         prediction_psi: drift.iter().find(|d| d.kind == "prediction").map(|d| d.psi),
+        adapted: served.adapted.clone(),
+        latency_ms: None,
     };
     match &model.head {
         Head::Value { .. } => {
@@ -435,7 +481,7 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
     let train = t0_manifest::load(root, &catalog, t0_model::STAGE, None)?;
     let models = served_models(root, &mut run, &train, args.all_models)?;
     let judged = acceptance(root, &catalog, &mut run, &train.manifest.run_id)?;
-    let (state, acceptance_from) = gate(args, judged, &train.manifest.run_id)?;
+    let (state, acceptance_from) = gate(args, judged.as_ref(), &train.manifest.run_id)?;
     let cert = t0_certify::guard(root, &catalog, &clock, args.max_age_days)?;
     for (model, path, _) in &models {
         skew(model, &cert, path)?;
@@ -460,7 +506,8 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
         .into_iter()
         .map(|(model, path, selected)| {
             let rows = args.rows.select(&model, &sources[0].path);
-            Served { model, path, selected, rows }
+            let (model, adapted) = adapt(model, judged.as_ref());
+            Served { model, path, selected, rows, adapted }
         })
         .collect();
     let run_id = run.run_id(&served[primary].rows.1);
@@ -468,7 +515,13 @@ pub fn run(root: &Root, clock: Clock, args: &ScoreArgs, progress: &dyn Progress)
     progress.phase("score", Some(served.len() as u64));
     let mut scored = Vec::new();
     for s in &served {
-        scored.push(score_label(&catalog, &sources, s, args)?);
+        let started = std::time::Instant::now();
+        let mut one = score_label(&catalog, &sources, s, args)?;
+        if !clock.is_pinned() {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            one.summary.latency_ms = Some(ms / one.summary.rows.max(1) as f64);
+        }
+        scored.push(one);
         progress.advance(1);
     }
     progress.finish();
@@ -538,8 +591,8 @@ mod tests {
 
     #[test]
     fn the_gate_follows_this_models_verdict_else_the_initial_state_and_block_needs_a_reason() {
-        let judged = |v| Some((v, "cal1".to_string()));
-        let ok = |a: &ScoreArgs, j| gate(a, j, "m1").map_err(|e| e.to_string());
+        let judged = |verdict| Some(Judged { verdict, run_id: "cal1".into(), adapted: Vec::new() });
+        let ok = |a: &ScoreArgs, j: Option<Judged>| gate(a, j.as_ref(), "m1").map_err(|e| e.to_string());
         assert_eq!(ok(&args(Verdict::Derisk, None), None), Ok((Verdict::Derisk, None)));
         assert_eq!(ok(&args(Verdict::Block, None), judged(Verdict::Pass)), Ok((Verdict::Pass, Some("cal1".into()))));
         let e = ok(&args(Verdict::Block, None), None).unwrap_err();

@@ -26,14 +26,15 @@ fn the_loop_leaves_manifests_model_predictions_and_acceptance() {
     let state = report["state"].as_str().unwrap();
     let prom = std::fs::read_to_string(root.join("metrics/calibrate.prom")).unwrap();
     for st in ["PASS", "DERISK", "BLOCK"] {
-        let line = format!("t0clip_acceptance_state{{state=\"{st}\"}} {}", u8::from(st == state));
+        let line = format!("t0clip_acceptance_state{{profile=\"default\",state=\"{st}\"}} {}", u8::from(st == state));
         assert!(prom.lines().any(|l| l == line), "{line} missing:\n{prom}");
     }
     // Series carry the label's name, never a run id (one series per label, not per run).
     for run in [&report["score_run"], &report["model_run"]] {
         assert!(!prom.contains(run.as_str().unwrap()), "a run id in the metrics:\n{prom}");
     }
-    assert!(prom.lines().any(|l| l.starts_with("t0clip_interval_coverage{label=\"y_log_views\"} ")), "{prom}");
+    let coverage = "t0clip_interval_coverage{profile=\"default\",label=\"y_log_views\"} ";
+    assert!(prom.lines().any(|l| l.starts_with(coverage)), "{prom}");
     let ledger = expect(root, "heal", &["verify-ledger", "--json"], 0);
     assert!(ledger.stdout.contains("\"first_broken\":null"), "{}", ledger.stdout);
 }
@@ -217,8 +218,8 @@ fn manifest_corrupted_before_its_consumer() {
 #[test]
 fn a_block_acceptance_stops_the_next_score() {
     let dir = copy_of_pristine();
-    // Zero tolerance: any gap between coverage and nominal is BLOCK.
-    let o = expect(dir.path(), "calibrate", &["--pass-tolerance", "0", "--derisk-tolerance", "0", "--json"], 1);
+    // Every step a hard breach: BLOCK.
+    let o = expect(dir.path(), "calibrate", &[&ALWAYS_BLOCK[..], &["--json"]].concat(), 1);
     assert!(o.stdout.contains("\"state\":\"BLOCK\""), "{}", o.stdout);
     let o = expect(dir.path(), "score", &[], 1);
     assert!(o.stderr.contains("BLOCK"), "{}", o.stderr);

@@ -3,6 +3,7 @@
 
 mod certify;
 mod chain;
+mod governance;
 mod labels;
 mod projects;
 mod record;

@@ -677,9 +677,8 @@ fn a_retrained_model_is_not_held_by_the_block_of_the_model_it_replaces() {
     };
     let first = refresh(&batch("a", &early));
     expect(&root, "score", &p, 0);
-    // Tolerances below zero: any coverage is BLOCK.
-    let cal =
-        json(expect(&root, "calibrate", &with(&p, &["--pass-tolerance=-1", "--derisk-tolerance=-1", "--json"]), 1));
+    // Every step a hard breach: BLOCK.
+    let cal = json(expect(&root, "calibrate", &with(&p, &[&ALWAYS_BLOCK[..], &["--json"]].concat()), 1));
     assert_eq!((cal["state"].as_str(), &cal["model_run"]), (Some("BLOCK"), &first["run_id"]), "{cal}");
     let o = expect(&root, "score", &p, 1);
     assert!(o.stderr.contains("BLOCK") && o.stderr.contains(first["run_id"].as_str().unwrap()), "{}", o.stderr);
@@ -689,7 +688,10 @@ fn a_retrained_model_is_not_held_by_the_block_of_the_model_it_replaces() {
     let s = json(expect(&root, "score", &with(&p, &["--json"]), 0));
     assert_eq!((s["acceptance"].as_str(), &s["acceptance_from"]), (Some("DERISK"), &serde_json::Value::Null), "{s}");
     assert_eq!(s["model_run"], second["run_id"]);
-    let cal = json(expect(&root, "calibrate", &with(&p, &["--pass-tolerance", "1", "--json"]), 0));
+    let tmp = tempfile::tempdir().unwrap();
+    let lenient = permissive_profile(tmp.path());
+    let lenient = ["--profile", lenient.to_str().unwrap(), "--initial-state", "PASS", "--json"];
+    let cal = json(expect(&root, "calibrate", &with(&p, &lenient), 0));
     assert_eq!((cal["state"].as_str(), &cal["model_run"]), (Some("PASS"), &second["run_id"]), "{cal}");
     let s = json(expect(&root, "score", &with(&p, &["--json"]), 0));
     assert_eq!((s["acceptance"].as_str(), &s["acceptance_from"]), (Some("PASS"), &cal["run_id"]), "{s}");

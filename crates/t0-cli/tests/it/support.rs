@@ -262,3 +262,20 @@ pub fn gapminder_root() -> &'static Path {
     .0
     .path()
 }
+
+/// A governance profile under which no guard ever breaches (`calibrate --profile`): with
+/// `--initial-state PASS` the replay stays in PASS whatever the predictions.
+pub fn permissive_profile(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("permissive-governance.yaml");
+    let never = "{soft: 1.0e12, hard: 1.0e12, up: 1.0e12}";
+    let text = format!(
+        "guards:\n  coverage_ema: {{soft: -1, hard: -1, up: -1}}\n  miss_streak: {never}\n  surprisal_p95: {never}\n  \
+         latency_p95_ms: {never}\n  rel_width: {{soft: -1, hard: -1, up: -1, higher_is_worse: false}}\nkappa: {{max_rel_width: 0}}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `calibrate` flags under which every replayed step is a hard breach (any interval is wider
+/// than 0 × nominal): the state goes to BLOCK by the second matured step.
+pub const ALWAYS_BLOCK: [&str; 2] = ["--set", "guards.rel_width.hard=0"];
