@@ -9,9 +9,11 @@
 //! - [`grid`]: the calibration grid's syntax and its cartesian product;
 //! - [`objective`]: ScoreV1 and the hard constraints.
 //!
-//! PLACEHOLDER STATUS (issue 29 open): these are the building blocks with their unit tests.
-//! `calibrate` does not drive them yet: its replay, the persisted ACI/FSM state, the grid
-//! command, the CI gate and the Prometheus export are still to be wired.
+//! - [`replay`]: one step of all of the above, and a replay's summary; [`totals`]: the
+//!   cumulative counts the metrics export; [`cigate`]: the CI gate; [`patch`]: setting the
+//!   profile by dotted path.
+//!
+//! `calibrate` drives it; `score` reads the state it leaves.
 
 pub mod aci;
 pub mod cigate;

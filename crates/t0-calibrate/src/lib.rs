@@ -225,11 +225,7 @@ type Skipped = (String, String);
 
 /// The served value models of a train-suite run (verified and consumed), and the other
 /// labels with why they are not replayed.
-fn value_models(
-    root: &Root,
-    run: &mut StageRun,
-    train: &Loaded,
-) -> Result<(Vec<t0_model::Model>, Vec<Skipped>)> {
+fn value_models(root: &Root, run: &mut StageRun, train: &Loaded) -> Result<(Vec<t0_model::Model>, Vec<Skipped>)> {
     let mut names: Vec<&str> = train
         .manifest
         .outputs

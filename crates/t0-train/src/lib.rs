@@ -113,6 +113,33 @@ pub struct TrainReport {
     /// Labels not trained, with the reason (e.g. too few matured rows).
     pub skipped_labels: Vec<String>,
     pub warnings: Vec<String>,
+    /// The acceptance state the latest calibration left on the model this run replaces (the
+    /// governance feedback: a BLOCK is named in the warnings). Read and verified, not an input:
+    /// it does not change what is trained, so it does not change the run's identity.
+    #[serde(default)]
+    pub replaces: Option<Replaced>,
+}
+
+/// The previous model's acceptance, as its latest calibrate run decided it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replaced {
+    pub model_run: String,
+    pub state: String,
+    pub calibrate_run: String,
+    pub reason: String,
+}
+
+/// The latest calibrate run's verdict on the model it judged, its report verified (a tampered
+/// report is exit 3 naming it); none before any calibration.
+fn replaced(root: &Root, catalog: &Catalog) -> Result<Option<Replaced>> {
+    let Some(id) = t0_manifest::latest_run_id(catalog, t0_core::Stage::Calibrate)? else { return Ok(None) };
+    let cal = t0_manifest::load(root, catalog, t0_core::Stage::Calibrate, Some(&id))?;
+    for name in cal.recorded(&["calib.report"]) {
+        t0_manifest::verify_output(root, catalog, &cal.manifest, cal.manifest.output(name)?)?;
+    }
+    let s = &cal.manifest.summary;
+    let text = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+    Ok(Some(Replaced { model_run: text("model_run"), state: text("state"), calibrate_run: id, reason: text("reason") }))
 }
 
 /// The served label: `--target`, else the project's `features.target`, else its first value or
@@ -204,7 +231,15 @@ pub fn run(root: &Root, clock: Clock, args: &TrainArgs, progress: &dyn Progress)
     // another run, as score and calibrate check.
     let run_id = run.run_id(&inputs.cert.manifest.run_id);
     run.ensure_new(&run_id)?;
-    let built = suite::build(&catalog, args, target.as_deref(), &inputs, &run_id, progress)?;
+    let replaces = replaced(root, &catalog)?;
+    let mut built = suite::build(&catalog, args, target.as_deref(), &inputs, &run_id, progress)?;
+    if let Some(r) = replaces.as_ref().filter(|r| r.state == "BLOCK") {
+        built.report.warnings.push(format!(
+            "the model this run replaces ({}) was BLOCKed by calibrate run {}: {}; the new model starts in score's --initial-state",
+            r.model_run, r.calibrate_run, r.reason
+        ));
+    }
+    built.report.replaces = replaces;
     for w in &built.report.warnings {
         progress.note(&format!("warning: {w}"));
     }

@@ -685,6 +685,13 @@ fn a_retrained_model_is_not_held_by_the_block_of_the_model_it_replaces() {
     // New data, a new model: not held by the old model's BLOCK.
     let second = refresh(&batch("b", &late));
     assert_ne!(second["run_id"], first["run_id"]);
+    // train-suite reads the feedback: the model it replaces was blocked, and by which run.
+    assert_eq!(
+        (second["replaces"]["state"].as_str(), &second["replaces"]["model_run"]),
+        (Some("BLOCK"), &first["run_id"])
+    );
+    assert_eq!(second["replaces"]["calibrate_run"], cal["run_id"]);
+    assert!(second["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("BLOCKed")), "{second}");
     let s = json(expect(&root, "score", &with(&p, &["--json"]), 0));
     assert_eq!((s["acceptance"].as_str(), &s["acceptance_from"]), (Some("DERISK"), &serde_json::Value::Null), "{s}");
     assert_eq!(s["model_run"], second["run_id"]);

@@ -114,6 +114,7 @@ pub(super) fn write(mut p: Parts) -> Result<Built> {
         leaderboard,
         skipped_labels: p.got.skipped_labels,
         warnings: p.got.warnings,
+        replaces: None,
     };
     Ok(Built { files: files.0, report })
 }
