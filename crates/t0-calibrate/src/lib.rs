@@ -213,7 +213,11 @@ fn replay_label(
             .map(t0_core::clock::format_utc),
         last_entity: last.map(|l| l.1),
         state: carry.fsm.state,
-        why: why(&records, &carry, steps.len()),
+        // Nothing new: the state and its reason stand as the last replay left them.
+        why: match prev {
+            Some(p) if steps.is_empty() => p.why.clone(),
+            _ => why(&records, &carry, steps.len()),
+        },
         summary,
         carry,
     };

@@ -103,7 +103,9 @@ fn human(r: &t0_calibrate::CalibrateReport) -> String {
     if let Some(g) = &r.grid {
         s += &format!("\n  grid: {} points -> {}, {}", g.points, g.results, g.topk);
         if let Some(best) = g.top.first() {
-            s += &format!("; best ScoreV1 {:.4} with {:?}", best.point.score, best.patch);
+            let patch: Vec<String> = best.patch.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let patch = if patch.is_empty() { "the profile as it is".to_string() } else { patch.join(", ") };
+            s += &format!("; best ScoreV1 {:.4} with {patch}", best.point.score);
         }
         if let Some(a) = &g.applied {
             s += &format!("; winner written to {a}");
