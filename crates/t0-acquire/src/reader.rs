@@ -86,6 +86,15 @@ impl CsvRecords {
             .map(|h| std::str::from_utf8(h).map(|s| s.trim().trim_start_matches('\u{feff}').to_string()))
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| unreadable(file, "the header is not valid UTF-8"))?;
+        // A repeated name would leave one of its columns unread without a word (issue 30).
+        for (j, n) in names.iter().enumerate() {
+            if let Some(i) = names[..j].iter().position(|m| m == n) {
+                return Err(unreadable(
+                    file,
+                    format!("column {n:?} appears twice in the header (columns {} and {}): rename one", i + 1, j + 1),
+                ));
+            }
+        }
         let positions: Vec<Option<usize>> = wanted.iter().map(|w| names.iter().position(|n| n == w)).collect();
         let missing = wanted.iter().zip(&positions).filter(|(_, p)| p.is_none()).map(|(w, _)| w.clone()).collect();
         Ok(CsvRecords {
@@ -311,5 +320,23 @@ impl Records for ParquetRecords {
             .collect();
         let raw = cut(&fields.iter().map(|f| f.as_deref().unwrap_or("")).collect::<Vec<_>>().join(","));
         Ok(Some(Item::Row(Record { line: self.rows_before + i as u64 + 1, fields, raw })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_name_twice_in_a_csv_header_is_bad_input_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dup.csv");
+        std::fs::write(&file, "id,value,note,value\n1,2,x,3\n").unwrap();
+        let e = open(&file, Format::Csv, &["id".into(), "value".into()], ',').err().expect("refused");
+        assert_eq!(e.exit_code(), t0_core::ExitCode::BadInput);
+        let m = e.to_string();
+        assert!(m.contains("dup.csv") && m.contains("\"value\"") && m.contains("columns 2 and 4"), "{m}");
+        std::fs::write(&file, "id,value\n1,2\n").unwrap();
+        assert!(open(&file, Format::Csv, &["id".into()], ',').is_ok());
     }
 }
