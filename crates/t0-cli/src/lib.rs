@@ -223,3 +223,12 @@ pub fn run(
     };
     std::process::ExitCode::from(code.code() as u8)
 }
+
+/// `--initial-state`: an acceptance state, PASS, DERISK or BLOCK (any case).
+pub fn parse_state(s: &str) -> Result<t0_core::Verdict, String> {
+    use t0_core::Verdict;
+    [Verdict::Pass, Verdict::Derisk, Verdict::Block]
+        .into_iter()
+        .find(|v| v.as_str().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("{s:?} is not PASS, DERISK or BLOCK"))
+}

@@ -28,7 +28,7 @@ struct Cli {
     #[command(flatten)]
     common: Common,
     /// The acceptance state a model's first replay starts in: PASS, DERISK or BLOCK.
-    #[arg(long, default_value = "DERISK", value_parser = parse_state)]
+    #[arg(long, default_value = "DERISK", value_parser = t0_cli::parse_state)]
     initial_state: t0_core::Verdict,
     /// A governance profile file (any subset of configs/governance.yaml's fields) laid over
     /// the project's, e.g. one `--apply-top` wrote.
@@ -66,14 +66,6 @@ enum Cmd {
     Show(t0_cli::ShowCmd),
     /// The current acceptance state, why, since when, the ACI state per label and the CI gate.
     Status,
-}
-
-fn parse_state(s: &str) -> Result<t0_core::Verdict, String> {
-    use t0_core::Verdict;
-    [Verdict::Pass, Verdict::Derisk, Verdict::Block]
-        .into_iter()
-        .find(|v| v.as_str().eq_ignore_ascii_case(s))
-        .ok_or_else(|| format!("{s:?} is not PASS, DERISK or BLOCK"))
 }
 
 fn human(r: &t0_calibrate::CalibrateReport) -> String {

@@ -31,7 +31,7 @@ struct Cli {
     #[arg(long, conflicts_with_all = ["t0_from", "t0_to"])]
     latest: bool,
     /// The acceptance state of a model no calibration has judged yet: PASS, DERISK or BLOCK.
-    #[arg(long, default_value = "DERISK", value_parser = parse_state)]
+    #[arg(long, default_value = "DERISK", value_parser = t0_cli::parse_state)]
     initial_state: t0_core::Verdict,
     /// Score despite a BLOCK (needs --reason, recorded in the manifest).
     #[arg(long, requires = "reason")]
@@ -99,14 +99,6 @@ fn parse_level(s: &str) -> Result<f64, String> {
         Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
         _ => Err(format!("{s:?} is not a coverage level strictly between 0 and 1")),
     }
-}
-
-fn parse_state(s: &str) -> Result<t0_core::Verdict, String> {
-    use t0_core::Verdict;
-    [Verdict::Pass, Verdict::Derisk, Verdict::Block]
-        .into_iter()
-        .find(|v| v.as_str().eq_ignore_ascii_case(s))
-        .ok_or_else(|| format!("{s:?} is not PASS, DERISK or BLOCK"))
 }
 
 fn human(r: &t0_score::ScoreReport) -> String {
