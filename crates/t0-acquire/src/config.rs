@@ -14,15 +14,13 @@ use t0_project::vocab::{self as spec, TableSpec};
 #[serde(deny_unknown_fields)]
 pub struct AcquireConfig {
     pub sources: Vec<SourceConfig>,
+    /// The file the mapping was read from, for errors found later.
+    #[serde(skip)]
+    pub origin: String,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Csv,
-    Parquet,
-    Ndjson,
-}
+pub use t0_source::Format;
+pub use t0_source::time::Zone;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +76,10 @@ pub struct SourceConfig {
     /// its value became true, so a T0 inside the period neither sees it nor counts it as past.
     #[serde(default)]
     pub period: Option<String>,
+    /// (availability: column) The source publishes forecasts: a row known before the time it
+    /// describes (`available_at` before `observed_at`) is kept. Otherwise it is quarantined.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forecasts: bool,
 }
 
 impl SourceConfig {
@@ -131,31 +133,37 @@ impl Availability {
             "d" => 86_400,
             _ => return None,
         };
-        Some(Availability::ObservedPlus { seconds: n * mult })
+        let seconds = n.checked_mul(mult).filter(|s| *s <= MAX_LAG_SECONDS)?;
+        Some(Availability::ObservedPlus { seconds })
     }
 }
 
-/// A time zone for naive timestamps.
-#[derive(Debug, Clone, Copy)]
-pub enum Zone {
-    Fixed(chrono::FixedOffset),
-    Named(chrono_tz::Tz),
-}
+/// The longest availability lag: a century (a longer one is a typo, and would carry
+/// `available_at` past the times t0-clip stores).
+pub const MAX_LAG_SECONDS: i64 = 100 * 366 * 86_400;
 
-impl Zone {
-    pub fn parse(s: &str) -> Option<Zone> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("utc") || s == "Z" {
-            return chrono::FixedOffset::east_opt(0).map(Zone::Fixed);
-        }
-        if let Some(rest) = s.strip_prefix('+').map(|r| (1, r)).or_else(|| s.strip_prefix('-').map(|r| (-1, r))) {
-            let (sign, hm) = rest;
-            let (h, m) = hm.split_once(':').unwrap_or((hm, "0"));
-            let secs = sign * (h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60);
-            return chrono::FixedOffset::east_opt(secs).map(Zone::Fixed);
-        }
-        s.parse::<chrono_tz::Tz>().ok().map(Zone::Named)
+/// A `timestamp_format` must be a strftime format that can read back a time it writes:
+/// otherwise every row of the source would be quarantined for a configuration error.
+fn check_time_format(f: &str) -> std::result::Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    use std::fmt::Write;
+    if StrftimeItems::new(f).any(|i| matches!(i, Item::Error)) {
+        return Err(format!("{f:?} is not a strftime format (an unknown or incomplete % specifier)"));
     }
+    let sample = chrono::NaiveDate::from_ymd_opt(2001, 2, 3)
+        .and_then(|d| d.and_hms_opt(4, 5, 6))
+        .expect("a valid date")
+        .and_utc()
+        .fixed_offset();
+    let mut text = String::new();
+    write!(text, "{}", sample.format(f)).map_err(|_| format!("{f:?} cannot format a time"))?;
+    let utc = Zone::parse("UTC").expect("UTC");
+    crate::ingest::parse_time(&text, Some(f), utc).map(|_| ()).map_err(|_| {
+        format!(
+            "{f:?} cannot read back the time it writes ({text:?}), so no value could match it: \
+             a timestamp format needs at least a year"
+        )
+    })
 }
 
 impl SourceConfig {
@@ -208,11 +216,24 @@ impl AcquireConfig {
                     i,
                     s,
                     format!(
-                        "availability: {:?} is not ingest_time, observed_time, observed_time + <n>h or column",
+                        "availability: {:?} is not ingest_time, observed_time, observed_time + <n><s|m|h|d> \
+                         (at most 100 years) or column",
                         s.availability
                     ),
                 ));
             };
+            if let Some(f) = &s.timestamp_format {
+                check_time_format(f).map_err(|e| bad(i, s, format!("timestamp_format: {e}")))?;
+            }
+            if s.forecasts && av != Availability::Column {
+                return Err(bad(i, s, "forecasts: only a source with `availability: column` can be early".into()));
+            }
+            if let Some(m) = &s.media_root
+                && (Path::new(m).is_absolute()
+                    || Path::new(m).components().any(|c| c == std::path::Component::ParentDir))
+            {
+                return Err(bad(i, s, format!("media_root: {m:?} must be a directory inside the input directory")));
+            }
             if let Some(Err(e)) = s.complete_through.as_deref().map(t0_project::completeness::CompleteThrough::parse) {
                 return Err(bad(i, s, e));
             }
@@ -293,9 +314,28 @@ mod tests {
         assert_eq!(Availability::parse("observed_time + 2h"), Some(Availability::ObservedPlus { seconds: 7200 }));
         assert_eq!(Availability::parse("column"), Some(Availability::Column));
         assert_eq!(Availability::parse("observed_time + 2 weeks"), None);
+        assert_eq!(
+            Availability::parse("observed_time + 36500d"),
+            Some(Availability::ObservedPlus { seconds: 36500 * 86_400 })
+        );
+        assert_eq!(Availability::parse("observed_time + 9223372036854775807h"), None);
+        assert_eq!(Availability::parse("observed_time + 40000d"), None);
         assert!(Zone::parse("Europe/Berlin").is_some());
         assert!(Zone::parse("+05:30").is_some());
         assert!(Zone::parse("Mars/Olympus").is_none());
+    }
+
+    #[test]
+    fn a_timestamp_format_must_read_back_what_it_writes() {
+        for ok in ["%Y-%m-%d %H:%M:%S", "%d/%m/%Y", "%Y", "%Y-%m", "%Y-%m-%dT%H:%M:%S%z", "%s"] {
+            assert_eq!(check_time_format(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in
+            [("%Q", "not a strftime"), ("%Y-%m-%", "not a strftime"), ("%H:%M", "read back"), ("day", "read back")]
+        {
+            let e = check_time_format(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod config;
 pub mod infer;
 pub mod ingest;
 pub mod media;
-pub mod reader;
+pub use t0_source::reader;
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,8 @@ pub struct AcquireArgs {
     pub evolve_schema: bool,
     /// Rows per committed chunk (the unit of resume).
     pub chunk_rows: usize,
+    /// A file under `input` that no source reads is an error (exit 4) instead of a warning.
+    pub deny_unmatched: bool,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -40,41 +42,152 @@ pub struct AcquireReport {
     pub files: Vec<FileReport>,
     /// Sources whose glob matched no file in the input directory.
     pub sources_without_files: Vec<String>,
+    /// Files under the input directory that no source's glob matches and no media root holds:
+    /// not read, so named (relative to the input directory).
+    pub unmatched_files: Vec<String>,
     pub rows_read: u64,
     pub rows_ingested: u64,
     pub rows_unchanged: u64,
     pub rows_quarantined: u64,
-    /// The change made to the measure columns of `observations`, if any.
+    /// The change made to the measure columns of `observations` since the last finished
+    /// acquire (by this run, or by an interrupted one it completes), if any.
     pub schema_change: Option<t0_project::schema::SchemaChange>,
+    /// The last `schema_changes` entry this report accounts for.
+    pub schema_seq: i64,
 }
 
 /// The source mapping (`path`, else the project's) validated against the project. Returns
 /// the mapping and the hash of its text and the project's.
 pub fn load_config(path: Option<&Path>, project: &Project) -> Result<(AcquireConfig, String)> {
     let (name, text) = project.read_or(path, &project.def.sources)?;
-    let cfg: AcquireConfig = t0_core::config::parse_yaml(&name, &text)?;
+    let mut cfg: AcquireConfig = t0_core::config::parse_yaml(&name, &text)?;
     cfg.validate(&name, project)?;
+    cfg.origin = name;
     let hash = t0_core::blake3_hex(format!("{}|{}", t0_core::blake3_hex(text.as_bytes()), project.hash).as_bytes());
     Ok((cfg, hash))
 }
 
-/// Files of `input` matching the source's glob, in name order.
+/// `path` resolved (symlinks followed) when it stays inside `input` (resolved), else None.
+fn inside(input: &Path, path: &Path) -> Result<Option<PathBuf>> {
+    let base = input.canonicalize().map_err(|e| Error::io(input, e))?;
+    Ok(path.canonicalize().ok().filter(|p| p.starts_with(&base)))
+}
+
+/// Files of `input` matching the source's glob, in name order. A directory or file that
+/// leads outside `input` (a symlink) is refused, never followed (exit 4).
 fn matching_files(input: &Path, src: &SourceConfig) -> Result<Vec<PathBuf>> {
     let (dir, pattern) = match src.glob.rsplit_once('/') {
         Some((d, p)) => (input.join(d), p.to_string()),
         None => (input.to_path_buf(), src.glob.clone()),
     };
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let outside = |p: &Path| {
+        Error::BadInput(format!(
+            "{} (source {}) leads outside --input {} (a symlink): not read",
+            p.display(),
+            src.name,
+            input.display()
+        ))
+    };
+    inside(input, &dir)?.ok_or_else(|| outside(&dir))?;
+    let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
     let mut files = Vec::new();
     for e in entries {
         let e = e.map_err(|e| Error::io(&dir, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
         if config::glob_match(&pattern, &name) && e.path().is_file() {
+            inside(input, &e.path())?.ok_or_else(|| outside(&e.path()))?;
             files.push(e.path());
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// Every file under `dir` (symlinks listed, not followed), relative to `base`, except those
+/// under a directory in `skip` (normalised paths).
+fn files_under(base: &Path, dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<()> {
+    if skip.contains(&dir.components().collect::<PathBuf>()) {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for e in entries {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let path = e.path();
+        let ty = e.file_type().map_err(|e| Error::io(&path, e))?;
+        if ty.is_dir() {
+            files_under(base, &path, skip, out)?;
+        } else if ty.is_file() || ty.is_symlink() {
+            out.push(path.strip_prefix(base).unwrap_or(&path).to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+/// Files under `input` no source reads: not matched by a glob and not inside a media root.
+fn unmatched(input: &Path, cfg: &AcquireConfig, matched: &[PathBuf]) -> Result<Vec<String>> {
+    let media: Vec<PathBuf> = cfg
+        .sources
+        .iter()
+        .filter_map(|s| s.media_root.as_ref())
+        .map(|m| input.join(m).components().collect())
+        .collect();
+    let mut all = Vec::new();
+    files_under(input, input, &media, &mut all)?;
+    let mut names: Vec<String> = all
+        .into_iter()
+        .filter(|f| !matched.iter().any(|m| m.strip_prefix(input).is_ok_and(|m| m == f)))
+        .map(|f| f.display().to_string())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Each source with the files its glob matched.
+type Planned<'a> = Vec<(&'a SourceConfig, Vec<PathBuf>)>;
+
+/// The sources in ingest order (entities first, so references from the other tables can be
+/// checked against them) with their files, and the files under `input` no source reads
+/// (refused with `deny_unmatched`).
+fn plan<'a>(args: &AcquireArgs, cfg: &'a AcquireConfig) -> Result<(Planned<'a>, Vec<String>)> {
+    confine_media_roots(&args.input, cfg)?;
+    let mut sources: Vec<&SourceConfig> = cfg.sources.iter().collect();
+    sources.sort_by_key(|s| CANONICAL.iter().position(|t| *t == s.table));
+    let planned: Planned =
+        sources.into_iter().map(|s| matching_files(&args.input, s).map(|f| (s, f))).collect::<Result<_>>()?;
+    let matched: Vec<PathBuf> = planned.iter().flat_map(|(_, f)| f.iter().cloned()).collect();
+    let unmatched_files = unmatched(&args.input, cfg, &matched)?;
+    if args.deny_unmatched && !unmatched_files.is_empty() {
+        return Err(Error::BadInput(format!(
+            "{} file(s) under --input {} match no source and would not be read: {}",
+            unmatched_files.len(),
+            args.input.display(),
+            unmatched_files.join(", ")
+        )));
+    }
+    Ok((planned, unmatched_files))
+}
+
+/// Each source's media root must resolve inside `input` (exit 2 naming the mapping).
+fn confine_media_roots(input: &Path, cfg: &AcquireConfig) -> Result<()> {
+    for s in &cfg.sources {
+        let Some(m) = &s.media_root else { continue };
+        let dir = input.join(m);
+        if dir.exists() && inside(input, &dir)?.is_none() {
+            return Err(Error::config(
+                &cfg.origin,
+                format!(
+                    "source {}: media_root {m:?} leads outside --input {} (a symlink to {})",
+                    s.name,
+                    input.display(),
+                    dir.canonicalize().map(|p| p.display().to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progress) -> Result<AcquireReport> {
@@ -85,11 +198,15 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
     if args.chunk_rows == 0 {
         return Err(Error::Usage("--chunk-rows must be at least 1".into()));
     }
+    let (planned, unmatched_files) = plan(args, &cfg)?;
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
-    let schema_change = t0_project::schema::ensure(&catalog, &args.project, args.evolve_schema, &clock.stamp())?;
+    t0_project::schema::ensure(&catalog, &args.project, args.evolve_schema, &clock.stamp())?;
+    let (schema_change, schema_seq) = t0_project::schema::since(&catalog, reported_schema_seq(root, &catalog)?)?;
+    let recorded = recorded_batches(root, &catalog)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
     let ingest = ingest::Ingest {
+        recorded: &recorded,
         root,
         catalog: &catalog,
         clock: &clock,
@@ -97,13 +214,9 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
         progress,
         project: &args.project,
     };
-    // Entities first, so references from the other tables can be checked against them.
-    let mut sources: Vec<&SourceConfig> = cfg.sources.iter().collect();
-    sources.sort_by_key(|s| CANONICAL.iter().position(|t| *t == s.table));
     let mut files = Vec::new();
     let mut without = Vec::new();
-    for src in sources {
-        let matched = matching_files(&args.input, src)?;
+    for (src, matched) in planned {
         if matched.is_empty() {
             without.push(src.name.clone());
         }
@@ -129,8 +242,10 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
         rows_unchanged: files.iter().map(|f| f.rows_unchanged).sum(),
         rows_quarantined: files.iter().map(|f| f.rows_quarantined).sum(),
         sources_without_files: without,
+        unmatched_files,
         files,
         schema_change,
+        schema_seq,
     };
     if report.files.iter().all(|f| f.skipped_already_ingested) {
         return Err(Error::NothingToDo(if report.files.is_empty() {
@@ -146,6 +261,46 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
         )));
     }
     let outputs = canonical_outputs(root, &catalog)?;
-    run.finish(&run_id, None, outputs, serde_json::to_value(&report).expect("plain struct"))?;
+    // The manifest states what was ingested, not where an interrupted run left off: a resumed
+    // run's manifest is byte for byte an uninterrupted one's.
+    let mut summary = serde_json::to_value(&report).expect("plain struct");
+    for f in summary["files"].as_array_mut().into_iter().flatten() {
+        f["resumed_after_row"] = 0.into();
+    }
+    run.finish(&run_id, None, outputs, summary)?;
     Ok(report)
+}
+
+/// The last schema change a finished acquire reported: a run that completes an interrupted
+/// one reports the changes that run made, so the two manifests are the same. (A manifest from
+/// before `schema_seq` existed reported everything up to now.)
+fn reported_schema_seq(root: &Root, catalog: &Catalog) -> Result<i64> {
+    if t0_manifest::latest_run_id(catalog, STAGE)?.is_none() {
+        return Ok(0);
+    }
+    let last = t0_manifest::load(root, catalog, STAGE, None)?;
+    Ok(last.manifest.summary.get("schema_seq").and_then(serde_json::Value::as_i64).unwrap_or(i64::MAX))
+}
+
+/// The ingest batches the inputs of finished acquire runs name (a source file's batch is its
+/// source and the first 16 hex digits of its content hash).
+fn recorded_batches(root: &Root, catalog: &Catalog) -> Result<std::collections::BTreeSet<String>> {
+    let mut stmt = catalog
+        .conn()
+        .prepare("SELECT run_id FROM manifests WHERE stage = ? ORDER BY seq")
+        .map_err(|e| Error::internal("acquire manifests", e))?;
+    let runs: Vec<String> = stmt
+        .query_map([STAGE.as_str()], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| Error::internal("acquire manifests", e))?;
+    let mut batches = std::collections::BTreeSet::new();
+    for run in runs {
+        let m = t0_manifest::load(root, catalog, STAGE, Some(&run))?;
+        for input in &m.manifest.inputs {
+            if let Some(source) = input.name.strip_prefix("source.").and_then(|n| n.split('.').next()) {
+                batches.insert(format!("{source}-{}", &input.content_hash[..16.min(input.content_hash.len())]));
+            }
+        }
+    }
+    Ok(batches)
 }

@@ -48,6 +48,7 @@ impl Env {
             input: self.input.path().to_path_buf(),
             config,
             chunk_rows: 1000,
+            deny_unmatched: false,
         };
         let clock = Clock::from_arg(Some("2026-03-01T00:00:00Z")).unwrap();
         let r = t0_acquire::run(&self.root(), clock, &args, &NoProgress);
@@ -180,6 +181,7 @@ fn duplicate_keys_are_caught_across_chunks_of_one_file() {
         input: env.input.path().to_path_buf(),
         config: None,
         chunk_rows: 1,
+        deny_unmatched: false,
     };
     let r = t0_acquire::run(&env.root(), Clock::from_arg(Some("2026-03-01T00:00:00Z")).unwrap(), &args, &NoProgress)
         .unwrap();

@@ -31,11 +31,14 @@ pub struct Limits {
 }
 
 /// The last `window` values of a metric, newest first.
+/// Only finished runs count: a run killed after its commit but before its manifest left rows
+/// its re-run replaces, and must not read as history (issue 30's crash test).
 pub fn history(catalog: &Catalog, table: &str, metric: &str, window: usize) -> Result<Vec<f64>> {
     let mut stmt = catalog
         .conn()
         .prepare(
             "SELECT value FROM audit_metrics WHERE table_name = ? AND metric = ? AND value IS NOT NULL
+               AND run_id IN (SELECT run_id FROM manifests WHERE stage = 'audit')
              ORDER BY recorded_at DESC, rowid DESC LIMIT ?",
         )
         .ctx(|| "read metric history".into())?;
@@ -168,6 +171,7 @@ pub fn evaluate(catalog: &Catalog, table: &str, check: &Check, rebaseline: bool)
                 .conn()
                 .query_row(
                     "SELECT quantiles FROM audit_baselines WHERE table_name = ? AND column_name = ?
+                       AND run_id IN (SELECT run_id FROM manifests WHERE stage = 'audit')
                      ORDER BY created_at DESC, rowid DESC LIMIT 1",
                     params![table, column],
                     |r| r.get(0),

@@ -67,6 +67,7 @@ impl Env {
             input: input.to_path_buf(),
             config: None,
             chunk_rows: 1000,
+            deny_unmatched: false,
         };
         t0_acquire::run(&Root::new(self.root.path()), at, &args, &NoProgress).unwrap();
     }
@@ -306,6 +307,7 @@ fn anomalies_and_drift_compare_with_earlier_runs() {
             input: input.path().to_path_buf(),
             config: None,
             chunk_rows: 100_000,
+            deny_unmatched: false,
         };
         t0_acquire::run(&root, clock(), &args, &NoProgress).unwrap();
     };

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_audit_failing.sql"),
     include_str!("migrations/0008_drift.sql"),
     include_str!("migrations/0009_governance.sql"),
+    include_str!("migrations/0010_acquire_resume.sql"),
 ];
 
 pub use duckdb;
@@ -86,6 +87,23 @@ impl Catalog {
 
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// The tables of this catalog's own schema, in name order.
+    pub fn tables(&self) -> Result<std::collections::BTreeSet<String>> {
+        let sql = "SELECT table_name FROM duckdb_tables() \
+                   WHERE database_name = current_database() AND schema_name = 'main' AND NOT temporary";
+        let mut stmt = self.conn.prepare(sql).ctx(|| "list tables".into())?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| "list tables".into())?;
+        names.collect::<std::result::Result<_, _>>().ctx(|| "list tables".into())
+    }
+
+    /// Tables the migrations create that this catalog lacks: dropped behind t0-clip's back
+    /// (`verify` names them instead of failing on the first query that reads one).
+    pub fn missing_tables(&self) -> Result<Vec<String>> {
+        let want = Catalog::in_memory()?.tables()?;
+        let have = self.tables()?;
+        Ok(want.difference(&have).cloned().collect())
     }
 
     /// The name DuckDB gives this catalog's database (`catalog` for `catalog.duckdb`): SQL on
@@ -152,7 +170,9 @@ impl Catalog {
         self.conn.execute_batch("BEGIN TRANSACTION").ctx(|| "begin".into())?;
         match f(&self.conn) {
             Ok(v) => {
+                t0_core::fault::pause_point("catalog.commit");
                 self.conn.execute_batch("COMMIT").ctx(|| "commit".into())?;
+                t0_core::fault::pause_point("catalog.committed");
                 Ok(v)
             }
             Err(e) => {

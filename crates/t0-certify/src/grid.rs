@@ -380,6 +380,9 @@ mod tests {
             ("{mode: calendar, offset_hours: 0, every: dates, dates: [2024-13-01]}", "not YYYY-MM-DD"),
             ("{mode: first_seen, offset_hours: 0, until: watermark}", "for mode calendar"),
             ("{mode: calendar, offset_hours: 0, every: day, max_per_entity: 0}", "at least 1"),
+            ("{mode: every_k_days, offset_hours: 0, every_days: 0}", "every_days must be at least 1"),
+            ("{mode: first_seen, offset_hours: 9223372036854775807}", "more than a century"),
+            ("{mode: first_seen, offset_hours: -878401}", "more than a century"),
         ];
         for (yaml, want) in cases {
             let e = check(yaml).unwrap_err();

@@ -181,6 +181,9 @@ pub struct GridConfig {
     pub end_events: Vec<String>,
 }
 
+/// The largest T0 offset: a century either way (more is a typo, and overflows time).
+pub const MAX_OFFSET_HOURS: i64 = 100 * 366 * 24;
+
 fn seven() -> i64 {
     7
 }
@@ -222,6 +225,15 @@ impl GridConfig {
         }
         if self.max_per_entity.is_some_and(|n| n < 1) {
             return bad("max_per_entity must be at least 1");
+        }
+        if self.every_days < 1 {
+            return bad("every_days must be at least 1 (0 would repeat every T0 of an entity)");
+        }
+        if self.offset_hours.abs() > MAX_OFFSET_HOURS {
+            return bad(&format!(
+                "offset_hours {} is more than a century ({MAX_OFFSET_HOURS} hours)",
+                self.offset_hours
+            ));
         }
         Ok(())
     }
@@ -813,6 +825,10 @@ pub fn guard(root: &Root, catalog: &Catalog, clock: &Clock, max_age_days: i64) -
         )));
     }
     view_def_unchanged(&cert)?;
+    // The certificates are what this guard stands on: each must be the file certify wrote.
+    for o in cert.manifest.outputs.iter().filter(|o| o.name.starts_with("certificate.")) {
+        t0_manifest::verify_output(root, catalog, &cert.manifest, o)?;
+    }
     Ok(cert)
 }
 

@@ -63,6 +63,7 @@ fn healed_clips(entities: u64) -> ([tempfile::TempDir; 2], Root, &'static str) {
         input: data.path().to_path_buf(),
         config: None,
         chunk_rows: 100_000,
+        deny_unmatched: false,
     };
     t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
     audit_heal(&root, at);
@@ -142,6 +143,7 @@ fn attack(stores: Option<&Path>) -> Attack {
             input: data.path().to_path_buf(),
             config: None,
             chunk_rows: 100_000,
+            deny_unmatched: false,
         };
         t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
     };
@@ -673,6 +675,7 @@ fn late_artifacts_stay_null_and_an_ungated_column_fails_the_sla() {
         input: data.path().to_path_buf(),
         config: Some(cfg),
         chunk_rows: 100_000,
+        deny_unmatched: false,
     };
     t0_acquire::run(&root, clock(at), &args, &NoProgress).unwrap();
     audit_heal(&root, at);

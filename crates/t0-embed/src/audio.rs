@@ -36,6 +36,10 @@ pub struct Mono {
     pub samples: Vec<f32>,
 }
 
+/// The sample rates read: telephone audio to studio masters.
+pub const MIN_RATE: u32 = 1_000;
+pub const MAX_RATE: u32 = 384_000;
+
 /// Decode a WAV file's bytes into mono f32 in [-1, 1].
 pub fn decode_wav(bytes: &[u8]) -> Result<Mono, String> {
     let mut r = hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| format!("wav: {e}"))?;
@@ -43,9 +47,16 @@ pub fn decode_wav(bytes: &[u8]) -> Result<Mono, String> {
     if spec.channels == 0 || spec.sample_rate == 0 {
         return Err("wav: no channels or a zero sample rate".into());
     }
+    // The resampler's filter grows with the rate: a forged header (4 GHz) would exhaust memory.
+    if !(MIN_RATE..=MAX_RATE).contains(&spec.sample_rate) {
+        return Err(format!("wav: sample rate {} Hz is outside {MIN_RATE}..={MAX_RATE} Hz", spec.sample_rate));
+    }
     let ch = spec.channels as usize;
     let inter: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>().map_err(|e| format!("wav: {e}"))?,
+        hound::SampleFormat::Int if !(1..=32).contains(&spec.bits_per_sample) => {
+            return Err(format!("wav: {} bits per integer sample", spec.bits_per_sample));
+        }
         hound::SampleFormat::Int => {
             let scale = (1u64 << (spec.bits_per_sample - 1)) as f32;
             r.samples::<i32>()

@@ -148,14 +148,17 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     if !args.dry_run {
         run.ensure_new(&run_id)?;
     }
-    check_upstream(root, &catalog, &audit)?;
+    // A heal killed between its commit and its manifest left versions no manifest records:
+    // removed first, since they are what would make the audit look stale.
     if !args.dry_run {
         for r in purge_unrecorded_runs(&catalog)? {
             progress.note(&format!("removed the uncommitted leftovers of crashed heal run {r}"));
         }
     }
+    check_upstream(root, &catalog, &audit)?;
     let audit_run = audit.manifest.run_id.clone();
     let findings = open_findings(&catalog, &audit_run)?;
+    ruleset.check_answers(&audit_run, &findings.keys().cloned().collect())?;
 
     let patched_at = clock.stamp();
     let now = t0_core::clock::sql_timestamp(clock.now());

@@ -180,6 +180,30 @@ impl RuleSet {
         Ok(RuleSet { source: file.to_path_buf(), rules, hash: t0_core::blake3_hex(text.as_bytes()) })
     }
 
+    /// Every rule answers a check the audit run has (exit 2 naming the rule and the file):
+    /// a rule for a check that does not exist would never run, without a word.
+    pub fn check_answers(&self, audit_run: &str, checks: &std::collections::BTreeSet<(String, String)>) -> Result<()> {
+        for r in &self.rules {
+            if checks.contains(&(r.table.clone(), r.answers.clone())) {
+                continue;
+            }
+            let on_table: Vec<&str> = checks.iter().filter(|(t, _)| *t == r.table).map(|(_, c)| c.as_str()).collect();
+            return Err(at(
+                &self.source,
+                r.line,
+                format!(
+                    "rule {}: answers check {:?} on {}, which audit run {audit_run} does not have (its checks on {}: {})",
+                    r.id,
+                    r.answers,
+                    r.table,
+                    r.table,
+                    if on_table.is_empty() { "none".to_string() } else { on_table.join(", ") }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Check every rule against the catalog: its columns exist and each of its plans prepares.
     pub fn validate(&self, catalog: &Catalog) -> Result<()> {
         for r in &self.rules {

@@ -111,6 +111,7 @@ impl Env {
             input: self.input.path().to_path_buf(),
             config: None,
             chunk_rows: 1000,
+            deny_unmatched: false,
         };
         t0_acquire::run(&self.root(), clock("2026-01-31T00:00:00Z"), &args, &NoProgress).unwrap();
     }
@@ -509,6 +510,7 @@ fn the_shipped_rules_answer_the_generator_defects() {
         input: data.path().to_path_buf(),
         config: None,
         chunk_rows: 100_000,
+        deny_unmatched: false,
     };
     t0_acquire::run(&root, clock("2026-12-01T00:00:00Z"), &args, &NoProgress).unwrap();
     let audit = |at: &str| {

@@ -5,6 +5,8 @@
 //! checks the file against the catalog row, recomputes the content hash of every output it is
 //! about to read and refuses (exit 3) on any difference, naming the file or table.
 
+pub mod kinds;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -113,6 +115,10 @@ fn table_sql(table: &str, run_id: &Option<String>) -> String {
 
 /// Describe and hash an output that has just been written.
 pub fn record_output(root: &Root, catalog: &Catalog, name: &str, location: Location) -> Result<Output> {
+    // Every kind of output is registered, so that the tamper test covers it.
+    if kinds::kind_of(name).is_none() {
+        return Err(Error::internal(format!("output {name}"), "no output kind in t0_manifest::kinds matches it"));
+    }
     let (content_hash, rows, files) = measure(root, catalog, &location)?;
     Ok(Output { name: name.to_string(), location, content_hash, rows, files })
 }
@@ -451,9 +457,12 @@ impl<'a> StageRun<'a> {
         let mut bytes = serde_json::to_vec_pretty(&manifest).ctx(|| "serialise manifest".into())?;
         bytes.push(b'\n');
         let path = self.root.manifest(self.state.stage, run_id);
+        let point = |at: &str| t0_core::fault::pause_point(&format!("{}.{at}", self.state.stage.as_str()));
+        point("manifest");
         // A file left by a crashed run that never reached the catalog may be replaced; a recorded
         // run never reaches here (`ensure_new`).
         t0_core::fsio::write_atomic(&path, &bytes)?;
+        point("record");
         let hash = t0_core::blake3_hex(&bytes);
         let rel = self.root.relative(&path);
         let now = self.state.clock.stamp();
@@ -475,6 +484,7 @@ impl<'a> StageRun<'a> {
             }
             Ok(())
         })?;
+        point("recorded");
         Ok(manifest)
     }
 }

@@ -159,6 +159,47 @@ pub fn ensure(catalog: &Catalog, project: &Project, evolve: bool, now: &str) -> 
     Ok(Some(SchemaChange { change, added: missing }))
 }
 
+/// The schema changes recorded after entry `after` merged into one (None if there are none),
+/// and the last entry's number: what a run that reports changes since `after` reports.
+pub fn since(catalog: &Catalog, after: i64) -> Result<(Option<SchemaChange>, i64)> {
+    let ctx = || "schema_changes".to_string();
+    let mut stmt = catalog
+        .conn()
+        .prepare("SELECT seq, change, measures FROM schema_changes WHERE seq > ? ORDER BY seq")
+        .ctx(ctx)?;
+    let rows = stmt
+        .query_map(params![after], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .ctx(ctx)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .ctx(ctx)?;
+    let last: i64 =
+        catalog.conn().query_row("SELECT coalesce(max(seq), 0) FROM schema_changes", [], |r| r.get(0)).ctx(ctx)?;
+    let mut merged: Option<SchemaChange> = None;
+    for (_, change, measures) in rows {
+        // A root from before projects, adopted as it was: nothing about its data changed.
+        if change == "adopt" {
+            continue;
+        }
+        let added: Vec<String> = match change.strip_prefix("add ") {
+            Some(list) => list.split(", ").map(str::to_string).collect(),
+            None if change == "declare" => serde_json::from_str::<Vec<serde_json::Value>>(&measures)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|m| m.get("name").and_then(serde_json::Value::as_str).map(str::to_string))
+                .collect(),
+            None => Vec::new(),
+        };
+        merged = Some(match merged {
+            None => SchemaChange { change, added },
+            Some(m) => SchemaChange {
+                change: format!("{}; {change}", m.change),
+                added: m.added.into_iter().chain(added).collect(),
+            },
+        });
+    }
+    Ok((merged, last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

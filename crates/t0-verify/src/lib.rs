@@ -29,6 +29,9 @@ pub enum Kind {
     Unrecorded,
     BrokenLink,
     Ledger,
+    /// A run that committed catalog rows but whose manifest was never recorded (killed): the
+    /// stage's next run removes them or completes it.
+    Incomplete,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -167,6 +170,11 @@ pub fn run(
     if let Some(p) = project {
         t0_project::schema::check(&catalog, p)?;
     }
+    // A table dropped by hand is damage to report (exit 1), not a query to fail on.
+    let missing = catalog.missing_tables()?;
+    if !missing.is_empty() {
+        return Ok(missing_tables_report(&missing, started));
+    }
     let (manifests, manifest_problems) = load_manifests(root, &catalog)?;
     let scope: Option<BTreeSet<String>> = match since {
         None => None,
@@ -211,6 +219,9 @@ pub fn run(
         }
     }
     progress.finish();
+    if walk.scope.is_none() {
+        walk.incomplete_runs()?;
+    }
     // The heal ledger: chain, anchors and rows of every heal run.
     if walk.scope.is_none() || manifests.iter().any(|(r, _)| r.stage == "heal" && walk.in_scope(&r.run_id)) {
         walk.ledger()?;
@@ -225,6 +236,24 @@ pub fn run(
     report.seconds_total = started.elapsed().as_secs_f64();
     report.seconds_hashing = walk.hashing.as_secs_f64();
     Ok(report)
+}
+
+/// Per stage, a table whose rows carry the run that wrote them, committed before the manifest.
+const RUN_TABLES: [(&str, &str); 4] =
+    [("audit", "audit_verdicts"), ("heal", "heal_ledger"), ("certify", "certificates"), ("calibrate", "acceptance")];
+
+/// The report on a catalog whose schema lost tables: each is named; nothing else is walked,
+/// since every later check reads the tables the schema defines.
+fn missing_tables_report(missing: &[String], started: std::time::Instant) -> VerifyReport {
+    let problems = missing
+        .iter()
+        .map(|t| Problem {
+            kind: Kind::Missing,
+            object: format!("catalog table {t}"),
+            detail: format!("the catalog's schema defines table {t}, which is gone (dropped outside t0-clip)"),
+        })
+        .collect();
+    VerifyReport { problems, seconds_total: started.elapsed().as_secs_f64(), ..Default::default() }
 }
 
 /// Every recorded manifest against its file (present, same blake3, parses), with the problems
@@ -344,6 +373,29 @@ impl Walk<'_> {
                 );
             }
         }
+    }
+
+    /// Runs that committed rows to the catalog but never recorded a manifest: what a kill
+    /// between a stage's commit and its manifest leaves (named, so that the damage it may
+    /// explain elsewhere in the report is attributed).
+    fn incomplete_runs(&mut self) -> Result<()> {
+        for (stage, table) in RUN_TABLES {
+            let sql = format!(
+                "SELECT DISTINCT run_id FROM {table} WHERE run_id NOT IN \
+                 (SELECT run_id FROM manifests WHERE stage = '{stage}') ORDER BY run_id"
+            );
+            let mut stmt = self.catalog.conn().prepare(&sql).ctx(|| format!("runs of {table}"))?;
+            let runs: Vec<String> =
+                stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()).ctx(|| format!("runs of {table}"))?;
+            for run in runs {
+                self.problem(
+                    Kind::Incomplete,
+                    format!("{stage} run {run}"),
+                    format!("its rows are in {table} but no manifest records the run (killed before it finished?): run {stage} again"),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The heal ledger's chain, anchors and rows, for the heal runs in scope.

@@ -10,8 +10,8 @@ use t0_clips_gen::{GenerateOptions, generate};
 /// row, column and reason; each file is landed as immutable Parquet; a file already ingested
 /// is skipped; an interrupted ingest resumes at its last committed chunk.
 ///
-/// Exit codes: 0 done, 2 usage/config error, 3 lock held, 4 a file that cannot be read at all,
-/// 99 nothing new.
+/// Exit codes: 0 done, 2 usage/config error, 3 lock held, 4 a file that cannot be read at all
+/// (or, with --deny-unmatched, one no source reads), 99 nothing new.
 #[derive(Parser)]
 #[command(name = "acquire", version)]
 struct Cli {
@@ -33,6 +33,11 @@ struct Cli {
     /// Rows per committed chunk: the unit of resume after an interruption.
     #[arg(long, default_value_t = 250_000)]
     chunk_rows: usize,
+    /// Refuse (exit 4, before reading anything) when a file under --input matches no source's
+    /// glob and lies in no media root. Without it such files are named in the summary and in
+    /// `unmatched_files`, and not read.
+    #[arg(long)]
+    deny_unmatched: bool,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +104,13 @@ fn human(r: &t0_acquire::AcquireReport) -> String {
     for s in &r.sources_without_files {
         human.push_str(&format!("\n  source {s}: no file matched"));
     }
+    if !r.unmatched_files.is_empty() {
+        human.push_str(&format!(
+            "\n  {} file(s) under --input match no source and were not read: {} (--deny-unmatched refuses them)",
+            r.unmatched_files.len(),
+            r.unmatched_files.join(", ")
+        ));
+    }
     human
 }
 
@@ -155,6 +167,7 @@ fn main() -> std::process::ExitCode {
                 config: cli.config.clone(),
                 evolve_schema: cli.evolve_schema,
                 chunk_rows: cli.chunk_rows,
+                deny_unmatched: cli.deny_unmatched,
             };
             let r = t0_acquire::run(root, clock, &args, progress)?;
             Ok(Outcome::done(&r, human(&r)))

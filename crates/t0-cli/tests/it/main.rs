@@ -3,6 +3,8 @@
 
 mod certify;
 mod chain;
+mod corpus;
+mod crash;
 mod governance;
 mod labels;
 mod projects;
@@ -10,3 +12,4 @@ mod record;
 mod recovery;
 mod snapshots;
 mod support;
+mod tamper;

@@ -194,6 +194,9 @@ fn a_killed_ingest_resumes_without_duplicating_rows() {
             .collect()
     };
     assert_eq!(hashes(killed.path()), hashes(clean.path()));
+    // And the manifest is byte for byte an uninterrupted run's (issue 30).
+    let manifest = |root: &Path| std::fs::read(root.join(find(root, "manifests/acquire/", ".json"))).unwrap();
+    assert!(manifest(killed.path()) == manifest(clean.path()), "a resumed acquire's manifest differs");
 }
 
 #[test]
