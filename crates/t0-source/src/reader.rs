@@ -39,7 +39,9 @@ pub trait Records {
     fn next_item(&mut self) -> Result<Option<Item>>;
     /// The row as it is in the file, for the quarantine (cut to 1 KiB): the bytes of a text
     /// row without its line end; a Parquet row as a JSON object of the columns read.
-    fn raw(&self, rec: &Record) -> String;
+    fn raw(&self, rec: &Record) -> String {
+        self.raw_span(rec.span).unwrap_or_default()
+    }
     /// The text of the row at byte span `span` (CSV, NDJSON); None for Parquet.
     fn raw_span(&self, _span: (u64, u64)) -> Option<String> {
         None
@@ -147,10 +149,6 @@ impl CsvRecords {
 }
 
 impl Records for CsvRecords {
-    fn raw(&self, rec: &Record) -> String {
-        self.spans.text(rec.span)
-    }
-
     fn raw_span(&self, span: (u64, u64)) -> Option<String> {
         Some(self.spans.text(span))
     }
@@ -286,10 +284,6 @@ fn json_object(text: &str) -> std::result::Result<std::result::Result<JsonObject
 }
 
 impl Records for NdjsonRecords {
-    fn raw(&self, rec: &Record) -> String {
-        self.spans.text(rec.span)
-    }
-
     fn raw_span(&self, span: (u64, u64)) -> Option<String> {
         Some(self.spans.text(span))
     }
