@@ -2,7 +2,8 @@
 //! versioned, two-clock tables. The only stage that touches source formats: strict, lossless,
 //! resumable, and it accounts for every row.
 
-pub mod config;
+/// Source mappings are project declarations: parsed in `t0-project` (no catalog, fuzzed).
+pub use t0_project::sources as config;
 pub mod infer;
 pub mod ingest;
 pub mod media;
@@ -260,7 +261,8 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
             report.rows_read, report.rows_unchanged, report.rows_quarantined
         )));
     }
-    let outputs = canonical_outputs(root, &catalog)?;
+    let mut outputs = canonical_outputs(root, &catalog)?;
+    outputs.extend(landing_outputs(root, &catalog, &report.files)?);
     // The manifest states what was ingested, not where an interrupted run left off: a resumed
     // run's manifest is byte for byte an uninterrupted one's.
     let mut summary = serde_json::to_value(&report).expect("plain struct");
@@ -270,6 +272,27 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
     run.finish(&run_id, None, outputs, summary)?;
     Ok(report)
 }
+
+/// The landing copy of every file this run ingested, one output per batch: a byte changed in
+/// `lake/raw` after the run is found by `verify` like any other output's. (A file whose rows
+/// were all unchanged or quarantined lands parts too, but its run records no manifest: it
+/// exits 99; `verify` then checks only that its landing copy is there.)
+fn landing_outputs(root: &Root, catalog: &Catalog, files: &[FileReport]) -> Result<Vec<t0_manifest::Output>> {
+    files
+        .iter()
+        .filter(|f| !f.skipped_already_ingested && f.chunks > 0)
+        .map(|f| {
+            let loc = Location::Parquet {
+                path: format!("lake/raw/{}/{}", f.source, f.batch_id),
+                key: vec!["source_line".into()],
+            };
+            t0_manifest::record_output(root, catalog, &format!("{LANDING_OUTPUT}{}.{}", f.source, f.batch_id), loc)
+        })
+        .collect()
+}
+
+/// The prefix of a landing copy's output name: `landing.<source>.<batch_id>`.
+pub const LANDING_OUTPUT: &str = "landing.";
 
 /// The last schema change a finished acquire reported: a run that completes an interrupted
 /// one reports the changes that run made, so the two manifests are the same. (A manifest from

@@ -6,7 +6,6 @@
 //! `audit_metrics`; drift checks compare a column's distribution with its stored baseline.
 
 pub mod checks;
-pub mod contract;
 pub mod stateful;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +16,8 @@ use t0_core::error::Context;
 use t0_core::{Clock, Error, Progress, Result, Root};
 use t0_manifest::{Location, StageRun};
 
-pub use contract::{Contract, Severity};
+/// Contracts are project declarations: parsed in `t0-project` (no catalog, fuzzed).
+pub use t0_project::contract::{self, Contract, Severity};
 
 pub const STAGE: t0_core::Stage = t0_core::Stage::Audit;
 

@@ -235,10 +235,7 @@ pub fn content_hash(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql])
     Ok((h.finish(), h.state().rows))
 }
 
-/// `s` as a single-quoted SQL string literal (for file paths given to `read_parquet`).
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+pub use t0_core::config::quote_literal;
 
 /// What a stage process lets DuckDB use: set once by the binary (`--memory-limit`,
 /// `--temp-dir`), read by every catalog it opens.
@@ -248,6 +245,9 @@ pub struct Resources {
     pub memory_limit: Option<u64>,
     /// Where DuckDB spills (default: `<root>/tmp`).
     pub temp_dir: Option<std::path::PathBuf>,
+    /// How long a stage waits for a root's lock another stage holds before it exits 3
+    /// (`--lock-wait`; default none: refused at once).
+    pub lock_wait: Option<std::time::Duration>,
 }
 
 static RESOURCES: std::sync::OnceLock<Resources> = std::sync::OnceLock::new();
@@ -319,7 +319,15 @@ pub struct RootLock {
 }
 
 impl RootLock {
+    /// The root's lock, waiting up to the process's `lock_wait` for a holder to finish; exit 3
+    /// naming the holder when it does not. A second run of a stage never interleaves its
+    /// writes with the first's.
     pub fn acquire(root: &Root) -> Result<Self> {
+        Self::acquire_within(root, resources().lock_wait.unwrap_or_default())
+    }
+
+    /// [`RootLock::acquire`] with an explicit wait.
+    pub fn acquire_within(root: &Root, wait: std::time::Duration) -> Result<Self> {
         std::fs::create_dir_all(root.path()).map_err(|e| Error::io(root.path(), e))?;
         let path = root.lock_file();
         let mut file = std::fs::OpenOptions::new()
@@ -329,17 +337,28 @@ impl RootLock {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                return Err(Error::Refused(format!(
-                    "lock held: another stage is writing {} ({}); wait for it to finish",
-                    root.path().display(),
-                    holder.trim()
-                )));
+        let start = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                    std::thread::sleep(LOCK_POLL.min(wait.saturating_sub(start.elapsed())));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let waited = if wait.is_zero() {
+                        String::new()
+                    } else {
+                        format!(" after waiting {:.1} s (--lock-wait)", start.elapsed().as_secs_f64())
+                    };
+                    return Err(Error::Refused(format!(
+                        "lock held: another stage is writing {} ({}){waited}; wait for it to finish",
+                        root.path().display(),
+                        holder.trim()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
         let _ = file.set_len(0);
         let _ = write!(file, "pid {}", std::process::id());
@@ -347,9 +366,37 @@ impl RootLock {
     }
 }
 
+/// How often a waiting stage tries the lock again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    #[test]
+    fn a_held_lock_is_waited_for_then_refused_and_free_once_released() {
+        let dir = std::env::temp_dir().join(format!("t0clip-lock-test-{}", std::process::id()));
+        let root = Root::new(&dir);
+        let first = RootLock::acquire_within(&root, Duration::ZERO).unwrap();
+        let e = RootLock::acquire_within(&root, Duration::ZERO).err().unwrap();
+        assert_eq!(e.exit_code(), t0_core::ExitCode::Refused);
+        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+        let start = std::time::Instant::now();
+        let e = RootLock::acquire_within(&root, Duration::from_millis(300)).err().unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(300), "waited {:?}", start.elapsed());
+        assert!(e.to_string().contains("after waiting"), "{e}");
+        // Released while the second waits: it gets the lock.
+        let waiter = std::thread::spawn({
+            let root = root.clone();
+            move || RootLock::acquire_within(&root, Duration::from_secs(20)).map(|_| ())
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        drop(first);
+        waiter.join().unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn sizes_parse_as_duckdb_reads_them_and_bad_ones_say_why() {
@@ -368,7 +415,7 @@ mod tests {
     #[test]
     fn the_memory_limit_and_temp_directory_reach_duckdb() {
         let dir = std::env::temp_dir().join(format!("t0clip-catalog-test-{}", std::process::id()));
-        set_resources(Resources { memory_limit: Some(200 << 20), temp_dir: Some(dir.clone()) });
+        set_resources(Resources { memory_limit: Some(200 << 20), temp_dir: Some(dir.clone()), lock_wait: None });
         let cat = Catalog::in_memory().unwrap();
         let setting = |name: &str| -> String {
             cat.conn().query_row(&format!("SELECT current_setting('{name}')"), [], |r| r.get(0)).unwrap()

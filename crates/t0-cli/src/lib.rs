@@ -36,6 +36,10 @@ pub struct Common {
     /// Where DuckDB spills when over the memory limit. Default: <root>/tmp.
     #[arg(long, env = "T0CLIP_TEMP_DIR", global = true, value_name = "DIR")]
     pub temp_dir: Option<PathBuf>,
+    /// Seconds to wait for the root's lock when another stage holds it (two runs on one root
+    /// never interleave); after that, exit 3. Default 0: refused at once.
+    #[arg(long, env = "T0CLIP_LOCK_WAIT", global = true, value_name = "SECONDS", default_value_t = 0.0)]
+    pub lock_wait: f64,
 }
 
 impl Common {
@@ -146,7 +150,8 @@ impl Progress for Bar {
     }
 }
 
-/// Hand `--memory-limit` and `--temp-dir` to every catalog the stage opens.
+/// Hand `--memory-limit`, `--temp-dir` and `--lock-wait` to every catalog and lock the stage
+/// opens.
 fn resources(common: &Common) -> t0_core::Result<()> {
     let memory_limit = match &common.memory_limit {
         Some(s) => Some(
@@ -155,7 +160,14 @@ fn resources(common: &Common) -> t0_core::Result<()> {
         ),
         None => None,
     };
-    t0_catalog::set_resources(t0_catalog::Resources { memory_limit, temp_dir: common.temp_dir.clone() });
+    if !(common.lock_wait.is_finite() && (0.0..=86_400.0).contains(&common.lock_wait)) {
+        return Err(t0_core::Error::Usage(format!(
+            "--lock-wait / T0CLIP_LOCK_WAIT: {} is not a number of seconds from 0 to 86400",
+            common.lock_wait
+        )));
+    }
+    let lock_wait = Some(std::time::Duration::from_secs_f64(common.lock_wait));
+    t0_catalog::set_resources(t0_catalog::Resources { memory_limit, temp_dir: common.temp_dir.clone(), lock_wait });
     Ok(())
 }
 

@@ -75,6 +75,12 @@ pub fn item_lines(text: &str, key: &str) -> Vec<usize> {
     lines
 }
 
+/// `s` as a single-quoted SQL string literal (file paths given to `read_parquet`, values in
+/// the SQL a declaration compiles to).
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

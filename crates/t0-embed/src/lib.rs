@@ -16,17 +16,14 @@
 //! thread counts and cache states. Media that cannot be decoded is quarantined with its file
 //! and reason; its vector is NULL.
 
-pub mod audio;
 pub mod cache;
 mod compute;
 pub mod effnet;
 mod extract;
 pub mod fusion;
-pub mod image;
 pub mod pth;
 mod stage;
 pub mod text;
-pub mod video;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +32,8 @@ use t0_core::Error;
 
 pub use extract::{ExtractReport, extract_files};
 pub use stage::run;
+/// The decoders live in `t0-media` (no catalog: fuzzed on their own).
+pub use t0_media::{audio, image, video};
 
 pub const STAGE: t0_core::Stage = t0_core::Stage::Embed;
 

@@ -11,7 +11,6 @@
 //!   that audit saw; a second heal on healed (and re-audited) data makes zero patches.
 
 pub mod apply;
-pub mod rules;
 pub mod scope;
 
 use std::collections::BTreeMap;
@@ -25,6 +24,9 @@ use t0_manifest::{Location, StageRun};
 
 pub use apply::{GENESIS, Patch, entry_hash};
 use rules::{PlanContext, RuleSet};
+/// Heal rules are project declarations: parsed, and compiled to plans, in `t0-project` (no
+/// catalog, fuzzed).
+pub use t0_project::rules;
 
 pub const STAGE: t0_core::Stage = t0_core::Stage::Heal;
 

@@ -38,6 +38,8 @@ const fn kind(name: &'static str, producer: &'static [Stage], reader: Reader, wh
 
 /// Every output kind, in pipeline order.
 pub const OUTPUT_KINDS: &[OutputKind] = &[
+    // Read once, by the acquire that landed it; later only `verify` reads it.
+    kind("landing.", &[Stage::Acquire], Reader::Verify, "a source file's landing copy (lake/raw)"),
     kind("canonical.", &[Stage::Acquire, Stage::Heal], stage("audit", &[]), "a canonical table (acquire, then heal)"),
     kind("audit.findings", &[Stage::Audit], stage("heal", &[]), "the audit's findings"),
     kind("audit.failing", &[Stage::Audit], stage("heal", &[]), "every failing row of the audit"),

@@ -6,10 +6,15 @@
 //! Everything a project declares is validated when it is loaded, before any data is touched:
 //! errors name the file, the line and the problem (exit 2).
 
+pub mod certify_config;
 pub mod completeness;
+pub mod contract;
 pub mod declared;
 pub mod def;
+pub mod rules;
+#[cfg(feature = "catalog")]
 pub mod schema;
+pub mod sources;
 pub mod vocab;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +26,7 @@ pub use def::{
     ProjectDef, TextInput, Transform, ValueHorizon,
 };
 
+#[cfg(feature = "catalog")]
 /// Describe every canonical table as a manifest output (acquire and heal produce them).
 pub fn canonical_outputs(root: &t0_core::Root, catalog: &t0_catalog::Catalog) -> Result<Vec<t0_manifest::Output>> {
     vocab::CANONICAL
@@ -37,6 +43,7 @@ pub fn canonical_outputs(root: &t0_core::Root, catalog: &t0_catalog::Catalog) ->
         .collect()
 }
 
+#[cfg(feature = "catalog")]
 /// The latest producer of the canonical data (acquire, or heal after a repair or revert), its
 /// manifest verified, with the names of the outputs a consumer must verify: the canonical
 /// tables and, for a heal run, the ledger rows it appended (a consumer never builds on a
@@ -214,11 +221,37 @@ impl Project {
                 .find(|(n, _)| *n == rel)
                 .map(|(_, t)| (self.display(rel), t.to_string()))
                 .ok_or_else(|| Error::config(self.display(rel), "no such file in the built-in project")),
-            Origin::Dir(d) => {
-                let p = d.join(rel);
+            Origin::Dir(_) => {
+                let p = self.confined(rel)?;
                 Ok((p.display().to_string(), t0_core::config::read_text(&p)?))
             }
         }
+    }
+
+    /// `rel` under the project directory, refused (exit 2 naming it) when it is absolute,
+    /// climbs with `..`, or resolves through a symlink to a place outside the directory: a
+    /// project reads only its own files, whatever its `project.yaml` names.
+    pub fn confined(&self, rel: &str) -> Result<PathBuf> {
+        let Origin::Dir(d) = &self.origin else {
+            return Err(Error::internal(format!("project file {rel}"), "the built-in project has no directory"));
+        };
+        let plain =
+            !rel.is_empty() && Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            return Err(Error::config(
+                d.join(PROJECT_FILE),
+                format!(
+                    "{rel:?}: a project file must be a relative path inside the project (no `..`, no absolute path)"
+                ),
+            ));
+        }
+        let p = d.join(rel);
+        if let Ok(real) = std::fs::canonicalize(&p)
+            && !real.starts_with(d)
+        {
+            return Err(Error::config(&p, format!("resolves to {}, outside the project directory", real.display())));
+        }
+        Ok(p)
     }
 
     /// A configuration file: `over` (a command-line override) when given, else the project's
@@ -252,8 +285,8 @@ impl Project {
                 v.sort();
                 Ok(v)
             }
-            Origin::Dir(d) => {
-                let dir = d.join(rel);
+            Origin::Dir(_) => {
+                let dir = self.confined(rel.trim_end_matches('/'))?;
                 if !dir.is_dir() {
                     return Ok(Vec::new());
                 }
@@ -263,7 +296,14 @@ impl Project {
                     .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(ok))
                     .collect();
                 files.sort();
-                files.iter().map(|f| Ok((f.display().to_string(), t0_core::config::read_text(f)?))).collect()
+                files
+                    .iter()
+                    .map(|f| {
+                        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                        let f = self.confined(&format!("{}/{name}", rel.trim_end_matches('/')))?;
+                        Ok((f.display().to_string(), t0_core::config::read_text(&f)?))
+                    })
+                    .collect()
             }
         }
     }
@@ -299,6 +339,34 @@ impl Project {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_project_reads_only_its_own_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (proj, outside) = (dir.path().join("proj"), dir.path().join("outside"));
+        std::fs::create_dir_all(proj.join("contracts")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("c.yaml"), "table: observations\n").unwrap();
+        std::fs::write(proj.join("sources.yaml"), "sources: []\n").unwrap();
+        std::fs::write(proj.join(PROJECT_FILE), "name: p\nmeasures: [{name: v, type: count}]\n").unwrap();
+        std::os::unix::fs::symlink(outside.join("c.yaml"), proj.join("contracts/c.yaml")).unwrap();
+        std::os::unix::fs::symlink(&outside, proj.join("linked")).unwrap();
+        let p = Project::load(Some(&proj)).unwrap();
+        assert_eq!(p.read("sources.yaml").unwrap().1, "sources: []\n");
+        for (rel, says) in [
+            ("/etc/passwd", "must be a relative path inside the project"),
+            ("../outside/c.yaml", "must be a relative path inside the project"),
+            ("", "must be a relative path inside the project"),
+            ("linked/c.yaml", "outside the project directory"),
+        ] {
+            let e = p.read(rel).unwrap_err();
+            assert_eq!(e.exit_code(), t0_core::ExitCode::Usage, "{rel}");
+            assert!(e.to_string().contains(says), "{rel}: {e}");
+        }
+        let e = p.read_dir("contracts", &["yaml"]).unwrap_err();
+        assert!(e.to_string().contains("outside the project directory"), "{e}");
+        assert!(p.read_dir("linked", &["yaml"]).is_err());
+    }
 
     #[test]
     fn the_builtin_clips_project_is_valid_and_equals_its_directory() {

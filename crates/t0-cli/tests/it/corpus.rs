@@ -23,6 +23,9 @@ struct Case {
     files: BTreeMap<String, Content>,
     #[serde(default)]
     symlinks: BTreeMap<String, String>,
+    /// A shipped project (`projects/<name>`) copied to `{dir}/proj` before `files` are written
+    /// over it.
+    project: Option<String>,
     #[serde(default)]
     sql: Vec<String>,
     args: Option<Vec<String>>,
@@ -154,6 +157,9 @@ fn start(s: &Start, into: &Path) {
 
 fn prepare(case: &Case, dir: &Path, root: &Path) -> Vec<String> {
     let d = dir.to_str().unwrap();
+    if let Some(p) = &case.project {
+        copy_dir(&repo(&format!("projects/{p}")), &dir.join("proj"));
+    }
     for (name, content) in &case.files {
         let path = dir.join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -162,6 +168,12 @@ fn prepare(case: &Case, dir: &Path, root: &Path) -> Vec<String> {
     for (link, target) in &case.symlinks {
         let path = dir.join(link);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // A link replaces what the copied project has there.
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else if path.exists() {
+            std::fs::remove_file(&path).unwrap();
+        }
         std::os::unix::fs::symlink(target.replace("{dir}", d), &path).unwrap();
     }
     start(&case.root, root);

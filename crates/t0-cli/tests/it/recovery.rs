@@ -14,6 +14,17 @@ fn a_held_lock_refuses_a_second_writer() {
     let _held = t0_catalog::RootLock::acquire(&Root::new(dir.path())).unwrap();
     let o = expect(dir.path(), "audit", &[], 3);
     assert!(o.stderr.contains("lock held"), "{}", o.stderr);
+    // With --lock-wait it waits, then still refuses; once the holder is done it goes on.
+    let o = expect(dir.path(), "audit", &["--lock-wait", "0.5"], 3);
+    assert!(o.stderr.contains("after waiting"), "{}", o.stderr);
+    expect(dir.path(), "audit", &["--lock-wait", "-1"], 2);
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        drop(_held);
+    });
+    // The pristine root was audited already: the waiting run gets the lock and has nothing new.
+    expect(dir.path(), "audit", &["--lock-wait", "60"], 99);
+    releaser.join().unwrap();
 }
 
 #[test]

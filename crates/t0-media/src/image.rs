@@ -19,9 +19,40 @@ pub struct Rgb {
     pub data: Vec<u8>,
 }
 
-/// Decode PNG, JPEG, GIF (first frame) or WebP bytes; the format comes from the bytes.
+/// The widest or tallest image a decoder accepts.
+pub const MAX_SIDE: u32 = 16_384;
+/// The most pixels an image or animation canvas may have (8K UHD fits).
+pub const MAX_PIXELS: u64 = 1 << 25;
+
+/// The decoders' limits. A file's header declares its size before any pixel, and decoders
+/// allocate from it: a 30-byte GIF can declare a 35 145 x 35 085 canvas (4.9 GB). Past these
+/// limits the file is an error naming the size, not an allocation.
+pub fn limits() -> image::Limits {
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(MAX_SIDE);
+    l.max_image_height = Some(MAX_SIDE);
+    l.max_alloc = Some(MAX_PIXELS * 8);
+    l
+}
+
+/// Apply `limits` to a decoder and check its canvas against `MAX_PIXELS` (not every decoder
+/// honours `max_alloc`, so the pixel count is checked here too).
+pub fn guard(d: &mut impl image::ImageDecoder) -> Result<(), String> {
+    let (w, h) = d.dimensions();
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(format!("image: {w} x {h} pixels is over the limit of {MAX_PIXELS}"));
+    }
+    d.set_limits(limits()).map_err(|e| format!("image: {e}"))
+}
+
+/// Decode PNG, JPEG, GIF (first frame) or WebP bytes; the format comes from the bytes. An
+/// image over `limits` is an error.
 pub fn decode(bytes: &[u8]) -> Result<Rgb, String> {
-    let img = image::load_from_memory(bytes).map_err(|e| format!("image: {e}"))?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("image: {e}"))?;
+    reader.limits(limits());
+    let img = reader.decode().map_err(|e| format!("image: {e}"))?;
     let rgb = img.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     if w == 0 || h == 0 {

@@ -17,28 +17,43 @@ use std::process::{Command, Stdio};
 
 use image::{AnimationDecoder, ImageFormat};
 
-use crate::image::{Rgb, grey, resize_bilinear};
+use crate::image::{Rgb, grey, guard, resize_bilinear};
 
 pub const MAX_FRAMES: usize = 8;
 pub const STATS_DIM: usize = 8;
 
-fn from_frames(frames: image::Frames) -> Result<Vec<Rgb>, String> {
-    let all = frames.collect_frames().map_err(|e| format!("video frames: {e}"))?;
-    Ok(all
-        .into_iter()
-        .map(|f| {
+/// The frames of an animation, `open` called twice: once to count them, once to keep the
+/// sampled ones. Holding every decoded frame would let a small file (a long GIF of large,
+/// uniform frames compresses a thousandfold) exhaust memory; this holds `MAX_FRAMES`.
+fn from_frames<'a>(open: impl Fn() -> Result<image::Frames<'a>, String>) -> Result<Vec<Rgb>, String> {
+    let mut n = 0usize;
+    for f in open()? {
+        f.map_err(|e| format!("video frames: {e}"))?;
+        n += 1;
+    }
+    let picks = picks(n);
+    let mut out = Vec::with_capacity(picks.len());
+    for (i, f) in open()?.enumerate() {
+        if picks.contains(&i) {
+            let f = f.map_err(|e| format!("video frames: {e}"))?;
             let b = image::DynamicImage::ImageRgba8(f.into_buffer()).to_rgb8();
-            Rgb { w: b.width() as usize, h: b.height() as usize, data: b.into_raw() }
-        })
-        .collect())
+            out.push(Rgb { w: b.width() as usize, h: b.height() as usize, data: b.into_raw() });
+        }
+    }
+    Ok(out)
+}
+
+/// Which of `n` frames are kept: all up to `MAX_FRAMES`, else `MAX_FRAMES` evenly spaced
+/// from the first to the last.
+fn picks(n: usize) -> Vec<usize> {
+    if n <= MAX_FRAMES {
+        return (0..n).collect();
+    }
+    (0..MAX_FRAMES).map(|i| i * (n - 1) / (MAX_FRAMES - 1)).collect()
 }
 
 fn sample(frames: Vec<Rgb>) -> Vec<Rgb> {
-    let n = frames.len();
-    if n <= MAX_FRAMES {
-        return frames;
-    }
-    let picks: Vec<usize> = (0..MAX_FRAMES).map(|i| i * (n - 1) / (MAX_FRAMES - 1)).collect();
+    let picks = picks(frames.len());
     frames.into_iter().enumerate().filter(|(i, _)| picks.contains(i)).map(|(_, f)| f).collect()
 }
 
@@ -85,16 +100,26 @@ fn via_ffmpeg(path: &Path) -> Result<Vec<Rgb>, String> {
 /// The frames of a video file (bytes as stored, `path` for ffmpeg), sampled.
 pub fn frames(bytes: &[u8], path: &Path) -> Result<Vec<Rgb>, String> {
     let frames = match image::guess_format(bytes) {
-        Ok(ImageFormat::Gif) => from_frames(
-            image::codecs::gif::GifDecoder::new(Cursor::new(bytes)).map_err(|e| format!("gif: {e}"))?.into_frames(),
-        )?,
-        Ok(ImageFormat::WebP) => from_frames(
-            image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| format!("webp: {e}"))?.into_frames(),
-        )?,
+        Ok(ImageFormat::Gif) => from_frames(|| {
+            let mut d = image::codecs::gif::GifDecoder::new(Cursor::new(bytes)).map_err(|e| format!("gif: {e}"))?;
+            guard(&mut d)?;
+            Ok(d.into_frames())
+        })?,
+        Ok(ImageFormat::WebP) => from_frames(|| {
+            let mut d = image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| format!("webp: {e}"))?;
+            guard(&mut d)?;
+            Ok(d.into_frames())
+        })?,
         Ok(ImageFormat::Png) => {
-            let d = image::codecs::png::PngDecoder::new(Cursor::new(bytes)).map_err(|e| format!("png: {e}"))?;
+            let mut d = image::codecs::png::PngDecoder::new(Cursor::new(bytes)).map_err(|e| format!("png: {e}"))?;
+            guard(&mut d)?;
             if d.is_apng().map_err(|e| format!("png: {e}"))? {
-                from_frames(d.apng().map_err(|e| format!("apng: {e}"))?.into_frames())?
+                from_frames(|| {
+                    let mut d =
+                        image::codecs::png::PngDecoder::new(Cursor::new(bytes)).map_err(|e| format!("png: {e}"))?;
+                    guard(&mut d)?;
+                    Ok(d.apng().map_err(|e| format!("apng: {e}"))?.into_frames())
+                })?
             } else {
                 vec![crate::image::decode(bytes)?]
             }
@@ -172,6 +197,37 @@ mod tests {
         assert!(s[6] > 0.3, "alternating frames move: {}", s[6]);
         let still = stats(&frames(&gif(&[[9, 9, 9], [9, 9, 9]]), Path::new("y.gif")).unwrap());
         assert_eq!(still[6], 0.0);
+    }
+
+    /// A GIF whose header declares a 35 145 x 35 085 canvas around one 1 x 1 frame (the
+    /// fuzzer's find: the frame iterator allocated the canvas, 4.9 GB).
+    fn gif_with_huge_canvas() -> Vec<u8> {
+        let mut b = b"GIF89a".to_vec();
+        b.extend_from_slice(&[0x49, 0x89, 0x0d, 0x89, 0x00, 0x00, 0x00]);
+        b.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0x80, 0, 0, 0, 255, 255, 255]);
+        b.extend_from_slice(&[0x02, 0x02, 0x44, 0x01, 0x00, 0x3b]);
+        b
+    }
+
+    #[test]
+    fn a_canvas_over_the_limit_is_an_error_not_an_allocation() {
+        let err = frames(&gif_with_huge_canvas(), Path::new("big.gif")).err().unwrap();
+        assert!(err.contains("35145 x 35085") && err.contains("over the limit"), "{err}");
+        assert!(crate::image::decode(&gif_with_huge_canvas()).is_err());
+    }
+
+    #[test]
+    fn a_long_animation_keeps_eight_frames_from_first_to_last() {
+        assert_eq!(picks(20), [0, 2, 5, 8, 10, 13, 16, 19]);
+        assert_eq!(picks(3), [0, 1, 2]);
+        let colours: Vec<[u8; 3]> = (0..20u8).map(|i| [i * 12, i * 12, i * 12]).collect();
+        let f = frames(&gif(&colours), Path::new("long.gif")).unwrap();
+        assert_eq!(f.len(), MAX_FRAMES);
+        // GIF palettes may round a grey by a step; the kept frames are the evenly spaced ones.
+        for (frame, want) in f.iter().zip(picks(20)) {
+            let got = frame.data[0] as i32;
+            assert!((got - want as i32 * 12).abs() <= 2, "frame {want}: grey {got}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use t0_catalog::{Catalog, quote_literal};
+#[cfg(feature = "catalog")]
+use t0_catalog::Catalog;
+use t0_core::config::quote_literal;
 use t0_core::{Error, Result};
 
 /// The shipped rules, also the built-in default.
@@ -113,7 +115,7 @@ fn at(file: &Path, line: usize, msg: impl std::fmt::Display) -> Error {
 
 impl RuleSet {
     /// Rules from `path`, else the project's rules file (a project without one has none).
-    pub fn load(path: Option<&Path>, project: &t0_project::Project) -> Result<RuleSet> {
+    pub fn load(path: Option<&Path>, project: &crate::Project) -> Result<RuleSet> {
         if path.is_none() && !project.has(&project.def.heal_rules) {
             return RuleSet::parse(Path::new(&project.display(&project.def.heal_rules)), "rules: []\n");
         }
@@ -169,7 +171,7 @@ impl RuleSet {
             if !ids.insert(id.clone()) {
                 return Err(at(file, line, format!("rule id {id:?} is used twice")));
             }
-            if t0_project::vocab::spec(&table).is_none() {
+            if crate::vocab::spec(&table).is_none() {
                 return Err(at(file, line, format!("rule {id}: {table:?} is not a canonical table")));
             }
             if matches!(fix, Fix::Quarantine { .. }) && when.is_none() {
@@ -205,6 +207,7 @@ impl RuleSet {
     }
 
     /// Check every rule against the catalog: its columns exist and each of its plans prepares.
+    #[cfg(feature = "catalog")]
     pub fn validate(&self, catalog: &Catalog) -> Result<()> {
         for r in &self.rules {
             let cols = catalog.column_types(&r.table)?;
@@ -246,12 +249,12 @@ pub struct PlanContext {
 
 /// The current live rows of a canonical table, with the rowid of each as `__rid`.
 pub fn current_with_rowid(table: &str) -> String {
-    t0_project::vocab::current_with_rowid(table).expect("canonical table")
+    crate::vocab::current_with_rowid(table).expect("canonical table")
 }
 
 /// The text key of a fact (`k1|k2`), the same as audit's failing samples.
 pub fn key_text(table: &str) -> String {
-    t0_project::vocab::key_text(table).expect("canonical table")
+    crate::vocab::key_text(table).expect("canonical table")
 }
 
 fn list(values: &[String]) -> String {
@@ -263,6 +266,7 @@ fn cols(prefix: &str, c: &[String]) -> String {
 }
 
 impl Rule {
+    #[cfg(feature = "catalog")]
     fn columns(&self) -> Vec<&String> {
         let mut out: Vec<&String> = Vec::new();
         match &self.fix {
@@ -287,7 +291,7 @@ impl Rule {
     fn condition(&self, ctx: &PlanContext) -> String {
         let Some(w) = &self.when else { return "true".into() };
         let w = w.replace("{now}", &format!("TIMESTAMP {}", quote_literal(&ctx.now)));
-        let w = t0_project::vocab::expand_current(&w);
+        let w = crate::vocab::expand_current(&w);
         format!("({w})")
     }
 
@@ -298,7 +302,7 @@ impl Rule {
     /// it in no column a patch may set, becomes a tombstone.
     fn quarantine_plan(&self, ctx: &PlanContext, reason: &str) -> String {
         let (cur, table) = (ctx.current.as_str(), self.table.as_str());
-        let spec = t0_project::vocab::spec(table).expect("canonical table");
+        let spec = crate::vocab::spec(table).expect("canonical table");
         let cond = self.condition(ctx);
         let k = key_text(table);
         let on =
@@ -306,7 +310,7 @@ impl Rule {
         let data: Vec<&String> = ctx
             .types
             .keys()
-            .filter(|c| !t0_project::vocab::BOOKKEEPING.contains(&c.as_str()) && !spec.key.contains(&c.as_str()))
+            .filter(|c| !crate::vocab::BOOKKEEPING.contains(&c.as_str()) && !spec.key.contains(&c.as_str()))
             .collect();
         let mut diffs: Vec<String> = data
             .iter()
@@ -405,7 +409,7 @@ impl Rule {
             }
             Fix::StateMachine { key, order, column, terminal, require_event, revival_event, allow_revival } => {
                 let mut plans = Vec::new();
-                let events = t0_project::vocab::current_sql("events", true).expect("canonical table");
+                let events = crate::vocab::current_sql("events", true).expect("canonical table");
                 if !require_event.is_empty() {
                     let arms = require_event
                         .iter()

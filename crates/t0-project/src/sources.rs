@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use t0_core::{Error, Result};
 
-use t0_project::Project;
-use t0_project::vocab::{self as spec, TableSpec};
+use crate::Project;
+use crate::vocab::{self as spec, TableSpec};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +68,7 @@ pub struct SourceConfig {
     #[serde(default = "comma")]
     pub delimiter: char,
     /// Through when the source covers the world (labels mature against it): a UTC time,
-    /// `latest_observed` (default) or `latest_available` (`t0_project::completeness`).
+    /// `latest_observed` (default) or `latest_available` (`crate::completeness`).
     #[serde(default)]
     pub complete_through: Option<String>,
     /// (observations, events) Each row describes the period of this length that starts at its
@@ -84,8 +84,8 @@ pub struct SourceConfig {
 
 impl SourceConfig {
     /// The declared period (validated when the mapping was loaded).
-    pub fn period(&self) -> Option<t0_project::Horizon> {
-        self.period.clone().and_then(|p| t0_project::Horizon::try_from(p).ok())
+    pub fn period(&self) -> Option<crate::Horizon> {
+        self.period.clone().and_then(|p| crate::Horizon::try_from(p).ok())
     }
 }
 
@@ -158,7 +158,7 @@ fn check_time_format(f: &str) -> std::result::Result<(), String> {
     let mut text = String::new();
     write!(text, "{}", sample.format(f)).map_err(|_| format!("{f:?} cannot format a time"))?;
     let utc = Zone::parse("UTC").expect("UTC");
-    crate::ingest::parse_time(&text, Some(f), utc).map(|_| ()).map_err(|_| {
+    t0_source::time::parse_time(&text, Some(f), utc).map(|_| ()).map_err(|_| {
         format!(
             "{f:?} cannot read back the time it writes ({text:?}), so no value could match it: \
              a timestamp format needs at least a year"
@@ -234,14 +234,14 @@ impl AcquireConfig {
             {
                 return Err(bad(i, s, format!("media_root: {m:?} must be a directory inside the input directory")));
             }
-            if let Some(Err(e)) = s.complete_through.as_deref().map(t0_project::completeness::CompleteThrough::parse) {
+            if let Some(Err(e)) = s.complete_through.as_deref().map(crate::completeness::CompleteThrough::parse) {
                 return Err(bad(i, s, e));
             }
             if let Some(p) = &s.period {
                 if !["observations", "events"].contains(&s.table.as_str()) {
                     return Err(bad(i, s, "period: only observations and events describe periods".into()));
                 }
-                t0_project::Horizon::try_from(p.clone()).map_err(|e| bad(i, s, format!("period: {e}")))?;
+                crate::Horizon::try_from(p.clone()).map_err(|e| bad(i, s, format!("period: {e}")))?;
             }
             if av == Availability::Column && !spec.has_column("available_at") {
                 return Err(bad(i, s, "availability: column needs an available_at column".into()));
