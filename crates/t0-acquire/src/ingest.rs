@@ -44,6 +44,13 @@ pub struct FileReport {
     pub ignored_columns: Vec<String>,
     /// Entities first seen in this file (sources with `entities:`).
     pub entities_registered: u64,
+    /// Rows of entities in other buckets (`--bucket k/N`): read, left to their buckets.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_other_buckets: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub struct Ingest<'a> {
@@ -310,19 +317,21 @@ impl Ingest<'_> {
 
     /// Counts from an earlier, interrupted ingest of this file, if it committed chunks.
     fn resume(&self, rep: &mut FileReport, file: &Path) -> Result<()> {
-        let checkpoint: Option<(i64, i64, i64, i64, i64, i64)> = self
+        let checkpoint: Option<([i64; 6], i64)> = self
             .catalog
             .conn()
             .query_row(
-                "SELECT chunks_done, rows_done, rows_ingested, rows_unchanged, rows_quarantined, entities_registered
+                "SELECT chunks_done, rows_done, rows_ingested, rows_unchanged, rows_quarantined, entities_registered,
+                        rows_other_buckets
                  FROM ingest_checkpoints WHERE batch_id = ?",
                 params![rep.batch_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| Ok(([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?], r.get(6)?)),
             )
             .optional()
             .ctx(|| "checkpoint lookup".into())?;
-        if let Some((chunks, rows, ing, unch, quar, registered)) = checkpoint {
+        if let Some(([chunks, rows, ing, unch, quar, registered], other)) = checkpoint {
             rep.entities_registered = registered as u64;
+            rep.rows_other_buckets = other as u64;
             rep.chunks = chunks as u64;
             rep.resumed_after_row = rows as u64;
             rep.rows_read = rows as u64;
@@ -545,7 +554,10 @@ impl Ingest<'_> {
         t0_table::write_parquet(&landing, schema, &[batch])?;
 
         let (read, accepted) = (chunk.read, chunk.accepted);
+        // Rows that did not parse have no trustworthy key: bucket 0 reports them.
         let parse_rejected = chunk.quarantine.len() as u64;
+        let (parse_rejected, parse_elsewhere) =
+            if self.root.bucket().index() == 0 { (parse_rejected, 0) } else { (0, parse_rejected) };
         let mut after = rep.clone();
         let spans = &chunk.spans;
         let raw = |line: u64| {
@@ -561,16 +573,17 @@ impl Ingest<'_> {
             &landing,
             (&chunk.quarantine, &raw),
             rep.resumed_after_row > 0,
-            |c, inserted, rejected, registered| {
-                after.entities_registered += registered;
+            |c, counts: Counts| {
+                after.entities_registered += counts.registered;
                 after.chunks = n + 1;
                 after.rows_read += read;
-                after.rows_ingested += inserted;
-                after.rows_quarantined += parse_rejected + rejected;
-                after.rows_unchanged += accepted - inserted - rejected;
+                after.rows_ingested += counts.inserted;
+                after.rows_quarantined += parse_rejected + counts.rejected;
+                after.rows_other_buckets += parse_elsewhere + (accepted - counts.staged);
+                after.rows_unchanged += counts.staged - counts.inserted - counts.rejected;
                 // The checkpoint commits with the chunk: a resume never double counts.
                 c.execute(
-                    "INSERT OR REPLACE INTO ingest_checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO ingest_checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     params![
                         batch_id,
                         src.name,
@@ -580,7 +593,8 @@ impl Ingest<'_> {
                         after.rows_ingested as i64,
                         after.rows_unchanged as i64,
                         after.rows_quarantined as i64,
-                        after.entities_registered as i64
+                        after.entities_registered as i64,
+                        after.rows_other_buckets as i64
                     ],
                 )
                 .map(|_| ())
@@ -592,8 +606,8 @@ impl Ingest<'_> {
     }
 
     /// Insert one landed chunk in one transaction, with its checkpoint, which is told the rows
-    /// inserted, the rows rejected here (duplicate keys within the file, unknown entities) and the
-    /// entities registered.
+    /// inserted, the rows rejected here (duplicate keys within the file, unknown entities), the
+    /// entities registered and the rows left to other buckets.
     #[expect(
         clippy::too_many_arguments,
         reason = "a chunk commit needs the source, table spec, columns, batch, file, landing copy, quarantine and checkpoint together"
@@ -608,7 +622,7 @@ impl Ingest<'_> {
         landing: &Path,
         (quarantine, raw): (&[Quarantined], &dyn Fn(u64) -> Option<String>),
         resumed: bool,
-        checkpoint: impl FnOnce(&duckdb::Connection, u64, u64, u64) -> std::result::Result<(), duckdb::Error>,
+        checkpoint: impl FnOnce(&duckdb::Connection, Counts) -> std::result::Result<(), duckdb::Error>,
     ) -> Result<()> {
         let table = spec.table;
         let key_match = spec.key.iter().map(|k| format!("c.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
@@ -668,8 +682,10 @@ impl Ingest<'_> {
             "CREATE OR REPLACE TEMP TABLE chunk AS
              SELECT s.*, c.version AS __current_version, c.version IS NOT NULL AND ({same}) AS __unchanged,
                     CASE {reject} END AS reject
-             FROM read_parquet({landing_lit}) s LEFT JOIN {current} c ON {key_match}",
+             FROM read_parquet({landing_lit}) s LEFT JOIN {current} c ON {key_match}
+             WHERE {mine}",
             current = t0_project::vocab::current_sql(table, false).expect("canonical table"),
+            mine = bucket_filter(self.root.bucket(), spec),
         );
         let insert_sql = format!(
             "INSERT INTO {table} ({cols}, available_at, version, batch_id)
@@ -698,18 +714,43 @@ impl Ingest<'_> {
                 None => 0,
             };
             c.execute_batch(&stage_sql).ctx(|| format!("stage chunk of {file}"))?;
+            let staged: i64 =
+                c.query_row("SELECT count(*) FROM chunk", [], |r| r.get(0)).ctx(|| "staged rows".into())?;
             let rejected = quarantine_rejected(c, batch_id, file, raw)?;
             let inserted = c.execute(&insert_sql, params![batch_id]).ctx(|| format!("insert {table} from {file}"))?;
             let mut app = c.appender("quarantine").ctx(|| "quarantine appender".into())?;
-            for q in quarantine {
+            let parse_failures = if self.root.bucket().index() == 0 { quarantine } else { &[] };
+            for q in parse_failures {
                 app.append_row(params![batch_id, file, q.line as i64, q.column, q.reason, q.raw])
                     .ctx(|| "quarantine row".into())?;
             }
             app.flush().ctx(|| "quarantine flush".into())?;
             drop(app);
-            checkpoint(c, inserted as u64, rejected as u64, registered).ctx(|| "checkpoint".into())?;
+            let counts =
+                Counts { inserted: inserted as u64, rejected: rejected as u64, registered, staged: staged as u64 };
+            checkpoint(c, counts).ctx(|| "checkpoint".into())?;
             Ok(())
         })
+    }
+}
+
+/// What one chunk's commit did.
+struct Counts {
+    inserted: u64,
+    rejected: u64,
+    registered: u64,
+    /// Landed rows of this bucket's entities (the rest are other buckets').
+    staged: u64,
+}
+
+/// The rows of a table this bucket keeps: the facts of its entities (`interactions` by their
+/// source). Entities themselves are kept by every bucket: they are the directory each needs
+/// to check references (an interaction's target may live in another bucket) and are small
+/// beside the facts.
+fn bucket_filter(bucket: t0_core::Bucket, spec: &TableSpec) -> String {
+    match spec.table {
+        "entities" => "TRUE".into(),
+        _ => bucket.sql(&format!("s.{}", spec.key[0])),
     }
 }
 

@@ -50,6 +50,9 @@ pub struct AcquireReport {
     pub rows_ingested: u64,
     pub rows_unchanged: u64,
     pub rows_quarantined: u64,
+    /// Rows of entities in other buckets (`--bucket k/N`): read and left to their buckets.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_other_buckets: u64,
     /// The change made to the measure columns of `observations` since the last finished
     /// acquire (by this run, or by an interrupted one it completes), if any.
     pub schema_change: Option<t0_project::schema::SchemaChange>,
@@ -242,6 +245,7 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
         rows_ingested: files.iter().map(|f| f.rows_ingested).sum(),
         rows_unchanged: files.iter().map(|f| f.rows_unchanged).sum(),
         rows_quarantined: files.iter().map(|f| f.rows_quarantined).sum(),
+        rows_other_buckets: files.iter().map(|f| f.rows_other_buckets).sum(),
         sources_without_files: without,
         unmatched_files,
         files,
@@ -289,6 +293,10 @@ fn landing_outputs(root: &Root, catalog: &Catalog, files: &[FileReport]) -> Resu
             t0_manifest::record_output(root, catalog, &format!("{LANDING_OUTPUT}{}.{}", f.source, f.batch_id), loc)
         })
         .collect()
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The prefix of a landing copy's output name: `landing.<source>.<batch_id>`.

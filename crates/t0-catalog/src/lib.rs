@@ -26,6 +26,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_drift.sql"),
     include_str!("migrations/0009_governance.sql"),
     include_str!("migrations/0010_acquire_resume.sql"),
+    include_str!("migrations/0011_buckets.sql"),
+    include_str!("migrations/0012_commits.sql"),
 ];
 
 pub use duckdb;
@@ -226,13 +228,20 @@ pub fn table_columns(conn: &Connection, table: &str) -> Result<Vec<(String, Stri
 
 /// [`Catalog::content_hash`] on any connection.
 pub fn content_hash(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<(String, u64)> {
+    let h = content_hasher(conn, sql, params)?;
+    Ok((h.finish(), h.state().rows))
+}
+
+/// The hasher after every row `sql` returns: its state adds to other row sets' (`commit`
+/// joins bucket tables this way).
+pub fn content_hasher(conn: &Connection, sql: &str, params: &[&dyn duckdb::ToSql]) -> Result<t0_table::ContentHasher> {
     let mut stmt = conn.prepare(sql).ctx(|| format!("prepare {}", short(sql)))?;
     let arrow = stmt.query_arrow(params).ctx(|| format!("query {}", short(sql)))?;
     let mut h = t0_table::ContentHasher::new(&arrow.get_schema())?;
     for b in arrow {
         h.push(&b)?;
     }
-    Ok((h.finish(), h.state().rows))
+    Ok(h)
 }
 
 pub use t0_core::config::quote_literal;

@@ -40,6 +40,11 @@ pub struct Common {
     /// never interleave); after that, exit 3. Default 0: refused at once.
     #[arg(long, env = "T0CLIP_LOCK_WAIT", global = true, value_name = "SECONDS", default_value_t = 0.0)]
     pub lock_wait: f64,
+    /// Work on the entities of bucket K of N (e.g. 2/8): a root of its own under
+    /// <root>/buckets/, so buckets run in parallel; `commit` joins them. A root's N is fixed by
+    /// its first bucketed run. Default 0/1: the whole root.
+    #[arg(long, env = "T0CLIP_BUCKET", global = true, value_name = "K/N", default_value = "0/1")]
+    pub bucket: String,
 }
 
 impl Common {
@@ -171,6 +176,32 @@ fn resources(common: &Common) -> t0_core::Result<()> {
     Ok(())
 }
 
+/// The root the flags name: the bucket's under `--root` when `--bucket` is not 0/1, its count
+/// checked against the one the root was split into.
+pub fn bucket_root(common: &Common) -> t0_core::Result<Root> {
+    let bucket = t0_core::Bucket::parse(&common.bucket)?;
+    if !bucket.is_whole() {
+        t0_core::bucket::claim_layout(&common.root, bucket.count())?;
+    }
+    Ok(Root::bucketed(&common.root, bucket))
+}
+
+/// The stages that run on one bucket: the entity-local data stages (and `verify` of a bucket's
+/// root). The others read the whole population — certify's cohort priors and the grid's
+/// bound, the models' training rows — and refuse `--bucket` until they read committed buckets.
+const BUCKETED_STAGES: [&str; 4] = ["acquire", "audit", "heal", "verify"];
+
+fn bucketed_stage(stage: &str, root: Root) -> t0_core::Result<Root> {
+    if root.bucket().is_whole() || BUCKETED_STAGES.contains(&stage) {
+        return Ok(root);
+    }
+    Err(t0_core::Error::Usage(format!(
+        "{stage} does not run on one bucket (--bucket {}): it reads the whole population; bucketed stages are {}",
+        root.bucket(),
+        BUCKETED_STAGES.join(", ")
+    )))
+}
+
 /// DuckDB's out-of-memory failure as what it is: resources exhausted (exit 75), told in terms
 /// of the flag that set the limit. DuckDB reports the exception's type as the first words of
 /// its message ("Out of Memory Error: …"), and duckdb-rs keeps only that message, so the type
@@ -198,11 +229,12 @@ pub fn run(
     stage: &str,
     body: impl FnOnce(&Root, Clock, &dyn Progress) -> t0_core::Result<Outcome>,
 ) -> std::process::ExitCode {
-    let root = Root::new(&common.root);
     let bar = Bar::new(common.quiet);
     let result = resources(common)
-        .and_then(|()| Clock::from_arg(common.now.as_deref()))
-        .and_then(|clock| body(&root, clock, &bar))
+        .and_then(|()| bucket_root(common))
+        .and_then(|root| bucketed_stage(stage, root))
+        .and_then(|root| Ok((root, Clock::from_arg(common.now.as_deref())?)))
+        .and_then(|(root, clock)| body(&root, clock, &bar))
         .map_err(|e| name_the_limit(e, common));
     bar.finish();
     let code = match result {

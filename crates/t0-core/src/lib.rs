@@ -2,6 +2,7 @@
 //! onto it, the on-disk layout of a root, the pinned clock, configuration loading, atomic
 //! writes and the progress-reporting trait.
 
+pub mod bucket;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod rng;
 pub mod root;
 pub mod stage;
 
+pub use bucket::Bucket;
 pub use clock::Clock;
 pub use error::{Damage, Error, ExitCode, Result};
 pub use progress::{NoProgress, Progress};

@@ -5,11 +5,23 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Root {
     path: PathBuf,
+    bucket: crate::Bucket,
 }
 
 impl Root {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Root { path: path.into() }
+        Root { path: path.into(), bucket: crate::Bucket::WHOLE }
+    }
+
+    /// The root of one bucket of the base root `base` (`buckets/<k>-of-<N>` under it; the base
+    /// root itself for `0/1`).
+    pub fn bucketed(base: &Path, bucket: crate::Bucket) -> Self {
+        Root { path: bucket.dir(base), bucket }
+    }
+
+    /// Which entities this root holds: `0/1` for a whole root.
+    pub fn bucket(&self) -> crate::Bucket {
+        self.bucket
     }
 
     pub fn path(&self) -> &Path {

@@ -36,6 +36,9 @@ pub struct Manifest {
     pub started_at: String,
     pub finished_at: String,
     pub summary: serde_json::Value,
+    /// The bucket this run worked on (`k/N`, issue 31); absent for a whole root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
 }
 
 impl Manifest {
@@ -110,6 +113,25 @@ fn table_sql(table: &str, run_id: &Option<String>) -> String {
         // run ids are hex produced by this code; quoting keeps the SQL valid regardless.
         Some(r) => format!("SELECT * FROM {table} WHERE run_id = '{}'", r.replace('\'', "''")),
         None => format!("SELECT * FROM {table}"),
+    }
+}
+
+/// The content hasher over an output's rows as they are now (a table's or a Parquet set's;
+/// a file output has no rows: refused), decoded whatever its bytes, so that its state can be
+/// added to other parts' (`commit`).
+pub fn output_hasher(root: &Root, catalog: &Catalog, out: &Output) -> Result<t0_table::ContentHasher> {
+    match &out.location {
+        Location::Table { table, run_id, .. } => {
+            t0_catalog::content_hasher(catalog.conn(), &table_sql(table, run_id), &[])
+        }
+        Location::Parquet { path, .. } => {
+            let set = ParquetSet::open(&root.join(path)).map_err(|e| Error::Integrity {
+                damage: if root.join(path).exists() { Damage::Changed } else { Damage::Missing },
+                message: format!("cannot open {path}: {e}"),
+            })?;
+            Ok(set.content_hasher()?)
+        }
+        Location::File { .. } => Err(Error::Refused(format!("{} is a file, not rows", out.name))),
     }
 }
 
@@ -355,6 +377,11 @@ pub struct StageRun<'a> {
 
 impl<'a> StageRun<'a> {
     pub fn begin(root: &'a Root, catalog: &'a Catalog, stage: Stage, clock: Clock, config_hash: String) -> Self {
+        // A bucket's run is another run than the whole root's on the same inputs.
+        let config_hash = match root.bucket() {
+            b if b.is_whole() => config_hash,
+            b => t0_core::blake3_hex(format!("{config_hash}|bucket {b}").as_bytes()),
+        };
         let state =
             Detached { stage, clock, config_hash, started_at: clock.stamp(), upstream: Vec::new(), inputs: Vec::new() };
         StageRun { root, catalog, state }
@@ -453,6 +480,7 @@ impl<'a> StageRun<'a> {
             started_at: self.state.started_at,
             finished_at: self.state.clock.stamp(),
             summary,
+            bucket: (!self.root.bucket().is_whole()).then(|| self.root.bucket().to_string()),
         };
         let mut bytes = serde_json::to_vec_pretty(&manifest).ctx(|| "serialise manifest".into())?;
         bytes.push(b'\n');

@@ -72,6 +72,7 @@ impl ContentState {
 
 /// Streaming form of [`content_hash`]: push batches in any order and any split, then finish.
 /// Nothing is buffered: each row is digested as it is pushed.
+#[derive(Clone)]
 pub struct ContentHasher {
     /// Column indices in canonical (name) order.
     order: Vec<usize>,
@@ -153,6 +154,17 @@ impl ContentHasher {
             self.state.add(t);
         }
         Ok(())
+    }
+
+    /// Add the rows another hasher saw (a disjoint set of rows with the same columns): the
+    /// result hashes like one hasher that saw both. False, and nothing added, when the two
+    /// hash different columns or types.
+    pub fn merge(&mut self, other: &ContentHasher) -> bool {
+        if self.header != other.header {
+            return false;
+        }
+        self.state.add(&other.state);
+        true
     }
 
     /// The state so far (to record beside the hash for a later [`ContentHasher::resume`]).
@@ -384,5 +396,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Hashers of disjoint row sets merge into the hash of their union (how `commit` joins
+    /// bucket tables); hashers of other columns refuse to merge.
+    #[test]
+    fn hashers_of_parts_merge_into_the_whole() {
+        use arrow::datatypes::Field;
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        let batch = |v: Vec<i64>| RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(v))]).unwrap();
+        let whole = content_hash(&schema, &[batch(vec![1, 2, 3, 4, 5])]).unwrap();
+        let mut a = ContentHasher::new(&schema).unwrap();
+        a.push(&batch(vec![4, 1])).unwrap();
+        let mut b = ContentHasher::new(&schema).unwrap();
+        b.push(&batch(vec![5, 3, 2])).unwrap();
+        assert!(a.merge(&b));
+        assert_eq!(a.finish(), whole);
+        let other = Arc::new(Schema::new(vec![Field::new("y", DataType::Int64, true)]));
+        let mut c = ContentHasher::new(&other).unwrap();
+        assert!(!c.merge(&b));
+        assert_eq!(c.state().rows, 0);
     }
 }

@@ -94,6 +94,12 @@ impl ParquetSet {
     /// Content hash and row count of every row of the set (see the crate docs), one file in
     /// memory at a time. Every file must have the same columns.
     pub fn content_hash(&self) -> Result<(String, u64), TableError> {
+        let h = self.content_hasher()?;
+        Ok((h.finish(), h.state().rows))
+    }
+
+    /// The hasher after every row of the set (its state adds to other sets').
+    pub fn content_hasher(&self) -> Result<crate::ContentHasher, TableError> {
         let mut hasher: Option<(SchemaRef, crate::ContentHasher)> = None;
         for f in &self.files {
             let (s, batches) = read_parquet(f)?;
@@ -112,7 +118,7 @@ impl ParquetSet {
             }
         }
         let (_, h) = hasher.expect("a ParquetSet has at least one file");
-        Ok((h.finish(), h.state().rows))
+        Ok(h)
     }
 
     pub fn read_all(&self) -> Result<(Option<SchemaRef>, Vec<RecordBatch>), TableError> {

@@ -221,6 +221,7 @@ pub fn run(
     progress.finish();
     if walk.scope.is_none() {
         walk.incomplete_runs()?;
+        named_files.extend(walk.commits()?);
     }
     // The heal ledger: chain, anchors and rows of every heal run.
     if walk.scope.is_none() || manifests.iter().any(|(r, _)| r.stage == "heal" && walk.in_scope(&r.run_id)) {
@@ -420,6 +421,30 @@ impl Walk<'_> {
     /// Every file under the root: media store files hold the content their name records, the
     /// rest must be named by a manifest or an ingest batch (or be known scratch); recorded
     /// landing copies must still be there.
+    /// Every bucket commit's file against its catalog row (issue 31); returns their paths.
+    /// (Each bucket's root is proven by `verify --bucket k/N`.)
+    fn commits(&mut self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .catalog
+            .conn()
+            .prepare("SELECT commit_path, commit_hash FROM commits ORDER BY seq")
+            .ctx(|| "read commits".into())?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .ctx(|| "read commits".into())?;
+        for (rel, hash) in &rows {
+            match std::fs::read(self.root.join(rel)) {
+                Err(_) => self.problem(Kind::Missing, rel.clone(), "bucket commit file is gone".into()),
+                Ok(b) if t0_core::blake3_hex(&b) != *hash => {
+                    self.problem(Kind::Changed, rel.clone(), "bucket commit file changed since it was recorded".into())
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(rows.into_iter().map(|(rel, _)| rel).collect())
+    }
+
     fn files(&mut self, named_files: &BTreeSet<String>, progress: &dyn Progress) -> Result<()> {
         let (landing, media) = self.landing_and_media()?;
         let mut files = Vec::new();
@@ -453,6 +478,8 @@ impl Walk<'_> {
                 // (replaced every calibrate run, by design) are not stage outputs.
                 || rel.starts_with("catalog.duckdb")
                 || rel == ".lock"
+                // Bucket roots, each proven by `verify --bucket k/N`.
+                || rel.starts_with(&format!("{}/", t0_core::bucket::BUCKETS_DIR))
                 || (rel.starts_with("metrics/") && rel.ends_with(".prom"));
             if !known {
                 self.problem(Kind::Unrecorded, rel, "no manifest or ingest batch names this file".into());
@@ -482,6 +509,19 @@ impl Walk<'_> {
             .ctx(|| "artifacts".into())?;
         for h in stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| "artifacts".into())? {
             media.insert(t0_project::vocab::media_path(&h.ctx(|| "artifacts".into())?));
+        }
+        // A bucket lands every row of a file, so its media store also holds the files of
+        // other buckets' artifacts: their recorded landing copies name them.
+        if !self.root.bucket().is_whole() {
+            for l in &landing {
+                let glob = t0_catalog::quote_literal(&format!("{}/*.parquet", self.root.join(l).display()));
+                let sql =
+                    format!("SELECT DISTINCT content_hash FROM read_parquet({glob}) WHERE content_hash IS NOT NULL");
+                let Ok(mut stmt) = conn.prepare(&sql) else { continue };
+                for h in stmt.query_map([], |r| r.get::<_, String>(0)).ctx(|| format!("landing {l}"))? {
+                    media.insert(t0_project::vocab::media_path(&h.ctx(|| format!("landing {l}"))?));
+                }
+            }
         }
         Ok((landing, media))
     }

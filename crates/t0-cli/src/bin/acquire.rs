@@ -84,11 +84,19 @@ fn human(r: &t0_acquire::AcquireReport) -> String {
         "run {}: {} rows read = {} ingested + {} unchanged + {} quarantined",
         r.run_id, r.rows_read, r.rows_ingested, r.rows_unchanged, r.rows_quarantined
     );
+    let elsewhere = |n: u64| if n > 0 { format!(" + {n} of other buckets") } else { String::new() };
+    human.push_str(&elsewhere(r.rows_other_buckets));
     for f in &r.files {
         let state = if f.skipped_already_ingested { " (already ingested)".to_string() } else { String::new() };
         human.push_str(&format!(
-            "\n  {} -> {}: {} read, {} ingested, {} unchanged, {} quarantined{state}",
-            f.file, f.table, f.rows_read, f.rows_ingested, f.rows_unchanged, f.rows_quarantined
+            "\n  {} -> {}: {} read, {} ingested, {} unchanged, {} quarantined{}{state}",
+            f.file,
+            f.table,
+            f.rows_read,
+            f.rows_ingested,
+            f.rows_unchanged,
+            f.rows_quarantined,
+            elsewhere(f.rows_other_buckets)
         ));
     }
     if let Some(c) = &r.schema_change {

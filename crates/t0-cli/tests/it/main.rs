@@ -1,6 +1,7 @@
 //! Integration tests through the real stage binaries: one test binary (one link, one shared
 //! finished loop), one module per question.
 
+mod buckets;
 mod certify;
 mod chain;
 mod corpus;

@@ -25,7 +25,7 @@ const SHOWN: &[(&str, &str)] = &[
 ];
 
 const BINARIES: &[&str] =
-    &["acquire", "audit", "heal", "certify", "embed", "train-suite", "score", "calibrate", "verify"];
+    &["acquire", "audit", "heal", "certify", "embed", "train-suite", "score", "calibrate", "verify", "plan", "commit"];
 
 /// Replace what differs between machines and runs but says nothing about behaviour.
 fn normalise(text: &str, root: &Path) -> String {
@@ -94,6 +94,8 @@ const HELP_ENV: &[&str] = &[
     "T0CLIP_EMBED_CACHE",
     "T0CLIP_MEMORY_LIMIT",
     "T0CLIP_TEMP_DIR",
+    "T0CLIP_LOCK_WAIT",
+    "T0CLIP_BUCKET",
 ];
 
 #[test]

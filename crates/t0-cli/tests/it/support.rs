@@ -20,6 +20,8 @@ pub fn bin(stage: &str) -> &'static str {
         "score" => env!("CARGO_BIN_EXE_score"),
         "calibrate" => env!("CARGO_BIN_EXE_calibrate"),
         "verify" => env!("CARGO_BIN_EXE_verify"),
+        "plan" => env!("CARGO_BIN_EXE_plan"),
+        "commit" => env!("CARGO_BIN_EXE_commit"),
         other => panic!("no stage {other}"),
     }
 }

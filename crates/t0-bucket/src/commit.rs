@@ -1,0 +1,365 @@
+//! `commit <stage>`: every bucket's latest run of a stage verified and joined into one record
+//! in the base root (`commits/<stage>/<commit_id>.json` and a `commits` row).
+
+use std::collections::BTreeMap;
+
+use duckdb::{OptionalExt, params};
+use serde::{Deserialize, Serialize};
+use t0_catalog::{Catalog, RootLock};
+use t0_core::error::Context;
+use t0_core::{Bucket, Clock, Damage, Error, Progress, Result, Root, Stage, Verdict};
+use t0_manifest::{Manifest, Output};
+
+use crate::{bucket_count, in_bucket};
+
+/// Version of the commit file's layout.
+const COMMIT_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct CommitArgs {
+    pub stage: Stage,
+    /// The bucket count; default: the root's layout.
+    pub buckets: Option<u32>,
+}
+
+/// How an output is spread over the buckets of a root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spread {
+    /// Every bucket holds all of it (the entity directory, the landing copy of a file): the
+    /// buckets must agree, and the joined hash is theirs.
+    Replicated,
+    /// Each bucket holds the rows of its entities: the joined hash is the union's.
+    Partitioned,
+    /// Each bucket's own record (findings, ledger, verdicts): listed, not joined.
+    PerBucket,
+}
+
+/// How the output `name` is spread: the canonical facts are partitioned by entity, the
+/// entity directory and landing copies replicated (see `t0_acquire::ingest`), the rest is
+/// each bucket's own.
+pub fn spread(name: &str) -> Spread {
+    if name == "canonical.entities" || name.starts_with(t0_project_landing()) {
+        Spread::Replicated
+    } else if name.starts_with("canonical.") {
+        Spread::Partitioned
+    } else {
+        Spread::PerBucket
+    }
+}
+
+/// The prefix of landing outputs (`t0_acquire::LANDING_OUTPUT`; not imported: this crate does
+/// not depend on the stages).
+fn t0_project_landing() -> &'static str {
+    "landing."
+}
+
+/// One bucket's run in a commit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Part {
+    pub bucket: String,
+    pub run_id: String,
+    /// The run's manifest, relative to the base root, and its blake3.
+    pub manifest: String,
+    pub manifest_hash: String,
+    pub gate: Option<Verdict>,
+}
+
+/// One output of the stage, joined over the buckets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Combined {
+    pub name: String,
+    pub spread: Spread,
+    /// The joined content hash and rows (replicated, partitioned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Each bucket's hash, in bucket order (per bucket).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
+}
+
+/// The commit file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Commit {
+    pub schema: u32,
+    pub stage: Stage,
+    pub buckets: u32,
+    pub commit_id: String,
+    /// The buckets' gates joined: the first that stops the loop (exit 1), else DERISK if any
+    /// bucket is, else theirs.
+    pub gate: Option<Verdict>,
+    pub parts: Vec<Part>,
+    pub outputs: Vec<Combined>,
+    pub committed_at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CommitReport {
+    /// The commit file, relative to the base root.
+    pub path: String,
+    #[serde(flatten)]
+    pub commit: Commit,
+}
+
+/// What one bucket contributed: its part, and per output its recorded form and, for a
+/// partitioned one, the hasher over its rows.
+struct Verified {
+    part: Part,
+    inputs: Vec<(String, String)>,
+    outputs: BTreeMap<String, (Output, Option<t0_table::ContentHasher>)>,
+}
+
+/// Verify every bucket's latest run of `args.stage` and record them joined in `base`.
+pub fn run(base: &Root, clock: Clock, args: &CommitArgs, progress: &dyn Progress) -> Result<CommitReport> {
+    let n = bucket_count(base, args.buckets)?;
+    progress.phase(&format!("commit {}: verify {n} buckets", args.stage), Some(u64::from(n)));
+    let mut verified = Vec::new();
+    for b in Bucket::all(n)? {
+        let root = Root::bucketed(base.path(), b);
+        verified.push(verify_bucket(base, &root, args.stage).map_err(|e| in_bucket(b, &root, e))?);
+        progress.advance(1);
+    }
+    progress.finish();
+    if args.stage == Stage::Acquire {
+        same_inputs(&verified)?;
+    }
+    let outputs = join(&verified)?;
+    let mut h = blake3::Hasher::new();
+    h.update(format!("{}|{n}", args.stage).as_bytes());
+    for v in &verified {
+        h.update(b"|");
+        h.update(v.part.manifest_hash.as_bytes());
+    }
+    let commit_id = h.finalize().to_hex()[..16].to_string();
+    let commit = Commit {
+        schema: COMMIT_SCHEMA,
+        stage: args.stage,
+        buckets: n,
+        commit_id,
+        gate: join_gates(&verified),
+        parts: verified.into_iter().map(|v| v.part).collect(),
+        outputs,
+        committed_at: clock.stamp(),
+    };
+    record(base, &clock, commit)
+}
+
+/// A bucket's latest run of `stage`, verified: manifest, outputs, and that it ran on the
+/// bucket's current data.
+fn verify_bucket(base: &Root, root: &Root, stage: Stage) -> Result<Verified> {
+    let _lock = RootLock::acquire(root)?;
+    let catalog = Catalog::open_read_only(root)
+        .map_err(|_| Error::Refused(format!("no catalog: run `{stage} --bucket {}` first", root.bucket())))?;
+    let loaded = t0_manifest::load(root, &catalog, stage, None)?;
+    let m = &loaded.manifest;
+    if let Some(stale) = stale_input(&catalog, m)? {
+        return Err(Error::Refused(format!(
+            "stale: its latest {stage} run {} {stale}: re-run `{stage} --bucket {}`",
+            m.run_id,
+            root.bucket()
+        )));
+    }
+    // The run's outputs, and the shared data it read (an audit's canonical tables: what it
+    // passed is what the commit joins).
+    let read = m.inputs.iter().filter(|i| spread(&i.name) != Spread::PerBucket);
+    let mut outputs = BTreeMap::new();
+    for out in m.outputs.iter().chain(read) {
+        if outputs.contains_key(&out.name) {
+            continue;
+        }
+        let hasher = match spread(&out.name) {
+            Spread::Partitioned => Some(rows_as_recorded(root, &catalog, m, out)?),
+            _ => {
+                t0_manifest::verify_output(root, &catalog, m, out)?;
+                None
+            }
+        };
+        outputs.insert(out.name.clone(), (out.clone(), hasher));
+    }
+    let inputs = m.inputs.iter().map(|i| (i.name.clone(), i.content_hash.clone())).collect();
+    let part = Part {
+        bucket: root.bucket().to_string(),
+        run_id: m.run_id.clone(),
+        manifest: base.relative(&loaded.path),
+        manifest_hash: loaded.manifest_hash.clone(),
+        gate: m.gate,
+    };
+    Ok(Verified { part, inputs, outputs })
+}
+
+/// The hasher over `out`'s rows, which must hash as recorded (exit 3 naming it otherwise).
+fn rows_as_recorded(root: &Root, catalog: &Catalog, m: &Manifest, out: &Output) -> Result<t0_table::ContentHasher> {
+    let h = t0_manifest::output_hasher(root, catalog, out)?;
+    if h.finish() != out.content_hash {
+        return Err(Error::Integrity {
+            damage: Damage::Changed,
+            message: format!(
+                "content hash mismatch in {} ({}): expected {}, actual {}; recorded by {} run {}",
+                out.name,
+                out.location.describe(),
+                out.content_hash,
+                h.finish(),
+                m.stage,
+                m.run_id
+            ),
+        });
+    }
+    Ok(h)
+}
+
+/// The first input of run `m` that the catalog now holds at another hash, described; None
+/// when the run is on the current data. (Inputs that are not catalog outputs — acquire's
+/// source files — are not compared here.)
+pub(crate) fn stale_input(catalog: &Catalog, m: &Manifest) -> Result<Option<String>> {
+    for i in &m.inputs {
+        let now: Option<String> = catalog
+            .conn()
+            .query_row(
+                "SELECT content_hash FROM outputs WHERE name = ? ORDER BY seq DESC LIMIT 1",
+                params![i.name],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx(|| "output lookup".into())?;
+        if let Some(now) = now.filter(|h| *h != i.content_hash) {
+            return Ok(Some(format!("read {} at {}, which is now {now}", i.name, short(&i.content_hash))));
+        }
+    }
+    Ok(None)
+}
+
+fn short(h: &str) -> &str {
+    &h[..h.len().min(16)]
+}
+
+/// Every bucket's acquire read the same files (the same names and bytes): a bucket that
+/// acquired another input would join rows of two inputs.
+fn same_inputs(verified: &[Verified]) -> Result<()> {
+    let first = &verified[0];
+    for v in &verified[1..] {
+        if v.inputs != first.inputs {
+            return Err(Error::Refused(format!(
+                "bucket {}'s acquire run {} read other input files than bucket {}'s run {}: acquire every bucket from the same --input",
+                v.part.bucket, v.part.run_id, first.part.bucket, first.part.run_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The outputs joined: every bucket must have recorded the same names.
+fn join(verified: &[Verified]) -> Result<Vec<Combined>> {
+    let first = &verified[0];
+    for v in &verified[1..] {
+        let (a, b): (Vec<_>, Vec<_>) = (first.outputs.keys().collect(), v.outputs.keys().collect());
+        if a != b {
+            let odd: Vec<&String> =
+                b.iter().filter(|n| !a.contains(n)).chain(a.iter().filter(|n| !b.contains(n))).copied().collect();
+            return Err(Error::Refused(format!(
+                "buckets {} and {} recorded different outputs ({}): re-run the stage on every bucket",
+                first.part.bucket,
+                v.part.bucket,
+                odd.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    first.outputs.keys().map(|name| join_one(name, verified)).collect()
+}
+
+fn join_one(name: &str, verified: &[Verified]) -> Result<Combined> {
+    let spread = spread(name);
+    fn part<'a>(v: &'a Verified, name: &str) -> &'a (Output, Option<t0_table::ContentHasher>) {
+        &v.outputs[name]
+    }
+    let each = |v| part(v, name);
+    let mut c = Combined { name: name.to_string(), spread, content_hash: None, rows: None, parts: Vec::new() };
+    match spread {
+        Spread::Replicated => {
+            let (first, _) = each(&verified[0]);
+            if let Some(v) = verified.iter().find(|v| each(v).0.content_hash != first.content_hash) {
+                return Err(Error::Refused(format!(
+                    "{name} should be the same in every bucket, but bucket {} holds {} and bucket {} {}: the buckets did not see the same input",
+                    v.part.bucket,
+                    short(&each(v).0.content_hash),
+                    verified[0].part.bucket,
+                    short(&first.content_hash)
+                )));
+            }
+            c.content_hash = Some(first.content_hash.clone());
+            c.rows = first.rows;
+        }
+        Spread::Partitioned => {
+            let hasher = |v| each(v).1.as_ref().expect("partitioned outputs carry their hasher");
+            let mut whole = hasher(&verified[0]).clone();
+            for v in &verified[1..] {
+                if !whole.merge(hasher(v)) {
+                    return Err(Error::Refused(format!(
+                        "{name} has other columns in bucket {} than in bucket {}",
+                        v.part.bucket, verified[0].part.bucket
+                    )));
+                }
+            }
+            c.content_hash = Some(whole.finish());
+            c.rows = Some(whole.state().rows);
+        }
+        Spread::PerBucket => c.parts = verified.iter().map(|v| each(v).0.content_hash.clone()).collect(),
+    }
+    Ok(c)
+}
+
+/// The buckets' gates joined: the first that stops the loop, else DERISK if any bucket is,
+/// else the first bucket's.
+fn join_gates(verified: &[Verified]) -> Option<Verdict> {
+    let gates: Vec<Verdict> = verified.iter().filter_map(|v| v.part.gate).collect();
+    gates
+        .iter()
+        .find(|g| g.exit_code() != t0_core::ExitCode::Done)
+        .or_else(|| gates.iter().find(|g| **g == Verdict::Derisk))
+        .or(gates.first())
+        .copied()
+}
+
+/// Write the commit file and its row in the base root, under the base root's lock; 99 when
+/// this exact commit is recorded.
+fn record(base: &Root, clock: &Clock, commit: Commit) -> Result<CommitReport> {
+    let _lock = RootLock::acquire(base)?;
+    let catalog = Catalog::open(base)?;
+    let rel = format!("commits/{}/{}.json", commit.stage, commit.commit_id);
+    let known: Option<String> = catalog
+        .conn()
+        .query_row(
+            "SELECT commit_path FROM commits WHERE stage = ? AND commit_id = ?",
+            params![commit.stage.as_str(), commit.commit_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx(|| "commit lookup".into())?;
+    if let Some(path) = known {
+        return Err(Error::NothingToDo(format!(
+            "{} commit {} of these bucket runs is recorded ({path})",
+            commit.stage, commit.commit_id
+        )));
+    }
+    let mut bytes = serde_json::to_vec_pretty(&commit).ctx(|| "serialise commit".into())?;
+    bytes.push(b'\n');
+    t0_core::fsio::write_atomic(&base.join(&rel), &bytes)?;
+    catalog.transaction(|c| {
+        c.execute(
+            "INSERT INTO commits VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM commits), ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMP))",
+            params![
+                commit.commit_id,
+                commit.stage.as_str(),
+                commit.buckets,
+                rel,
+                t0_core::blake3_hex(&bytes),
+                commit.gate.map(|g| g.as_str()),
+                clock.stamp().trim_end_matches('Z')
+            ],
+        )
+        .ctx(|| "record commit".into())?;
+        Ok(())
+    })?;
+    Ok(CommitReport { path: rel, commit })
+}

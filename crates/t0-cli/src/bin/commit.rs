@@ -1,0 +1,57 @@
+//! `commit`: a stage's buckets verified and joined in the base root.
+use clap::Parser;
+use t0_cli::{Common, Outcome};
+
+/// The single writer of a root split with --bucket k/N: verify every bucket's latest run of
+/// STAGE (its manifest against the bucket's catalog, every output against its content hash,
+/// the run against the bucket's current data; for acquire, that every bucket read the same
+/// input) and record them joined in the base root: commits/<stage>/<id>.json and a catalog
+/// row. The canonical facts are partitioned by entity and their joined hash is the hash of the
+/// union, whatever N and whatever order the buckets finished in; the entity directory and
+/// landing copies are replicated and must agree; findings, ledgers and verdicts are listed per
+/// bucket.
+///
+/// Exit codes: 0 committed, 1 committed with a gate that stops the loop (a bucket's audit
+/// FAIL), 2 usage, 3 a bucket missing, stale or tampered (named), 99 these bucket runs are
+/// already committed.
+#[derive(Parser)]
+#[command(name = "commit", version)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    /// The stage whose buckets to commit (acquire, audit, heal, ...).
+    #[arg(value_parser = t0_bucket::parse_stage)]
+    stage: t0_core::Stage,
+    /// How many buckets; default: the count the root was split into.
+    #[arg(long, value_name = "N")]
+    buckets: Option<u32>,
+}
+
+fn human(r: &t0_bucket::CommitReport) -> String {
+    let c = &r.commit;
+    let gate = c.gate.map(|g| format!(", gate {g}")).unwrap_or_default();
+    let mut s = format!("{} commit {} of {} buckets{gate}: {}", c.stage, c.commit_id, c.buckets, r.path);
+    for o in &c.outputs {
+        match (&o.content_hash, o.rows) {
+            (Some(h), rows) => s.push_str(&format!(
+                "\n  {} ({:?}): {}{}",
+                o.name,
+                o.spread,
+                &h[..16],
+                rows.map(|r| format!(", {r} rows")).unwrap_or_default()
+            )),
+            (None, _) => s.push_str(&format!("\n  {} ({:?}): {} parts", o.name, o.spread, o.parts.len())),
+        }
+    }
+    s
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    t0_cli::run(&cli.common, "commit", |root, clock, progress| {
+        let args = t0_bucket::CommitArgs { stage: cli.stage, buckets: cli.buckets };
+        let r = t0_bucket::commit(root, clock, &args, progress)?;
+        let code = r.commit.gate.map(|g| g.exit_code()).unwrap_or(t0_core::ExitCode::Done);
+        Ok(Outcome::done(&r, human(&r)).with_code(code))
+    })
+}

@@ -1,0 +1,210 @@
+//! Entity buckets (issue 31): the ingest loop run on N buckets and committed joins to what one
+//! whole root holds, for any N and any order the buckets run in; `commit` fails closed on a
+//! missing, stale or tampered bucket; buckets of one stage run at once; a killed bucket run
+//! re-runs to the same commit.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::support::{NOW, bin, expect, find, fixture, flip_byte, run};
+
+/// (name -> (hash, rows)) of outputs, from a manifest's or a commit's list.
+type Hashes = BTreeMap<String, (String, Option<u64>)>;
+
+fn hashes(list: &serde_json::Value) -> Hashes {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["content_hash"].is_string())
+        .map(|o| {
+            (o["name"].as_str().unwrap().to_string(), (o["content_hash"].as_str().unwrap().into(), o["rows"].as_u64()))
+        })
+        .collect()
+}
+
+fn latest_manifest(root: &Path, stage: &str) -> serde_json::Value {
+    let root = t0_core::Root::new(root);
+    let cat = t0_catalog::Catalog::open_read_only(&root).unwrap();
+    let stage = stage.parse().unwrap();
+    serde_json::to_value(t0_manifest::load(&root, &cat, stage, None).unwrap().manifest).unwrap()
+}
+
+fn bucket(k: u32, n: u32) -> String {
+    format!("{k}/{n}")
+}
+
+/// The ingest loop on one whole root: the acquire manifest's outputs, and the final audit's
+/// canonical inputs (what it passed).
+fn whole() -> &'static (Hashes, Hashes) {
+    static WHOLE: OnceLock<(Hashes, Hashes)> = OnceLock::new();
+    WHOLE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        expect(root, "acquire", &["--input", fixture().to_str().unwrap()], 0);
+        let acquired = hashes(&latest_manifest(root, "acquire")["outputs"]);
+        expect(root, "audit", &[], 1);
+        expect(root, "heal", &[], 0);
+        expect(root, "audit", &[], 0);
+        let audit = latest_manifest(root, "audit");
+        let passed = hashes(&audit["inputs"]).into_iter().filter(|(k, _)| k.starts_with("canonical.")).collect();
+        (acquired, passed)
+    })
+}
+
+fn commit(base: &Path, stage: &str, code: i32) -> serde_json::Value {
+    let out = expect(base, "commit", &[stage, "--json"], code);
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+/// Run `stage` on each bucket in `order`; the exit codes.
+fn each(base: &Path, stage: &str, args: &[&str], n: u32, order: &[u32]) -> Vec<i32> {
+    order
+        .iter()
+        .map(|&k| {
+            let b = bucket(k, n);
+            let mut a = vec!["--bucket", b.as_str()];
+            a.extend_from_slice(args);
+            let o = run(base, stage, &a);
+            assert!([0, 1, 99].contains(&o.code), "{stage} --bucket {b} exited {}: {}", o.code, o.stderr);
+            o.code
+        })
+        .collect()
+}
+
+#[test]
+fn n_buckets_commit_what_one_root_holds_for_any_n_and_order() {
+    let (acquired, passed) = whole();
+    let input = fixture();
+    for n in [2u32, 3, 8] {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        // Buckets finish in any order: run them backwards for odd N.
+        let order: Vec<u32> = if n % 2 == 1 { (0..n).rev().collect() } else { (0..n).collect() };
+        let codes = each(base, "acquire", &["--input", input.to_str().unwrap()], n, &order);
+        assert!(codes.iter().all(|c| *c == 0), "N={n}: acquire {codes:?}");
+        let c = commit(base, "acquire", 0);
+        assert_eq!(c["buckets"], n);
+        assert_eq!(&hashes(&c["outputs"]), acquired, "N={n}: joined acquire outputs differ from one root's");
+        commit(base, "acquire", 99);
+        let audits = each(base, "audit", &[], n, &order);
+        assert!(audits.contains(&1), "N={n}: the fixture's defects fail some bucket's audit: {audits:?}");
+        commit(base, "audit", 1);
+        each(base, "heal", &[], n, &order);
+        let audits = each(base, "audit", &[], n, &order);
+        assert!(audits.iter().all(|c| *c == 0), "N={n}: audit after heal {audits:?}");
+        let c = commit(base, "audit", 0);
+        let joined: Hashes = hashes(&c["outputs"]).into_iter().filter(|(k, _)| k.starts_with("canonical.")).collect();
+        let rows = |h: &Hashes| h.iter().map(|(k, v)| (k.clone(), v.1)).collect::<BTreeMap<_, _>>();
+        assert_eq!(rows(&joined), rows(passed), "N={n}: audited canonical rows differ from one root's");
+        // Facts heal did not touch hash as on one root (heal's own versions carry its run).
+        assert_eq!(joined["canonical.artifacts"], passed["canonical.artifacts"], "N={n}");
+        expect(base, "verify", &[], 0);
+        for k in 0..n {
+            expect(base, "verify", &["--bucket", &bucket(k, n)], 0);
+        }
+    }
+}
+
+#[test]
+fn a_missing_stale_or_tampered_bucket_fails_the_commit_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let input = fixture();
+    let input = input.to_str().unwrap();
+    expect(base, "acquire", &["--bucket", "0/2", "--input", input], 0);
+    let missing = expect(base, "commit", &["acquire"], 3);
+    assert!(missing.stderr.contains("bucket 1/2"), "{}", missing.stderr);
+    // N is fixed by the first bucketed run; stages that read the whole population refuse.
+    let other_n = expect(base, "acquire", &["--bucket", "0/3", "--input", input], 2);
+    assert!(other_n.stderr.contains("split into 2 buckets"), "{}", other_n.stderr);
+    expect(base, "certify", &["--bucket", "1/2"], 2);
+    expect(base, "commit", &["acquire", "--buckets", "3"], 2);
+
+    expect(base, "acquire", &["--bucket", "1/2", "--input", input], 0);
+    commit(base, "acquire", 0);
+    // A flipped byte in a bucket's landing copy: refused, the bucket named.
+    let landing = find(&base.join("buckets/1-of-2"), "lake/raw/observations/", ".parquet");
+    let path = base.join("buckets/1-of-2").join(&landing);
+    let good = std::fs::read(&path).unwrap();
+    flip_byte(&path);
+    let tampered = expect(base, "commit", &["acquire"], 3);
+    assert!(tampered.stderr.contains("bucket 1/2") && tampered.stderr.contains(&landing), "{}", tampered.stderr);
+    std::fs::write(&path, good).unwrap();
+
+    // Stale: a bucket healed after its audit; the audit commit names it.
+    let audits = each(base, "audit", &[], 2, &[0, 1]);
+    let failing = audits.iter().position(|c| *c == 1).expect("a bucket fails audit on the fixture") as u32;
+    expect(base, "heal", &["--bucket", &bucket(failing, 2)], 0);
+    let stale = expect(base, "commit", &["audit"], 3);
+    assert!(
+        stale.stderr.contains(&format!("bucket {failing}/2")) && stale.stderr.contains("stale"),
+        "{}",
+        stale.stderr
+    );
+    // plan lists exactly the stale bucket for audit.
+    let plan = expect(base, "plan", &["audit", "--json"], 0);
+    let plan: serde_json::Value = serde_json::from_str(plan.stdout.trim()).unwrap();
+    assert_eq!(plan["work"], serde_json::json!([bucket(failing, 2)]));
+    // A changed commit file is found by verify on the base root.
+    let c = find(base, "commits/acquire/", ".json");
+    flip_byte(&base.join(&c));
+    let v = expect(base, "verify", &[], 1);
+    assert!(v.stderr.contains(&c), "{}", v.stderr);
+}
+
+/// Start `acquire --bucket b` on `base`, killed at the named pause point, or None when it
+/// finished without reaching it.
+fn killed_at(base: &Path, b: &str, point: &str) {
+    let mut child = Command::new(bin("acquire"))
+        .args(["--root", base.to_str().unwrap(), "--bucket", b, "--input", fixture().to_str().unwrap()])
+        .env("T0CLIP_NOW", NOW)
+        .env("T0CLIP_PAUSE_AT", point)
+        .env_remove("T0CLIP_ROOT")
+        .env_remove("T0CLIP_PROJECT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    assert!(stderr.lines().map_while(Result::ok).any(|l| l.contains("paused at")), "never paused at {point}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn buckets_run_at_once_and_a_killed_bucket_reruns_to_the_same_commit() {
+    let input = fixture();
+    let input = input.to_str().unwrap();
+    // Two buckets of one stage at once: each has its own root and lock.
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let spawn = |b: &str| {
+        Command::new(bin("acquire"))
+            .args(["--root", base.to_str().unwrap(), "--bucket", b, "--input", input, "--quiet"])
+            .env("T0CLIP_NOW", NOW)
+            .env_remove("T0CLIP_ROOT")
+            .env_remove("T0CLIP_PROJECT")
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn("0/2"), spawn("1/2"));
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let uninterrupted = commit(base, "acquire", 0);
+
+    // Bucket 1 killed after its first catalog commit, then re-run: the same commit.
+    let dir2 = tempfile::tempdir().unwrap();
+    let base2 = dir2.path();
+    expect(base2, "acquire", &["--bucket", "0/2", "--input", input], 0);
+    killed_at(base2, "1/2", "catalog.committed#1");
+    expect(base2, "acquire", &["--bucket", "1/2", "--input", input], 0);
+    let rerun = commit(base2, "acquire", 0);
+    // The commit record is deterministic: byte for byte what the uninterrupted buckets gave.
+    assert_eq!(rerun, uninterrupted);
+    let file = |b: &Path| std::fs::read(b.join(find(b, "commits/acquire/", ".json"))).unwrap();
+    assert_eq!(file(base2), file(base));
+    // Re-run on unchanged input: nothing to do.
+    expect(base2, "acquire", &["--bucket", "1/2", "--input", input], 99);
+}
