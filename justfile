@@ -91,6 +91,29 @@ loop input="fixtures/clips": build
     {{just_executable()}} _run verify ""
     @echo "results under {{root}}: manifests/, lake/, runs/, calib/, metrics/ and catalog.duckdb"
 
+# The stage's buckets where it may have work (a root split with --bucket k/N).
+plan stage *args:
+    {{just_executable()}} _run plan "" {{stage}} {{args}}
+
+# Verify a stage's buckets and record them joined in the base root (the single writer).
+commit stage *args:
+    {{just_executable()}} _run commit 99 {{stage}} {{args}}
+
+# The ingest loop over N entity buckets, one bucket after another (Airflow runs them at once:
+# dags/t0clip_buckets.py), each stage committed: acquire -> audit -> heal -> audit.
+ingest-buckets n="4" input="fixtures/clips": build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    each() { local ok=$1; shift; for k in $(seq 0 $(({{n}} - 1))); do {{just_executable()}} _run "$1" "$ok" --bucket "$k/{{n}}" "${@:2}"; done; }
+    each "" acquire --input "{{input}}"
+    {{just_executable()}} _run commit 99 acquire
+    each "1 99" audit
+    {{just_executable()}} _run commit "1 99" audit
+    each 99 heal
+    each 99 audit
+    {{just_executable()}} _run commit 99 audit
+    echo "committed under {{root}}/commits; buckets under {{root}}/buckets"
+
 # The gapminder example project (142 countries every five years, 1952-2007) through the loop,
 # into its own root.
 loop-gapminder: build

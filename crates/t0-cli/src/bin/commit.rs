@@ -32,15 +32,16 @@ fn human(r: &t0_bucket::CommitReport) -> String {
     let gate = c.gate.map(|g| format!(", gate {g}")).unwrap_or_default();
     let mut s = format!("{} commit {} of {} buckets{gate}: {}", c.stage, c.commit_id, c.buckets, r.path);
     for o in &c.outputs {
+        let spread =
+            serde_json::to_value(o.spread).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         match (&o.content_hash, o.rows) {
             (Some(h), rows) => s.push_str(&format!(
-                "\n  {} ({:?}): {}{}",
+                "\n  {} ({spread}): {}{}",
                 o.name,
-                o.spread,
                 &h[..16],
                 rows.map(|r| format!(", {r} rows")).unwrap_or_default()
             )),
-            (None, _) => s.push_str(&format!("\n  {} ({:?}): {} parts", o.name, o.spread, o.parts.len())),
+            (None, _) => s.push_str(&format!("\n  {} ({spread}): {} parts", o.name, o.parts.len())),
         }
     }
     s

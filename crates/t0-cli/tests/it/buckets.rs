@@ -192,7 +192,16 @@ fn buckets_run_at_once_and_a_killed_bucket_reruns_to_the_same_commit() {
     };
     let (mut a, mut b) = (spawn("0/2"), spawn("1/2"));
     assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
-    let uninterrupted = commit(base, "acquire", 0);
+    // What a user sees: the plan, then the commit (human on stderr).
+    let plan = expect(base, "plan", &["audit"], 0);
+    let shown = expect(base, "commit", &["acquire", "--buckets", "2"], 0);
+    let text = format!("{}{}", plan.stderr, shown.stderr);
+    crate::snapshots::settings()
+        .bind(|| insta::assert_snapshot!("buckets-plan-commit-human", crate::snapshots::normalise(&text, base)));
+    let uninterrupted: serde_json::Value = {
+        let rel = find(base, "commits/acquire/", ".json");
+        serde_json::from_slice(&std::fs::read(base.join(rel)).unwrap()).unwrap()
+    };
 
     // Bucket 1 killed after its first catalog commit, then re-run: the same commit.
     let dir2 = tempfile::tempdir().unwrap();
@@ -202,7 +211,10 @@ fn buckets_run_at_once_and_a_killed_bucket_reruns_to_the_same_commit() {
     expect(base2, "acquire", &["--bucket", "1/2", "--input", input], 0);
     let rerun = commit(base2, "acquire", 0);
     // The commit record is deterministic: byte for byte what the uninterrupted buckets gave.
-    assert_eq!(rerun, uninterrupted);
+    let rerun_file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(base2.join(find(base2, "commits/acquire/", ".json"))).unwrap()).unwrap();
+    assert_eq!(rerun_file, uninterrupted);
+    assert_eq!(rerun["commit_id"], uninterrupted["commit_id"]);
     let file = |b: &Path| std::fs::read(b.join(find(b, "commits/acquire/", ".json"))).unwrap();
     assert_eq!(file(base2), file(base));
     // Re-run on unchanged input: nothing to do.

@@ -28,7 +28,7 @@ const BINARIES: &[&str] =
     &["acquire", "audit", "heal", "certify", "embed", "train-suite", "score", "calibrate", "verify", "plan", "commit"];
 
 /// Replace what differs between machines and runs but says nothing about behaviour.
-fn normalise(text: &str, root: &Path) -> String {
+pub(crate) fn normalise(text: &str, root: &Path) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut out = text.replace(&root.display().to_string(), "[ROOT]");
     out = out.replace(&repo.display().to_string(), "[REPO]");
@@ -38,7 +38,7 @@ fn normalise(text: &str, root: &Path) -> String {
     out
 }
 
-fn settings() -> insta::Settings {
+pub(crate) fn settings() -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.set_prepend_module_to_snapshot(false);
     s.set_snapshot_path("snapshots");
