@@ -39,7 +39,7 @@ pub enum Spread {
 /// entity directory and landing copies replicated (see `t0_acquire::ingest`), the rest is
 /// each bucket's own.
 pub fn spread(name: &str) -> Spread {
-    if name == "canonical.entities" || name.starts_with(t0_project_landing()) {
+    if name == "canonical.entities" || name.starts_with(LANDING_PREFIX) {
         Spread::Replicated
     } else if name.starts_with("canonical.") {
         Spread::Partitioned
@@ -48,11 +48,9 @@ pub fn spread(name: &str) -> Spread {
     }
 }
 
-/// The prefix of landing outputs (`t0_acquire::LANDING_OUTPUT`; not imported: this crate does
-/// not depend on the stages).
-fn t0_project_landing() -> &'static str {
-    "landing."
-}
+/// The prefix of landing outputs (`t0_acquire::LANDING_OUTPUT`; this crate does not depend on
+/// the stages).
+const LANDING_PREFIX: &str = "landing.";
 
 /// One bucket's run in a commit.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

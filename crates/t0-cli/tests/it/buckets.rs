@@ -222,3 +222,44 @@ fn buckets_run_at_once_and_a_killed_bucket_reruns_to_the_same_commit() {
     // Re-run on unchanged input: nothing to do.
     expect(base2, "acquire", &["--bucket", "1/2", "--input", input], 99);
 }
+
+/// A row that does not parse has no trustworthy key: bucket 0 quarantines it, the others count
+/// it as another bucket's, and every bucket's rows add up.
+#[test]
+fn an_unparsable_row_is_quarantined_once_by_bucket_zero() {
+    let input = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&fixture(), input.path());
+    let obs = input.path().join("observations.csv");
+    let mut text = std::fs::read_to_string(&obs).unwrap();
+    text.push_str("clip0000000,not a time,1,1,1,2026-01-05 06:00:50,live\n");
+    std::fs::write(&obs, text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let args = |b: String| {
+        vec!["--bucket".to_string(), b, "--input".into(), input.path().display().to_string(), "--json".into()]
+    };
+    let observations = |root: &Path, a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let r: serde_json::Value = serde_json::from_str(expect(root, "acquire", &a, 0).stdout.trim()).unwrap();
+        r["files"].as_array().unwrap().iter().find(|f| f["table"] == "observations").unwrap().clone()
+    };
+    let bad_rows = |root: &Path| -> i64 {
+        let cat = t0_catalog::Catalog::open_read_only(&t0_core::Root::new(root)).unwrap();
+        cat.conn().query_row("SELECT count(*) FROM quarantine WHERE raw LIKE '%not a time%'", [], |r| r.get(0)).unwrap()
+    };
+    let mut quarantined = 0;
+    for k in 0..2 {
+        let f = observations(base, args(bucket(k, 2)));
+        let n = |k: &str| f[k].as_u64().unwrap_or(0);
+        assert_eq!(
+            n("rows_read"),
+            n("rows_ingested") + n("rows_unchanged") + n("rows_quarantined") + n("rows_other_buckets"),
+            "bucket {k}: {f}"
+        );
+        quarantined += n("rows_quarantined");
+        assert_eq!(bad_rows(&base.join(format!("buckets/{k}-of-2"))), i64::from(k == 0), "bucket {k}");
+    }
+    let whole = tempfile::tempdir().unwrap();
+    let f = observations(whole.path(), args("0/1".into()));
+    assert_eq!(quarantined, f["rows_quarantined"].as_u64().unwrap(), "the buckets quarantine what one root does");
+}
