@@ -100,7 +100,7 @@ commit stage *args:
     {{just_executable()}} _run commit 99 {{stage}} {{args}}
 
 # The ingest loop over N entity buckets, one bucket after another (Airflow runs them at once:
-# dags/t0clip_buckets.py), each stage committed: acquire -> audit -> heal -> audit.
+# dags/t0clip_buckets.py), each stage committed: acquire -> audit -> heal -> audit -> certify.
 ingest-buckets n="4" input="fixtures/clips": build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -112,6 +112,8 @@ ingest-buckets n="4" input="fixtures/clips": build
     each 99 heal
     each 99 audit
     {{just_executable()}} _run commit 99 audit
+    each 99 certify
+    {{just_executable()}} _run commit 99 certify
     echo "committed under {{root}}/commits; buckets under {{root}}/buckets"
 
 # The gapminder example project (142 countries every five years, 1952-2007) through the loop,

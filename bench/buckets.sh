@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Entity buckets on one machine (issue 31): the ingest stages (acquire, audit, heal, re-audit)
-# on the generated panel with 1, 2 and 4 buckets, the buckets of each stage run in parallel;
+# Entity buckets on one machine (issue 31): the data stages (acquire, audit, heal, re-audit,
+# certify) on the generated panel with 1, 2 and 4 buckets, the buckets of each stage run in parallel;
 # per stage the wall time of the slowest bucket and the peak RSS of each bucket, then the
 # `commit` time. Release build; writes $BENCH_DIR/buckets-<ENTITIES>-<SNAPSHOTS>.json.
 #
@@ -15,6 +15,7 @@ shift 2 || true
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1 2 4)
 bin="$CARGO_TARGET_DIR/release"
+# The re-audit's commit exports the population certify reads (lake/population).
 [ -n "${T0CLIP_BENCH_BUILT:-}" ] || cargo build --release --workspace --bins
 export T0CLIP_NOW=2028-01-01T00:00:00Z
 data="$work/loop-data-$entities-$snapshots"
@@ -71,6 +72,7 @@ for n in "${counts[@]}"; do
         stage 1 audit 1 audit
         stage 1 heal "99" heal --limit 0
         stage 1 re-audit "" audit
+        stage 1 certify 1 certify
         continue
     fi
     stage "$n" acquire "" acquire --input "$data" --chunk-rows 1000000
@@ -80,6 +82,8 @@ for n in "${counts[@]}"; do
     stage "$n" heal "99" heal --limit 0
     stage "$n" re-audit "" audit
     commit "$n" audit ""
+    stage "$n" certify 1 certify
+    commit "$n" certify 1
 done
 python3 -c "
 import json, sys

@@ -1,9 +1,16 @@
-"""Airflow DAG: t0-clip's ingest loop fanned out over entity buckets (issue 31).
+"""Airflow DAGs: t0-clip's loop fanned out over entity buckets (issue 31).
 
-acquire -> audit -> heal -> audit, each stage mapped over the buckets `plan` lists (dynamic task
-mapping: one task per bucket, run by whatever executor the deployment uses — Local, Celery,
-Kubernetes) and followed by `commit`, the single writer that verifies every bucket's run and
-records the stage's outputs (and an audit's canonical tables) joined in the base root.
+t0clip_ingest_buckets: acquire -> audit -> heal -> audit, each stage mapped over the buckets
+`plan` lists (dynamic task mapping: one task per bucket, run by whatever executor the
+deployment uses — Local, Celery, Kubernetes) and followed by `commit`, the single writer that
+verifies every bucket's run and records the stage's outputs (and an audit's canonical tables)
+joined in the base root. A passing audit's commit exports the population it passed and
+updates the `commits/audit` asset.
+
+t0clip_daily_buckets, scheduled on that asset: certify on every bucket (each reads the
+committed population and certifies its own entities), then `commit certify`, which joins the
+surfaces. The stages after it (labels, embed, train-suite, score, calibrate) do not run on
+buckets yet.
 
 Exit codes follow the t0-clip contract: 99 ("nothing to do") skips a task; 3 (refused: a bucket
 missing, stale or tampered) and 1 (a gate said no) fail it. The first audit may fail by design
@@ -37,6 +44,7 @@ LOCK_WAIT = os.environ.get("T0CLIP_LOCK_WAIT", "600")
 
 # Downstream DAGs schedule on this: fresh, audited canonical data, committed.
 AUDITED = Asset(f"file://{os.path.abspath(ROOT)}/commits/audit")
+CERTIFIED = Asset(f"file://{os.path.abspath(ROOT)}/commits/certify")
 
 
 def command(binary: str, *args: str, ok: tuple[int, ...] = ()) -> str:
@@ -107,3 +115,14 @@ with DAG(
     acquire[1] >> audit_raw[0]
     audit_raw[1] >> heal[0]
     heal[1] >> audit[0]
+
+with DAG(
+    dag_id="t0clip_daily_buckets",
+    schedule=[AUDITED],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["t0-clip", "buckets"],
+) as daily:
+    certify = fan_out("certify", "certify")
+    certify[1].outlets = [CERTIFIED]

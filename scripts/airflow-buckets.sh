@@ -6,9 +6,11 @@
 #   3. runs t0clip_ingest_buckets end to end over the clips fixture with T0CLIP_BUCKETS
 #      buckets (default 4; `airflow dags test`: Airflow's own scheduler loop, mapped tasks and
 #      all), then the same stages on one whole root with the binaries directly;
+#      then t0clip_daily_buckets (certify on every bucket, then its commit);
 #   4. compares: the acquire commit's joined hash of every canonical table and landing copy
-#      with the whole root's acquire outputs, the final audit's gate, and the rows of every
-#      canonical table the final audit passed. Exit 1 on any difference.
+#      with the whole root's acquire outputs, the final audit's gate and the hash of every
+#      canonical table it passed, and the certify commit's joined surfaces with the whole
+#      root's. Exit 1 on any difference.
 #
 #   bash scripts/airflow-buckets.sh            (release binaries: T0CLIP_PROFILE=release)
 set -euo pipefail
@@ -46,8 +48,11 @@ export T0CLIP_ROOT="$work/bucketed"
 start=$(date +%s.%N)
 "$venv/bin/airflow" dags test t0clip_ingest_buckets > "$work/dag.log" 2>&1 || { tail -80 "$work/dag.log"; exit 1; }
 dag_s=$(echo "$(date +%s.%N) - $start" | bc)
-ran=$(grep -c "Marking task as SUCCESS\|state=success\|finished with state success" "$work/dag.log" || true)
 echo "t0clip_ingest_buckets with $buckets buckets: ${dag_s%.*} s in Airflow"
+start=$(date +%s.%N)
+"$venv/bin/airflow" dags test t0clip_daily_buckets > "$work/daily.log" 2>&1 || { tail -80 "$work/daily.log"; exit 1; }
+daily_s=$(echo "$(date +%s.%N) - $start" | bc)
+echo "t0clip_daily_buckets (certify) with $buckets buckets: ${daily_s%.*} s in Airflow"
 
 # The same stages on one whole root.
 whole="$work/whole"
@@ -56,6 +61,7 @@ run() { local rc=0; "$bin/$1" --root "$whole" --now "$now" --quiet "${@:2}" || r
 [[ "$(run audit)" =~ ^[01]$ ]]
 [[ "$(run heal)" =~ ^(0|99)$ ]]
 "$bin/audit" --root "$whole" --now "$now" --quiet --json > "$work/audit.json"
+[ "$(run certify)" = 0 ]
 
 python3 - "$T0CLIP_ROOT" "$whole" "$buckets" "$work/audit.json" <<'EOF'
 import glob, json, sys
@@ -85,6 +91,16 @@ joined = {o["name"]: o.get("rows") for o in audit_commit["outputs"] if o["name"]
 assert rows == joined, f"audited canonical rows differ: whole {rows}, joined {joined}"
 same = [k for k in rows if next(i["content_hash"] for i in whole_audit["inputs"] if i["name"] == k)
         == next(o["content_hash"] for o in audit_commit["outputs"] if o["name"] == k)]
-print(f"audit: gate PASS on both; audited canonical rows equal ({rows}); equal hashes after heal: {sorted(same)}")
+assert len(same) == len(rows), f"audited canonical hashes differ after heal: equal only {sorted(same)}"
+print(f"audit: gate PASS on both; the audited canonical tables hash the same ({rows})")
+
+# The daily DAG: one certify commit whose joined surfaces are the whole root's.
+certify_commits = files(bucketed, "commits/certify")
+assert len(certify_commits) == 1, len(certify_commits)
+whole_certify = files(whole, "manifests/certify")[0]
+want = {o["name"]: (o["content_hash"], o["rows"]) for o in whole_certify["outputs"] if o["name"].startswith("surface.")}
+got = {o["name"]: (o["content_hash"], o["rows"]) for o in certify_commits[0]["outputs"] if o["name"].startswith("surface.")}
+assert want and want == got, f"certify: joined surfaces differ from the whole root's: {want} vs {got}"
+print(f"certify: {len(want)} surfaces joined over {n} buckets hash as on one root ({sum(r for _, r in want.values())} rows)")
 EOF
 echo "airflow-buckets: passed"

@@ -6,8 +6,9 @@
 #     scratch directory;
 #   - Airflow from PyPI (the venv scripts/airflow-buckets.sh makes) with the celery provider
 #     (celery pinned below 5.6: the provider imports celery.backends.database.retry, gone in 5.7);
-#   - api-server, scheduler, dag-processor and two workers (`w1`, `w2`); the DAG triggered
-#     once, and on success: which worker ran each bucket task, and the committed acquire hashes
+#   - api-server, scheduler, dag-processor and two workers (`w1`, `w2`); the ingest DAG
+#     triggered once, the daily DAG started by the asset its audit commit updates, and on
+#     success: which worker ran each bucket task, and the committed acquire and certify hashes
 #     compared with one whole root's.
 #
 #   bash scripts/airflow-celery.sh        (needs root for apt-get, or the two packages present)
@@ -89,9 +90,22 @@ for _ in $(seq 450); do
 done
 took=$(($(date +%s) - start))
 echo "t0clip_ingest_buckets on CeleryExecutor, 2 workers, $buckets buckets: $state in $took s"
+# The passing audit's commit updated the asset t0clip_daily_buckets is scheduled on: the
+# scheduler starts it (certify on every bucket, then its commit).
+daily=""
+if [ "$state" = success ]; then
+    for _ in $(seq 300); do
+        daily=$("$pg/psql" -h 127.0.0.1 -p 54329 -U postgres -d airflow -tA -c \
+            "SELECT state FROM dag_run WHERE dag_id = 't0clip_daily_buckets' ORDER BY id DESC LIMIT 1")
+        [ "$daily" = success ] || [ "$daily" = failed ] && break
+        sleep 2
+    done
+    echo "t0clip_daily_buckets, started by the audit commit's asset: $daily after $(($(date +%s) - start)) s in all"
+    [ "$daily" = success ] || state="daily: ${daily:-never started}"
+fi
 "$pg/psql" -h 127.0.0.1 -p 54329 -U postgres -d airflow -A -F ' ' -c \
-    "SELECT task_id, map_index, state, hostname FROM task_instance
-     WHERE dag_id = 't0clip_ingest_buckets' AND run_id = 'celery-demo' ORDER BY task_id, map_index" \
+    "SELECT dag_id, task_id, map_index, state, hostname FROM task_instance
+     WHERE dag_id LIKE 't0clip_%' ORDER BY dag_id, task_id, map_index" \
     > "$work/tasks.txt"
 if [ "$state" != success ]; then
     cat "$work/tasks.txt"; tail -40 "$work/scheduler.log"; tail -20 "$work/w1.log"; exit 1
@@ -112,17 +126,19 @@ busy = [w for w in mapped if mapped[w]]
 assert len(busy) >= 2, f"bucket tasks ran on {busy} only, want both workers"
 EOF
 
-# The committed acquire equals one whole root's.
+# The committed acquire and certify equal one whole root's.
 whole="$work/whole"
-"$bin/acquire" --root "$whole" --now "$now" --quiet --input "$repo/fixtures/clips"
+w() { "$bin/$1" --root "$whole" --now "$now" --quiet "${@:2}" || { rc=$?; [ $rc -eq 1 ] || [ $rc -eq 99 ]; }; }
+w acquire --input "$repo/fixtures/clips" && w audit && w heal && w audit && w certify
 python3 - "$T0CLIP_ROOT" "$whole" <<'EOF'
 import glob, json, sys
 bucketed, whole = sys.argv[1], sys.argv[2]
-commit = json.load(open(glob.glob(f"{bucketed}/commits/acquire/*.json")[0]))
-manifest = json.load(open(glob.glob(f"{whole}/manifests/acquire/*.json")[0]))
-want = {o["name"]: o["content_hash"] for o in manifest["outputs"]}
-got = {o["name"]: o["content_hash"] for o in commit["outputs"]}
-assert want == got, "committed acquire differs from one whole root's"
-print(f"acquire committed over {commit['buckets']} buckets: {len(got)} outputs hash as on one root")
+for stage, prefix in [("acquire", ""), ("certify", "surface.")]:
+    commit = json.load(open(glob.glob(f"{bucketed}/commits/{stage}/*.json")[0]))
+    manifest = json.load(open(glob.glob(f"{whole}/manifests/{stage}/*.json")[0]))
+    want = {o["name"]: o["content_hash"] for o in manifest["outputs"] if o["name"].startswith(prefix)}
+    got = {o["name"]: o["content_hash"] for o in commit["outputs"] if o["name"].startswith(prefix)}
+    assert want and want == got, f"committed {stage} differs from one whole root's"
+    print(f"{stage} committed over {commit['buckets']} buckets: {len(got)} outputs hash as on one root")
 EOF
 echo "airflow-celery: passed"

@@ -35,13 +35,13 @@ pub enum Spread {
     PerBucket,
 }
 
-/// How the output `name` is spread: the canonical facts are partitioned by entity, the
-/// entity directory and landing copies replicated (see `t0_acquire::ingest`), the rest is
-/// each bucket's own.
+/// How the output `name` is spread: the canonical facts and certified surfaces are
+/// partitioned by entity, the entity directory and landing copies replicated (see
+/// `t0_acquire::ingest`), the rest is each bucket's own.
 pub fn spread(name: &str) -> Spread {
     if name == "canonical.entities" || name.starts_with(LANDING_PREFIX) {
         Spread::Replicated
-    } else if name.starts_with("canonical.") {
+    } else if name.starts_with("canonical.") || name.starts_with("surface.") {
         Spread::Partitioned
     } else {
         Spread::PerBucket
@@ -90,7 +90,32 @@ pub struct Commit {
     pub gate: Option<Verdict>,
     pub parts: Vec<Part>,
     pub outputs: Vec<Combined>,
+    /// An audit commit that lets the loop go on: the population it passed, for the stages
+    /// after it that need every entity's facts ([`POPULATION_DIR`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub population: Vec<PopulationFile>,
     pub committed_at: String,
+}
+
+/// Where an audit commit keeps the population it passed, under the base root: one Parquet
+/// file per canonical table and bucket (`<commit id>/<table>/<k>-of-<N>.parquet`; a replicated
+/// table once). A bucket's certify reads it: cohort priors aggregate over every entity, an
+/// interaction into a bucket's entity is kept by its source's bucket, and the grid's bound is
+/// the latest availability of all observations.
+pub const POPULATION_DIR: &str = "lake/population";
+
+/// One file of a committed population.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PopulationFile {
+    /// The canonical table (`observations`).
+    pub table: String,
+    pub bucket: String,
+    /// Relative to the base root.
+    pub path: String,
+    /// The blake3 of the file's bytes (what a reader checks before reading it).
+    pub file_hash: String,
+    pub content_hash: String,
+    pub rows: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -131,7 +156,7 @@ pub fn run(base: &Root, clock: Clock, args: &CommitArgs, progress: &dyn Progress
         h.update(v.part.manifest_hash.as_bytes());
     }
     let commit_id = h.finalize().to_hex()[..16].to_string();
-    let commit = Commit {
+    let mut commit = Commit {
         schema: COMMIT_SCHEMA,
         stage: args.stage,
         buckets: n,
@@ -139,9 +164,88 @@ pub fn run(base: &Root, clock: Clock, args: &CommitArgs, progress: &dyn Progress
         gate: join_gates(&verified),
         parts: verified.into_iter().map(|v| v.part).collect(),
         outputs,
+        population: Vec::new(),
         committed_at: clock.stamp(),
     };
-    record(base, &clock, commit)
+    let _lock = RootLock::acquire(base)?;
+    let catalog = Catalog::open(base)?;
+    if let Some(path) = recorded(&catalog, commit.stage, &commit.commit_id)? {
+        return Err(Error::NothingToDo(format!(
+            "{} commit {} of these bucket runs is recorded ({path})",
+            commit.stage, commit.commit_id
+        )));
+    }
+    let goes_on = commit.gate.is_none_or(|g| g.exit_code() == t0_core::ExitCode::Done);
+    if args.stage == Stage::Audit && goes_on {
+        progress.phase("export the population", Some(u64::from(n)));
+        commit.population = export_population(base, &commit, progress)?;
+        progress.finish();
+    }
+    record(base, &catalog, &clock, commit)
+}
+
+/// Write the population an audit commit passed ([`POPULATION_DIR`]): each bucket's partitioned
+/// canonical tables, a replicated one from bucket 0, read under the bucket's lock and checked
+/// to join to the hashes just committed (a bucket changed meanwhile is refused).
+fn export_population(base: &Root, commit: &Commit, progress: &dyn Progress) -> Result<Vec<PopulationFile>> {
+    let tables: Vec<&Combined> = commit.outputs.iter().filter(|o| o.name.starts_with("canonical.")).collect();
+    let mut files = Vec::new();
+    let mut joined: BTreeMap<&str, t0_table::ContentHasher> = BTreeMap::new();
+    for b in Bucket::all(commit.buckets)? {
+        let root = Root::bucketed(base.path(), b);
+        let _lock = RootLock::acquire(&root)?;
+        let catalog = Catalog::open_read_only(&root).map_err(|e| in_bucket(b, &root, e))?;
+        for c in tables.iter().filter(|c| c.spread == Spread::Partitioned || b.index() == 0) {
+            let table = &c.name["canonical.".len()..];
+            let (schema, batches) = catalog.query_arrow(&format!("SELECT * FROM {table}"), &[])?;
+            let leaf = b.dir(std::path::Path::new("")).file_name().map(|f| f.to_string_lossy().into_owned());
+            let rel = format!("{POPULATION_DIR}/{}/{table}/{}.parquet", commit.commit_id, leaf.unwrap_or_default());
+            t0_table::write_parquet(&base.join(&rel), schema.clone(), &batches)?;
+            let mut h = t0_table::ContentHasher::new(&schema).map_err(|e| Error::internal("hash population", e))?;
+            for batch in &batches {
+                h.push(batch).map_err(|e| Error::internal("hash population", e))?;
+            }
+            let file_hash = t0_core::fsio::file_hash(&base.join(&rel))?;
+            files.push(PopulationFile {
+                table: table.to_string(),
+                bucket: b.to_string(),
+                path: rel,
+                file_hash,
+                content_hash: h.finish(),
+                rows: h.state().rows,
+            });
+            // Columns that differ between buckets fail the comparison below.
+            if let Some(whole) = joined.get_mut(c.name.as_str()) {
+                whole.merge(&h);
+            } else {
+                joined.insert(&c.name, h);
+            }
+        }
+        progress.advance(1);
+    }
+    for c in tables {
+        let now = joined.get(c.name.as_str()).map(|h| h.finish());
+        if now.as_ref() != c.content_hash.as_ref() {
+            return Err(Error::Refused(format!(
+                "{} changed in a bucket while it was committed: re-run the audit and the commit",
+                c.name
+            )));
+        }
+    }
+    Ok(files)
+}
+
+/// Where the commit `id` of `stage` is recorded, if it is.
+fn recorded(catalog: &Catalog, stage: Stage, id: &str) -> Result<Option<String>> {
+    catalog
+        .conn()
+        .query_row(
+            "SELECT commit_path FROM commits WHERE stage = ? AND commit_id = ?",
+            params![stage.as_str(), id],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx(|| "commit lookup".into())
 }
 
 /// A bucket's latest run of `stage`, verified: manifest, outputs, and that it ran on the
@@ -319,27 +423,9 @@ fn join_gates(verified: &[Verified]) -> Option<Verdict> {
         .copied()
 }
 
-/// Write the commit file and its row in the base root, under the base root's lock; 99 when
-/// this exact commit is recorded.
-fn record(base: &Root, clock: &Clock, commit: Commit) -> Result<CommitReport> {
-    let _lock = RootLock::acquire(base)?;
-    let catalog = Catalog::open(base)?;
+/// Write the commit file and its row in the base root (whose lock the caller holds).
+fn record(base: &Root, catalog: &Catalog, clock: &Clock, commit: Commit) -> Result<CommitReport> {
     let rel = format!("commits/{}/{}.json", commit.stage, commit.commit_id);
-    let known: Option<String> = catalog
-        .conn()
-        .query_row(
-            "SELECT commit_path FROM commits WHERE stage = ? AND commit_id = ?",
-            params![commit.stage.as_str(), commit.commit_id],
-            |r| r.get(0),
-        )
-        .optional()
-        .ctx(|| "commit lookup".into())?;
-    if let Some(path) = known {
-        return Err(Error::NothingToDo(format!(
-            "{} commit {} of these bucket runs is recorded ({path})",
-            commit.stage, commit.commit_id
-        )));
-    }
     let mut bytes = serde_json::to_vec_pretty(&commit).ctx(|| "serialise commit".into())?;
     bytes.push(b'\n');
     t0_core::fsio::write_atomic(&base.join(&rel), &bytes)?;
@@ -360,4 +446,49 @@ fn record(base: &Root, clock: &Clock, commit: Commit) -> Result<CommitReport> {
         Ok(())
     })?;
     Ok(CommitReport { path: rel, commit })
+}
+
+/// The latest commit of `stage` in the base root of bucket root `root`, which must hold
+/// `root`'s bucket at its run `run_id`. A bucket's stage that needs what the whole population
+/// passed reads it: exit 3 when the bucket's run is not committed yet, or when the commit file
+/// is not the one recorded.
+pub fn committed(root: &Root, stage: Stage, run_id: &str) -> Result<Commit> {
+    let base = root.base();
+    let first = || format!("run `commit {stage}` on {} first", base.path().display());
+    let catalog =
+        Catalog::open_read_only(&base).map_err(|_| Error::Refused(format!("no base catalog: {}", first())))?;
+    let row: Option<(String, String)> = catalog
+        .conn()
+        .query_row(
+            "SELECT commit_path, commit_hash FROM commits WHERE stage = ? ORDER BY seq DESC LIMIT 1",
+            params![stage.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .ctx(|| "commit lookup".into())?;
+    let Some((rel, hash)) = row else {
+        return Err(Error::Refused(format!("no {stage} commit is recorded: {}", first())));
+    };
+    let bytes = std::fs::read(base.join(&rel)).map_err(|e| Error::Integrity {
+        damage: Damage::Missing,
+        message: format!("{rel}, the latest {stage} commit, cannot be read: {e}"),
+    })?;
+    let actual = t0_core::blake3_hex(&bytes);
+    let changed = |why: String| Error::Integrity {
+        damage: Damage::Changed,
+        message: format!("{rel}, the latest {stage} commit, is not the file recorded: {why}"),
+    };
+    if actual != hash {
+        return Err(changed(format!("content hash mismatch: expected {}, actual {}", short(&hash), short(&actual))));
+    }
+    let commit: Commit = serde_json::from_slice(&bytes).map_err(|e| changed(e.to_string()))?;
+    let bucket = root.bucket().to_string();
+    match commit.parts.iter().find(|p| p.bucket == bucket) {
+        Some(p) if p.run_id == run_id => Ok(commit),
+        _ => Err(Error::Refused(format!(
+            "bucket {bucket}'s {stage} run {run_id} is not in the latest {stage} commit {}: {}",
+            commit.commit_id,
+            first()
+        ))),
+    }
 }

@@ -13,7 +13,9 @@
 mod commit;
 mod plan;
 
-pub use commit::{Combined, Commit, CommitArgs, CommitReport, Part, Spread, spread};
+pub use commit::{
+    Combined, Commit, CommitArgs, CommitReport, POPULATION_DIR, Part, PopulationFile, Spread, committed, spread,
+};
 pub use plan::{PlanArgs, PlanReport, parse_stage};
 
 use t0_core::{Bucket, Error, Result, Root};

@@ -26,9 +26,10 @@ pub struct PlanReport {
 }
 
 /// The buckets of `base` where `args.stage` may have work: every bucket for acquire (new
-/// input may hold rows of any, and every bucket keeps the entity directory); for the other
-/// stages, each bucket with data whose latest run of the stage is missing or no longer on the
-/// bucket's current data.
+/// input may hold rows of any, and every bucket keeps the entity directory) and for certify
+/// (it reads the committed population: another bucket's new data is its work too); for the
+/// other stages, each bucket with data whose latest run of the stage is missing or no longer
+/// on the bucket's current data.
 pub fn run(base: &Root, args: &PlanArgs) -> Result<PlanReport> {
     let n = bucket_count(base, args.buckets)?;
     let mut report = PlanReport { stage: args.stage, buckets: n, work: Vec::new(), idle: Vec::new() };
@@ -44,7 +45,7 @@ pub fn run(base: &Root, args: &PlanArgs) -> Result<PlanReport> {
 
 /// Why `stage` has nothing to do in the bucket at `root`, or None when it may have work.
 fn idle_because(root: &Root, stage: Stage) -> Result<Option<String>> {
-    if stage == Stage::Acquire {
+    if stage == Stage::Acquire || stage == Stage::Certify {
         return Ok(None);
     }
     if !root.catalog().exists() {

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_acquire_resume.sql"),
     include_str!("migrations/0011_buckets.sql"),
     include_str!("migrations/0012_commits.sql"),
+    include_str!("migrations/0013_heal_batches.sql"),
 ];
 
 pub use duckdb;

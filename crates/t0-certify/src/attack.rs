@@ -116,14 +116,15 @@ fn attack(
     };
     progress.phase("attack: baseline", Some(prepared.len() as u64));
     // Decided once, before the injection: the attack measures features, not the grid's bound.
-    let watermark = crate::grid_watermark(&cat, &cfg.t0, &args.certify.project)?;
-    let through = grid::build(&cat, &cfg.t0, &clock, watermark.as_deref())?
+    let raw = crate::population::Raw::catalog(&cat)?;
+    let watermark = crate::grid_watermark(&cat, &cfg.t0, &args.certify.project, &raw)?;
+    let through = grid::build(&cat, &cfg.t0, &clock, watermark.as_deref(), &raw)?
         .ok_or_else(|| Error::NothingToDo("the catalog has no observations: nothing to attack".into()))?;
     let params = store::params_sql(cfg);
     let surfaces = |dir: &str| -> Result<Vec<(String, PathBuf)>> {
         let mut out = Vec::new();
         for p in prepared.iter().filter(|p| p.notes.is_empty()) {
-            let built = store::build(&cat, p, &params)?;
+            let built = store::build(&cat, p, &params, &raw)?;
             let path = copy.path().join(dir).join(format!("{}.parquet", p.store.entrypoint));
             t0_table::write_parquet(&path, built.schema.clone(), &built.batches)?;
             out.push((p.store.entrypoint.clone(), path));
@@ -137,7 +138,7 @@ fn attack(
         return Err(Error::NothingToDo("the grid is empty: nothing to attack".into()));
     }
     let injected = cat.transaction(|c| inject(c, cfg, &available_at))?;
-    grid::build(&cat, &cfg.t0, &clock, watermark.as_deref())?;
+    grid::build(&cat, &cfg.t0, &clock, watermark.as_deref(), &raw)?;
     progress.phase("attack: after the injection", Some(prepared.len() as u64));
     let after = surfaces("after")?;
     progress.finish();

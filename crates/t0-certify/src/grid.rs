@@ -28,6 +28,7 @@ use t0_catalog::Catalog;
 use t0_core::Result;
 use t0_core::error::Context;
 
+use crate::population::Raw;
 use crate::{Every, GridConfig, GridMode, WindowStart};
 
 /// The database and table holding the grid, shared by the connections of one catalog.
@@ -35,7 +36,8 @@ pub const GRID_TABLE: &str = "t0work.main.grid";
 
 /// SQL that creates [`GRID_TABLE`] (one row per (entity_id, t0), ordered) on a catalog whose
 /// canonical tables are `raw.<table>`, for T0s at or before `through` (none without it).
-pub fn grid_sql(g: &GridConfig, raw: &str, through: Option<&str>) -> String {
+/// Only entities for which `keep` (SQL over `entity_id`) holds are kept: a bucket's.
+pub fn grid_sql(g: &GridConfig, raw: &str, through: Option<&str>, keep: &str) -> String {
     let hist = |t: &str| t0_project::vocab::history_sql(t, &format!("{raw}.{t}")).expect("canonical table");
     let list = |v: &[String]| v.iter().map(|e| t0_catalog::quote_literal(e)).collect::<Vec<_>>().join(", ");
     let kind = match &g.entity_kind {
@@ -97,7 +99,7 @@ pub fn grid_sql(g: &GridConfig, raw: &str, through: Option<&str>) -> String {
                                      AND e.known_from <= c.t0 AND (e.known_to IS NULL OR e.known_to > c.t0) {start})
                          AND NOT EXISTS (SELECT 1 FROM ends x WHERE x.entity_id = c.entity_id
                                      AND x.known_from <= c.t0 AND (x.known_to IS NULL OR x.known_to > c.t0)))
-         SELECT entity_id, t0 FROM cand {rank}
+         SELECT entity_id, t0 FROM cand WHERE {keep} {rank}
          ORDER BY entity_id, t0;",
         ents = hist("entities"),
         events = hist("events"),
@@ -144,8 +146,15 @@ fn calendar_sql(g: &GridConfig, through: &str, off: &str) -> String {
 /// Build the grid on `catalog`; returns the latest moment a T0 may take (`through`), or
 /// `None` when the catalog has no observations. `watermark` (the observations' completeness
 /// watermark) bounds it too for a calendar grid with `until: watermark`.
-pub fn build(catalog: &Catalog, g: &GridConfig, now: &str, watermark: Option<&str>) -> Result<Option<String>> {
-    let raw = format!("\"{}\".main", catalog.database_name()?.replace('"', "\"\""));
+pub fn build(
+    catalog: &Catalog,
+    g: &GridConfig,
+    now: &str,
+    watermark: Option<&str>,
+    raw: &Raw,
+) -> Result<Option<String>> {
+    let keep = raw.keeps("entity_id");
+    let raw = raw.qualifier();
     let cap = match (g.until, watermark) {
         (crate::WindowEnd::Watermark, Some(w)) => format!("TIMESTAMP {}", t0_catalog::quote_literal(w)),
         (crate::WindowEnd::Watermark, None) => "NULL::TIMESTAMP".into(),
@@ -162,7 +171,7 @@ pub fn build(catalog: &Catalog, g: &GridConfig, now: &str, watermark: Option<&st
             |r| r.get(0),
         )
         .ctx(|| "grid bound".into())?;
-    catalog.conn().execute_batch(&grid_sql(g, &raw, through.as_deref())).ctx(|| "build the T0 grid".into())?;
+    catalog.conn().execute_batch(&grid_sql(g, raw, through.as_deref(), &keep)).ctx(|| "build the T0 grid".into())?;
     Ok(through)
 }
 
@@ -219,7 +228,7 @@ mod tests {
 
     /// The grid built at clock `now` with a completeness watermark.
     fn grid_at(cat: &Catalog, g: &GridConfig, now: &str, watermark: Option<&str>) -> Vec<String> {
-        build(cat, g, now, watermark).unwrap();
+        build(cat, g, now, watermark, &Raw::catalog(cat).unwrap()).unwrap();
         let mut stmt = cat
             .conn()
             .prepare(&format!(
@@ -307,12 +316,16 @@ mod tests {
         let cat = catalog(&["E a 1 1", "O a 3 3"]);
         let g = cfg(GridMode::EveryKDays, 24, 10);
         // The data ends on the 3rd: T0s on the 2nd only.
-        let through: Option<String> = build(&cat, &g, "2026-01-20 00:00:00", None).unwrap();
+        let through: Option<String> =
+            build(&cat, &g, "2026-01-20 00:00:00", None, &Raw::catalog(&cat).unwrap()).unwrap();
         assert_eq!(through.as_deref(), Some("2026-01-03 00:00:00"));
         assert_eq!(grid(&cat, &g), ["a 2"]);
         // With later data, the clock bounds it.
         let cat = catalog(&["E a 1 1", "O a 3 3", "O a 28 28"]);
-        assert_eq!(build(&cat, &g, "2026-01-20 00:00:00", None).unwrap().as_deref(), Some("2026-01-20 00:00:00"));
+        assert_eq!(
+            build(&cat, &g, "2026-01-20 00:00:00", None, &Raw::catalog(&cat).unwrap()).unwrap().as_deref(),
+            Some("2026-01-20 00:00:00")
+        );
     }
 
     #[test]

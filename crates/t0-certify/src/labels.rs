@@ -128,7 +128,12 @@ pub type Declared = std::collections::BTreeMap<String, Vec<(String, t0_project::
 /// The completeness watermark of canonical `table` (`YYYY-MM-DD HH:MM:SS`), from its current
 /// live rows and the declarations; `None` when it has no rows.
 pub fn watermark(catalog: &Catalog, declared: &Declared, table: &str) -> Result<Option<String>> {
-    let cur = t0_project::vocab::current_sql(table, true).expect("canonical table");
+    watermark_from(catalog, declared, table, table)
+}
+
+/// [`watermark`] of canonical table `table` stored at `source`.
+pub fn watermark_from(catalog: &Catalog, declared: &Declared, table: &str, source: &str) -> Result<Option<String>> {
+    let cur = t0_project::vocab::current_sql_from(table, source, true).expect("canonical table");
     let expr = t0_project::completeness::watermark_sql(declared, table, &format!("{cur} c"));
     catalog
         .conn()

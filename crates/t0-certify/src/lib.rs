@@ -13,6 +13,7 @@ pub mod attack;
 pub mod declared;
 pub mod grid;
 pub mod labels;
+pub mod population;
 pub mod replay;
 pub mod sandbox;
 pub mod sqlcheck;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use duckdb::params;
+use population::Raw;
 use serde::{Deserialize, Serialize};
 use t0_catalog::{Catalog, RootLock};
 use t0_core::error::Context;
@@ -83,6 +85,9 @@ pub struct CertifyReport {
     /// Rows per (table, batch) the run knew: the next run's replay check starts from it.
     #[serde(default)]
     pub knowledge: replay::Knowledge,
+    /// A bucket's run: the audit commit whose exported population it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub population: Option<String>,
 }
 
 /// Store SQL `file` from `dir` (a project's feature stores or `--stores`), or the built-in
@@ -227,6 +232,7 @@ struct Previous {
 fn previous(
     root: &Root,
     catalog: &Catalog,
+    raw: &Raw,
     entry: &str,
     knowledge: &replay::Knowledge,
     windows: &mut BTreeMap<String, String>,
@@ -245,7 +251,7 @@ fn previous(
     let window = match windows.get(&run) {
         Some(w) => w.clone(),
         None => {
-            let horizon = replay::horizon(catalog, &report.knowledge, knowledge)?;
+            let horizon = replay::horizon(catalog, raw, &report.knowledge, knowledge)?;
             let w = replay::window(&through, horizon.as_deref());
             windows.insert(run.clone(), w.clone());
             w
@@ -261,6 +267,7 @@ struct RunCtx<'a> {
     run_id: &'a str,
     rebaseline: bool,
     params: String,
+    raw: Raw,
 }
 
 /// Build, check and (when nothing failed) write one store's surface.
@@ -289,7 +296,7 @@ fn certify_store(
         return Ok(Certified { result, output: None, days: Vec::new() });
     }
     let mut drift = view_def_drift(catalog, entry, &p.view_def_hash, ctx.rebaseline)?;
-    let built = store::build(catalog, p, &ctx.params)?;
+    let built = store::build(catalog, p, &ctx.params, &ctx.raw)?;
     let c = built.session.conn();
     let mut notes = built.grid_notes.clone();
     result.notes.extend(built.coerced.iter().cloned());
@@ -393,21 +400,26 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     t0_project::schema::check(&catalog, &args.project)?;
     let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
     let audit = consume_audit(root, &catalog, &mut run)?;
+    let raw = population::attach(root, &catalog, &audit)?;
     // Every store's SQL is checked and dry-run before a store reads real data (exit 2).
     let prepared = store::prepare(&catalog, &cfg, &closures)?;
-    let run_id = run.run_id(&defs.join(","));
+    let run_id = match raw.commit() {
+        None => run.run_id(&defs.join(",")),
+        Some(commit) => run.run_id(&format!("{}|population of audit commit {commit}", defs.join(","))),
+    };
     run.ensure_new(&run_id)?;
     t0_manifest::purge_unrecorded(&catalog, &run_id, &["certificates", "certify_baselines"])?;
     let now = clock.stamp();
-    let watermark = grid_watermark(&catalog, &cfg.t0, &args.project)?;
-    let through = grid::build(&catalog, &cfg.t0, &ts(&now), watermark.as_deref())?;
-    let knowledge = replay::knowledge(&catalog)?;
+    let watermark = grid_watermark(&catalog, &cfg.t0, &args.project, &raw)?;
+    let through = grid::build(&catalog, &cfg.t0, &ts(&now), watermark.as_deref(), &raw)?;
+    let knowledge = replay::knowledge(&catalog, &raw)?;
     let mut windows = BTreeMap::new();
     let previous: Vec<Option<Previous>> = prepared
         .iter()
-        .map(|p| previous(root, &catalog, &p.store.entrypoint, &knowledge, &mut windows))
+        .map(|p| previous(root, &catalog, &raw, &p.store.entrypoint, &knowledge, &mut windows))
         .collect::<Result<_>>()?;
-    let ctx = RunCtx { root, cfg: &cfg, run_id: &run_id, rebaseline: args.rebaseline, params: store::params_sql(&cfg) };
+    let ctx =
+        RunCtx { root, cfg: &cfg, run_id: &run_id, rebaseline: args.rebaseline, params: store::params_sql(&cfg), raw };
 
     let mut done = Vec::new();
     progress.phase("surfaces", Some(prepared.len() as u64));
@@ -438,17 +450,24 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         stores: done.into_iter().map(|d| d.result).collect(),
         grid_through: through,
         knowledge,
+        population: ctx.raw.commit().map(str::to_string),
     };
     run.finish(&run_id, Some(status), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
 }
 
 /// The observations' completeness watermark when the grid stops there (`until: watermark`).
-pub(crate) fn grid_watermark(catalog: &Catalog, g: &GridConfig, project: &Project) -> Result<Option<String>> {
+pub(crate) fn grid_watermark(
+    catalog: &Catalog,
+    g: &GridConfig,
+    project: &Project,
+    raw: &Raw,
+) -> Result<Option<String>> {
     match g.until {
         WindowEnd::Watermark => {
             let declared = t0_project::completeness::declared(project)?;
-            labels::watermark(catalog, &declared, "observations")
+            let source = format!("{}.observations", raw.qualifier());
+            labels::watermark_from(catalog, &declared, "observations", &source)
         }
         WindowEnd::Data => Ok(None),
     }

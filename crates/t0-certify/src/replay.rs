@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::population::Raw;
 use serde::{Deserialize, Serialize};
 use t0_catalog::{Catalog, quote_literal};
 use t0_core::Result;
@@ -65,12 +66,15 @@ impl Replay {
 }
 
 /// Rows per (table, batch) of the canonical tables now.
-pub fn knowledge(catalog: &Catalog) -> Result<Knowledge> {
+pub fn knowledge(catalog: &Catalog, raw: &Raw) -> Result<Knowledge> {
     let mut out = Knowledge::new();
     for t in t0_project::vocab::CANONICAL {
         let mut stmt = catalog
             .conn()
-            .prepare(&format!("SELECT batch_id, count(*) FROM {t} GROUP BY batch_id ORDER BY batch_id"))
+            .prepare(&format!(
+                "SELECT batch_id, count(*) FROM {}.{t} GROUP BY batch_id ORDER BY batch_id",
+                raw.qualifier()
+            ))
             .ctx(|| format!("batches of {t}"))?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
@@ -84,7 +88,7 @@ pub fn knowledge(catalog: &Catalog) -> Result<Knowledge> {
 
 /// The earliest `available_at` among rows of batches that `before` did not know whole (new
 /// batches, or batches that grew); `None` when nothing is new.
-pub fn horizon(catalog: &Catalog, before: &Knowledge, now: &Knowledge) -> Result<Option<String>> {
+pub fn horizon(catalog: &Catalog, raw: &Raw, before: &Knowledge, now: &Knowledge) -> Result<Option<String>> {
     let mut earliest: Option<String> = None;
     for (t, batches) in now {
         let known = before.get(t);
@@ -99,7 +103,11 @@ pub fn horizon(catalog: &Catalog, before: &Knowledge, now: &Knowledge) -> Result
         let at: Option<String> = catalog
             .conn()
             .query_row(
-                &format!("SELECT CAST(min(available_at) AS VARCHAR) FROM {t} WHERE batch_id IN ({})", new.join(", ")),
+                &format!(
+                    "SELECT CAST(min(available_at) AS VARCHAR) FROM {}.{t} WHERE batch_id IN ({})",
+                    raw.qualifier(),
+                    new.join(", ")
+                ),
                 [],
                 |r| r.get(0),
             )
@@ -219,14 +227,21 @@ mod tests {
     fn the_window_ends_where_newly_arrived_versions_claim_availability() {
         let cat = Catalog::in_memory().unwrap();
         add(&cat, "b1", 5);
-        let before = knowledge(&cat).unwrap();
-        assert_eq!(horizon(&cat, &before, &before).unwrap(), None, "nothing new");
+        let raw = Raw::catalog(&cat).unwrap();
+        let before = knowledge(&cat, &raw).unwrap();
+        assert_eq!(horizon(&cat, &raw, &before, &before).unwrap(), None, "nothing new");
         // A new batch that claims availability on the 20th bounds the window there ...
         add(&cat, "b2", 20);
-        assert_eq!(horizon(&cat, &before, &knowledge(&cat).unwrap()).unwrap().as_deref(), Some("2026-01-20 00:00:00"));
+        assert_eq!(
+            horizon(&cat, &raw, &before, &knowledge(&cat, &raw).unwrap()).unwrap().as_deref(),
+            Some("2026-01-20 00:00:00")
+        );
         // ... a known batch that grew counts whole, from its earliest row (a backfill) ...
         add(&cat, "b1", 9);
-        assert_eq!(horizon(&cat, &before, &knowledge(&cat).unwrap()).unwrap().as_deref(), Some("2026-01-05 00:00:00"));
+        assert_eq!(
+            horizon(&cat, &raw, &before, &knowledge(&cat, &raw).unwrap()).unwrap().as_deref(),
+            Some("2026-01-05 00:00:00")
+        );
         // ... and the window is the previous grid's reach cut at that moment.
         assert_eq!(
             window("2026-01-31 00:00:00", Some("2026-01-05 00:00:00")),

@@ -516,9 +516,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// `grid` is the qualified table holding the T0 grid.
-    pub fn open(catalog: &Catalog, grid: &str, params_sql: &str) -> Result<Session> {
-        let db = catalog.database_name()?;
+    /// `grid` is the qualified table holding the T0 grid, `raw` the schema of the canonical
+    /// tables behind the as-of views (`"<catalog>".main`, or a bucket's population).
+    pub fn open(catalog: &Catalog, grid: &str, params_sql: &str, raw: &str) -> Result<Session> {
         let conn = catalog.conn().try_clone().ctx(|| "open a sandbox connection".into())?;
         conn.execute_batch(&format!(
             "SET enable_external_access = false;
@@ -526,7 +526,7 @@ impl Session {
              CREATE TEMP TABLE certify_params AS SELECT {params_sql};
              {asof}
              SET search_path = 'temp';",
-            asof = asof_sql(&format!("\"{}\".main", db.replace('"', "\"\"")))
+            asof = asof_sql(raw)
         ))
         .ctx(|| "prepare the sandbox".into())?;
         Ok(Session { conn })
@@ -688,7 +688,8 @@ mod tests {
                 "ATTACH ':memory:' AS t0work; CREATE TABLE t0work.main.grid (entity_id VARCHAR, t0 TIMESTAMP);",
             )
             .unwrap();
-        let s = Session::open(&cat, "t0work.main.grid", "1 AS x").unwrap();
+        let raw = crate::population::Raw::catalog(&cat).unwrap();
+        let s = Session::open(&cat, "t0work.main.grid", "1 AS x", raw.qualifier()).unwrap();
         let c = s.conn();
         let e = c.execute_batch("CREATE TEMP VIEW f AS SELECT * FROM read_csv('/etc/passwd')").unwrap_err();
         assert!(e.to_string().contains("Permission"), "{e}");

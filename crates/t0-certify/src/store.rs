@@ -72,9 +72,9 @@ pub struct Built {
 
 /// Run a prepared store on the grid in [`crate::grid::GRID_TABLE`] and export its surface,
 /// ordered by (entity_id, t0).
-pub fn build(catalog: &Catalog, p: &Prepared, params: &str) -> Result<Built> {
+pub fn build(catalog: &Catalog, p: &Prepared, params: &str, raw: &crate::population::Raw) -> Result<Built> {
     let entry = &p.store.entrypoint;
-    let session = Session::open(catalog, crate::grid::GRID_TABLE, params)?;
+    let session = Session::open(catalog, crate::grid::GRID_TABLE, params, raw.qualifier())?;
     session.run(&p.stmts)?;
     let c = session.conn();
     // The dry run proved `surface_<entry>` exists with its key. Materialised while the search path is still the sandbox's; trusted checks follow.

@@ -428,9 +428,11 @@ fn values(conn: &t0_catalog::duckdb::Connection, sql: &str) -> Vec<Vec<Option<f6
 
 /// The grid of `cfg` on `cat` (no clock bound) and `stores` run in one sandbox session.
 fn session(cat: &Catalog, cfg: &CertifyConfig, stores: &[&Closure]) -> Session {
-    t0_certify::grid::build(cat, &cfg.t0, "2100-01-01 00:00:00", None).unwrap();
+    let raw = t0_certify::population::Raw::catalog(cat).unwrap();
+    t0_certify::grid::build(cat, &cfg.t0, "2100-01-01 00:00:00", None, &raw).unwrap();
     let policy = Policy::of_build().unwrap();
-    let s = Session::open(cat, t0_certify::grid::GRID_TABLE, &t0_certify::store::params_sql(cfg)).unwrap();
+    let s =
+        Session::open(cat, t0_certify::grid::GRID_TABLE, &t0_certify::store::params_sql(cfg), raw.qualifier()).unwrap();
     for files in stores {
         s.run(&sandbox::statements(files, &policy).unwrap()).unwrap();
     }
@@ -610,7 +612,8 @@ fn labels_hold_the_horizon_outcome_the_tail_and_censored_time_to_removal() {
     let project = t0_project::Project::builtin();
     let args = CertifyArgs { project: project.clone(), config: None, stores_dir: None, rebaseline: false };
     let cfg = t0_certify::load_config(&args).unwrap().cfg;
-    t0_certify::grid::build(&cat, &cfg.t0, "2100-01-01 00:00:00", None).unwrap();
+    let raw = t0_certify::population::Raw::catalog(&cat).unwrap();
+    t0_certify::grid::build(&cat, &cfg.t0, "2100-01-01 00:00:00", None, &raw).unwrap();
     cat.conn().execute_batch("CREATE TEMP TABLE t0_grid AS SELECT * FROM t0work.main.grid").unwrap();
     let cov = t0_certify::labels::Coverage {
         observations: Some(sql_ts(START + 300 * h).trim_start_matches("TIMESTAMP ").trim_matches('\'').to_string()),

@@ -186,10 +186,11 @@ pub fn bucket_root(common: &Common) -> t0_core::Result<Root> {
     Ok(Root::bucketed(&common.root, bucket))
 }
 
-/// The stages that run on one bucket: the entity-local data stages (and `verify` of a bucket's
-/// root). The others read the whole population — certify's cohort priors and the grid's
-/// bound, the models' training rows — and refuse `--bucket` until they read committed buckets.
-const BUCKETED_STAGES: [&str; 4] = ["acquire", "audit", "heal", "verify"];
+/// The stages that run on one bucket: the entity-local data stages, certify (it reads the
+/// population its audit's commit exported: `t0_certify::population`), and `verify` of a
+/// bucket's root. The others read the whole population — the models' training rows — and
+/// refuse `--bucket` until they read committed buckets.
+const BUCKETED_STAGES: [&str; 5] = ["acquire", "audit", "heal", "certify", "verify"];
 
 fn bucketed_stage(stage: &str, root: Root) -> t0_core::Result<Root> {
     if root.bucket().is_whole() || BUCKETED_STAGES.contains(&stage) {

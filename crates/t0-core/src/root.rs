@@ -24,6 +24,16 @@ impl Root {
         self.bucket
     }
 
+    /// The base root this root is a bucket of (itself when whole): a bucket's root is
+    /// `buckets/<k>-of-<N>` under it.
+    pub fn base(&self) -> Root {
+        if self.bucket.is_whole() {
+            return self.clone();
+        }
+        let base = self.path.parent().and_then(Path::parent).unwrap_or(&self.path);
+        Root::new(base)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -16,7 +16,7 @@ pub mod scope;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use duckdb::params;
+use duckdb::{OptionalExt, params};
 use t0_catalog::{Catalog, RootLock};
 use t0_core::error::Context;
 use t0_core::{Clock, Error, Progress, Result, Root};
@@ -30,9 +30,62 @@ pub use t0_project::rules;
 
 pub const STAGE: t0_core::Stage = t0_core::Stage::Heal;
 
-/// The batch id of the versions a heal run appends.
+/// The batch id of the versions a revert run appends (and of a heal run's on roots healed
+/// before `heal_batches` was recorded).
 pub fn batch_id(run_id: &str) -> String {
     format!("heal-{run_id}")
+}
+
+/// The batch id of the versions a heal run appends, named after what it repairs: its rules and
+/// the canonical tables its audit passed judgement on — a bucket's, the whole population's as
+/// its audit's commit joined them. A bucket's repairs so carry the batch one root's would, and
+/// the healed tables are the same whatever the bucket count (issue 31).
+fn repair_batch(root: &Root, rules_hash: &str, audit: &t0_manifest::Loaded) -> Result<String> {
+    let m = &audit.manifest;
+    let mut population: Vec<(String, String)> = if root.bucket().is_whole() {
+        m.inputs
+            .iter()
+            .filter(|i| i.name.starts_with("canonical."))
+            .map(|i| (i.name.clone(), i.content_hash.clone()))
+            .collect()
+    } else {
+        t0_bucket::committed(root, t0_core::Stage::Audit, &m.run_id)?
+            .outputs
+            .into_iter()
+            .filter(|o| o.name.starts_with("canonical."))
+            .map(|o| (o.name, o.content_hash.unwrap_or_default()))
+            .collect()
+    };
+    population.sort();
+    let mut text = rules_hash.to_string();
+    for (name, hash) in population {
+        text.push_str(&format!("|{name}={hash}"));
+    }
+    Ok(format!("heal-{}", &t0_core::blake3_hex(text.as_bytes())[..16]))
+}
+
+/// Record which batch run `run_id`'s versions carry (so a crashed run's are found again).
+fn record_batch(c: &duckdb::Connection, run_id: &str, batch: &str) -> Result<()> {
+    c.execute("INSERT INTO heal_batches VALUES (?, ?)", params![run_id, batch]).ctx(|| "record heal batch".into())?;
+    Ok(())
+}
+
+/// The batch of run `run_id`'s versions, unless a recorded run's versions carry it too.
+fn batch_of_unrecorded(c: &duckdb::Connection, run_id: &str) -> Result<Option<String>> {
+    let batch: String = c
+        .query_row("SELECT batch_id FROM heal_batches WHERE run_id = ?", params![run_id], |r| r.get(0))
+        .optional()
+        .ctx(|| "read heal batch".into())?
+        .unwrap_or_else(|| batch_id(run_id));
+    let shared: i64 = c
+        .query_row(
+            "SELECT count(*) FROM heal_batches b JOIN manifests m ON m.run_id = b.run_id AND m.stage = 'heal'
+             WHERE b.batch_id = ?",
+            params![batch],
+            |r| r.get(0),
+        )
+        .ctx(|| "read heal batch".into())?;
+    Ok((shared == 0).then_some(batch))
 }
 
 pub struct HealArgs {
@@ -78,6 +131,8 @@ pub struct HealReport {
     pub dry_run: bool,
     pub audit_run: String,
     pub rules_source: String,
+    /// The batch id of the versions the run appended (see `repair_batch`).
+    pub batch: String,
     pub rows_repaired: u64,
     pub cells_patched: u64,
     pub quarantined: u64,
@@ -116,10 +171,13 @@ fn purge_unrecorded_runs(catalog: &Catalog) -> Result<Vec<String>> {
         .ctx(|| "find unrecorded heal runs".into())?;
     for run in &runs {
         catalog.transaction(|c| {
-            for t in t0_project::vocab::CANONICAL {
-                c.execute(&format!("DELETE FROM {t} WHERE batch_id = ?"), params![batch_id(run)])
-                    .ctx(|| format!("purge {t}"))?;
+            if let Some(batch) = batch_of_unrecorded(c, run)? {
+                for t in t0_project::vocab::CANONICAL {
+                    c.execute(&format!("DELETE FROM {t} WHERE batch_id = ?"), params![batch])
+                        .ctx(|| format!("purge {t}"))?;
+                }
             }
+            c.execute("DELETE FROM heal_batches WHERE run_id = ?", params![run]).ctx(|| "purge batch".into())?;
             c.execute("DELETE FROM heal_ledger WHERE run_id = ?", params![run]).ctx(|| "purge ledger".into())?;
             c.execute("DELETE FROM heal_quarantine WHERE run_id = ?", params![run])
                 .ctx(|| "purge quarantine".into())?;
@@ -164,7 +222,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
 
     let patched_at = clock.stamp();
     let now = t0_core::clock::sql_timestamp(clock.now());
-    let batch = batch_id(&run_id);
+    let batch = repair_batch(root, &ruleset.hash, &audit)?;
     let mut reports = Vec::new();
     // The report keeps the first `limit` patches; the ledger takes the rest as they are planned.
     let mut patches: Vec<Patch> = Vec::new();
@@ -267,6 +325,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
         if args.dry_run || reports.iter().all(|r| r.cells == 0) {
             return Err(Error::NothingToDo(String::new()));
         }
+        record_batch(c, &run_id, &batch)?;
         t0_core::fault::pause_point("heal.commit");
         Ok(())
     });
@@ -277,6 +336,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
         dry_run: args.dry_run,
         audit_run,
         rules_source: ruleset.source.display().to_string(),
+        batch: batch.clone(),
         rows_repaired: reports.iter().map(|r| r.rows).sum(),
         cells_patched,
         quarantined,
@@ -301,7 +361,7 @@ pub fn run(root: &Root, clock: Clock, args: &HealArgs, progress: &dyn Progress) 
     let summary = serde_json::json!({
         "run_id": run_id, "audit_run": report.audit_run, "rows_repaired": report.rows_repaired,
         "cells_patched": report.cells_patched, "quarantined": report.quarantined,
-        "rules": report.rules, "patched_at": patched_at,
+        "rules": report.rules, "patched_at": patched_at, "batch": batch,
         "ledger": apply::anchor(catalog.conn(), &run_id)?,
     });
     run.finish(&run_id, None, outputs, summary)?;
@@ -394,7 +454,7 @@ pub fn revert(root: &Root, clock: Clock, target: &str, limit: usize, progress: &
             params![run_id, target],
         )
         .ctx(|| "release quarantine".into())?;
-        Ok(())
+        record_batch(c, &run_id, &batch)
     })?;
     progress.finish();
     let mut outputs = t0_project::canonical_outputs(root, &catalog)?;

@@ -145,23 +145,29 @@ pub const SPECS: &[TableSpec] = &[
 /// instead of 2.6 s on 10.4M rows (bench/audit.sh). Key columns are NOT NULL, so equality
 /// matches what the window's partition did.
 pub fn current_sql(table: &str, live_only: bool) -> Option<String> {
-    current_select(table, "t.*", live_only)
+    current_select(table, table, "t.*", live_only)
+}
+
+/// [`current_sql`] of canonical table `table` stored at `source` (qualified as the caller
+/// needs: a bucket's certify reads its population's).
+pub fn current_sql_from(table: &str, source: &str, live_only: bool) -> Option<String> {
+    current_select(table, source, "t.*", live_only)
 }
 
 /// [`current_sql`] with the stored row's id first, as `__rid` (heal's plans name the version
 /// they repair by it).
 pub fn current_with_rowid(table: &str) -> Option<String> {
-    current_select(table, "t.rowid AS __rid, t.*", true)
+    current_select(table, table, "t.rowid AS __rid, t.*", true)
 }
 
-fn current_select(table: &str, columns: &str, live_only: bool) -> Option<String> {
+fn current_select(table: &str, source: &str, columns: &str, live_only: bool) -> Option<String> {
     let s = spec(table)?;
     let live = if live_only { " WHERE NOT t.deleted" } else { "" };
     let keys = s.key.join(", ");
     let on = s.key.iter().map(|k| format!("n.{k} = t.{k}")).collect::<Vec<_>>().join(" AND ");
     Some(format!(
-        "(SELECT {columns} FROM {table} t
-          ANTI JOIN (SELECT {keys}, version FROM {table} WHERE version > 1) n ON {on} AND n.version > t.version{live})"
+        "(SELECT {columns} FROM {source} t
+          ANTI JOIN (SELECT {keys}, version FROM {source} WHERE version > 1) n ON {on} AND n.version > t.version{live})"
     ))
 }
 

@@ -462,8 +462,9 @@ impl Walk<'_> {
     /// Every file under the root: media store files hold the content their name records, the
     /// rest must be named by a manifest or an ingest batch (or be known scratch); recorded
     /// landing copies must still be there.
-    /// Every bucket commit's file against its catalog row (issue 31); returns their paths.
-    /// (Each bucket's root is proven by `verify --bucket k/N`.)
+    /// Every bucket commit's file against its catalog row, and the population files an audit
+    /// commit exported against the commit (issue 31); returns their paths. (Each bucket's root
+    /// is proven by `verify --bucket k/N`.)
     fn commits(&mut self) -> Result<Vec<String>> {
         let mut stmt = self
             .catalog
@@ -474,16 +475,36 @@ impl Walk<'_> {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect())
             .ctx(|| "read commits".into())?;
+        let mut named = Vec::new();
         for (rel, hash) in &rows {
             match std::fs::read(self.root.join(rel)) {
                 Err(_) => self.problem(Kind::Missing, rel.clone(), "bucket commit file is gone".into()),
                 Ok(b) if t0_core::blake3_hex(&b) != *hash => {
                     self.problem(Kind::Changed, rel.clone(), "bucket commit file changed since it was recorded".into())
                 }
-                Ok(_) => {}
+                Ok(b) => named.extend(self.population(rel, &b)),
             }
         }
-        Ok(rows.into_iter().map(|(rel, _)| rel).collect())
+        named.extend(rows.into_iter().map(|(rel, _)| rel));
+        Ok(named)
+    }
+
+    /// The population files commit `rel` (its bytes `b`) lists, each checked against it.
+    fn population(&mut self, rel: &str, b: &[u8]) -> Vec<String> {
+        let commit: serde_json::Value = serde_json::from_slice(b).unwrap_or_default();
+        let mut named = Vec::new();
+        for f in commit["population"].as_array().into_iter().flatten() {
+            let (Some(path), Some(want)) = (f["path"].as_str(), f["file_hash"].as_str()) else { continue };
+            match t0_core::fsio::file_hash(&self.root.join(path)) {
+                Err(_) => self.problem(Kind::Missing, path.into(), format!("population file of {rel} is gone")),
+                Ok(h) if h != want => {
+                    self.problem(Kind::Changed, path.into(), format!("population file changed since {rel} recorded it"))
+                }
+                Ok(_) => {}
+            }
+            named.push(path.to_string());
+        }
+        named
     }
 
     fn files(&mut self, named_files: &BTreeSet<String>, progress: &dyn Progress) -> Result<()> {

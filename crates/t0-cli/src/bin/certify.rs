@@ -133,6 +133,12 @@ fn main() -> std::process::ExitCode {
             }
             _ => {}
         }
+        if !root.bucket().is_whole() && matches!(cli.cmd, Some(Cmd::Labels | Cmd::Attack { .. })) {
+            return Err(t0_core::Error::Usage(format!(
+                "certify labels and certify attack do not run on one bucket (--bucket {}): they read the whole population",
+                root.bucket()
+            )));
+        }
         let args = t0_certify::CertifyArgs {
             project: cli.common.project()?,
             config: cli.config.clone(),

@@ -6,10 +6,11 @@ use t0_cli::{Common, Outcome};
 /// STAGE (its manifest against the bucket's catalog, every output against its content hash,
 /// the run against the bucket's current data; for acquire, that every bucket read the same
 /// input) and record them joined in the base root: commits/<stage>/<id>.json and a catalog
-/// row. The canonical facts are partitioned by entity and their joined hash is the hash of the
-/// union, whatever N and whatever order the buckets finished in; the entity directory and
-/// landing copies are replicated and must agree; findings, ledgers and verdicts are listed per
-/// bucket.
+/// row. The canonical facts and certified surfaces are partitioned by entity and their joined
+/// hash is the hash of the union, whatever N and whatever order the buckets finished in; the
+/// entity directory and landing copies are replicated and must agree; findings, ledgers,
+/// verdicts and certificates are listed per bucket. A passing audit's commit also exports the
+/// population it passed (lake/population/<id>/), which the buckets' heal and certify read.
 ///
 /// Exit codes: 0 committed, 1 committed with a gate that stops the loop (a bucket's audit
 /// FAIL), 2 usage, 3 a bucket missing, stale or tampered (named), 99 these bucket runs are
@@ -43,6 +44,15 @@ fn human(r: &t0_bucket::CommitReport) -> String {
             )),
             (None, _) => s.push_str(&format!("\n  {} ({spread}): {} parts", o.name, o.parts.len())),
         }
+    }
+    if !c.population.is_empty() {
+        let rows: u64 = c.population.iter().map(|f| f.rows).sum();
+        s.push_str(&format!(
+            "\n  population: {} files, {rows} rows under {}/{}",
+            c.population.len(),
+            t0_bucket::POPULATION_DIR,
+            c.commit_id
+        ));
     }
     s
 }

@@ -35,10 +35,10 @@ fn bucket(k: u32, n: u32) -> String {
     format!("{k}/{n}")
 }
 
-/// The ingest loop on one whole root: the acquire manifest's outputs, and the final audit's
-/// canonical inputs (what it passed).
-fn whole() -> &'static (Hashes, Hashes) {
-    static WHOLE: OnceLock<(Hashes, Hashes)> = OnceLock::new();
+/// The ingest loop and certify on one whole root: the acquire manifest's outputs, the final
+/// audit's canonical inputs (what it passed), and the certified surfaces.
+fn whole() -> &'static (Hashes, Hashes, Hashes) {
+    static WHOLE: OnceLock<(Hashes, Hashes, Hashes)> = OnceLock::new();
     WHOLE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -49,8 +49,14 @@ fn whole() -> &'static (Hashes, Hashes) {
         expect(root, "audit", &[], 0);
         let audit = latest_manifest(root, "audit");
         let passed = hashes(&audit["inputs"]).into_iter().filter(|(k, _)| k.starts_with("canonical.")).collect();
-        (acquired, passed)
+        expect(root, "certify", &[], 0);
+        let surfaces = surfaces(&latest_manifest(root, "certify")["outputs"]);
+        (acquired, passed, surfaces)
     })
+}
+
+fn surfaces(list: &serde_json::Value) -> Hashes {
+    hashes(list).into_iter().filter(|(k, _)| k.starts_with("surface.")).collect()
 }
 
 fn commit(base: &Path, stage: &str, code: i32) -> serde_json::Value {
@@ -75,7 +81,7 @@ fn each(base: &Path, stage: &str, args: &[&str], n: u32, order: &[u32]) -> Vec<i
 
 #[test]
 fn n_buckets_commit_what_one_root_holds_for_any_n_and_order() {
-    let (acquired, passed) = whole();
+    let (acquired, passed, certified) = whole();
     let input = fixture();
     for n in [2u32, 3, 8] {
         let dir = tempfile::tempdir().unwrap();
@@ -96,10 +102,26 @@ fn n_buckets_commit_what_one_root_holds_for_any_n_and_order() {
         assert!(audits.iter().all(|c| *c == 0), "N={n}: audit after heal {audits:?}");
         let c = commit(base, "audit", 0);
         let joined: Hashes = hashes(&c["outputs"]).into_iter().filter(|(k, _)| k.starts_with("canonical.")).collect();
-        let rows = |h: &Hashes| h.iter().map(|(k, v)| (k.clone(), v.1)).collect::<BTreeMap<_, _>>();
-        assert_eq!(rows(&joined), rows(passed), "N={n}: audited canonical rows differ from one root's");
-        // Facts heal did not touch hash as on one root (heal's own versions carry its run).
-        assert_eq!(joined["canonical.artifacts"], passed["canonical.artifacts"], "N={n}");
+        // Healed versions included: a repair's batch is named after the population, not the run.
+        assert_eq!(&joined, passed, "N={n}: audited canonical tables differ from one root's");
+        // certify on each bucket reads the population the audit commit exported and keeps its
+        // own entities: the joined surfaces are one root's, row for row.
+        let codes = each(base, "certify", &[], n, &order);
+        assert!(codes.iter().all(|c| *c == 0), "N={n}: certify {codes:?}");
+        let c = commit(base, "certify", 0);
+        assert_eq!(&surfaces(&c["outputs"]), certified, "N={n}: joined surfaces differ from one root's");
+        if n == 2 {
+            // A changed file of the committed population: a bucket's certify refuses, naming it.
+            let file = find(base, "lake/population/", "/observations/1-of-2.parquet");
+            let good = std::fs::read(base.join(&file)).unwrap();
+            flip_byte(&base.join(&file));
+            let refused = expect(base, "certify", &["--bucket", "1/2"], 3);
+            assert!(refused.stderr.contains(&file), "{}", refused.stderr);
+            let v = expect(base, "verify", &[], 1);
+            assert!(v.stderr.contains(&file), "{}", v.stderr);
+            std::fs::write(base.join(&file), good).unwrap();
+            expect(base, "certify", &["--bucket", "1/2"], 99);
+        }
         // The base root's verify walks every bucket's root too.
         expect(base, "verify", &[], 0);
     }
@@ -117,7 +139,8 @@ fn a_missing_stale_or_tampered_bucket_fails_the_commit_naming_it() {
     // N is fixed by the first bucketed run; stages that read the whole population refuse.
     let other_n = expect(base, "acquire", &["--bucket", "0/3", "--input", input], 2);
     assert!(other_n.stderr.contains("split into 2 buckets"), "{}", other_n.stderr);
-    expect(base, "certify", &["--bucket", "1/2"], 2);
+    expect(base, "train-suite", &["--bucket", "1/2"], 2);
+    expect(base, "certify", &["labels", "--bucket", "1/2"], 2);
     expect(base, "commit", &["acquire", "--buckets", "3"], 2);
 
     expect(base, "acquire", &["--bucket", "1/2", "--input", input], 0);
@@ -138,7 +161,19 @@ fn a_missing_stale_or_tampered_bucket_fails_the_commit_naming_it() {
     // Stale: a bucket healed after its audit; the audit commit names it.
     let audits = each(base, "audit", &[], 2, &[0, 1]);
     let failing = audits.iter().position(|c| *c == 1).expect("a bucket fails audit on the fixture") as u32;
-    expect(base, "heal", &["--bucket", &bucket(failing, 2)], 0);
+    let healing = bucket(failing, 2);
+    // A bucket's heal names its repairs after the population the audit commit joined: refused
+    // before that commit, and when the commit file is not the one recorded (named).
+    let early = expect(base, "heal", &["--bucket", &healing], 3);
+    assert!(early.stderr.contains("commit audit"), "{}", early.stderr);
+    commit(base, "audit", 1);
+    let audit_commit = base.join(find(base, "commits/audit/", ".json"));
+    let good = std::fs::read(&audit_commit).unwrap();
+    flip_byte(&audit_commit);
+    let changed = expect(base, "heal", &["--bucket", &healing], 3);
+    assert!(changed.stderr.contains("commits/audit/"), "{}", changed.stderr);
+    std::fs::write(&audit_commit, good).unwrap();
+    expect(base, "heal", &["--bucket", &healing], 0);
     let stale = expect(base, "commit", &["audit"], 3);
     assert!(
         stale.stderr.contains(&format!("bucket {failing}/2")) && stale.stderr.contains("stale"),
@@ -198,8 +233,11 @@ fn buckets_run_at_once_and_a_killed_bucket_reruns_to_the_same_commit() {
     let plan = expect(base, "plan", &["audit"], 0);
     let shown = expect(base, "commit", &["acquire", "--buckets", "2"], 0);
     let text = format!("{}{}", plan.stderr, shown.stderr);
-    crate::snapshots::settings()
-        .bind(|| insta::assert_snapshot!("buckets-plan-commit-human", crate::snapshots::normalise(&text, base)));
+    // The commit id hashes the bucket manifests, which record the absolute `--input` path:
+    // it differs between checkouts (its determinism is asserted byte for byte below).
+    let mut settings = crate::snapshots::settings();
+    settings.add_filter(r"\b[0-9a-f]{16}\b(\.json| of)", "[COMMIT_ID]$1");
+    settings.bind(|| insta::assert_snapshot!("buckets-plan-commit-human", crate::snapshots::normalise(&text, base)));
     let uninterrupted: serde_json::Value = {
         let rel = find(base, "commits/acquire/", ".json");
         serde_json::from_slice(&std::fs::read(base.join(rel)).unwrap()).unwrap()
