@@ -197,7 +197,9 @@ fn export_population(base: &Root, commit: &Commit, progress: &dyn Progress) -> R
         let catalog = Catalog::open_read_only(&root).map_err(|e| in_bucket(b, &root, e))?;
         for c in tables.iter().filter(|c| c.spread == Spread::Partitioned || b.index() == 0) {
             let table = &c.name["canonical.".len()..];
-            let (schema, batches) = catalog.query_arrow(&format!("SELECT * FROM {table}"), &[])?;
+            // Ordered, so that the file's bytes (their hash is in the commit file) do not depend
+            // on the order DuckDB's threads scan in.
+            let (schema, batches) = catalog.query_arrow(&format!("SELECT * FROM {table} ORDER BY ALL"), &[])?;
             let leaf = b.dir(std::path::Path::new("")).file_name().map(|f| f.to_string_lossy().into_owned());
             let rel = format!("{POPULATION_DIR}/{}/{table}/{}.parquet", commit.commit_id, leaf.unwrap_or_default());
             t0_table::write_parquet(&base.join(&rel), schema.clone(), &batches)?;
