@@ -9,8 +9,8 @@ updates the `commits/audit` asset.
 
 t0clip_daily_buckets, scheduled on that asset: certify on every bucket (each reads the
 committed population and certifies its own entities), then `commit certify`, which joins the
-surfaces. The stages after it (labels, embed, train-suite, score, calibrate) do not run on
-buckets yet.
+surfaces; then `certify labels` on every bucket and `commit labels`. The stages after it
+(embed, train-suite, score, calibrate) do not run on buckets yet.
 
 Exit codes follow the t0-clip contract: 99 ("nothing to do") skips a task; 3 (refused: a bucket
 missing, stale or tampered) and 1 (a gate said no) fail it. The first audit may fail by design
@@ -68,11 +68,22 @@ def bucket_commands(plan: str, binary: str, extra: list[str], ok: list[int]) -> 
     return [command(binary, "--bucket", b, *extra, ok=tuple(ok)) for b in work]
 
 
-def fan_out(name: str, binary: str, extra: list[str] = (), ok: tuple[int, ...] = (), commit: bool = True):
-    """plan -> the stage on each listed bucket -> commit, chained; returns (first, last)."""
+def fan_out(
+    name: str,
+    binary: str,
+    extra: list[str] = (),
+    ok: tuple[int, ...] = (),
+    commit: bool = True,
+    stage: str | None = None,
+):
+    """plan -> the stage on each listed bucket -> commit, chained; returns (first, last).
+
+    `stage` is the stage's name where it is not the binary's (`certify labels`: labels).
+    """
+    stage_name = stage or binary
     plan = BashOperator(
         task_id=f"plan_{name}",
-        bash_command=command("plan", binary, "--buckets", str(BUCKETS), "--json", "--quiet"),
+        bash_command=command("plan", stage_name, "--buckets", str(BUCKETS), "--json", "--quiet"),
         do_xcom_push=True,
         trigger_rule="none_failed",
     )
@@ -87,7 +98,7 @@ def fan_out(name: str, binary: str, extra: list[str] = (), ok: tuple[int, ...] =
         return plan, stage
     commit = BashOperator(
         task_id=f"commit_{name}",
-        bash_command=command("commit", binary, "--buckets", str(BUCKETS), ok=ok),
+        bash_command=command("commit", stage_name, "--buckets", str(BUCKETS), ok=ok),
         skip_on_exit_code=99,
         trigger_rule="none_failed",
         retries=0,
@@ -125,4 +136,6 @@ with DAG(
     tags=["t0-clip", "buckets"],
 ) as daily:
     certify = fan_out("certify", "certify")
-    certify[1].outlets = [CERTIFIED]
+    labels = fan_out("labels", "certify", ["labels"], stage="labels")
+    certify[1] >> labels[0]
+    labels[1].outlets = [CERTIFIED]

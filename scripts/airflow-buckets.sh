@@ -6,11 +6,11 @@
 #   3. runs t0clip_ingest_buckets end to end over the clips fixture with T0CLIP_BUCKETS
 #      buckets (default 4; `airflow dags test`: Airflow's own scheduler loop, mapped tasks and
 #      all), then the same stages on one whole root with the binaries directly;
-#      then t0clip_daily_buckets (certify on every bucket, then its commit);
+#      then t0clip_daily_buckets (certify, then certify labels, on every bucket, each committed);
 #   4. compares: the acquire commit's joined hash of every canonical table and landing copy
 #      with the whole root's acquire outputs, the final audit's gate and the hash of every
-#      canonical table it passed, and the certify commit's joined surfaces with the whole
-#      root's. Exit 1 on any difference.
+#      canonical table it passed, and the certify and labels commits' joined surfaces and
+#      labels with the whole root's. Exit 1 on any difference.
 #
 #   bash scripts/airflow-buckets.sh            (release binaries: T0CLIP_PROFILE=release)
 set -euo pipefail
@@ -52,7 +52,7 @@ echo "t0clip_ingest_buckets with $buckets buckets: ${dag_s%.*} s in Airflow"
 start=$(date +%s.%N)
 "$venv/bin/airflow" dags test t0clip_daily_buckets > "$work/daily.log" 2>&1 || { tail -80 "$work/daily.log"; exit 1; }
 daily_s=$(echo "$(date +%s.%N) - $start" | bc)
-echo "t0clip_daily_buckets (certify) with $buckets buckets: ${daily_s%.*} s in Airflow"
+echo "t0clip_daily_buckets (certify, labels) with $buckets buckets: ${daily_s%.*} s in Airflow"
 
 # The same stages on one whole root.
 whole="$work/whole"
@@ -62,6 +62,7 @@ run() { local rc=0; "$bin/$1" --root "$whole" --now "$now" --quiet "${@:2}" || r
 [[ "$(run heal)" =~ ^(0|99)$ ]]
 "$bin/audit" --root "$whole" --now "$now" --quiet --json > "$work/audit.json"
 [ "$(run certify)" = 0 ]
+[ "$(run certify labels)" = 0 ]
 
 python3 - "$T0CLIP_ROOT" "$whole" "$buckets" "$work/audit.json" <<'EOF'
 import glob, json, sys
@@ -102,5 +103,12 @@ want = {o["name"]: (o["content_hash"], o["rows"]) for o in whole_certify["output
 got = {o["name"]: (o["content_hash"], o["rows"]) for o in certify_commits[0]["outputs"] if o["name"].startswith("surface.")}
 assert want and want == got, f"certify: joined surfaces differ from the whole root's: {want} vs {got}"
 print(f"certify: {len(want)} surfaces joined over {n} buckets hash as on one root ({sum(r for _, r in want.values())} rows)")
+labels_commits = files(bucketed, "commits/labels")
+assert len(labels_commits) == 1, len(labels_commits)
+whole_labels = files(whole, "manifests/labels")[0]
+want = {o["name"]: (o["content_hash"], o["rows"]) for o in whole_labels["outputs"]}
+got = {o["name"]: (o["content_hash"], o["rows"]) for o in labels_commits[0]["outputs"] if o["name"] in want}
+assert want and want == got, f"labels: joined labels differ from the whole root's: {want} vs {got}"
+print(f"labels: joined over {n} buckets hash as on one root ({want['labels'][1]} rows)")
 EOF
 echo "airflow-buckets: passed"

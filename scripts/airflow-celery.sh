@@ -8,8 +8,8 @@
 #     (celery pinned below 5.6: the provider imports celery.backends.database.retry, gone in 5.7);
 #   - api-server, scheduler, dag-processor and two workers (`w1`, `w2`); the ingest DAG
 #     triggered once, the daily DAG started by the asset its audit commit updates, and on
-#     success: which worker ran each bucket task, and the committed acquire and certify hashes
-#     compared with one whole root's.
+#     success: which worker ran each bucket task, and the committed acquire, certify and labels
+#     hashes compared with one whole root's.
 #
 #   bash scripts/airflow-celery.sh        (needs root for apt-get, or the two packages present)
 set -euo pipefail
@@ -126,14 +126,14 @@ busy = [w for w in mapped if mapped[w]]
 assert len(busy) >= 2, f"bucket tasks ran on {busy} only, want both workers"
 EOF
 
-# The committed acquire and certify equal one whole root's.
+# The committed acquire, certify and labels equal one whole root's.
 whole="$work/whole"
 w() { "$bin/$1" --root "$whole" --now "$now" --quiet "${@:2}" || { rc=$?; [ $rc -eq 1 ] || [ $rc -eq 99 ]; }; }
-w acquire --input "$repo/fixtures/clips" && w audit && w heal && w audit && w certify
+w acquire --input "$repo/fixtures/clips" && w audit && w heal && w audit && w certify && w certify labels
 python3 - "$T0CLIP_ROOT" "$whole" <<'EOF'
 import glob, json, sys
 bucketed, whole = sys.argv[1], sys.argv[2]
-for stage, prefix in [("acquire", ""), ("certify", "surface.")]:
+for stage, prefix in [("acquire", ""), ("certify", "surface."), ("labels", "labels")]:
     commit = json.load(open(glob.glob(f"{bucketed}/commits/{stage}/*.json")[0]))
     manifest = json.load(open(glob.glob(f"{whole}/manifests/{stage}/*.json")[0]))
     want = {o["name"]: o["content_hash"] for o in manifest["outputs"] if o["name"].startswith(prefix)}

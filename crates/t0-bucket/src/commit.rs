@@ -35,13 +35,13 @@ pub enum Spread {
     PerBucket,
 }
 
-/// How the output `name` is spread: the canonical facts and certified surfaces are
+/// How the output `name` is spread: the canonical facts, certified surfaces and labels are
 /// partitioned by entity, the entity directory and landing copies replicated (see
 /// `t0_acquire::ingest`), the rest is each bucket's own.
 pub fn spread(name: &str) -> Spread {
     if name == "canonical.entities" || name.starts_with(LANDING_PREFIX) {
         Spread::Replicated
-    } else if name.starts_with("canonical.") || name.starts_with("surface.") {
+    } else if name.starts_with("canonical.") || name.starts_with("surface.") || name == "labels" {
         Spread::Partitioned
     } else {
         Spread::PerBucket

@@ -9,6 +9,7 @@ use t0_manifest::{Loaded, Location, StageRun};
 use t0_project::{Absent, Agg, FollowUp, LabelKind, Project, ValueHorizon};
 
 use crate::CertifyArgs;
+use crate::population::Raw;
 
 pub const STAGE: t0_core::Stage = t0_core::Stage::Labels;
 
@@ -53,7 +54,14 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     let _lock = RootLock::acquire(root)?;
     let catalog = Catalog::open(root)?;
     t0_project::schema::check(&catalog, project)?;
-    let cov = coverage(&catalog, &declared, end_events)?;
+    // A label reads its own entity's facts; only the watermarks are the population's.
+    let raw = if root.bucket().is_whole() {
+        Raw::catalog(&catalog)?
+    } else {
+        let audit = t0_manifest::load(root, &catalog, t0_core::Stage::Audit, None)?;
+        crate::population::attach(root, &catalog, &audit)?
+    };
+    let cov = coverage(&catalog, &raw, &declared, end_events)?;
     let sql = labels_sql(project, &cov);
     let config_hash =
         t0_core::blake3_hex(format!("{}|{}", project.hash, t0_core::blake3_hex(sql.as_bytes())).as_bytes());
@@ -61,6 +69,15 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
     let cert = t0_manifest::load(root, &catalog, crate::STAGE, None)?;
     if cert.manifest.gate != Some(t0_core::Verdict::Certified) {
         return Err(Error::Refused(format!("certify run {} is not CERTIFIED: no labels for it", cert.manifest.run_id)));
+    }
+    let read = crate::certify_report(&cert)?.population;
+    if read.as_deref() != raw.commit() {
+        return Err(Error::Refused(format!(
+            "certify run {} read the population of audit commit {}, the latest is {}: certify again",
+            cert.manifest.run_id,
+            read.as_deref().unwrap_or("none"),
+            raw.commit().unwrap_or("none")
+        )));
     }
     let first = cert.manifest.outputs.iter().find(|o| o.name.starts_with("surface.")).map(|o| o.name.clone());
     let first =
@@ -114,12 +131,9 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
 }
 
 /// The watermarks of observations and events from the current data and the declarations.
-fn coverage(catalog: &Catalog, declared: &Declared, end_events: Vec<String>) -> Result<Coverage> {
-    Ok(Coverage {
-        observations: watermark(catalog, declared, "observations")?,
-        events: watermark(catalog, declared, "events")?,
-        end_events,
-    })
+fn coverage(catalog: &Catalog, raw: &Raw, declared: &Declared, end_events: Vec<String>) -> Result<Coverage> {
+    let from = |t: &str| watermark_from(catalog, declared, t, &format!("{}.{t}", raw.qualifier()));
+    Ok(Coverage { observations: from("observations")?, events: from("events")?, end_events })
 }
 
 /// Each table's completeness declarations (`t0_project::completeness::declared`).

@@ -133,9 +133,9 @@ fn main() -> std::process::ExitCode {
             }
             _ => {}
         }
-        if !root.bucket().is_whole() && matches!(cli.cmd, Some(Cmd::Labels | Cmd::Attack { .. })) {
+        if !root.bucket().is_whole() && matches!(cli.cmd, Some(Cmd::Attack { .. })) {
             return Err(t0_core::Error::Usage(format!(
-                "certify labels and certify attack do not run on one bucket (--bucket {}): they read the whole population",
+                "certify attack does not run on one bucket (--bucket {}): it measures the whole root",
                 root.bucket()
             )));
         }

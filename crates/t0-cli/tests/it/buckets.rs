@@ -39,6 +39,7 @@ fn bucket(k: u32, n: u32) -> String {
 /// audit's canonical inputs (what it passed), and the certified surfaces.
 fn whole() -> &'static (Hashes, Hashes, Hashes) {
     static WHOLE: OnceLock<(Hashes, Hashes, Hashes)> = OnceLock::new();
+    // (The certified surfaces include the labels: both are rows per grid (entity, T0).)
     WHOLE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -50,7 +51,9 @@ fn whole() -> &'static (Hashes, Hashes, Hashes) {
         let audit = latest_manifest(root, "audit");
         let passed = hashes(&audit["inputs"]).into_iter().filter(|(k, _)| k.starts_with("canonical.")).collect();
         expect(root, "certify", &[], 0);
-        let surfaces = surfaces(&latest_manifest(root, "certify")["outputs"]);
+        expect(root, "certify", &["labels"], 0);
+        let mut surfaces = surfaces(&latest_manifest(root, "certify")["outputs"]);
+        surfaces.extend(hashes(&latest_manifest(root, "labels")["outputs"]));
         (acquired, passed, surfaces)
     })
 }
@@ -108,8 +111,12 @@ fn n_buckets_commit_what_one_root_holds_for_any_n_and_order() {
         // own entities: the joined surfaces are one root's, row for row.
         let codes = each(base, "certify", &[], n, &order);
         assert!(codes.iter().all(|c| *c == 0), "N={n}: certify {codes:?}");
-        let c = commit(base, "certify", 0);
-        assert_eq!(&surfaces(&c["outputs"]), certified, "N={n}: joined surfaces differ from one root's");
+        let mut joined = surfaces(&commit(base, "certify", 0)["outputs"]);
+        // Labels too: a label reads its entity's facts, and the population's watermarks.
+        let codes = each(base, "certify", &["labels"], n, &order);
+        assert!(codes.iter().all(|c| *c == 0), "N={n}: certify labels {codes:?}");
+        joined.extend(hashes(&commit(base, "labels", 0)["outputs"]).into_iter().filter(|(k, _)| k == "labels"));
+        assert_eq!(&joined, certified, "N={n}: joined surfaces and labels differ from one root's");
         if n == 2 {
             // A changed file of the committed population: a bucket's certify refuses, naming it.
             let file = find(base, "lake/population/", "/observations/1-of-2.parquet");
@@ -140,7 +147,7 @@ fn a_missing_stale_or_tampered_bucket_fails_the_commit_naming_it() {
     let other_n = expect(base, "acquire", &["--bucket", "0/3", "--input", input], 2);
     assert!(other_n.stderr.contains("split into 2 buckets"), "{}", other_n.stderr);
     expect(base, "train-suite", &["--bucket", "1/2"], 2);
-    expect(base, "certify", &["labels", "--bucket", "1/2"], 2);
+    expect(base, "certify", &["attack", "--bucket", "1/2"], 2);
     expect(base, "commit", &["acquire", "--buckets", "3"], 2);
 
     expect(base, "acquire", &["--bucket", "1/2", "--input", input], 0);
