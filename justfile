@@ -100,7 +100,8 @@ commit stage *args:
     {{just_executable()}} _run commit 99 {{stage}} {{args}}
 
 # The ingest loop over N entity buckets, one bucket after another (Airflow runs them at once:
-# dags/t0clip_buckets.py), each stage committed: acquire -> audit -> heal -> audit -> certify.
+# dags/t0clip_buckets.py), each stage committed: acquire -> audit -> heal -> audit -> certify
+# -> labels.
 ingest-buckets n="4" input="fixtures/clips": build
     #!/usr/bin/env bash
     set -euo pipefail
@@ -114,6 +115,8 @@ ingest-buckets n="4" input="fixtures/clips": build
     {{just_executable()}} _run commit 99 audit
     each 99 certify
     {{just_executable()}} _run commit 99 certify
+    each 99 certify labels
+    {{just_executable()}} _run commit 99 labels
     echo "committed under {{root}}/commits; buckets under {{root}}/buckets"
 
 # The gapminder example project (142 countries every five years, 1952-2007) through the loop,
