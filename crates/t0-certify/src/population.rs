@@ -77,7 +77,7 @@ pub fn attach(root: &Root, catalog: &Catalog, audit: &Loaded) -> Result<Raw> {
         if actual != f.file_hash {
             return Err(damaged(
                 Damage::Changed,
-                format!("content hash mismatch: expected {}, actual {}", &f.file_hash[..16], &actual[..16]),
+                format!("content hash mismatch: expected {}, actual {}", short(&f.file_hash), short(&actual)),
             ));
         }
         let path = std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
@@ -96,4 +96,8 @@ pub fn attach(root: &Root, catalog: &Catalog, audit: &Loaded) -> Result<Raw> {
     sql.push_str(&format!("SET allowed_paths = [{allowed}];"));
     catalog.conn().execute_batch(&sql).ctx(|| "attach the committed population".into())?;
     Ok(Raw { qualifier: format!("{POPULATION_DB}.main"), bucket: root.bucket(), commit: Some(commit.commit_id) })
+}
+
+fn short(h: &str) -> &str {
+    h.get(..16).unwrap_or(h)
 }
