@@ -81,25 +81,24 @@ done
 start=$(date +%s)
 "$af" dags unpause t0clip_ingest_buckets > /dev/null 2>&1 || true
 "$af" dags trigger t0clip_ingest_buckets --run-id celery-demo > /dev/null
-state=""
-for _ in $(seq 450); do
-    state=$("$pg/psql" -h 127.0.0.1 -p 54329 -U postgres -d airflow -tA -c \
-        "SELECT state FROM dag_run WHERE dag_id = 't0clip_ingest_buckets' AND run_id = 'celery-demo'")
-    [ "$state" = success ] || [ "$state" = failed ] && break
-    sleep 2
-done
+# finished TRIES SQL: poll a run's state (SQL selects it) every 2 s until it succeeds or fails.
+finished() {
+    local state=""
+    for _ in $(seq "$1"); do
+        state=$("$pg/psql" -h 127.0.0.1 -p 54329 -U postgres -d airflow -tA -c "$2")
+        [ "$state" = success ] || [ "$state" = failed ] && break
+        sleep 2
+    done
+    echo "$state"
+}
+state=$(finished 450 "SELECT state FROM dag_run WHERE dag_id = 't0clip_ingest_buckets' AND run_id = 'celery-demo'")
 took=$(($(date +%s) - start))
 echo "t0clip_ingest_buckets on CeleryExecutor, 2 workers, $buckets buckets: $state in $took s"
 # The passing audit's commit updated the asset t0clip_daily_buckets is scheduled on: the
-# scheduler starts it (certify on every bucket, then its commit).
+# scheduler starts it (certify, then certify labels, on every bucket, each committed).
 daily=""
 if [ "$state" = success ]; then
-    for _ in $(seq 300); do
-        daily=$("$pg/psql" -h 127.0.0.1 -p 54329 -U postgres -d airflow -tA -c \
-            "SELECT state FROM dag_run WHERE dag_id = 't0clip_daily_buckets' ORDER BY id DESC LIMIT 1")
-        [ "$daily" = success ] || [ "$daily" = failed ] && break
-        sleep 2
-    done
+    daily=$(finished 300 "SELECT state FROM dag_run WHERE dag_id = 't0clip_daily_buckets' ORDER BY id DESC LIMIT 1")
     echo "t0clip_daily_buckets, started by the audit commit's asset: $daily after $(($(date +%s) - start)) s in all"
     [ "$daily" = success ] || state="daily: ${daily:-never started}"
 fi
