@@ -119,6 +119,20 @@ ingest-buckets n="4" input="fixtures/clips": build
     {{just_executable()}} _run commit 99 labels
     echo "committed under {{root}}/commits; buckets under {{root}}/buckets"
 
+# The whole loop over N entity buckets: ingest-buckets, then embed on every bucket and its
+# commit (which, like the certify and labels commits, gathers the buckets' rows into the base
+# root), then train-suite, score and calibrate on the base root.
+loop-buckets n="4" input="fixtures/clips": (ingest-buckets n input)
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for k in $(seq 0 $(({{n}} - 1))); do {{just_executable()}} _run embed 99 --bucket "$k/{{n}}"; done
+    {{just_executable()}} _run commit 99 embed
+    {{just_executable()}} _run train-suite 99
+    {{just_executable()}} _run score 99
+    {{just_executable()}} _run calibrate "1 99"
+    {{just_executable()}} _run verify ""
+    echo "results under {{root}}: the gathered runs and the model stages in the base root"
+
 # The gapminder example project (142 countries every five years, 1952-2007) through the loop,
 # into its own root.
 loop-gapminder: build

@@ -9,8 +9,12 @@ updates the `commits/audit` asset.
 
 t0clip_daily_buckets, scheduled on that asset: certify on every bucket (each reads the
 committed population and certifies its own entities), then `commit certify`, which joins the
-surfaces; then `certify labels` on every bucket and `commit labels`. The stages after it
-(embed, train-suite, score, calibrate) do not run on buckets yet.
+surfaces; then `certify labels` and `embed` on every bucket, each committed. Each of these
+commits also gathers the buckets' outputs into one run of the base root (the surfaces, the
+labels, the vectors: each the union of the buckets' rows), so train-suite, score and
+calibrate run after them on the base root, as on a root that was never split: train-suite and
+calibrate need every training row at once, and score's drift and row selection are the
+population's.
 
 Exit codes follow the t0-clip contract: 99 ("nothing to do") skips a task; 3 (refused: a bucket
 missing, stale or tampered) and 1 (a gate said no) fail it. The first audit may fail by design
@@ -139,3 +143,12 @@ with DAG(
     labels = fan_out("labels", "certify", ["labels"], stage="labels")
     certify[1] >> labels[0]
     labels[1].outlets = [CERTIFIED]
+    embed = fan_out("embed", "embed")
+    labels[1] >> embed[0]
+    # On the base root. A skipped embed commit (99: nothing new) skips them; calibrate's exit
+    # 1 (BLOCK) fails its task, as a gate should.
+    model = [
+        BashOperator(task_id=s.replace("-", "_"), bash_command=command(s), skip_on_exit_code=99, retries=0)
+        for s in ("train-suite", "score", "calibrate")
+    ]
+    embed[1] >> model[0] >> model[1] >> model[2]

@@ -6,11 +6,14 @@
 #   3. runs t0clip_ingest_buckets end to end over the clips fixture with T0CLIP_BUCKETS
 #      buckets (default 4; `airflow dags test`: Airflow's own scheduler loop, mapped tasks and
 #      all), then the same stages on one whole root with the binaries directly;
-#      then t0clip_daily_buckets (certify, then certify labels, on every bucket, each committed);
+#      then t0clip_daily_buckets (certify, then certify labels, on every bucket, each committed
+#      and gathered into the base root; then embed, train-suite, score and calibrate there);
 #   4. compares: the acquire commit's joined hash of every canonical table and landing copy
 #      with the whole root's acquire outputs, the final audit's gate and the hash of every
-#      canonical table it passed, and the certify and labels commits' joined surfaces and
-#      labels with the whole root's. Exit 1 on any difference.
+#      canonical table it passed, the certify and labels commits' joined surfaces and labels
+#      with the whole root's, and what the model stages made on the gathered base root
+#      (embeddings, fused vectors, predictions, the calibration state) with what they make on
+#      the whole root. Exit 1 on any difference.
 #
 #   bash scripts/airflow-buckets.sh            (release binaries: T0CLIP_PROFILE=release)
 set -euo pipefail
@@ -52,7 +55,7 @@ echo "t0clip_ingest_buckets with $buckets buckets: ${dag_s%.*} s in Airflow"
 start=$(date +%s.%N)
 "$venv/bin/airflow" dags test t0clip_daily_buckets > "$work/daily.log" 2>&1 || { tail -80 "$work/daily.log"; exit 1; }
 daily_s=$(echo "$(date +%s.%N) - $start" | bc)
-echo "t0clip_daily_buckets (certify, labels) with $buckets buckets: ${daily_s%.*} s in Airflow"
+echo "t0clip_daily_buckets (certify, labels; embed, train-suite, score, calibrate) with $buckets buckets: ${daily_s%.*} s in Airflow"
 
 # The same stages on one whole root.
 whole="$work/whole"
@@ -63,6 +66,7 @@ run() { local rc=0; "$bin/$1" --root "$whole" --now "$now" --quiet "${@:2}" || r
 "$bin/audit" --root "$whole" --now "$now" --quiet --json > "$work/audit.json"
 [ "$(run certify)" = 0 ]
 [ "$(run certify labels)" = 0 ]
+for s in embed train-suite score calibrate; do [ "$(run $s)" = 0 ]; done
 
 python3 - "$T0CLIP_ROOT" "$whole" "$buckets" "$work/audit.json" <<'EOF'
 import glob, json, sys
@@ -110,5 +114,19 @@ want = {o["name"]: (o["content_hash"], o["rows"]) for o in whole_labels["outputs
 got = {o["name"]: (o["content_hash"], o["rows"]) for o in labels_commits[0]["outputs"] if o["name"] in want}
 assert want and want == got, f"labels: joined labels differ from the whole root's: {want} vs {got}"
 print(f"labels: joined over {n} buckets hash as on one root ({want['labels'][1]} rows)")
+
+# The model stages on the base root, after the gathered certify and labels runs.
+def latest(root, stage):
+    runs = sorted(glob.glob(f"{root}/manifests/{stage}/*.json"), key=lambda p: json.load(open(p))["finished_at"])
+    return json.load(open(runs[-1]))
+
+for stage, names in (("embed", ("embeddings.", "fused.")), ("score", ("predictions",))):
+    want = {o["name"]: o["content_hash"] for o in latest(whole, stage)["outputs"] if o["name"].startswith(names)}
+    got = {o["name"]: o["content_hash"] for o in latest(bucketed, stage)["outputs"] if o["name"].startswith(names)}
+    assert want and want == got, f"{stage} on the gathered base root differs from the whole root's: {want} vs {got}"
+    print(f"{stage}: {len(want)} outputs on the gathered base root hash as on one root")
+states = [latest(r, "calibrate")["summary"]["state"] for r in (whole, bucketed)]
+assert states[0] == states[1], f"calibrate: {states}"
+print(f"calibrate: {states[0]} on both")
 EOF
 echo "airflow-buckets: passed"

@@ -35,13 +35,15 @@ pub enum Spread {
     PerBucket,
 }
 
-/// How the output `name` is spread: the canonical facts, certified surfaces and labels are
-/// partitioned by entity, the entity directory and landing copies replicated (see
+/// How the output `name` is spread: the canonical facts, certified surfaces, labels and
+/// embeddings are partitioned by entity, the entity directory and landing copies replicated (see
 /// `t0_acquire::ingest`), the rest is each bucket's own.
 pub fn spread(name: &str) -> Spread {
     if name == "canonical.entities" || name.starts_with(LANDING_PREFIX) {
         Spread::Replicated
-    } else if name.starts_with("canonical.") || name.starts_with("surface.") || name == "labels" {
+    } else if ["canonical.", "surface.", "embeddings.", "fused."].iter().any(|p| name.starts_with(p))
+        || name == "labels"
+    {
         Spread::Partitioned
     } else {
         Spread::PerBucket
@@ -124,7 +126,28 @@ pub struct CommitReport {
     pub path: String,
     #[serde(flatten)]
     pub commit: Commit,
+    /// The run the commit gathered into the base root, if its stage has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gathered: Option<Gathered>,
 }
+
+/// A run of the committed stage recorded in the base root over the whole population (its
+/// outputs the buckets' joined), so that the stages that need every entity at once
+/// (train-suite, calibrate) and those not split yet read one root as they always have.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Gathered {
+    pub stage: Stage,
+    pub run_id: String,
+    /// The run's manifest, relative to the base root.
+    pub manifest: String,
+    /// False when an earlier attempt at this commit had recorded it already.
+    pub new: bool,
+}
+
+/// What gathers a commit into the base root (`t0_certify::gather` for certify and labels;
+/// this crate does not depend on the stages): given the base root, its catalog (whose lock
+/// the commit holds), the clock and the commit about to be recorded.
+pub type Gather = dyn Fn(&Root, &Catalog, &Clock, &Commit) -> Result<Option<Gathered>>;
 
 /// What one bucket contributed: its part, and per output its recorded form and, for a
 /// partitioned one, the hasher over its rows.
@@ -136,6 +159,18 @@ struct Verified {
 
 /// Verify every bucket's latest run of `args.stage` and record them joined in `base`.
 pub fn run(base: &Root, clock: Clock, args: &CommitArgs, progress: &dyn Progress) -> Result<CommitReport> {
+    run_gathering(base, clock, args, progress, &|_, _, _, _| Ok(None))
+}
+
+/// [`run`], with `gather` run before the commit is recorded when the commit lets the loop go
+/// on (a crash between the two re-gathers to the same run, which `gather` finds recorded).
+pub fn run_gathering(
+    base: &Root,
+    clock: Clock,
+    args: &CommitArgs,
+    progress: &dyn Progress,
+    gather: &Gather,
+) -> Result<CommitReport> {
     let n = bucket_count(base, args.buckets)?;
     progress.phase(&format!("commit {}: verify {n} buckets", args.stage), Some(u64::from(n)));
     let mut verified = Vec::new();
@@ -181,7 +216,10 @@ pub fn run(base: &Root, clock: Clock, args: &CommitArgs, progress: &dyn Progress
         commit.population = export_population(base, &commit, progress)?;
         progress.finish();
     }
-    record(base, &catalog, &clock, commit)
+    let gathered = if goes_on { gather(base, &catalog, &clock, &commit)? } else { None };
+    let mut report = record(base, &catalog, &clock, commit)?;
+    report.gathered = gathered;
+    Ok(report)
 }
 
 /// Write the population an audit commit passed ([`POPULATION_DIR`]): each bucket's partitioned
@@ -447,7 +485,7 @@ fn record(base: &Root, catalog: &Catalog, clock: &Clock, commit: Commit) -> Resu
         .ctx(|| "record commit".into())?;
         Ok(())
     })?;
-    Ok(CommitReport { path: rel, commit })
+    Ok(CommitReport { path: rel, commit, gathered: None })
 }
 
 /// The latest commit of `stage` in the base root of bucket root `root`, which must hold

@@ -11,10 +11,12 @@
 //!   does not depend on N or on the order buckets finished.
 
 mod commit;
+pub mod gather;
 mod plan;
 
 pub use commit::{
-    Combined, Commit, CommitArgs, CommitReport, POPULATION_DIR, Part, PopulationFile, Spread, committed, spread,
+    Combined, Commit, CommitArgs, CommitReport, Gather, Gathered, POPULATION_DIR, Part, PopulationFile, Spread,
+    committed, run_gathering as commit_gathering, spread,
 };
 pub use plan::{PlanArgs, PlanReport, parse_stage};
 

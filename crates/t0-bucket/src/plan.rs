@@ -54,10 +54,17 @@ fn idle_because(root: &Root, stage: Stage) -> Result<Option<String>> {
     let catalog = Catalog::open_read_only(root)?;
     let Some(run_id) = t0_manifest::latest_run_id(&catalog, stage)? else { return Ok(None) };
     let loaded = t0_manifest::load(root, &catalog, stage, Some(&run_id))?;
-    match stale_input(&catalog, &loaded.manifest)? {
-        Some(_) => Ok(None),
-        None => Ok(Some(format!("its latest {stage} run {run_id} is on the current data"))),
+    if stale_input(&catalog, &loaded.manifest)?.is_some() {
+        return Ok(None);
     }
+    // Made from an upstream run that is no longer the latest (labels or embed of an earlier
+    // certify run, whose surfaces may hash the same): the gather would refuse it.
+    for u in &loaded.manifest.upstream {
+        if t0_manifest::latest_run_id(&catalog, u.stage)?.is_some_and(|latest| latest != u.run_id) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(format!("its latest {stage} run {run_id} is on the current data")))
 }
 
 impl PlanReport {

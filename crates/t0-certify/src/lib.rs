@@ -11,6 +11,7 @@
 
 pub mod attack;
 pub mod declared;
+pub mod gather;
 pub mod grid;
 pub mod labels;
 pub mod population;
@@ -88,6 +89,9 @@ pub struct CertifyReport {
     /// A bucket's run: the audit commit whose exported population it read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub population: Option<String>,
+    /// A run gathered into the base root from a certify commit (`gather`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gathered: Option<gather::GatheredFrom>,
 }
 
 /// Store SQL `file` from `dir` (a project's feature stores or `--stores`), or the built-in
@@ -451,6 +455,7 @@ pub fn run(root: &Root, clock: Clock, args: &CertifyArgs, progress: &dyn Progres
         grid_through: through,
         knowledge,
         population: ctx.raw.commit().map(str::to_string),
+        gathered: None,
     };
     run.finish(&run_id, Some(status), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)

@@ -187,10 +187,12 @@ pub fn bucket_root(common: &Common) -> t0_core::Result<Root> {
 }
 
 /// The stages that run on one bucket: the entity-local data stages, certify (it reads the
-/// population its audit's commit exported: `t0_certify::population`), and `verify` of a
-/// bucket's root. The others read the whole population — the models' training rows — and
-/// refuse `--bucket` until they read committed buckets.
-const BUCKETED_STAGES: [&str; 5] = ["acquire", "audit", "heal", "certify", "verify"];
+/// population its audit's commit exported: `t0_certify::population`), embed (a vector is a
+/// function of its input alone), and `verify` of a bucket's root. train-suite and calibrate
+/// read every training row and score's drift and row selection are the population's: they
+/// run on the base root, where the commits of certify, labels and embed gather the buckets'
+/// outputs (`t0_bucket::gather`).
+const BUCKETED_STAGES: [&str; 6] = ["acquire", "audit", "heal", "certify", "embed", "verify"];
 
 fn bucketed_stage(stage: &str, root: Root) -> t0_core::Result<Root> {
     if root.bucket().is_whole() || BUCKETED_STAGES.contains(&stage) {

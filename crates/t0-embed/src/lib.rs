@@ -21,6 +21,7 @@ mod compute;
 pub mod effnet;
 mod extract;
 pub mod fusion;
+pub mod gather;
 pub mod pth;
 mod stage;
 pub mod text;

@@ -120,6 +120,28 @@ struct Ctx<'a> {
     progress: &'a dyn Progress,
     /// Source paths of artifacts by content hash, for quarantine messages.
     sources: HashMap<String, Vec<String>>,
+    /// The roots whose media stores hold the artifacts ([`media_stores`]).
+    media: Vec<PathBuf>,
+}
+
+/// The roots whose media stores may hold an artifact: the root itself and, for the base root
+/// of a root split into buckets (whose stages ran per bucket and were gathered by `commit`),
+/// every bucket's. The store is content-addressed and every file is checked against its hash
+/// when read, so it does not matter which one holds it.
+fn media_stores(root: &Root) -> Result<Vec<PathBuf>> {
+    let mut stores = vec![root.path().to_path_buf()];
+    if root.bucket().is_whole()
+        && let Some(n) = t0_core::bucket::layout(root.path())?
+    {
+        stores.extend(t0_core::Bucket::all(n)?.iter().map(|b| b.dir(root.path())));
+    }
+    Ok(stores)
+}
+
+/// The media store file of content hash `hash`: the first store that has it, else the root's.
+fn media_file(stores: &[PathBuf], hash: &str) -> PathBuf {
+    let rel = t0_project::vocab::media_path(hash);
+    stores.iter().map(|s| s.join(&rel)).find(|p| p.is_file()).unwrap_or_else(|| stores[0].join(&rel))
 }
 
 /// One planned output, computed and written.
@@ -167,7 +189,8 @@ pub fn run(root: &Root, clock: Clock, args: &EmbedArgs, progress: &dyn Progress)
     let cache_dir = args.cache.clone().unwrap_or_else(|| root.join("cache/embed"));
     let cache = cache::Cache::new(&cache_dir);
     let sources = if decl.artifacts.is_empty() { HashMap::new() } else { artifact_sources(&catalog)? };
-    let ctx = Ctx { root, catalog: &catalog, run_id: &run_id, cache: &cache, pool: &pool, progress, sources };
+    let media = media_stores(root)?;
+    let ctx = Ctx { root, catalog: &catalog, run_id: &run_id, cache: &cache, pool: &pool, progress, sources, media };
 
     let mut outputs = Vec::new();
     let mut reports = Vec::new();
@@ -363,7 +386,7 @@ fn embed_one(ctx: &Ctx, p: &Planned, rows: &ColumnRows) -> Result<Embedded> {
         .iter()
         .map(|h| {
             let stored = if p.kind.is_some() && h.len() >= 2 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                root.join(t0_project::vocab::media_path(h))
+                media_file(&ctx.media, h)
             } else {
                 PathBuf::new()
             };

@@ -133,6 +133,23 @@ impl ParquetSet {
     }
 }
 
+/// The rows of `batches` (all of `schema`) as one batch ordered by the columns `keys`,
+/// ascending, nulls first: parts of a dataset written by several processes put back in the
+/// order one process writes it.
+pub fn sorted(schema: &SchemaRef, batches: &[RecordBatch], keys: &[&str]) -> Result<RecordBatch, TableError> {
+    let err = |message: String| TableError::Read { path: "sorted rows".into(), message };
+    let all = arrow::compute::concat_batches(schema, batches).map_err(|e| err(e.to_string()))?;
+    let columns = keys
+        .iter()
+        .map(|k| {
+            let i = schema.index_of(k).map_err(|e| err(e.to_string()))?;
+            Ok(arrow::compute::SortColumn { values: all.column(i).clone(), options: None })
+        })
+        .collect::<Result<Vec<_>, TableError>>()?;
+    let order = arrow::compute::lexsort_to_indices(&columns, None).map_err(|e| err(e.to_string()))?;
+    arrow::compute::take_record_batch(&all, &order).map_err(|e| err(e.to_string()))
+}
+
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let p = entry?.path();

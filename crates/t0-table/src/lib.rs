@@ -22,7 +22,7 @@ mod hash;
 mod io;
 
 pub use hash::{ContentHasher, ContentState, content_hash};
-pub use io::{ParquetSet, parquet_bytes, read_parquet, write_parquet};
+pub use io::{ParquetSet, parquet_bytes, read_parquet, sorted, write_parquet};
 
 /// Errors of this crate; they convert into [`t0_core::Error`] naming the file.
 #[derive(Debug, thiserror::Error)]

@@ -233,3 +233,35 @@ fn the_hash_does_not_depend_on_the_thread_count() {
     };
     assert_eq!(on(1), on(3));
 }
+
+#[test]
+fn parts_of_a_sorted_dataset_sort_back_to_the_bytes_one_writer_writes() {
+    // One writer's file: rows ordered by (entity_id, t0).
+    let batch = rows(1000, None);
+    let one = t0_table::sorted(&schema(), std::slice::from_ref(&batch), &["entity_id", "t0"]).unwrap();
+    let ids = one.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+    assert!((1..one.num_rows()).all(|i| ids.value(i - 1) <= ids.value(i)), "not ordered by entity_id");
+    // The same rows as two buckets wrote them (entities split by parity, each bucket's part
+    // in its own order), put back together.
+    let shuffled = shuffled(&batch);
+    let other = t0_table::sorted(&shuffled.schema(), std::slice::from_ref(&shuffled), &["t0"]).unwrap();
+    let other = arrow::record_batch::RecordBatch::try_new(
+        schema(),
+        schema().fields().iter().map(|f| other.column(other.schema().index_of(f.name()).unwrap()).clone()).collect(),
+    )
+    .unwrap();
+    let parity = |b: &RecordBatch, odd: bool| {
+        let ids = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let keep = arrow::array::BooleanArray::from(
+            (0..b.num_rows()).map(|i| ids.value(i).as_bytes()[4] % 2 == u8::from(odd)).collect::<Vec<_>>(),
+        );
+        arrow::compute::filter_record_batch(b, &keep).unwrap()
+    };
+    let parts = [parity(&other, true), parity(&other, false)];
+    assert!(parts.iter().all(|p| p.num_rows() > 0));
+    let joined = t0_table::sorted(&schema(), &parts, &["entity_id", "t0"]).unwrap();
+    let bytes = |b: &RecordBatch| t0_table::parquet_bytes(schema(), std::slice::from_ref(b)).unwrap();
+    assert_eq!(bytes(&joined), bytes(&one), "the sorted union is not the one writer's file");
+    // A key column that is not there is an error, not a panic.
+    assert!(t0_table::sorted(&schema(), &parts, &["no_such_column"]).is_err());
+}

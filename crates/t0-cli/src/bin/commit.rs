@@ -11,6 +11,10 @@ use t0_cli::{Common, Outcome};
 /// entity directory and landing copies are replicated and must agree; findings, ledgers,
 /// verdicts and certificates are listed per bucket. A passing audit's commit also exports the
 /// population it passed (lake/population/<id>/), which the buckets' heal and certify read.
+/// A certify commit, then a labels commit, also gathers the buckets' surfaces and labels into
+/// one certify (labels) run of the base root, each file the union of the buckets' rows in
+/// (entity_id, t0) order and hashed as the commit joined it: embed, train-suite, score and
+/// calibrate then run on the base root as on a root that was never split.
 ///
 /// Exit codes: 0 committed, 1 committed with a gate that stops the loop (a bucket's audit
 /// FAIL), 2 usage, 3 a bucket missing, stale or tampered (named), 99 these bucket runs are
@@ -45,6 +49,10 @@ fn human(r: &t0_bucket::CommitReport) -> String {
             (None, _) => s.push_str(&format!("\n  {} ({spread}): {} parts", o.name, o.parts.len())),
         }
     }
+    if let Some(g) = &r.gathered {
+        let again = if g.new { "" } else { " (recorded by an earlier attempt)" };
+        s.push_str(&format!("\n  gathered into the base root: {} run {}{again}: {}", g.stage, g.run_id, g.manifest));
+    }
     if !c.population.is_empty() {
         let rows: u64 = c.population.iter().map(|f| f.rows).sum();
         s.push_str(&format!(
@@ -61,7 +69,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     t0_cli::run(&cli.common, "commit", |root, clock, progress| {
         let args = t0_bucket::CommitArgs { stage: cli.stage, buckets: cli.buckets };
-        let r = t0_bucket::commit(root, clock, &args, progress)?;
+        let gather = |base: &_, catalog: &_, clock: &_, commit: &t0_bucket::Commit| match commit.stage {
+            t0_embed::STAGE => t0_embed::gather::gather(base, catalog, clock, commit).map(Some),
+            _ => t0_certify::gather::gather(base, catalog, clock, commit),
+        };
+        let r = t0_bucket::commit_gathering(root, clock, &args, progress, &gather)?;
         let code = r.commit.gate.map(|g| g.exit_code()).unwrap_or(t0_core::ExitCode::Done);
         Ok(Outcome::done(&r, human(&r)).with_code(code))
     })

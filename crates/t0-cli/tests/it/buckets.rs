@@ -198,11 +198,16 @@ fn a_missing_stale_or_tampered_bucket_fails_the_commit_naming_it() {
     assert!(v.stderr.contains(&c), "{}", v.stderr);
 }
 
-/// Start `acquire --bucket b` on `base`, killed at the named pause point, or None when it
-/// finished without reaching it.
+/// Start `acquire --bucket b` on `base`, killed at the named pause point.
 fn killed_at(base: &Path, b: &str, point: &str) {
-    let mut child = Command::new(bin("acquire"))
-        .args(["--root", base.to_str().unwrap(), "--bucket", b, "--input", fixture().to_str().unwrap()])
+    killed(base, "acquire", &["--bucket", b, "--input", fixture().to_str().unwrap()], point);
+}
+
+/// Start `stage args` on `base`, killed at the named pause point (it must reach it).
+fn killed(base: &Path, stage: &str, args: &[&str], point: &str) {
+    let mut child = Command::new(bin(stage))
+        .args(["--root", base.to_str().unwrap()])
+        .args(args)
         .env("T0CLIP_NOW", NOW)
         .env("T0CLIP_PAUSE_AT", point)
         .env_remove("T0CLIP_ROOT")
@@ -321,4 +326,82 @@ fn an_unparsable_row_is_quarantined_once_by_bucket_zero() {
     let whole = tempfile::tempdir().unwrap();
     let f = observations(whole.path(), args("0/1".into()));
     assert_eq!(quarantined, f["rows_quarantined"].as_u64().unwrap(), "the buckets quarantine what one root does");
+}
+
+/// The stages after certify on a bucketed root: the certify, labels and embed commits gather
+/// the buckets' surfaces, labels and vectors into one run each of the base root, where
+/// train-suite, score and calibrate run unchanged and make what they make on one whole root.
+#[test]
+fn the_model_stages_run_on_the_gathered_base_root_as_on_one_root() {
+    let whole = crate::support::pristine();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let (n, order) = (2, [1, 0]);
+    each(base, "acquire", &["--input", fixture().to_str().unwrap()], n, &order);
+    commit(base, "acquire", 0);
+    each(base, "audit", &[], n, &order);
+    commit(base, "audit", 1);
+    each(base, "heal", &[], n, &order);
+    each(base, "audit", &[], n, &order);
+    commit(base, "audit", 0);
+    each(base, "certify", &[], n, &order);
+    // Killed after the gathered run is recorded, before the commit is: the re-run records the
+    // commit over the same gathered run.
+    killed(base, "commit", &["certify"], "certify.recorded");
+    let c = commit(base, "certify", 0);
+    assert_eq!((&c["gathered"]["stage"], &c["gathered"]["new"]), (&"certify".into(), &false.into()), "{c}");
+    each(base, "certify", &["labels"], n, &order);
+    let l = commit(base, "labels", 0);
+    assert_eq!((&l["gathered"]["stage"], &l["gathered"]["new"]), (&"labels".into(), &true.into()), "{l}");
+    // The gathered runs hold one root's surfaces and labels, row for row.
+    let outputs = |root: &Path, stage: &str, prefix: &str| -> Hashes {
+        hashes(&latest_manifest(root, stage)["outputs"]).into_iter().filter(|(k, _)| k.starts_with(prefix)).collect()
+    };
+    for (stage, prefix) in [("certify", "surface."), ("labels", "labels")] {
+        let got = outputs(base, stage, prefix);
+        assert!(!got.is_empty(), "{stage}: nothing gathered");
+        assert_eq!(got, outputs(whole, stage, prefix), "{stage}: gathered outputs differ from one root's");
+    }
+    // Embed on each bucket (a vector is its input's alone), gathered by its commit.
+    let codes = each(base, "embed", &[], n, &order);
+    assert!(codes.iter().all(|c| *c == 0), "embed {codes:?}");
+    let e = commit(base, "embed", 0);
+    assert_eq!(e["gathered"]["stage"], "embed", "{e}");
+    for stage in ["train-suite", "score"] {
+        expect(base, stage, &[], 0);
+    }
+    let cal: serde_json::Value = serde_json::from_str(expect(base, "calibrate", &["--json"], 0).stdout.trim()).unwrap();
+    // What the model stages made on the gathered base root is what they make on one root.
+    for (stage, prefix) in [("embed", "embeddings."), ("embed", "fused."), ("score", "predictions")] {
+        let got = outputs(base, stage, prefix);
+        assert!(!got.is_empty(), "{stage}: no {prefix} output");
+        assert_eq!(got, outputs(whole, stage, prefix), "{stage}: {prefix} differs from one root's");
+    }
+    assert_eq!(cal["state"], latest_manifest(whole, "calibrate")["summary"]["state"], "{cal}");
+    expect(base, "verify", &[], 0);
+    // A bucket certified again (same surfaces, another run): `plan` lists its labels as work,
+    // and labels made from that run are not joined to the gathered certify run of the one
+    // before (3) until certify is committed, and so gathered, again.
+    expect(base, "certify", &["--bucket", "0/2", "--rebaseline"], 0);
+    let plan: serde_json::Value =
+        serde_json::from_str(expect(base, "plan", &["labels", "--json"], 0).stdout.trim()).unwrap();
+    assert_eq!(plan["work"], serde_json::json!(["0/2"]), "{plan}");
+    expect(base, "certify", &["labels", "--bucket", "0/2"], 0);
+    let refused = expect(base, "commit", &["labels"], 3);
+    assert!(
+        refused.stderr.contains("bucket 0/2's labels run") && refused.stderr.contains("commit certify"),
+        "{}",
+        refused.stderr
+    );
+    commit(base, "certify", 0);
+    commit(base, "labels", 0);
+    // Embed likewise: bucket 0's vectors are made again from its new certify run; bucket 1's
+    // are still its certify run's in the new commit.
+    assert_eq!(each(base, "embed", &[], n, &[0, 1]), [0, 99]);
+    commit(base, "embed", 0);
+    // A changed byte of the gathered labels: the next reader refuses, naming them.
+    let file = latest_manifest(base, "labels")["outputs"][0]["location"]["path"].as_str().unwrap().to_string();
+    flip_byte(&base.join(&file));
+    let refused = expect(base, "train-suite", &[], 3);
+    assert!(refused.stderr.contains(&file), "{}", refused.stderr);
 }
