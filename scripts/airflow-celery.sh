@@ -8,8 +8,9 @@
 #     (celery pinned below 5.6: the provider imports celery.backends.database.retry, gone in 5.7);
 #   - api-server, scheduler, dag-processor and two workers (`w1`, `w2`); the ingest DAG
 #     triggered once, the daily DAG started by the asset its audit commit updates, and on
-#     success: which worker ran each bucket task, and the committed acquire, certify and labels
-#     hashes compared with one whole root's.
+#     success: which worker ran each bucket task, and the committed acquire, certify, labels
+#     and embed hashes, the predictions score made on the gathered base root and calibrate's
+#     state compared with one whole root's.
 #
 #   bash scripts/airflow-celery.sh        (needs root for apt-get, or the two packages present)
 set -euo pipefail
@@ -95,10 +96,11 @@ state=$(finished 450 "SELECT state FROM dag_run WHERE dag_id = 't0clip_ingest_bu
 took=$(($(date +%s) - start))
 echo "t0clip_ingest_buckets on CeleryExecutor, 2 workers, $buckets buckets: $state in $took s"
 # The passing audit's commit updated the asset t0clip_daily_buckets is scheduled on: the
-# scheduler starts it (certify, then certify labels, on every bucket, each committed).
+# scheduler starts it (certify, certify labels and embed on every bucket, each committed and
+# gathered; then train-suite, score and calibrate on the base root).
 daily=""
 if [ "$state" = success ]; then
-    daily=$(finished 300 "SELECT state FROM dag_run WHERE dag_id = 't0clip_daily_buckets' ORDER BY id DESC LIMIT 1")
+    daily=$(finished 600 "SELECT state FROM dag_run WHERE dag_id = 't0clip_daily_buckets' ORDER BY id DESC LIMIT 1")
     echo "t0clip_daily_buckets, started by the audit commit's asset: $daily after $(($(date +%s) - start)) s in all"
     [ "$daily" = success ] || state="daily: ${daily:-never started}"
 fi
@@ -125,19 +127,29 @@ busy = [w for w in mapped if mapped[w]]
 assert len(busy) >= 2, f"bucket tasks ran on {busy} only, want both workers"
 EOF
 
-# The committed acquire, certify and labels equal one whole root's.
+# The committed acquire, certify, labels and embed, and what the model stages made on the
+# gathered base root, equal one whole root's.
 whole="$work/whole"
 w() { "$bin/$1" --root "$whole" --now "$now" --quiet "${@:2}" || { rc=$?; [ $rc -eq 1 ] || [ $rc -eq 99 ]; }; }
 w acquire --input "$repo/fixtures/clips" && w audit && w heal && w audit && w certify && w certify labels
+w embed && w train-suite && w score && w calibrate
 python3 - "$T0CLIP_ROOT" "$whole" <<'EOF'
 import glob, json, sys
 bucketed, whole = sys.argv[1], sys.argv[2]
-for stage, prefix in [("acquire", ""), ("certify", "surface."), ("labels", "labels")]:
+def latest(root, stage):
+    runs = sorted(glob.glob(f"{root}/manifests/{stage}/*.json"), key=lambda p: json.load(open(p))["finished_at"])
+    return json.load(open(runs[-1]))
+for stage, prefix in [("acquire", ""), ("certify", "surface."), ("labels", "labels"), ("embed", ("embeddings.", "fused."))]:
     commit = json.load(open(glob.glob(f"{bucketed}/commits/{stage}/*.json")[0]))
-    manifest = json.load(open(glob.glob(f"{whole}/manifests/{stage}/*.json")[0]))
+    manifest = latest(whole, stage)
     want = {o["name"]: o["content_hash"] for o in manifest["outputs"] if o["name"].startswith(prefix)}
     got = {o["name"]: o["content_hash"] for o in commit["outputs"] if o["name"].startswith(prefix)}
     assert want and want == got, f"committed {stage} differs from one whole root's"
     print(f"{stage} committed over {commit['buckets']} buckets: {len(got)} outputs hash as on one root")
+want, got = (next(o["content_hash"] for o in latest(r, "score")["outputs"] if o["name"] == "predictions") for r in (whole, bucketed))
+assert want == got, f"predictions on the gathered base root differ: {got} vs {want}"
+states = [latest(r, "calibrate")["summary"]["state"] for r in (whole, bucketed)]
+assert states[0] == states[1], f"calibrate: {states}"
+print(f"score and calibrate on the gathered base root: predictions hash as on one root; state {states[0]} on both")
 EOF
 echo "airflow-celery: passed"

@@ -437,9 +437,18 @@ fn join_one(name: &str, verified: &[Verified]) -> Result<Combined> {
             let mut whole = hasher(&verified[0]).clone();
             for v in &verified[1..] {
                 if !whole.merge(hasher(v)) {
+                    // A store's column typed by its values (a wide integer sum is stored as
+                    // BIGINT where every value fits, else DOUBLE: `t0_certify::store`).
+                    let hint = if name.starts_with("surface.") {
+                        ": a column the store's SQL leaves to be typed by its values came out differently in the two buckets; cast it in the store's SQL (e.g. CAST(sum(x) AS DOUBLE))"
+                    } else {
+                        ""
+                    };
                     return Err(Error::Refused(format!(
-                        "{name} has other columns in bucket {} than in bucket {}",
-                        v.part.bucket, verified[0].part.bucket
+                        "{name} has other columns in bucket {} than in bucket {} ({}){hint}",
+                        verified[0].part.bucket,
+                        v.part.bucket,
+                        hasher(&verified[0]).differences(hasher(v)).join(", ")
                     )));
                 }
             }

@@ -77,6 +77,8 @@ pub struct ContentHasher {
     /// Column indices in canonical (name) order.
     order: Vec<usize>,
     types: Vec<DataType>,
+    /// (name, type) of each column, in canonical order: what the header encodes.
+    columns: Vec<(String, String)>,
     header: Vec<u8>,
     key: [u8; 32],
     state: ContentState,
@@ -94,10 +96,13 @@ impl ContentHasher {
         let mut header = Vec::new();
         header.extend_from_slice(MAGIC);
         put_u64(&mut header, order.len() as u64);
+        let mut columns = Vec::with_capacity(order.len());
         for &i in &order {
             let f = schema.field(i);
+            let ty = type_name(f.name(), f.data_type())?;
             put_bytes(&mut header, f.name().as_bytes());
-            put_bytes(&mut header, type_name(f.name(), f.data_type())?.as_bytes());
+            put_bytes(&mut header, ty.as_bytes());
+            columns.push((f.name().to_string(), ty.to_string()));
         }
         // Row digests are keyed by the header: the same values under other names or types
         // give other digests.
@@ -105,6 +110,7 @@ impl ContentHasher {
         Ok(ContentHasher {
             order,
             types: schema.fields().iter().map(|f| f.data_type().clone()).collect(),
+            columns,
             header,
             key,
             state: ContentState::default(),
@@ -165,6 +171,23 @@ impl ContentHasher {
         }
         self.state.add(&other.state);
         true
+    }
+
+    /// The columns this hasher and `other` name or type differently, as `name: type / type`
+    /// (`-` where one lacks the column): why [`ContentHasher::merge`] refused.
+    pub fn differences(&self, other: &ContentHasher) -> Vec<String> {
+        let mut out = Vec::new();
+        let theirs: std::collections::BTreeMap<&str, &str> =
+            other.columns.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+        let ours: std::collections::BTreeMap<&str, &str> =
+            self.columns.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+        for name in ours.keys().chain(theirs.keys().filter(|n| !ours.contains_key(*n))) {
+            let (a, b) = (ours.get(name).copied(), theirs.get(name).copied());
+            if a != b {
+                out.push(format!("{name}: {} / {}", a.unwrap_or("-"), b.unwrap_or("-")));
+            }
+        }
+        out
     }
 
     /// The state so far (to record beside the hash for a later [`ContentHasher::resume`]).

@@ -405,3 +405,46 @@ fn the_model_stages_run_on_the_gathered_base_root_as_on_one_root() {
     let refused = expect(base, "train-suite", &[], 3);
     assert!(refused.stderr.contains(&file), "{}", refused.stderr);
 }
+
+/// A store column typed by its values (a wide integer sum: BIGINT where every value fits,
+/// else DOUBLE) that comes out differently in two buckets: `commit certify` refuses (3),
+/// naming the column, its two types and the remedy, rather than join surfaces of other types.
+#[test]
+fn a_surface_column_typed_differently_by_two_buckets_fails_the_commit() {
+    let text = "  - {entrypoint: text, files: [asof.sql, text.sql], strict: false}";
+    let project = crate::support::project_copy("clips", |name, t| {
+        if name == "certify.yaml" {
+            assert!(t.contains(text), "the clips certify.yaml lists its text store as expected");
+            t.replace(text, &format!("{text}\n  - {{entrypoint: wide, files: [asof.sql, wide.sql], strict: false}}"))
+        } else {
+            t
+        }
+    });
+    // One clip's value needs more than 64 bits: its bucket stores the column as DOUBLE, the
+    // other bucket as BIGINT.
+    std::fs::write(
+        project.path().join("feature-stores/wide.sql"),
+        "CREATE OR REPLACE TEMP VIEW surface_wide AS\n\
+         SELECT g.entity_id, g.t0, CAST(CASE WHEN g.entity_id = 'clip0000001' THEN 10000000000000000000 ELSE 1 END AS HUGEINT) AS wide\n\
+         FROM t0_grid g;\n",
+    )
+    .unwrap();
+    let p = project.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let (n, order) = (2, [0, 1]);
+    each(base, "acquire", &["--project", p, "--input", fixture().to_str().unwrap()], n, &order);
+    commit(base, "acquire", 0);
+    each(base, "audit", &["--project", p], n, &order);
+    commit(base, "audit", 1);
+    each(base, "heal", &["--project", p], n, &order);
+    each(base, "audit", &["--project", p], n, &order);
+    commit(base, "audit", 0);
+    assert_eq!(each(base, "certify", &["--project", p], n, &order), [0, 0]);
+    let refused = expect(base, "commit", &["certify"], 3);
+    let e = &refused.stderr;
+    assert!(e.contains("surface.wide has other columns"), "{e}");
+    assert!(e.contains("wide: float64 / int64") || e.contains("wide: int64 / float64"), "{e}");
+    assert!(e.contains("cast it in the store's SQL"), "{e}");
+    assert!(!base.join("commits/certify").exists(), "nothing committed");
+}
