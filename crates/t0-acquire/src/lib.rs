@@ -259,7 +259,10 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
             "every source file was ingested before".into()
         }));
     }
-    if report.rows_ingested == 0 {
+    // A bucket that read facts only of other buckets still records its run: it landed the
+    // file (landing copies are replicated) and `commit` needs every bucket to have read the
+    // same files.
+    if report.rows_ingested == 0 && report.rows_other_buckets == 0 {
         return Err(Error::NothingToDo(format!(
             "no new facts: {} rows read, {} unchanged, {} quarantined",
             report.rows_read, report.rows_unchanged, report.rows_quarantined

@@ -172,6 +172,12 @@ pub fn run_gathering(
     gather: &Gather,
 ) -> Result<CommitReport> {
     let n = bucket_count(base, args.buckets)?;
+    if let Some((id, path)) = already_committed(base, args.stage, n)? {
+        return Err(Error::NothingToDo(format!(
+            "{} commit {id} of these bucket runs is recorded ({path})",
+            args.stage
+        )));
+    }
     progress.phase(&format!("commit {}: verify {n} buckets", args.stage), Some(u64::from(n)));
     let mut verified = Vec::new();
     for b in Bucket::all(n)? {
@@ -184,13 +190,7 @@ pub fn run_gathering(
         same_inputs(&verified)?;
     }
     let outputs = join(&verified)?;
-    let mut h = blake3::Hasher::new();
-    h.update(format!("{}|{n}", args.stage).as_bytes());
-    for v in &verified {
-        h.update(b"|");
-        h.update(v.part.manifest_hash.as_bytes());
-    }
-    let commit_id = h.finalize().to_hex()[..16].to_string();
+    let commit_id = commit_id(args.stage, n, verified.iter().map(|v| v.part.manifest_hash.as_str()));
     let mut commit = Commit {
         schema: COMMIT_SCHEMA,
         stage: args.stage,
@@ -273,6 +273,44 @@ fn export_population(base: &Root, commit: &Commit, progress: &dyn Progress) -> R
         }
     }
     Ok(files)
+}
+
+/// The id of the commit of `stage` over the bucket runs whose manifests hash to `manifests`.
+fn commit_id<'a>(stage: Stage, n: u32, manifests: impl Iterator<Item = &'a str>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(format!("{stage}|{n}").as_bytes());
+    for m in manifests {
+        h.update(b"|");
+        h.update(m.as_bytes());
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
+/// The commit of every bucket's latest run of `stage`, when it is recorded already (its id
+/// and file) and every run is still on its bucket's data: 99 before verifying outputs, since
+/// a later stage's recorded run may have changed what a committed run recorded (heal appends
+/// to acquire's canonical tables). None when a bucket has no run to name or a stale one, or
+/// the base root no catalog yet: the verification says.
+fn already_committed(base: &Root, stage: Stage, n: u32) -> Result<Option<(String, String)>> {
+    if !base.catalog().exists() {
+        return Ok(None);
+    }
+    let mut hashes = Vec::new();
+    for b in Bucket::all(n)? {
+        let root = Root::bucketed(base.path(), b);
+        let _lock = RootLock::acquire(&root)?;
+        let Ok(catalog) = Catalog::open_read_only(&root) else { return Ok(None) };
+        let Ok(loaded) = t0_manifest::load(&root, &catalog, stage, None) else { return Ok(None) };
+        // A run no longer on its bucket's data: the verification names it stale.
+        if stale_input(&catalog, &loaded.manifest)?.is_some() {
+            return Ok(None);
+        }
+        hashes.push(loaded.manifest_hash);
+    }
+    let id = commit_id(stage, n, hashes.iter().map(String::as_str));
+    let _lock = RootLock::acquire(base)?;
+    let catalog = Catalog::open_read_only(base)?;
+    Ok(recorded(&catalog, stage, &id)?.map(|path| (id, path)))
 }
 
 /// Where the commit `id` of `stage` is recorded, if it is.

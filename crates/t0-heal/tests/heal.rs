@@ -600,3 +600,43 @@ fn a_rule_changes_only_what_its_finding_flagged_and_a_tampered_flag_list_is_refu
     assert_eq!(env.current("c1", "2026-01-04 00:00:00", "views"), Some("80".into()));
     assert_eq!(r.rules.iter().find(|x| x.id == "carry_views").unwrap().cells, 0);
 }
+
+/// A heal run that died after its catalog commit left ledger rows no manifest records: the
+/// next heal purges them and the versions of its batch — unless a recorded run carries the
+/// same batch (the versions are that run's too), which are kept.
+#[test]
+fn a_dead_runs_versions_are_purged_unless_a_recorded_run_carries_its_batch() {
+    let env = env();
+    env.audit();
+    let healed = env.heal(NOW).unwrap();
+    let batch = env.one("SELECT batch_id FROM heal_batches").unwrap();
+    let versions =
+        |b: &str| env.one(&format!("SELECT CAST(count(*) AS VARCHAR) FROM observations WHERE batch_id = '{b}'"));
+    let kept = versions(&batch);
+    assert_ne!(kept.as_deref(), Some("0"), "the heal appended versions");
+    // A new audit, so that the next heal is a new run; then two runs that died after their
+    // commit: one whose batch the recorded heal carries, one with a batch of its own.
+    env.audit_at("2026-02-02T00:00:00Z");
+    let cat = env.catalog();
+    cat.conn()
+        .execute_batch(&format!(
+            "INSERT INTO heal_ledger SELECT * REPLACE ('dead-shared' AS run_id) FROM heal_ledger LIMIT 1;
+             INSERT INTO heal_ledger SELECT * REPLACE ('dead-own' AS run_id) FROM heal_ledger LIMIT 1;
+             INSERT INTO heal_batches VALUES ('dead-shared', '{batch}'), ('dead-own', 'heal-own');
+             INSERT INTO observations SELECT * REPLACE ('heal-own' AS batch_id) FROM observations WHERE batch_id = '{batch}' LIMIT 2;"
+        ))
+        .unwrap();
+    drop(cat);
+    assert_eq!(versions("heal-own").as_deref(), Some("2"));
+    // The next heal purges both dead runs first (whatever it then has to do).
+    if let Err(e) = env.heal("2026-02-02T00:00:00Z") {
+        assert_eq!(code(&e), ExitCode::NothingToDo, "{e}");
+    }
+    assert_eq!(
+        env.one("SELECT CAST(count(*) AS VARCHAR) FROM heal_ledger WHERE run_id LIKE 'dead-%'").as_deref(),
+        Some("0")
+    );
+    assert_eq!(versions("heal-own").as_deref(), Some("0"), "the dead run's own versions are purged");
+    assert_eq!(versions(&batch), kept, "the versions of a batch a recorded run carries are kept");
+    assert_eq!(env.query(&format!("SELECT run_id FROM manifests WHERE run_id = '{}'", healed.run_id)).len(), 1);
+}

@@ -151,7 +151,6 @@ fn a_missing_stale_or_tampered_bucket_fails_the_commit_naming_it() {
     expect(base, "commit", &["acquire", "--buckets", "3"], 2);
 
     expect(base, "acquire", &["--bucket", "1/2", "--input", input], 0);
-    commit(base, "acquire", 0);
     // A flipped byte in a bucket's landing copy: refused, the bucket named.
     let landing = find(&base.join("buckets/1-of-2"), "lake/raw/observations/", ".parquet");
     let path = base.join("buckets/1-of-2").join(&landing);
@@ -159,7 +158,10 @@ fn a_missing_stale_or_tampered_bucket_fails_the_commit_naming_it() {
     flip_byte(&path);
     let tampered = expect(base, "commit", &["acquire"], 3);
     assert!(tampered.stderr.contains("bucket 1/2") && tampered.stderr.contains(&landing), "{}", tampered.stderr);
+    std::fs::write(&path, &good).unwrap();
+    commit(base, "acquire", 0);
     // verify on the base root walks every bucket's root too, and names the file from the base.
+    flip_byte(&path);
     let v = expect(base, "verify", &[], 1);
     assert!(v.stderr.contains("Changed buckets/1-of-2/lake/raw/observations/"), "{}", v.stderr);
     std::fs::write(&path, good).unwrap();
@@ -409,8 +411,11 @@ fn the_model_stages_run_on_the_gathered_base_root_as_on_one_root() {
 /// A store column typed by its values (a wide integer sum: BIGINT where every value fits,
 /// else DOUBLE) that comes out differently in two buckets: `commit certify` refuses (3),
 /// naming the column, its two types and the remedy, rather than join surfaces of other types.
+/// Then new data in one bucket: a new audit commit is a new population, so `plan certify`
+/// lists every bucket, the untouched one certifies again (a new run, not 99), and labels of a
+/// certify run that read the old population are refused (3).
 #[test]
-fn a_surface_column_typed_differently_by_two_buckets_fails_the_commit() {
+fn certify_per_bucket_fails_closed_on_column_types_and_on_another_population() {
     let text = "  - {entrypoint: text, files: [asof.sql, text.sql], strict: false}";
     let project = crate::support::project_copy("clips", |name, t| {
         if name == "certify.yaml" {
@@ -430,16 +435,22 @@ fn a_surface_column_typed_differently_by_two_buckets_fails_the_commit() {
     )
     .unwrap();
     let p = project.path().to_str().unwrap();
+    let input = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&fixture(), input.path());
+    let i = input.path().to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path();
     let (n, order) = (2, [0, 1]);
-    each(base, "acquire", &["--project", p, "--input", fixture().to_str().unwrap()], n, &order);
+    each(base, "acquire", &["--project", p, "--input", i], n, &order);
     commit(base, "acquire", 0);
     each(base, "audit", &["--project", p], n, &order);
     commit(base, "audit", 1);
     each(base, "heal", &["--project", p], n, &order);
     each(base, "audit", &["--project", p], n, &order);
     commit(base, "audit", 0);
+    // The acquire commit again: recorded already (99), though heal has since changed the
+    // canonical tables those acquire runs recorded.
+    commit(base, "acquire", 99);
     assert_eq!(each(base, "certify", &["--project", p], n, &order), [0, 0]);
     let refused = expect(base, "commit", &["certify"], 3);
     let e = &refused.stderr;
@@ -447,4 +458,25 @@ fn a_surface_column_typed_differently_by_two_buckets_fails_the_commit() {
     assert!(e.contains("wide: float64 / int64") || e.contains("wide: int64 / float64"), "{e}");
     assert!(e.contains("cast it in the store's SQL"), "{e}");
     assert!(!base.join("commits/certify").exists(), "nothing committed");
+
+    // One more observation of one clip, in a new file, ingested and audited: a new population.
+    std::fs::write(
+        input.path().join("observations-2.csv"),
+        "entity_id,observed_at,views,likes,comments,available_at,status\n\
+         clip0000000,2026-01-27 03:06:02,700,16,1,2026-01-27 04:06:02,live\n",
+    )
+    .unwrap();
+    // Every bucket records its run, the one whose entities the file does not hold too (it
+    // landed the file): commit needs every bucket to have read the same files.
+    assert_eq!(each(base, "acquire", &["--project", p, "--input", i], n, &order), [0, 0]);
+    commit(base, "acquire", 0);
+    each(base, "audit", &["--project", p], n, &order);
+    commit(base, "audit", 0);
+    let refused = expect(base, "certify", &["labels", "--bucket", "0/2", "--project", p], 3);
+    assert!(refused.stderr.contains("population"), "{}", refused.stderr);
+    let plan: serde_json::Value =
+        serde_json::from_str(expect(base, "plan", &["certify", "--json"], 0).stdout.trim()).unwrap();
+    assert_eq!(plan["work"], serde_json::json!(["0/2", "1/2"]), "{plan}");
+    assert_eq!(each(base, "certify", &["--project", p], n, &order), [0, 0], "both buckets certify the new population");
+    assert_eq!(each(base, "certify", &["labels", "--project", p], n, &order), [0, 0]);
 }
