@@ -11,10 +11,10 @@ use t0_cli::{Common, Outcome};
 /// entity directory and landing copies are replicated and must agree; findings, ledgers,
 /// verdicts and certificates are listed per bucket. A passing audit's commit also exports the
 /// population it passed (lake/population/<id>/), which the buckets' heal and certify read.
-/// A certify commit, then a labels commit, also gathers the buckets' surfaces and labels into
-/// one certify (labels) run of the base root, each file the union of the buckets' rows in
-/// (entity_id, t0) order and hashed as the commit joined it: embed, train-suite, score and
-/// calibrate then run on the base root as on a root that was never split.
+/// A certify, labels or embed commit also gathers the buckets' surfaces, labels or vectors
+/// into one run of that stage in the base root, each file the union of the buckets' rows in
+/// (entity_id, t0) order and hashed as the commit joined it: train-suite, score and calibrate
+/// then run on the base root as on a root that was never split.
 ///
 /// Exit codes: 0 committed, 1 committed with a gate that stops the loop (a bucket's audit
 /// FAIL), 2 usage, 3 a bucket missing, stale or tampered (named), 99 these bucket runs are
