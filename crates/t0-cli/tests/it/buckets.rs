@@ -369,6 +369,11 @@ fn the_model_stages_run_on_the_gathered_base_root_as_on_one_root() {
     assert!(codes.iter().all(|c| *c == 0), "embed {codes:?}");
     let e = commit(base, "embed", 0);
     assert_eq!(e["gathered"]["stage"], "embed", "{e}");
+    // embed run on the base root itself reads the media from the buckets' stores (the base
+    // has none of its own) and makes the vectors the buckets gathered.
+    let gathered = hashes(&latest_manifest(base, "embed")["outputs"]);
+    expect(base, "embed", &[], 0);
+    assert_eq!(hashes(&latest_manifest(base, "embed")["outputs"]), gathered, "embed on the base root");
     for stage in ["train-suite", "score"] {
         expect(base, stage, &[], 0);
     }
