@@ -18,6 +18,7 @@ use t0_core::{Clock, Error, Progress, Result, Root};
 
 use crate::config::{Availability, SourceConfig, Zone};
 use crate::reader::{self, Item};
+use crate::split::{Quarantined, Split};
 use t0_project::Project;
 use t0_project::vocab::{ColType, TableSpec};
 pub use t0_source::time::{MAX_TIME, MIN_TIME, in_range, parse_time};
@@ -63,6 +64,8 @@ pub struct Ingest<'a> {
     /// Batches a finished acquire's manifest records: a file ingested by a run that died
     /// before its manifest is reported again as that run would have reported it.
     pub recorded: &'a std::collections::BTreeSet<String>,
+    /// The mapping's hash (`load_config`): with the file's, the key of its split step.
+    pub config_hash: &'a str,
 }
 
 /// A parsed cell.
@@ -188,13 +191,6 @@ fn unread(src: &SourceConfig, wanted: &[String], cols: Vec<String>) -> (Vec<Stri
     (unread, ignored)
 }
 
-struct Quarantined {
-    line: u64,
-    column: Option<String>,
-    reason: String,
-    raw: String,
-}
-
 /// What one source file is read as: the canonical columns it fills and the source columns
 /// read for them (then the attributes), in that order.
 struct Layout {
@@ -276,21 +272,24 @@ impl Ingest<'_> {
         }
         self.resume(&mut rep, file)?;
         let (layout, mut records) = self.open(src, input_dir, file, &mut rep)?;
-        loop {
-            let chunk = self.read_chunk(src, &layout, records.as_mut())?;
-            if chunk.read == 0 {
-                break;
-            }
-            self.land_and_commit(src, &layout, (&batch_id, &file_str), chunk, records.as_ref(), &mut rep)?;
-            self.progress.note(&format!(
-                "{}: committed chunk {} ({} rows read)",
-                file.display(),
-                rep.chunks,
-                rep.rows_read
-            ));
-        }
+        let ids = (batch_id.as_str(), file_str.as_str());
         // NDJSON learns its keys while reading.
-        (rep.unread_columns, rep.ignored_columns) = unread(src, &layout.wanted, records.columns());
+        let columns = match self.split(src, &rep.file_hash, file)? {
+            Some(Split::Read(split)) => {
+                self.take_split(src, &layout, ids, &split, records.as_ref(), &mut rep)?;
+                split.columns()
+            }
+            Some(Split::Write(split)) => {
+                self.parse_all(src, &layout, ids, records.as_mut(), Some(&split), &mut rep)?;
+                split.finish(rep.chunks, records.columns())?;
+                records.columns()
+            }
+            None => {
+                self.parse_all(src, &layout, ids, records.as_mut(), None, &mut rep)?;
+                records.columns()
+            }
+        };
+        (rep.unread_columns, rep.ignored_columns) = unread(src, &layout.wanted, columns);
         let now = self.clock.stamp();
         let report = serde_json::to_string(&rep).expect("plain struct");
         conn.execute(
@@ -343,8 +342,7 @@ impl Ingest<'_> {
         Ok(())
     }
 
-    /// Open the file's reader on the wanted columns, refuse it when a required one is missing,
-    /// and skip the rows an earlier run committed.
+    /// Open the file's reader on the wanted columns; refuse it when a required one is missing.
     fn open(
         &self,
         src: &SourceConfig,
@@ -362,7 +360,7 @@ impl Ingest<'_> {
         let used = used_columns(src.spec(), src, self.project);
         let mut wanted: Vec<String> = used.iter().map(|(c, _, _)| src.source_column(c).to_string()).collect();
         wanted.extend(src.attributes.iter().cloned());
-        let mut records = reader::open(file, format, &wanted, src.delimiter)?;
+        let records = reader::open(file, format, &wanted, src.delimiter)?;
         (rep.unread_columns, rep.ignored_columns) = unread(src, &wanted, records.columns());
         let missing_required: Vec<&String> = used
             .iter()
@@ -378,11 +376,6 @@ impl Ingest<'_> {
                 src.spec().table,
                 src.name
             )));
-        }
-        for _ in 0..rep.resumed_after_row {
-            if records.next_item()?.is_none() {
-                break;
-            }
         }
         let observed = used.iter().position(|(c, _, _)| c == src.spec().observed);
         let available = used.iter().position(|(c, _, _)| c == "available_at");
@@ -524,24 +517,100 @@ impl Ingest<'_> {
         Ok((cells, content_hash, attr_json))
     }
 
-    /// Land a chunk as an immutable Parquet part and commit it with its checkpoint; `rep`
-    /// takes the counts only once the commit succeeded.
-    fn land_and_commit(
+    /// The file's split step (`split`): in a bucket, for a source without media (a media
+    /// file is stored in the bucket's own content store while its row is parsed).
+    fn split(&self, src: &SourceConfig, file_hash: &str, file: &Path) -> Result<Option<Split>> {
+        if self.root.bucket().is_whole() || src.media_root.is_some() {
+            return Ok(None);
+        }
+        let dir = crate::split::dir(self.root, self.config_hash, &src.name, file_hash, self.chunk_rows);
+        Split::open(dir, file, self.progress).map(Some)
+    }
+
+    /// Parse the file from the first row no earlier run committed, chunk by chunk, landing and
+    /// committing each (and publishing it for the other buckets when this one splits it).
+    fn parse_all(
         &self,
         src: &SourceConfig,
         layout: &Layout,
-        (batch_id, file_str): (&str, &str),
-        chunk: Chunk,
+        ids: (&str, &str),
+        records: &mut dyn reader::Records,
+        split: Option<&crate::split::Writer>,
+        rep: &mut FileReport,
+    ) -> Result<()> {
+        for _ in 0..rep.resumed_after_row {
+            if records.next_item()?.is_none() {
+                break;
+            }
+        }
+        loop {
+            let chunk = self.read_chunk(src, layout, records)?;
+            if chunk.read == 0 {
+                return Ok(());
+            }
+            let n = rep.chunks;
+            let landing = self.land(src, layout, ids.0, chunk.cols, (chunk.lines, chunk.attrs, chunk.hashes), n)?;
+            let counts = (chunk.read, chunk.accepted, chunk.quarantine.as_slice());
+            if let Some(w) = split {
+                w.publish(n, &landing, &chunk.spans, counts)?;
+            }
+            let spans = &chunk.spans;
+            let raw = |line: u64| {
+                let i = spans.binary_search_by_key(&line, |(l, _)| *l).ok()?;
+                records.raw_span(spans[i].1)
+            };
+            self.commit_landed(src, layout, ids, &landing, counts, &raw, rep)?;
+        }
+    }
+
+    /// Take every chunk another bucket parsed, from the first one no earlier run committed.
+    fn take_split(
+        &self,
+        src: &SourceConfig,
+        layout: &Layout,
+        ids: (&str, &str),
+        split: &crate::split::Reader,
         records: &dyn reader::Records,
         rep: &mut FileReport,
     ) -> Result<()> {
-        let n = rep.chunks;
-        let landing = self.root.join(format!("lake/raw/{}/{batch_id}/part-{n:05}.parquet", src.name));
-        let used = &layout.used;
+        for n in rep.chunks..split.chunks() {
+            let landing = self.landing(src, ids.0, n);
+            let record = split.take(n, &landing)?;
+            // A row's text is read back only when SQL rejects it: the spans load then.
+            let spans = std::cell::OnceCell::new();
+            let raw = |line: u64| {
+                let spans = spans.get_or_init(|| split.spans(n, &record));
+                let spans = spans.as_ref().ok()?;
+                let i = spans.binary_search_by_key(&line, |(l, _)| *l).ok()?;
+                records.raw_span(spans[i].1)
+            };
+            let counts = (record.read, record.accepted, record.quarantine.as_slice());
+            self.commit_landed(src, layout, ids, &landing, counts, &raw, rep)?;
+            if let Some(Err(e)) = spans.into_inner() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn landing(&self, src: &SourceConfig, batch_id: &str, n: u64) -> std::path::PathBuf {
+        self.root.join(format!("lake/raw/{}/{batch_id}/part-{n:05}.parquet", src.name))
+    }
+
+    /// Land chunk `n`'s accepted rows as an immutable Parquet part; returns its path.
+    fn land(
+        &self,
+        src: &SourceConfig,
+        layout: &Layout,
+        batch_id: &str,
+        cols: Vec<Col>,
+        (mut lines, mut attrs, mut hashes): (Int64Builder, StringBuilder, StringBuilder),
+        n: u64,
+    ) -> Result<std::path::PathBuf> {
+        let landing = self.landing(src, batch_id, n);
         let mut fields: Vec<Field> =
-            used.iter().map(|(c, t, _)| Field::new(c.as_str(), arrow_type(*t), true)).collect();
-        let mut arrays: Vec<ArrayRef> = chunk.cols.into_iter().map(Col::finish).collect();
-        let (mut lines, mut attrs, mut hashes) = (chunk.lines, chunk.attrs, chunk.hashes);
+            layout.used.iter().map(|(c, t, _)| Field::new(c.as_str(), arrow_type(*t), true)).collect();
+        let mut arrays: Vec<ArrayRef> = cols.into_iter().map(Col::finish).collect();
         fields.push(Field::new("source_line", DataType::Int64, false));
         arrays.push(Arc::new(lines.finish()));
         fields.push(Field::new("attrs", DataType::Utf8, true));
@@ -552,26 +621,39 @@ impl Ingest<'_> {
         let batch = RecordBatch::try_new(schema.clone(), arrays).ctx(|| "landing batch".into())?;
         // Rewritten identically if an earlier attempt died before its commit.
         t0_table::write_parquet(&landing, schema, &[batch])?;
+        Ok(landing)
+    }
 
-        let (read, accepted) = (chunk.read, chunk.accepted);
+    /// Commit a landed chunk with its checkpoint; `rep` takes the counts only once the commit
+    /// succeeded.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a landed chunk is its source, layout, batch, landing part, counts and raw text together"
+    )]
+    fn commit_landed(
+        &self,
+        src: &SourceConfig,
+        layout: &Layout,
+        (batch_id, file_str): (&str, &str),
+        landing: &Path,
+        (read, accepted, quarantine): (u64, u64, &[Quarantined]),
+        raw: &dyn Fn(u64) -> Option<String>,
+        rep: &mut FileReport,
+    ) -> Result<()> {
+        let n = rep.chunks;
         // Rows that did not parse have no trustworthy key: bucket 0 reports them.
-        let parse_rejected = chunk.quarantine.len() as u64;
+        let parse_rejected = quarantine.len() as u64;
         let (parse_rejected, parse_elsewhere) =
             if self.root.bucket().index() == 0 { (parse_rejected, 0) } else { (0, parse_rejected) };
         let mut after = rep.clone();
-        let spans = &chunk.spans;
-        let raw = |line: u64| {
-            let i = spans.binary_search_by_key(&line, |(l, _)| *l).ok()?;
-            records.raw_span(spans[i].1)
-        };
         self.commit_chunk(
             src,
             src.spec(),
-            used,
+            &layout.used,
             batch_id,
             file_str,
-            &landing,
-            (&chunk.quarantine, &raw),
+            landing,
+            (quarantine, raw),
             rep.resumed_after_row > 0,
             |c, counts: Counts| {
                 after.entities_registered += counts.registered;
@@ -602,6 +684,7 @@ impl Ingest<'_> {
         )?;
         *rep = after;
         self.progress.advance(read);
+        self.progress.note(&format!("{file_str}: committed chunk {} ({} rows read)", rep.chunks, rep.rows_read));
         Ok(())
     }
 

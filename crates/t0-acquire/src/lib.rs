@@ -7,6 +7,7 @@ pub use t0_project::sources as config;
 pub mod infer;
 pub mod ingest;
 pub mod media;
+mod split;
 pub use t0_source::reader;
 
 use std::path::{Path, PathBuf};
@@ -208,7 +209,7 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
     t0_project::schema::ensure(&catalog, &args.project, args.evolve_schema, &clock.stamp())?;
     let (schema_change, schema_seq) = t0_project::schema::since(&catalog, reported_schema_seq(root, &catalog)?)?;
     let recorded = recorded_batches(root, &catalog)?;
-    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash);
+    let mut run = StageRun::begin(root, &catalog, STAGE, clock, config_hash.clone());
     let ingest = ingest::Ingest {
         recorded: &recorded,
         root,
@@ -217,6 +218,7 @@ pub fn run(root: &Root, clock: Clock, args: &AcquireArgs, progress: &dyn Progres
         chunk_rows: args.chunk_rows,
         progress,
         project: &args.project,
+        config_hash: &config_hash,
     };
     let mut files = Vec::new();
     let mut without = Vec::new();

@@ -186,8 +186,11 @@ pub fn run_gathering(
         progress.advance(1);
     }
     progress.finish();
+    // The input files every bucket read (acquire): their split step is done with.
+    let mut read_files = Vec::new();
     if args.stage == Stage::Acquire {
         same_inputs(&verified)?;
+        read_files = verified[0].inputs.iter().map(|(_, h)| h.clone()).collect();
     }
     let outputs = join(&verified)?;
     let commit_id = commit_id(args.stage, n, verified.iter().map(|v| v.part.manifest_hash.as_str()));
@@ -219,6 +222,15 @@ pub fn run_gathering(
     let gathered = if goes_on { gather(base, &catalog, &clock, &commit)? } else { None };
     let mut report = record(base, &catalog, &clock, commit)?;
     report.gathered = gathered;
+    for h in read_files {
+        let dir = t0_core::bucket::split_dir(base.path(), &h);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                progress.note(&format!("{}: split step not removed ({e}); it may be deleted", dir.display()));
+            }
+            _ => {}
+        }
+    }
     Ok(report)
 }
 

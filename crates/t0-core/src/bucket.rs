@@ -98,6 +98,16 @@ pub const BUCKETS_DIR: &str = "buckets";
 /// The file under `buckets/` that fixes how many buckets the root is split into.
 pub const LAYOUT_FILE: &str = "layout.json";
 
+/// Where, under a base root, a bucketed acquire's split step keeps the parsed chunks of a
+/// source file for the other buckets: `lake/split/<file blake3>/…` (`t0_acquire::split`).
+/// `commit acquire` removes a file's once every bucket has read it.
+pub fn split_dir(base: &Path, file_hash: &str) -> PathBuf {
+    base.join(SPLIT_DIR).join(file_hash)
+}
+
+/// The split step's directory under a base root (see [`split_dir`]).
+pub const SPLIT_DIR: &str = "lake/split";
+
 /// How many buckets `base` is split into, if it is.
 pub fn layout(base: &Path) -> Result<Option<u32>> {
     let path = base.join(BUCKETS_DIR).join(LAYOUT_FILE);

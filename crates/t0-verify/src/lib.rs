@@ -532,6 +532,9 @@ impl Walk<'_> {
                 // The embed vector cache: each entry carries its own checksum and a bad one is
                 // recomputed, so it is not a recorded output.
                 || rel.starts_with("cache/")
+                // A bucketed acquire's split step: parsed chunks for the other buckets, each
+                // checked against its chunk record before use, removed by `commit acquire`.
+                || rel.starts_with(&format!("{}/", t0_core::bucket::SPLIT_DIR))
                 // DuckDB's spill files (`--temp-dir` default), scratch while a stage runs.
                 || rel.starts_with("tmp/")
                 || named_files.iter().any(|n| rel.starts_with(&format!("{n}/")))

@@ -4,7 +4,7 @@
 //! re-runs to the same commit.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -151,11 +151,16 @@ fn a_missing_stale_or_tampered_bucket_fails_the_commit_naming_it() {
     expect(base, "commit", &["acquire", "--buckets", "3"], 2);
 
     expect(base, "acquire", &["--bucket", "1/2", "--input", input], 0);
-    // A flipped byte in a bucket's landing copy: refused, the bucket named.
+    // A bucket's landing copy replaced by one with a flipped byte: refused, the bucket named.
+    // (Bucket 1 took the parts bucket 0 parsed: the copies are one file linked from both
+    // buckets, so a byte changed in place shows in both, and the first bucket is named.)
     let landing = find(&base.join("buckets/1-of-2"), "lake/raw/observations/", ".parquet");
     let path = base.join("buckets/1-of-2").join(&landing);
     let good = std::fs::read(&path).unwrap();
-    flip_byte(&path);
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 1;
+    std::fs::write(path.with_extension("tmp"), bad).unwrap();
+    std::fs::rename(path.with_extension("tmp"), &path).unwrap();
     let tampered = expect(base, "commit", &["acquire"], 3);
     assert!(tampered.stderr.contains("bucket 1/2") && tampered.stderr.contains(&landing), "{}", tampered.stderr);
     std::fs::write(&path, &good).unwrap();
@@ -328,6 +333,77 @@ fn an_unparsable_row_is_quarantined_once_by_bucket_zero() {
     let whole = tempfile::tempdir().unwrap();
     let f = observations(whole.path(), args("0/1".into()));
     assert_eq!(quarantined, f["rows_quarantined"].as_u64().unwrap(), "the buckets quarantine what one root does");
+}
+
+/// A quarantine row: batch, line, column, reason, raw text.
+type QuarantineRow = (String, i64, Option<String>, String, Option<String>);
+
+/// The split step: the first bucket to reach a file parses it and publishes its landing parts;
+/// the other takes them (its landing parts are the same files) and refuses a changed one. The
+/// quarantine of both buckets is one root's, row for row, the rows SQL rejects (duplicate keys)
+/// included: their text is read back through the spans the parse published.
+#[test]
+fn the_split_step_parses_a_file_once_and_refuses_a_changed_part() {
+    let input = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&fixture(), input.path());
+    let obs = input.path().join("observations.csv");
+    let text = std::fs::read_to_string(&obs).unwrap();
+    let again: String = text.lines().skip(1).step_by(37).take(6).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&obs, format!("{text}{again}clip0000000,not a time,1,1,1,2026-01-05 06:00:50,live\n")).unwrap();
+    let input = input.path().to_str().unwrap();
+    let quarantine = |root: &Path| -> Vec<QuarantineRow> {
+        let cat = t0_catalog::Catalog::open_read_only(&t0_core::Root::new(root)).unwrap();
+        let mut stmt =
+            cat.conn().prepare("SELECT batch_id, row_number, column_name, reason, raw FROM quarantine").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let whole = tempfile::tempdir().unwrap();
+    expect(whole.path(), "acquire", &["--input", input], 0);
+    let mut expected = quarantine(whole.path());
+    expected.sort();
+    let last = text.lines().count() as i64;
+    let appended = expected.iter().filter(|q| q.1 > last && q.3.contains("duplicate key")).count();
+    assert_eq!(appended, 6, "{expected:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    // Bucket 1 first: it parses and publishes.
+    expect(base, "acquire", &["--bucket", "1/2", "--input", input], 0);
+    use std::os::unix::fs::MetadataExt;
+    let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    let landing = |k: u32| {
+        let root = base.join(format!("buckets/{k}-of-2"));
+        root.join(find(&root, "lake/raw/observations/", "part-00000.parquet"))
+    };
+    // The published part of the observations file is bucket 1's landing part.
+    let published: Vec<PathBuf> = crate::support::files_under(&base.join("lake/split"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with("part-00000.parquet") && inode(p) == inode(&landing(1)))
+        .collect();
+    assert_eq!(published.len(), 1, "{published:?}");
+    let part = published[0].strip_prefix(base).unwrap().display().to_string();
+    // A changed part is refused, named, before anything is committed.
+    let good = std::fs::read(base.join(&part)).unwrap();
+    flip_byte(&base.join(&part));
+    let refused = expect(base, "acquire", &["--bucket", "0/2", "--input", input], 3);
+    assert!(refused.stderr.contains("the split step's part was changed"), "{}", refused.stderr);
+    assert!(refused.stderr.contains(&part), "{}", refused.stderr);
+    std::fs::write(base.join(&part), good).unwrap();
+    expect(base, "acquire", &["--bucket", "0/2", "--input", input], 0);
+    // Bucket 0 took the part: its landing part is the published file.
+    assert_eq!(inode(&landing(0)), inode(&base.join(&part)), "bucket 0 parsed the file again");
+    let taken = quarantine(&base.join("buckets/0-of-2"));
+    // The bucket that took the parts quarantined appended duplicates: their text came back
+    // through the published spans.
+    assert!(taken.iter().any(|q| q.1 > last && q.4.as_deref().is_some_and(|r| r.starts_with("clip"))), "{taken:?}");
+    let mut both = taken;
+    both.extend(quarantine(&base.join("buckets/1-of-2")));
+    both.sort();
+    assert_eq!(both, expected, "the buckets' quarantine is one root's");
+    commit(base, "acquire", 0);
 }
 
 /// The stages after certify on a bucketed root: the certify, labels and embed commits gather
