@@ -8,6 +8,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use t0_core::{Clock, ExitCode, Progress, Root};
 
+mod lineage;
+
 /// Flags every stage takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
@@ -45,6 +47,14 @@ pub struct Common {
     /// its first bucketed run. Default 0/1: the whole root.
     #[arg(long, env = "T0CLIP_BUCKET", global = true, value_name = "K/N", default_value = "0/1")]
     pub bucket: String,
+    /// The run that started this one, as OpenLineage names it: NAMESPACE/JOB/RUN_UUID (what
+    /// Airflow's OpenLineage provider renders as `lineage_parent_id`). Recorded as the parent
+    /// of this stage run's lineage events (`lineage/events.jsonl` under the root).
+    #[arg(long, env = "T0CLIP_LINEAGE_PARENT", global = true, value_name = "NAMESPACE/JOB/RUN_UUID")]
+    pub lineage_parent: Option<String>,
+    /// The OpenLineage namespace of this root's jobs and datasets.
+    #[arg(long, env = "T0CLIP_LINEAGE_NAMESPACE", global = true, value_name = "NAME", default_value = "t0clip")]
+    pub lineage_namespace: String,
 }
 
 impl Common {
@@ -226,10 +236,21 @@ fn name_the_limit(e: t0_core::Error, common: &Common) -> t0_core::Error {
     ))
 }
 
-/// Run a stage body and exit according to the contract.
+/// Run a command that reads (a `show`, `plan`, `verify`) and exit according to the contract.
 pub fn run(
     common: &Common,
     stage: &str,
+    body: impl FnOnce(&Root, Clock, &dyn Progress) -> t0_core::Result<Outcome>,
+) -> std::process::ExitCode {
+    run_stage(common, stage, false, body)
+}
+
+/// Run a stage body and exit according to the contract; when `runs` (the command runs the
+/// stage, not one of its read-only subcommands) with its OpenLineage events.
+pub fn run_stage(
+    common: &Common,
+    stage: &str,
+    runs: bool,
     body: impl FnOnce(&Root, Clock, &dyn Progress) -> t0_core::Result<Outcome>,
 ) -> std::process::ExitCode {
     let bar = Bar::new(common.quiet);
@@ -237,7 +258,17 @@ pub fn run(
         .and_then(|()| bucket_root(common))
         .and_then(|root| bucketed_stage(stage, root))
         .and_then(|root| Ok((root, Clock::from_arg(common.now.as_deref())?)))
-        .and_then(|(root, clock)| body(&root, clock, &bar))
+        .and_then(|(root, clock)| {
+            let events = if runs { Some(lineage::start(common, &root, stage, &clock)?) } else { None };
+            let result = body(&root, clock, &bar).map_err(|e| name_the_limit(e, common));
+            if let Some(events) = events
+                && let Err(e) = lineage::finish(events, &root, &clock, &result)
+            {
+                // The stage's own result stands; a lineage log that could not be written is said.
+                eprintln!("{stage}: warning: lineage event not written: {e}");
+            }
+            result
+        })
         .map_err(|e| name_the_limit(e, common));
     bar.finish();
     let code = match result {

@@ -121,6 +121,15 @@ impl ParquetSet {
         Ok(h)
     }
 
+    /// The columns of the set (its first file's footer; no rows are read).
+    pub fn schema(&self) -> Result<SchemaRef, TableError> {
+        let f = &self.files[0];
+        let err = |message: String| TableError::Read { path: f.display().to_string(), message };
+        let file = File::open(f).map_err(|e| err(e.to_string()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(e.to_string()))?;
+        Ok(builder.schema().clone())
+    }
+
     pub fn read_all(&self) -> Result<(Option<SchemaRef>, Vec<RecordBatch>), TableError> {
         let mut schema = None;
         let mut out = Vec::new();

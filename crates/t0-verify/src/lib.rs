@@ -542,6 +542,9 @@ impl Walk<'_> {
                 // The catalog, its write-ahead log, the lock, and the latest metrics export
                 // (replaced every calibrate run, by design) are not stage outputs.
                 || rel.starts_with("catalog.duckdb")
+                // The OpenLineage events: a log of what ran, not an output (the manifests
+                // they name are what verify proves).
+                || rel == t0_lineage::EVENTS_FILE
                 || rel == ".lock"
                 // Bucket roots, each proven by `verify --bucket k/N`.
                 || rel.starts_with(&format!("{}/", t0_core::bucket::BUCKETS_DIR))

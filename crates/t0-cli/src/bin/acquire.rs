@@ -124,7 +124,7 @@ fn human(r: &t0_acquire::AcquireReport) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run(&cli.common, "acquire", |root, clock, progress| match &cli.cmd {
+    t0_cli::run_stage(&cli.common, "acquire", cli.cmd.is_none(), |root, clock, progress| match &cli.cmd {
         Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
             let r: t0_acquire::AcquireReport = t0_cli::show(root, t0_acquire::STAGE, run.as_deref())?;
             Ok(Outcome::done(&r, human(&r)))

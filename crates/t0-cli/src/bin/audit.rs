@@ -50,7 +50,7 @@ fn human(r: &t0_audit::AuditReport) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run(&cli.common, "audit", |root, clock, progress| {
+    t0_cli::run_stage(&cli.common, "audit", cli.cmd.is_none(), |root, clock, progress| {
         if let Some(t0_cli::ShowCmd::Show { run }) = &cli.cmd {
             let r: t0_audit::AuditReport = t0_cli::show(root, t0_audit::STAGE, run.as_deref())?;
             return Ok(Outcome::done(&r, human(&r)));

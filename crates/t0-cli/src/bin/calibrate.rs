@@ -137,7 +137,7 @@ fn human_status(s: &t0_calibrate::Status) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run(&cli.common, "calibrate", |root, clock, progress| {
+    t0_cli::run_stage(&cli.common, "calibrate", cli.cmd.is_none(), |root, clock, progress| {
         match &cli.cmd {
             Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
                 let r: t0_calibrate::CalibrateReport = t0_cli::show(root, t0_calibrate::STAGE, run.as_deref())?;

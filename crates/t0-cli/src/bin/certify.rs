@@ -120,7 +120,7 @@ fn human(r: &t0_certify::CertifyReport) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run(&cli.common, "certify", |root, clock, progress| {
+    t0_cli::run_stage(&cli.common, "certify", matches!(cli.cmd, None | Some(Cmd::Labels)), |root, clock, progress| {
         match &cli.cmd {
             Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
                 let r: t0_certify::CertifyReport = t0_cli::show(root, t0_certify::STAGE, run.as_deref())?;

@@ -67,7 +67,7 @@ fn human(r: &t0_bucket::CommitReport) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run(&cli.common, "commit", |root, clock, progress| {
+    t0_cli::run_stage(&cli.common, "commit", true, |root, clock, progress| {
         let args = t0_bucket::CommitArgs { stage: cli.stage, buckets: cli.buckets };
         let gather = |base: &_, catalog: &_, clock: &_, commit: &t0_bucket::Commit| match commit.stage {
             t0_embed::STAGE => t0_embed::gather::gather(base, catalog, clock, commit).map(Some),

@@ -160,7 +160,7 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    t0_cli::run(&cli.common, "embed", |root, clock, progress| {
+    t0_cli::run_stage(&cli.common, "embed", cli.cmd.is_none(), |root, clock, progress| {
         if let Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) = &cli.cmd {
             let r: t0_embed::EmbedReport = t0_cli::show(root, t0_embed::STAGE, run.as_deref())?;
             return Ok(Outcome::done(&r, human(&r)));

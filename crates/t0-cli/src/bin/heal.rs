@@ -91,7 +91,7 @@ fn human(r: &t0_heal::HealReport) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run(&cli.common, "heal", |root, clock, progress| match &cli.cmd {
+    t0_cli::run_stage(&cli.common, "heal", matches!(cli.cmd, None | Some(Cmd::Revert { .. })), |root, clock, progress| match &cli.cmd {
         Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
             // A heal run or a revert: the summary says which.
             let v: serde_json::Value = t0_cli::show(root, t0_heal::STAGE, run.as_deref())?;

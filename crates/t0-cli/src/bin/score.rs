@@ -127,7 +127,7 @@ fn human(r: &t0_score::ScoreReport) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run(&cli.common, "score", |root, clock, progress| {
+    t0_cli::run_stage(&cli.common, "score", cli.cmd.is_none(), |root, clock, progress| {
         match &cli.cmd {
             Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
                 let r: t0_score::ScoreReport = t0_cli::show(root, t0_score::STAGE, run.as_deref())?;

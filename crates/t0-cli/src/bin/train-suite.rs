@@ -114,7 +114,7 @@ fn human(r: &t0_train::TrainReport) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run(&cli.common, "train-suite", |root, clock, progress| {
+    t0_cli::run_stage(&cli.common, "train-suite", cli.cmd.is_none(), |root, clock, progress| {
         if let Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) = &cli.cmd {
             let r: t0_train::TrainReport = t0_cli::show(root, t0_train::STAGE, run.as_deref())?;
             return Ok(Outcome::done(&r, human(&r)));

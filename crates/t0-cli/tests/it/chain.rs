@@ -54,7 +54,7 @@ fn rerunning_a_stage_on_the_same_inputs_is_nothing_to_do() {
 fn same_inputs_give_bit_identical_outputs_and_run_ids() {
     let other = tempfile::tempdir().unwrap();
     full_loop(other.path());
-    for sub in ["manifests", "lake", "runs", "calib", "metrics"] {
+    for sub in ["manifests", "lake", "runs", "calib", "metrics", "lineage"] {
         let mut files = Vec::new();
         let mut stack = vec![pristine().join(sub)];
         while let Some(d) = stack.pop() {

@@ -8,6 +8,7 @@ mod corpus;
 mod crash;
 mod governance;
 mod labels;
+mod lineage;
 mod projects;
 mod record;
 mod recovery;

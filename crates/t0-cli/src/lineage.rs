@@ -1,0 +1,46 @@
+//! A stage run's OpenLineage events around its body (`t0_lineage`): START before it works,
+//! COMPLETE with the datasets of the manifest it recorded (or with none when it had nothing
+//! to do, exit 99), FAIL with the error otherwise.
+
+use t0_core::{Clock, ExitCode, Root};
+use t0_lineage::{Parent, RunEvents};
+
+use crate::{Common, Outcome};
+
+pub(crate) fn start(common: &Common, root: &Root, stage: &str, clock: &Clock) -> t0_core::Result<RunEvents> {
+    let parent = common.lineage_parent.as_deref().map(Parent::parse).transpose()?;
+    RunEvents::start(root, &common.lineage_namespace, stage, clock, parent)
+}
+
+pub(crate) fn finish(
+    events: RunEvents,
+    root: &Root,
+    clock: &Clock,
+    result: &t0_core::Result<Outcome>,
+) -> t0_core::Result<()> {
+    match result {
+        Ok(o) => {
+            let recorded = recorded_run(root, &o.json)?;
+            let recorded = recorded.as_ref().map(|(m, h)| (m, h.as_str()));
+            events.complete(clock, o.code.code() as u8, recorded)
+        }
+        Err(e) if e.exit_code() == ExitCode::NothingToDo => events.complete(clock, e.exit_code().code() as u8, None),
+        Err(e) => events.fail(clock, e.exit_code().code() as u8, &e.to_string()),
+    }
+}
+
+/// The manifest of the run a stage's report names (`run_id`), if it recorded one.
+fn recorded_run(root: &Root, report: &serde_json::Value) -> t0_core::Result<Option<(t0_manifest::Manifest, String)>> {
+    let Some(run_id) = report.get("run_id").and_then(|r| r.as_str()) else { return Ok(None) };
+    if !root.catalog().exists() {
+        return Ok(None);
+    }
+    let catalog = t0_catalog::Catalog::open_read_only(root)?;
+    let stage: Option<String> = catalog
+        .conn()
+        .query_row("SELECT arg_max(stage, seq) FROM manifests WHERE run_id = ?", [run_id], |r| r.get(0))
+        .map_err(|e| t0_core::Error::internal("lineage: manifest lookup", e))?;
+    let Some(stage) = stage.and_then(|s| s.parse::<t0_core::Stage>().ok()) else { return Ok(None) };
+    let loaded = t0_manifest::load(root, &catalog, stage, Some(run_id))?;
+    Ok(Some((loaded.manifest, loaded.manifest_hash)))
+}

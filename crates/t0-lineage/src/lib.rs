@@ -1,0 +1,264 @@
+//! OpenLineage run events (spec 2-0-2) for every stage run: a START before the stage works,
+//! then a COMPLETE naming the datasets its manifest read and wrote — each versioned by its
+//! content hash, with its schema where it is Parquet — or a FAIL with the error. Appended to
+//! `lineage/events.jsonl` under the root the stage wrote to (a bucket's events in its own
+//! root). The events carry nothing the manifest does not: the manifest stays the proof, the
+//! events are how lineage platforms (Marquez, DataHub, Airflow) learn of it.
+//!
+//! Byte-stable under a pinned clock: event times are the clock's, and a run's UUID derives
+//! from the job, the start time and how many events the root's log already holds (two runs
+//! of one stage under one pinned clock are two runs).
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use t0_core::{Clock, Error, Result, Root};
+use t0_manifest::{Location, Manifest, Output};
+
+/// The spec every event follows, pinned (the schema is committed under `schemas/openlineage`).
+pub const RUN_EVENT_SCHEMA: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
+/// Who produced the events.
+pub const PRODUCER: &str = concat!("https://crates.io/crates/t0-clip/", env!("CARGO_PKG_VERSION"));
+/// The events of a root, one JSON object a line, in the order they happened.
+pub const EVENTS_FILE: &str = "lineage/events.jsonl";
+/// The schema of the custom run facet `t0clip_run` (committed beside the spec's).
+pub const RUN_FACET_SCHEMA: &str = "https://t0-clip.invalid/spec/facets/1-0-0/T0ClipRunFacet.json";
+
+const PARENT_SCHEMA: &str = "https://openlineage.io/spec/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet";
+const VERSION_SCHEMA: &str =
+    "https://openlineage.io/spec/facets/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet";
+const SCHEMA_SCHEMA: &str = "https://openlineage.io/spec/facets/1-2-0/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet";
+const ERROR_SCHEMA: &str =
+    "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet";
+const JOB_TYPE_SCHEMA: &str = "https://openlineage.io/spec/facets/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet";
+
+/// The run that started this one (an Airflow task): `namespace/job/run-uuid`, as Airflow's
+/// OpenLineage provider renders `lineage_parent_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parent {
+    pub namespace: String,
+    pub job: String,
+    pub run_id: String,
+}
+
+impl Parent {
+    /// Parse `namespace/job/run-uuid` (the job may itself hold slashes); exit 2 otherwise.
+    pub fn parse(text: &str) -> Result<Parent> {
+        let bad = || {
+            Error::Usage(format!(
+                "--lineage-parent / T0CLIP_LINEAGE_PARENT: {text:?} is not NAMESPACE/JOB/RUN_UUID (a UUID like 01890a5d-ac96-7b45-8000-0123456789ab)"
+            ))
+        };
+        let (rest, run_id) = text.rsplit_once('/').ok_or_else(bad)?;
+        let (namespace, job) = rest.split_once('/').ok_or_else(bad)?;
+        if namespace.is_empty() || job.is_empty() || !is_uuid(run_id) {
+            return Err(bad());
+        }
+        Ok(Parent { namespace: namespace.into(), job: job.into(), run_id: run_id.to_ascii_lowercase() })
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// A UUID (version 8: vendor-defined) from the first 16 bytes of blake3(`seed`).
+fn uuid_from(seed: &str) -> String {
+    let h = blake3::hash(seed.as_bytes());
+    let mut b: [u8; 16] = h.as_bytes()[..16].try_into().expect("16 bytes");
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// One stage run's events, from its START.
+pub struct RunEvents {
+    root: Root,
+    namespace: String,
+    job: String,
+    run_id: String,
+    parent: Option<Parent>,
+}
+
+impl RunEvents {
+    /// Emit the START of `stage` on `root` (job `<namespace>/<stage>`; a bucket's job names it).
+    pub fn start(root: &Root, namespace: &str, stage: &str, clock: &Clock, parent: Option<Parent>) -> Result<Self> {
+        let job = match root.bucket() {
+            b if b.is_whole() => stage.to_string(),
+            b => format!("{stage}.bucket-{}-of-{}", b.index(), b.count()),
+        };
+        let seen = count_lines(&root.join(EVENTS_FILE))?;
+        let run_id = uuid_from(&format!("{namespace}|{job}|{}|{seen}", clock.stamp()));
+        let events = RunEvents { root: root.clone(), namespace: namespace.into(), job, run_id, parent };
+        events.emit(&events.event("START", clock, events.run_facets(None), Vec::new(), Vec::new()))?;
+        Ok(events)
+    }
+
+    /// The run's UUID.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// COMPLETE: the datasets the run's manifest read and wrote (none when it had nothing to
+    /// do), its exit code and, when it recorded a run, the run id and manifest.
+    pub fn complete(self, clock: &Clock, exit_code: u8, recorded: Option<(&Manifest, &str)>) -> Result<()> {
+        let (inputs, outputs) = match recorded {
+            Some((m, _)) => (
+                m.inputs.iter().map(|o| self.dataset(o)).collect(),
+                m.outputs.iter().map(|o| self.dataset(o)).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut facets = self.run_facets(None);
+        facets["t0clip_run"] = run_facet(exit_code, recorded);
+        self.emit(&self.event("COMPLETE", clock, facets, inputs, outputs))
+    }
+
+    /// FAIL, with the error and the exit code it maps to.
+    pub fn fail(self, clock: &Clock, exit_code: u8, message: &str) -> Result<()> {
+        let mut facets = self.run_facets(Some(message));
+        facets["t0clip_run"] = run_facet(exit_code, None);
+        self.emit(&self.event("FAIL", clock, facets, Vec::new(), Vec::new()))
+    }
+
+    fn run_facets(&self, error: Option<&str>) -> Value {
+        let mut facets = json!({});
+        if let Some(p) = &self.parent {
+            facets["parent"] = json!({
+                "_producer": PRODUCER,
+                "_schemaURL": PARENT_SCHEMA,
+                "run": {"runId": p.run_id},
+                "job": {"namespace": p.namespace, "name": p.job},
+            });
+        }
+        if let Some(message) = error {
+            facets["errorMessage"] = json!({
+                "_producer": PRODUCER,
+                "_schemaURL": ERROR_SCHEMA,
+                "message": message,
+                "programmingLanguage": "Rust",
+            });
+        }
+        facets
+    }
+
+    fn event(&self, kind: &str, clock: &Clock, run_facets: Value, inputs: Vec<Value>, outputs: Vec<Value>) -> Value {
+        json!({
+            "eventTime": clock.stamp(),
+            "producer": PRODUCER,
+            "schemaURL": RUN_EVENT_SCHEMA,
+            "eventType": kind,
+            "run": {"runId": self.run_id, "facets": run_facets},
+            "job": {
+                "namespace": self.namespace,
+                "name": self.job,
+                "facets": {"jobType": {
+                    "_producer": PRODUCER,
+                    "_schemaURL": JOB_TYPE_SCHEMA,
+                    "processingType": "BATCH",
+                    "integration": "T0CLIP",
+                    "jobType": "STAGE",
+                }},
+            },
+            "inputs": inputs,
+            "outputs": outputs,
+        })
+    }
+
+    /// A manifest output as a dataset: named by its output name in the root's namespace (a
+    /// source file by its path), versioned by its content hash, with its Parquet schema.
+    fn dataset(&self, out: &Output) -> Value {
+        let (namespace, name) = match &out.location {
+            Location::File { path } if Path::new(path).is_absolute() => ("file".to_string(), path.clone()),
+            _ => (self.namespace.clone(), out.name.clone()),
+        };
+        let mut facets = json!({"version": {
+            "_producer": PRODUCER,
+            "_schemaURL": VERSION_SCHEMA,
+            "datasetVersion": out.content_hash,
+        }});
+        if let Some(fields) = self.parquet_fields(&out.location) {
+            facets["schema"] = json!({"_producer": PRODUCER, "_schemaURL": SCHEMA_SCHEMA, "fields": fields});
+        }
+        json!({"namespace": namespace, "name": name, "facets": facets})
+    }
+
+    /// The columns of a Parquet output (its first file's footer), if it is one and is there.
+    fn parquet_fields(&self, location: &Location) -> Option<Vec<Value>> {
+        let Location::Parquet { path, .. } = location else { return None };
+        let schema = t0_table::ParquetSet::open(&self.root.join(path)).and_then(|s| s.schema()).ok()?;
+        Some(
+            schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| json!({"name": f.name(), "type": f.data_type().to_string(), "ordinal_position": i + 1}))
+                .collect(),
+        )
+    }
+
+    fn emit(&self, event: &Value) -> Result<()> {
+        let path = self.root.join(EVENTS_FILE);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let mut line = serde_json::to_vec(event).expect("plain JSON");
+        line.push(b'\n');
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        f.write_all(&line).map_err(|e| Error::io(&path, e))
+    }
+}
+
+/// The custom run facet: what t0-clip recorded for the run (schema `T0ClipRunFacet.json`).
+fn run_facet(exit_code: u8, recorded: Option<(&Manifest, &str)>) -> Value {
+    let mut f = json!({"_producer": PRODUCER, "_schemaURL": RUN_FACET_SCHEMA, "exitCode": exit_code});
+    if let Some((m, manifest_hash)) = recorded {
+        f["stageRunId"] = json!(m.run_id);
+        f["stage"] = json!(m.stage.as_str());
+        f["manifestHash"] = json!(manifest_hash);
+        f["codeVersion"] = json!(m.code_version);
+        if let Some(g) = m.gate {
+            f["gate"] = json!(g.as_str());
+        }
+    }
+    f
+}
+
+fn count_lines(path: &Path) -> Result<usize> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(b.iter().filter(|c| **c == b'\n').count()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parent_is_namespace_job_and_uuid() {
+        let p = Parent::parse("airflow/t0clip_daily.certify/01890A5D-AC96-7B45-8000-0123456789AB").unwrap();
+        assert_eq!(p.namespace, "airflow");
+        assert_eq!(p.job, "t0clip_daily.certify");
+        assert_eq!(p.run_id, "01890a5d-ac96-7b45-8000-0123456789ab");
+        for bad in ["airflow/job", "a/b/not-a-uuid", "/job/01890a5d-ac96-7b45-8000-0123456789ab"] {
+            assert!(Parent::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn run_uuids_are_version_8_and_differ_by_seed() {
+        let a = uuid_from("x");
+        assert!(is_uuid(&a), "{a}");
+        assert_eq!(&a[14..15], "8");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+        assert_ne!(a, uuid_from("y"));
+        assert_eq!(a, uuid_from("x"));
+    }
+}
