@@ -91,6 +91,20 @@ loop input="fixtures/clips": build
     {{just_executable()}} _run verify ""
     @echo "results under {{root}}: manifests/, lake/, runs/, calib/, metrics/ and catalog.duckdb"
 
+# One self-contained HTML page of the root: leaderboard, acceptance, intervals, drift, audit,
+# heal and the certificate chain (open it in any browser; nothing is fetched).
+report *args:
+    {{just_executable()}} _run report "" {{args}}
+
+# Generate a panel, run the whole loop on it and write the report; prints the page's path.
+demo out="target/demo-data" *args: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    {{just_executable()}} generate "{{out}}" {{args}}
+    {{just_executable()}} loop "{{out}}"
+    {{just_executable()}} report --quiet
+    echo "report: {{root}}/report/index.html"
+
 # The stage's buckets where it may have work (a root split with --bucket k/N).
 plan stage *args:
     {{just_executable()}} _run plan "" {{stage}} {{args}}

@@ -9,6 +9,8 @@ bash scripts/fetch-models.sh
 # promtool checks the metrics export and the alert rules (crates/t0-calibrate/tests/promtool.rs).
 T0CLIP_PROMTOOL="$(bash scripts/install-promtool.sh)"
 export T0CLIP_PROMTOOL
+# Headless Chromium renders the report in its browser test (Debian's package).
+bash scripts/install-chromium.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets

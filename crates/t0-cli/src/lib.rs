@@ -55,6 +55,11 @@ pub struct Common {
     /// The OpenLineage namespace of this root's jobs and datasets.
     #[arg(long, env = "T0CLIP_LINEAGE_NAMESPACE", global = true, value_name = "NAME", default_value = "t0clip")]
     pub lineage_namespace: String,
+    /// Also POST each lineage event to this OpenLineage endpoint (http://HOST[:PORT][/PREFIX];
+    /// events go to PREFIX/api/v1/lineage, as Marquez takes them). One it does not take is
+    /// a warning; the root's log keeps every event.
+    #[arg(long, env = "T0CLIP_LINEAGE_URL", global = true, value_name = "URL")]
+    pub lineage_url: Option<String>,
 }
 
 impl Common {
@@ -261,11 +266,11 @@ pub fn run_stage(
         .and_then(|(root, clock)| {
             let events = if runs { Some(lineage::start(common, &root, stage, &clock)?) } else { None };
             let result = body(&root, clock, &bar).map_err(|e| name_the_limit(e, common));
-            if let Some(events) = events
-                && let Err(e) = lineage::finish(events, &root, &clock, &result)
-            {
-                // The stage's own result stands; a lineage log that could not be written is said.
-                eprintln!("{stage}: warning: lineage event not written: {e}");
+            // The stage's own result stands; lineage that could not be written or sent is said.
+            match events.map(|events| lineage::finish(events, &root, &clock, &result)) {
+                Some(Err(e)) => eprintln!("{stage}: warning: lineage event not written: {e}"),
+                Some(Ok(unsent)) => unsent.iter().for_each(|w| eprintln!("{stage}: warning: {w}")),
+                None => {}
             }
             result
         })

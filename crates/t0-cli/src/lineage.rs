@@ -3,13 +3,14 @@
 //! to do, exit 99), FAIL with the error otherwise.
 
 use t0_core::{Clock, ExitCode, Root};
-use t0_lineage::{Parent, RunEvents};
+use t0_lineage::{Endpoint, Parent, RunEvents};
 
 use crate::{Common, Outcome};
 
 pub(crate) fn start(common: &Common, root: &Root, stage: &str, clock: &Clock) -> t0_core::Result<RunEvents> {
     let parent = common.lineage_parent.as_deref().map(Parent::parse).transpose()?;
-    RunEvents::start(root, &common.lineage_namespace, stage, clock, parent)
+    let endpoint = common.lineage_url.as_deref().map(Endpoint::parse).transpose()?;
+    RunEvents::start(root, &common.lineage_namespace, stage, clock, (parent, endpoint))
 }
 
 pub(crate) fn finish(
@@ -17,7 +18,7 @@ pub(crate) fn finish(
     root: &Root,
     clock: &Clock,
     result: &t0_core::Result<Outcome>,
-) -> t0_core::Result<()> {
+) -> t0_core::Result<Vec<String>> {
     match result {
         Ok(o) => {
             let recorded = recorded_run(root, &o.json)?;

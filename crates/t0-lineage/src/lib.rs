@@ -5,12 +5,19 @@
 //! root). The events carry nothing the manifest does not: the manifest stays the proof, the
 //! events are how lineage platforms (Marquez, DataHub, Airflow) learn of it.
 //!
+//! With an endpoint (`http`), each event is also POSTed there as it happens; one the endpoint
+//! does not take is reported, never a reason to fail the stage.
+//!
 //! Byte-stable under a pinned clock: event times are the clock's, and a run's UUID derives
 //! from the job, the start time and how many events the root's log already holds (two runs
 //! of one stage under one pinned clock are two runs).
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
+
+pub mod http;
+pub use http::Endpoint;
 
 use serde_json::{Value, json};
 use t0_core::{Clock, Error, Result, Root};
@@ -23,14 +30,20 @@ pub const PRODUCER: &str = concat!("https://crates.io/crates/t0-clip/", env!("CA
 /// The events of a root, one JSON object a line, in the order they happened.
 pub const EVENTS_FILE: &str = "lineage/events.jsonl";
 /// The schema of the custom run facet `t0clip_run` (committed beside the spec's).
-pub const RUN_FACET_SCHEMA: &str = "https://t0-clip.invalid/spec/facets/1-0-0/T0ClipRunFacet.json";
+pub const RUN_FACET_SCHEMA: &str =
+    "https://t0-clip.invalid/spec/facets/1-0-0/T0ClipRunFacet.json#/$defs/T0ClipRunFacet";
 
 const PARENT_SCHEMA: &str = "https://openlineage.io/spec/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet";
 const VERSION_SCHEMA: &str =
     "https://openlineage.io/spec/facets/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet";
-const SCHEMA_SCHEMA: &str = "https://openlineage.io/spec/facets/1-2-0/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet";
+const SCHEMA_SCHEMA: &str =
+    "https://openlineage.io/spec/facets/1-2-0/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet";
 const ERROR_SCHEMA: &str =
     "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet";
+const DQ_SCHEMA: &str = "https://openlineage.io/spec/facets/1-1-0/DataQualityAssertionsDatasetFacet.json#/$defs/DataQualityAssertionsDatasetFacet";
+/// The schema of the custom dataset facet `t0clip_model` (committed beside the spec's).
+pub const MODEL_FACET_SCHEMA: &str =
+    "https://t0-clip.invalid/spec/facets/1-0-0/T0ClipModelDatasetFacet.json#/$defs/T0ClipModelDatasetFacet";
 const JOB_TYPE_SCHEMA: &str = "https://openlineage.io/spec/facets/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet";
 
 /// The run that started this one (an Airflow task): `namespace/job/run-uuid`, as Airflow's
@@ -82,18 +95,35 @@ pub struct RunEvents {
     job: String,
     run_id: String,
     parent: Option<Parent>,
+    endpoint: Option<Endpoint>,
+    /// Events the endpoint did not take (each is in the root's log all the same).
+    unsent: RefCell<Vec<String>>,
 }
 
 impl RunEvents {
     /// Emit the START of `stage` on `root` (job `<namespace>/<stage>`; a bucket's job names it).
-    pub fn start(root: &Root, namespace: &str, stage: &str, clock: &Clock, parent: Option<Parent>) -> Result<Self> {
+    pub fn start(
+        root: &Root,
+        namespace: &str,
+        stage: &str,
+        clock: &Clock,
+        (parent, endpoint): (Option<Parent>, Option<Endpoint>),
+    ) -> Result<Self> {
         let job = match root.bucket() {
             b if b.is_whole() => stage.to_string(),
             b => format!("{stage}.bucket-{}-of-{}", b.index(), b.count()),
         };
         let seen = count_lines(&root.join(EVENTS_FILE))?;
         let run_id = uuid_from(&format!("{namespace}|{job}|{}|{seen}", clock.stamp()));
-        let events = RunEvents { root: root.clone(), namespace: namespace.into(), job, run_id, parent };
+        let events = RunEvents {
+            root: root.clone(),
+            namespace: namespace.into(),
+            job,
+            run_id,
+            parent,
+            endpoint,
+            unsent: RefCell::new(Vec::new()),
+        };
         events.emit(&events.event("START", clock, events.run_facets(None), Vec::new(), Vec::new()))?;
         Ok(events)
     }
@@ -105,24 +135,30 @@ impl RunEvents {
 
     /// COMPLETE: the datasets the run's manifest read and wrote (none when it had nothing to
     /// do), its exit code and, when it recorded a run, the run id and manifest.
-    pub fn complete(self, clock: &Clock, exit_code: u8, recorded: Option<(&Manifest, &str)>) -> Result<()> {
-        let (inputs, outputs) = match recorded {
+    /// Returns what the endpoint did not take over the run, one line each.
+    pub fn complete(self, clock: &Clock, exit_code: u8, recorded: Option<(&Manifest, &str)>) -> Result<Vec<String>> {
+        let (mut inputs, mut outputs): (Vec<Value>, Vec<Value>) = match recorded {
             Some((m, _)) => (
                 m.inputs.iter().map(|o| self.dataset(o)).collect(),
                 m.outputs.iter().map(|o| self.dataset(o)).collect(),
             ),
             None => (Vec::new(), Vec::new()),
         };
+        if let Some((m, _)) = recorded {
+            stage_facets(m, &mut inputs, &mut outputs);
+        }
         let mut facets = self.run_facets(None);
         facets["t0clip_run"] = run_facet(exit_code, recorded);
-        self.emit(&self.event("COMPLETE", clock, facets, inputs, outputs))
+        self.emit(&self.event("COMPLETE", clock, facets, inputs, outputs))?;
+        Ok(self.unsent.into_inner())
     }
 
     /// FAIL, with the error and the exit code it maps to.
-    pub fn fail(self, clock: &Clock, exit_code: u8, message: &str) -> Result<()> {
+    pub fn fail(self, clock: &Clock, exit_code: u8, message: &str) -> Result<Vec<String>> {
         let mut facets = self.run_facets(Some(message));
         facets["t0clip_run"] = run_facet(exit_code, None);
-        self.emit(&self.event("FAIL", clock, facets, Vec::new(), Vec::new()))
+        self.emit(&self.event("FAIL", clock, facets, Vec::new(), Vec::new()))?;
+        Ok(self.unsent.into_inner())
     }
 
     fn run_facets(&self, error: Option<&str>) -> Value {
@@ -210,8 +246,82 @@ impl RunEvents {
         line.push(b'\n');
         let mut f =
             std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        f.write_all(&line).map_err(|e| Error::io(&path, e))
+        f.write_all(&line).map_err(|e| Error::io(&path, e))?;
+        if let Some(endpoint) = &self.endpoint
+            && let Err(e) = endpoint.post(&line[..line.len() - 1])
+        {
+            self.unsent
+                .borrow_mut()
+                .push(format!("{} event not sent: {e}", event["eventType"].as_str().unwrap_or("?")));
+        }
+        Ok(())
     }
+}
+
+/// What a stage's report adds to its datasets: audit's checks as data-quality assertions on
+/// the canonical tables it read; train-suite's serving model as the custom `t0clip_model`
+/// facet on its model file (OpenLineage has no model entity yet).
+fn stage_facets(m: &Manifest, inputs: &mut [Value], outputs: &mut [Value]) {
+    match m.stage {
+        t0_core::Stage::Audit => {
+            for d in inputs.iter_mut() {
+                let Some(table) = d["name"].as_str().and_then(|n| n.strip_prefix("canonical.")).map(str::to_string)
+                else {
+                    continue;
+                };
+                let assertions = audit_assertions(&m.summary, &table);
+                if !assertions.is_empty() {
+                    d["inputFacets"] = json!({"dataQualityAssertions": {
+                        "_producer": PRODUCER,
+                        "_schemaURL": DQ_SCHEMA,
+                        "assertions": assertions,
+                    }});
+                }
+            }
+        }
+        t0_core::Stage::TrainSuite => {
+            for d in outputs.iter_mut().filter(|d| d["name"] == "run.model") {
+                let s = &m.summary;
+                d["facets"]["t0clip_model"] = json!({
+                    "_producer": PRODUCER,
+                    "_schemaURL": MODEL_FACET_SCHEMA,
+                    "modelHash": d["facets"]["version"]["datasetVersion"],
+                    "target": s["target"],
+                    "snapshot": s["snapshot"],
+                    "features": s["features"],
+                    "metrics": s["metrics"],
+                    "selected": s["leaderboard"].as_array().map(|l| {
+                        l.iter().filter(|e| e["selected"] == true).cloned().collect::<Vec<_>>()
+                    }),
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The audit checks of one table that ran (a skipped check asserted nothing), as assertions:
+/// success when no row failed; the column when the check names exactly one.
+fn audit_assertions(summary: &Value, table: &str) -> Vec<Value> {
+    let findings = summary["findings"].as_array().map(Vec::as_slice).unwrap_or_default();
+    findings
+        .iter()
+        .filter(|f| f["table"] == table && f["skipped"].is_null())
+        .map(|f| {
+            let check = f["check"].as_str().unwrap_or_default();
+            let (kind, args) = check.split_once('(').map_or((check, ""), |(k, a)| (k, a.trim_end_matches(')')));
+            let mut a = json!({
+                "assertion": kind,
+                "name": check,
+                "success": f["failing"].as_u64() == Some(0),
+                "severity": f["severity"],
+            });
+            if !args.is_empty() && !args.contains(',') {
+                a["column"] = json!(args);
+            }
+            a
+        })
+        .collect()
 }
 
 /// The custom run facet: what t0-clip recorded for the run (schema `T0ClipRunFacet.json`).

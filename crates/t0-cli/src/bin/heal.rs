@@ -91,46 +91,51 @@ fn human(r: &t0_heal::HealReport) -> String {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    t0_cli::run_stage(&cli.common, "heal", matches!(cli.cmd, None | Some(Cmd::Revert { .. })), |root, clock, progress| match &cli.cmd {
-        Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
-            // A heal run or a revert: the summary says which.
-            let v: serde_json::Value = t0_cli::show(root, t0_heal::STAGE, run.as_deref())?;
-            if v.get("reverted_run").is_some() {
-                let r: t0_heal::RevertReport = serde_json::from_value(v)
-                    .map_err(|e| t0_core::Error::Refused(format!("not a revert summary: {e}")))?;
-                return Ok(Outcome::done(&r, revert_human(&r)));
+    t0_cli::run_stage(
+        &cli.common,
+        "heal",
+        matches!(cli.cmd, None | Some(Cmd::Revert { .. })),
+        |root, clock, progress| match &cli.cmd {
+            Some(Cmd::Show(t0_cli::ShowCmd::Show { run })) => {
+                // A heal run or a revert: the summary says which.
+                let v: serde_json::Value = t0_cli::show(root, t0_heal::STAGE, run.as_deref())?;
+                if v.get("reverted_run").is_some() {
+                    let r: t0_heal::RevertReport = serde_json::from_value(v)
+                        .map_err(|e| t0_core::Error::Refused(format!("not a revert summary: {e}")))?;
+                    return Ok(Outcome::done(&r, revert_human(&r)));
+                }
+                let r: t0_heal::HealReport = serde_json::from_value(v)
+                    .map_err(|e| t0_core::Error::Refused(format!("not a heal summary: {e}")))?;
+                Ok(Outcome::done(&r, human(&r)))
             }
-            let r: t0_heal::HealReport =
-                serde_json::from_value(v).map_err(|e| t0_core::Error::Refused(format!("not a heal summary: {e}")))?;
-            Ok(Outcome::done(&r, human(&r)))
-        }
-        Some(Cmd::VerifyLedger) => {
-            let c = t0_heal::verify_ledger(root)?;
-            if c.problems.is_empty() {
-                let human = format!("ledger intact: {} entries, anchored by {} heal runs", c.entries, c.runs);
-                return Ok(Outcome::done(&c, human));
+            Some(Cmd::VerifyLedger) => {
+                let c = t0_heal::verify_ledger(root)?;
+                if c.problems.is_empty() {
+                    let human = format!("ledger intact: {} entries, anchored by {} heal runs", c.entries, c.runs);
+                    return Ok(Outcome::done(&c, human));
+                }
+                let mut human = format!("ledger broken ({} problems):", c.problems.len());
+                for p in &c.problems {
+                    let run = p.run.as_deref().map(|r| format!("heal run {r}: ")).unwrap_or_default();
+                    let seq = p.seq.map(|s| format!("seq {s}: ")).unwrap_or_default();
+                    human.push_str(&format!("\n  {run}{seq}{}", p.what));
+                }
+                Ok(Outcome::done(&c, human).with_code(ExitCode::Gate))
             }
-            let mut human = format!("ledger broken ({} problems):", c.problems.len());
-            for p in &c.problems {
-                let run = p.run.as_deref().map(|r| format!("heal run {r}: ")).unwrap_or_default();
-                let seq = p.seq.map(|s| format!("seq {s}: ")).unwrap_or_default();
-                human.push_str(&format!("\n  {run}{seq}{}", p.what));
+            Some(Cmd::Revert { run }) => {
+                let r = t0_heal::revert(root, clock, run, cli.limit, progress)?;
+                Ok(Outcome::done(&r, revert_human(&r)))
             }
-            Ok(Outcome::done(&c, human).with_code(ExitCode::Gate))
-        }
-        Some(Cmd::Revert { run }) => {
-            let r = t0_heal::revert(root, clock, run, cli.limit, progress)?;
-            Ok(Outcome::done(&r, revert_human(&r)))
-        }
-        None => {
-            let args = t0_heal::HealArgs {
-                project: cli.common.project()?,
-                dry_run: cli.dry_run,
-                rules: cli.rules.clone(),
-                limit: cli.limit,
-            };
-            let r = t0_heal::run(root, clock, &args, progress)?;
-            Ok(Outcome::done(&r, human(&r)))
-        }
-    })
+            None => {
+                let args = t0_heal::HealArgs {
+                    project: cli.common.project()?,
+                    dry_run: cli.dry_run,
+                    rules: cli.rules.clone(),
+                    limit: cli.limit,
+                };
+                let r = t0_heal::run(root, clock, &args, progress)?;
+                Ok(Outcome::done(&r, human(&r)))
+            }
+        },
+    )
 }

@@ -65,7 +65,9 @@ impl Schemas {
         let mut errors = self.errors(t0_lineage::RUN_EVENT_SCHEMA, event);
         let mut facets: Vec<&Value> = vec![&event["run"]["facets"], &event["job"]["facets"]];
         for side in ["inputs", "outputs"] {
-            facets.extend(event[side].as_array().unwrap().iter().map(|d| &d["facets"]));
+            for d in event[side].as_array().unwrap() {
+                facets.extend([&d["facets"], &d["inputFacets"], &d["outputFacets"]]);
+            }
         }
         for facet in facets.into_iter().filter_map(Value::as_object).flat_map(|m| m.values()) {
             let url = facet["_schemaURL"].as_str().unwrap_or_default().to_string();
@@ -98,7 +100,10 @@ fn every_event_of_the_loop_follows_the_pinned_spec_and_names_what_its_run_record
         runs.entry(e["run"]["runId"].as_str().unwrap()).or_default().push(e["eventType"].as_str().unwrap());
     }
     for (run, kinds) in &runs {
-        assert!(kinds.len() == 2 && kinds[0] == "START" && ["COMPLETE", "FAIL"].contains(&kinds[1]), "{run}: {kinds:?}");
+        assert!(
+            kinds.len() == 2 && kinds[0] == "START" && ["COMPLETE", "FAIL"].contains(&kinds[1]),
+            "{run}: {kinds:?}"
+        );
     }
     // Each recorded run of the loop: its COMPLETE carries its manifest's hash and datasets.
     let root = t0_core::Root::new(pristine());
@@ -119,7 +124,12 @@ fn every_event_of_the_loop_follows_the_pinned_spec_and_names_what_its_run_record
                 .unwrap()
                 .iter()
                 .filter(|d| d["namespace"] == "t0clip")
-                .map(|d| (d["name"].as_str().unwrap().into(), d["facets"]["version"]["datasetVersion"].as_str().unwrap().into()))
+                .map(|d| {
+                    (
+                        d["name"].as_str().unwrap().into(),
+                        d["facets"]["version"]["datasetVersion"].as_str().unwrap().into(),
+                    )
+                })
                 .collect()
         };
         let recorded: BTreeMap<String, String> =
@@ -130,6 +140,25 @@ fn every_event_of_the_loop_follows_the_pinned_spec_and_names_what_its_run_record
             assert!(parquet.count() > 0, "{stage}: no dataset with its schema");
         }
     }
+    // audit's checks ride on the canonical tables it read, the failing ones failed; the
+    // serving model is a dataset with its facet, its hash the dataset's version.
+    let assertions: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["run"]["facets"]["t0clip_run"]["stage"] == "audit")
+        .flat_map(|e| e["inputs"].as_array().unwrap())
+        .filter_map(|d| d["inputFacets"]["dataQualityAssertions"]["assertions"].as_array())
+        .flatten()
+        .collect();
+    assert!(assertions.iter().any(|a| a["success"] == false), "no failed check in the loop's first audit");
+    assert!(assertions.iter().any(|a| a["success"] == true && a["column"].is_string()), "{assertions:?}");
+    let model = events
+        .iter()
+        .filter(|e| e["run"]["facets"]["t0clip_run"]["stage"] == "train-suite")
+        .flat_map(|e| e["outputs"].as_array().unwrap())
+        .find(|d| d["name"] == "run.model")
+        .expect("train-suite's COMPLETE names its model");
+    assert_eq!(model["facets"]["t0clip_model"]["modelHash"], model["facets"]["version"]["datasetVersion"]);
+    assert!(model["facets"]["t0clip_model"]["selected"].as_array().is_some_and(|s| !s.is_empty()), "{model:#}");
 }
 
 #[test]
@@ -175,4 +204,67 @@ fn a_failed_run_says_why_and_a_parent_run_is_named() {
     // A read-only command emits nothing.
     expect(root, "calibrate", &["status"], 0);
     assert_eq!(events(root).len(), before);
+}
+
+/// One HTTP request read off `s`: its request line and body.
+fn request(s: &mut std::net::TcpStream) -> (String, String) {
+    use std::io::{BufRead, Read};
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let mut length = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).unwrap();
+    (line.trim().to_string(), String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn events_go_to_an_http_endpoint_as_they_happen_and_a_dead_one_is_a_warning() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/marquez", listener.local_addr().unwrap().port());
+    let server = std::thread::spawn(move || {
+        (0..2)
+            .map(|_| {
+                let (mut s, _) = listener.accept().unwrap();
+                let got = request(&mut s);
+                s.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n").unwrap();
+                got
+            })
+            .collect::<Vec<_>>()
+    });
+    let dir = copy_of_pristine();
+    let root = dir.path();
+    expect(root, "train-suite", &["--lineage-url", &url], 99);
+    let got = server.join().unwrap();
+    let log = std::fs::read_to_string(root.join(t0_lineage::EVENTS_FILE)).unwrap();
+    let last: Vec<&str> = log.lines().rev().take(2).collect();
+    for ((line, body), logged) in got.iter().zip(last.iter().rev()) {
+        assert_eq!(line, "POST /marquez/api/v1/lineage HTTP/1.1");
+        assert_eq!(body, logged, "the endpoint got the event the log holds");
+    }
+    // Nobody listening: the stage's answer stands, each unsent event is a warning, the log
+    // has them.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", dead.local_addr().unwrap().port());
+    drop(dead);
+    let before = events(root).len();
+    let o = expect(root, "train-suite", &["--lineage-url", &url], 99);
+    assert!(
+        o.stderr.contains("warning: START event not sent") && o.stderr.contains("COMPLETE event not sent"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(events(root).len(), before + 2);
+    expect(root, "train-suite", &["--lineage-url", "https://lineage.example"], 2);
 }

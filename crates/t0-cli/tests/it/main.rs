@@ -12,6 +12,7 @@ mod lineage;
 mod projects;
 mod record;
 mod recovery;
+mod report;
 mod snapshots;
 mod support;
 mod tamper;

@@ -24,8 +24,20 @@ const SHOWN: &[(&str, &str)] = &[
     ("calibrate", "show"),
 ];
 
-const BINARIES: &[&str] =
-    &["acquire", "audit", "heal", "certify", "embed", "train-suite", "score", "calibrate", "verify", "plan", "commit"];
+const BINARIES: &[&str] = &[
+    "acquire",
+    "audit",
+    "heal",
+    "certify",
+    "embed",
+    "train-suite",
+    "score",
+    "calibrate",
+    "verify",
+    "plan",
+    "commit",
+    "report",
+];
 
 /// Replace what differs between machines and runs but says nothing about behaviour.
 pub(crate) fn normalise(text: &str, root: &Path) -> String {
@@ -96,6 +108,9 @@ const HELP_ENV: &[&str] = &[
     "T0CLIP_TEMP_DIR",
     "T0CLIP_LOCK_WAIT",
     "T0CLIP_BUCKET",
+    "T0CLIP_LINEAGE_PARENT",
+    "T0CLIP_LINEAGE_NAMESPACE",
+    "T0CLIP_LINEAGE_URL",
 ];
 
 #[test]

@@ -22,6 +22,7 @@ pub fn bin(stage: &str) -> &'static str {
         "verify" => env!("CARGO_BIN_EXE_verify"),
         "plan" => env!("CARGO_BIN_EXE_plan"),
         "commit" => env!("CARGO_BIN_EXE_commit"),
+        "report" => env!("CARGO_BIN_EXE_report"),
         other => panic!("no stage {other}"),
     }
 }
