@@ -8,6 +8,7 @@ export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"
 bash scripts/install-just.sh
 bash scripts/fetch-models.sh
 just loop "${1:-fixtures/clips}"
+just report --quiet
 root="${T0CLIP_ROOT:-.t0clip}"
 echo
 echo "manifests:   $root/manifests/<stage>/<run_id>.json"
@@ -15,3 +16,4 @@ echo "surfaces:    $root/lake/surfaces/   labels: $root/lake/labels/"
 echo "model:       $(ls -d "$root"/runs/*/model.json 2>/dev/null | tail -n 1)"
 echo "predictions: $(ls "$root"/lake/predictions/*/predictions.parquet 2>/dev/null | tail -n 1)"
 echo "acceptance:  $(ls "$root"/calib/*/report.json 2>/dev/null | tail -n 1)   metrics: $root/metrics/calibrate.prom"
+echo "report:      $root/report/index.html   lineage: $root/lineage/events.jsonl"

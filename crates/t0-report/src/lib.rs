@@ -5,6 +5,7 @@
 //! beside it, no script and nothing fetched at view time. Byte-identical for identical roots:
 //! no clock, every list in catalog order.
 
+mod outcomes;
 mod plot;
 mod sections;
 

@@ -24,7 +24,17 @@ pub(crate) enum Built {
 type Make = fn(&Reader) -> Result<Built>;
 
 /// The sections, in page order.
-pub(crate) const ALL: [Make; 7] = [leaderboard, acceptance, intervals, drift, audit, heal, chain];
+pub(crate) const ALL: [Make; 9] = [
+    leaderboard,
+    crate::outcomes::predicted,
+    acceptance,
+    intervals,
+    drift,
+    crate::outcomes::contributions,
+    audit,
+    heal,
+    chain,
+];
 
 /// Reads a root's runs through their verified manifests, and remembers which it read.
 pub(crate) struct Reader<'a> {
@@ -53,7 +63,7 @@ impl<'a> Reader<'a> {
         ids.into_iter().map(|id| self.load(stage, id)).collect()
     }
 
-    fn latest(&self, stage: Stage) -> Result<Option<Loaded>> {
+    pub(crate) fn latest(&self, stage: Stage) -> Result<Option<Loaded>> {
         Ok(self.runs(stage)?.pop())
     }
 
@@ -64,7 +74,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The rows of a Parquet output of `run`, checked against its content hash first.
-    fn parquet(&self, run: &Loaded, name: &str) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+    pub(crate) fn parquet(&self, run: &Loaded, name: &str) -> Result<Vec<arrow::record_batch::RecordBatch>> {
         let out = run.manifest.output(name)?;
         t0_manifest::verify_output(self.root, self.catalog, &run.manifest, out)?;
         let path = out.path(self.root)?;
@@ -91,7 +101,7 @@ fn text(v: &Value) -> String {
     v.as_str().map_or_else(|| num(v), str::to_string)
 }
 
-fn table(head: &[&str], rows: Vec<Vec<String>>) -> Table {
+pub(crate) fn table(head: &[&str], rows: Vec<Vec<String>>) -> Table {
     Table { head: head.iter().map(|h| h.to_string()).collect(), rows }
 }
 
@@ -185,9 +195,40 @@ fn acceptance(r: &Reader) -> Result<Built> {
     Ok(Built::Section(Section {
         id: "acceptance",
         title: "Acceptance state",
-        intro: "The governance loop: the state each calibrate run left on the model it judged, each change and the guard that caused it (its reason).".into(),
-        parts: vec![Part::Plot { svg, table: table(&["#", "calibrate run", "model run", "state", "transition", "why"], cells) }],
+        intro: "The governance loop: the state each calibrate run left on the model it judged, each change and the guard that caused it (its reason); then, per label, the transitions within each replay, the guards breached and the adaptive α it ended with.".into(),
+        parts: vec![
+            Part::Plot { svg, table: table(&["#", "calibrate run", "model run", "state", "transition", "why"], cells) },
+            Part::Table(table(
+                &["calibrate run", "label", "steps", "transitions", "guards breached", "blocked by", "final α", "why"],
+                runs.iter().flat_map(replay_rows).collect(),
+            )),
+        ],
     }))
+}
+
+/// One row per label replayed by a calibrate run: what happened step by step, summed.
+fn replay_rows(run: &Loaded) -> Vec<Vec<String>> {
+    let counts = |v: &Value| -> String {
+        let m = v.as_object().map(|m| m.iter().map(|(k, n)| format!("{k}: {}", num(n))).collect::<Vec<_>>());
+        m.filter(|m| !m.is_empty()).map_or_else(|| "—".into(), |m| m.join(", "))
+    };
+    let labels = run.manifest.summary["labels"].as_array().cloned().unwrap_or_default();
+    labels
+        .iter()
+        .map(|l| {
+            let s = &l["summary"];
+            vec![
+                run.manifest.run_id.clone(),
+                text(&l["label"]),
+                num(&s["steps"]),
+                counts(&s["transitions"]),
+                counts(&s["violations_by_type"]),
+                counts(&s["block_rate_by_reason"]),
+                num(&s["final_alpha"]),
+                text(&l["why"]),
+            ]
+        })
+        .collect()
 }
 
 /// Empirical coverage of the served intervals against their nominal level per calibrate run,

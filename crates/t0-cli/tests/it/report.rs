@@ -29,7 +29,8 @@ fn chromium(page: &Path, profile: &Path, args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
-const SECTIONS: [&str; 7] = ["leaderboard", "acceptance", "intervals", "drift", "audit", "heal", "chain"];
+const SECTIONS: [&str; 9] =
+    ["leaderboard", "outcomes", "acceptance", "intervals", "drift", "contributions", "audit", "heal", "chain"];
 
 #[test]
 fn the_report_renders_in_a_browser_with_every_section_and_plot() {
