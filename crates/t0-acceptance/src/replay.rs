@@ -119,6 +119,8 @@ pub struct StepRecord {
     pub halfwidth: f64,
     pub miss: bool,
     pub jump: bool,
+    /// The coverage EMA after the outcome.
+    pub coverage_ema: f64,
     pub surprisal: f64,
     pub latency_ms: f64,
     pub rel_width: f64,
@@ -224,6 +226,7 @@ pub fn step(p: &Profile, cal: &Calibration, carry: &mut Carry, o: &Observation) 
         halfwidth: s.threshold * scale,
         miss: s.miss,
         jump: s.jump,
+        coverage_ema: carry.aci.coverage_ema,
         surprisal: sur,
         latency_ms: o.latency_ms,
         rel_width,

@@ -71,6 +71,9 @@ pub struct CalibrateReport {
     /// matured prediction of the score run.
     pub nominal: f64,
     pub coverage: Option<f64>,
+    /// The coverage the adaptive α steers to (1 − the profile's α target).
+    #[serde(default)]
+    pub coverage_target: Option<f64>,
     pub matured: u64,
     pub scored: u64,
     pub mean_abs_error: Option<f64>,
@@ -87,6 +90,9 @@ pub struct CalibrateReport {
     pub ci_gap: Option<f64>,
     pub grid: Option<search::GridReport>,
     pub report: String,
+    /// Every replayed step (`steps::write_trace`); absent from reports before it was kept.
+    #[serde(default)]
+    pub steps: String,
     pub metrics: String,
 }
 
@@ -159,14 +165,7 @@ fn why(records: &[replay::StepRecord], carry: &Carry, new_steps: usize) -> Strin
             format!("{since}: no new matured outcomes")
         };
     };
-    let breached: Vec<String> = last
-        .judged
-        .each()
-        .iter()
-        .filter(|(_, s)| *s >= t0_acceptance::fsm::Severity::Soft)
-        .map(|(t, s)| format!("{t} {}", if *s == t0_acceptance::fsm::Severity::Hard { "hard" } else { "soft" }))
-        .collect();
-    let guards = if breached.is_empty() { "no guard breached".to_string() } else { breached.join(", ") };
+    let guards = steps::breached(last).unwrap_or_else(|| "no guard breached".to_string());
     format!(
         "{since} ({new_steps} new steps, coverage EMA {:.3}, α {:.4}); last step: {guards}",
         carry.aci.coverage_ema, carry.aci.alpha
@@ -188,7 +187,7 @@ fn replay_label(
     model: &t0_model::Model,
     prev: Option<&LabelReplay>,
     initial: State,
-) -> Result<LabelReplay> {
+) -> Result<(LabelReplay, Vec<steps::Step>, Vec<replay::StepRecord>)> {
     let after = prev.and_then(|p| Some((p.last_t0_us?, p.last_entity.clone()?)));
     let steps = steps::matured(
         inp.catalog,
@@ -221,7 +220,7 @@ fn replay_label(
         summary,
         carry,
     };
-    Ok(r)
+    Ok((r, steps, records))
 }
 
 /// A label not replayed, and why.
@@ -374,10 +373,12 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
 
     progress.phase("replay", Some(models.len() as u64));
     let initial = state_of(args.initial_state);
-    let mut replays = Vec::new();
+    let (mut replays, mut traces) = (Vec::new(), Vec::new());
     for m in &models {
         let before = prev.as_ref().and_then(|(_, r)| r.labels.iter().find(|l| l.label == m.target));
-        replays.push(replay_label(&inputs, &loaded.profile, m, before, initial)?);
+        let (r, steps, records) = replay_label(&inputs, &loaded.profile, m, before, initial)?;
+        replays.push(r);
+        traces.push((m.target.clone(), steps, records));
         progress.advance(1);
     }
     progress.finish();
@@ -419,6 +420,7 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
         reason,
         nominal: primary.map_or(f64::NAN, |m| m.nominal),
         coverage,
+        coverage_target: Some(1.0 - loaded.profile.aci.alpha_target),
         matured: matured as u64,
         scored: scored as u64,
         mean_abs_error: mae,
@@ -431,8 +433,16 @@ pub fn run(root: &Root, clock: Clock, args: &CalibrateArgs, progress: &dyn Progr
         ci_gap,
         grid,
         report: format!("calib/{run_id}/report.json"),
+        steps: format!("calib/{run_id}/steps.parquet"),
         metrics: "metrics/calibrate.prom".to_string(),
     };
+    let traced: Vec<steps::Traced> = traces
+        .iter()
+        .flat_map(|(label, steps, records)| {
+            steps.iter().zip(records).map(move |(step, record)| steps::Traced { label, step, record })
+        })
+        .collect();
+    steps::write_trace(&root.join(&report.steps), &traced)?;
     let outputs = write_outputs(root, &catalog, &clock, &report, &loaded)?;
     run.finish(&run_id, Some(report.state), outputs, serde_json::to_value(&report).expect("plain struct"))?;
     Ok(report)
@@ -502,6 +512,7 @@ fn write_outputs(
     };
     let mut outputs = vec![
         t0_manifest::record_output(root, catalog, "calib.report", Location::File { path: report.report.clone() })?,
+        t0_manifest::record_output(root, catalog, "calib.steps", Location::File { path: report.steps.clone() })?,
         table("calib.acceptance", "acceptance", &["run_id"])?,
         table("calib.state", "governance_state", &["label"])?,
         table("calib.ci_gate", "ci_gate", &["run_id"])?,

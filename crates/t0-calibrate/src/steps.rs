@@ -69,3 +69,66 @@ pub fn matured(
         .ctx(what)?;
     rows.collect::<std::result::Result<Vec<_>, _>>().ctx(what)
 }
+
+/// One replayed step as `calib/<run>/steps.parquet` keeps it: what the report's coverage,
+/// α and width over T0 are drawn from.
+pub struct Traced<'a> {
+    pub label: &'a str,
+    pub step: &'a Step,
+    pub record: &'a t0_acceptance::replay::StepRecord,
+}
+
+/// The guards breached (soft or hard) at a step, comma-separated; None when none was.
+pub(crate) fn breached(r: &t0_acceptance::replay::StepRecord) -> Option<String> {
+    use t0_acceptance::fsm::Severity;
+    let b: Vec<String> = r
+        .judged
+        .each()
+        .iter()
+        .filter(|(_, s)| *s >= Severity::Soft)
+        .map(|(t, s)| format!("{t} {}", if *s == Severity::Hard { "hard" } else { "soft" }))
+        .collect();
+    (!b.is_empty()).then(|| b.join(", "))
+}
+
+/// Write every replayed step, in label order then T0 order: (label, t0, entity, residual,
+/// the interval's half-width and α as issued before the outcome, miss, the coverage EMA after
+/// it, the state, the transition and the guards breached).
+pub fn write_trace(path: &std::path::Path, rows: &[Traced]) -> Result<()> {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let f64s =
+        |f: &dyn Fn(&Traced) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) };
+    let strs =
+        |f: &dyn Fn(&Traced) -> Option<String>| -> ArrayRef { Arc::new(rows.iter().map(f).collect::<StringArray>()) };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("label", DataType::Utf8, false),
+        Field::new("t0", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new("entity_id", DataType::Utf8, false),
+        Field::new("residual", DataType::Float64, false),
+        Field::new("halfwidth", DataType::Float64, false),
+        Field::new("alpha", DataType::Float64, false),
+        Field::new("miss", DataType::Boolean, false),
+        Field::new("coverage_ema", DataType::Float64, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("transition", DataType::Utf8, true),
+        Field::new("breached", DataType::Utf8, true),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.label))),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.step.t0))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.step.entity_id.as_str()))),
+        f64s(&|r| r.step.obs.residual),
+        f64s(&|r| r.record.halfwidth),
+        f64s(&|r| r.record.alpha),
+        Arc::new(BooleanArray::from(rows.iter().map(|r| r.record.miss).collect::<Vec<_>>())),
+        f64s(&|r| r.record.coverage_ema),
+        strs(&|r| Some(r.record.state.as_str().to_string())),
+        strs(&|r| r.record.transition.map(|(a, b)| format!("{a}→{b}"))),
+        strs(&|r| breached(r.record)),
+    ];
+    let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), cols).ctx(|| "step trace batch".into())?;
+    t0_table::write_parquet(path, schema, &[batch])
+}

@@ -78,6 +78,8 @@ fn report() -> CalibrateReport {
         ci_gap: None,
         grid: None,
         report: String::new(),
+        steps: String::new(),
+        coverage_target: None,
         metrics: String::new(),
     }
 }

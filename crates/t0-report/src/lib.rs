@@ -6,6 +6,7 @@
 //! no clock, every list in catalog order.
 
 mod outcomes;
+mod overtime;
 mod plot;
 mod sections;
 

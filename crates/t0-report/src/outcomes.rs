@@ -26,19 +26,19 @@ fn column<T>(batches: &[RecordBatch], name: &str, get: impl Fn(&dyn Array, usize
     out
 }
 
-fn f64s(b: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
+pub(crate) fn f64s(b: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
     column(b, name, |c, i| c.as_any().downcast_ref::<Float64Array>().map(|a| a.value(i)))
 }
 
-fn strs(b: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+pub(crate) fn strs(b: &[RecordBatch], name: &str) -> Vec<Option<String>> {
     column(b, name, |c, i| c.as_any().downcast_ref::<StringArray>().map(|a| a.value(i).to_string()))
 }
 
-fn bools(b: &[RecordBatch], name: &str) -> Vec<Option<bool>> {
+pub(crate) fn bools(b: &[RecordBatch], name: &str) -> Vec<Option<bool>> {
     column(b, name, |c, i| c.as_any().downcast_ref::<BooleanArray>().map(|a| a.value(i)))
 }
 
-fn times(b: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
+pub(crate) fn times(b: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
     column(b, name, |c, i| c.as_any().downcast_ref::<TimestampMicrosecondArray>().map(|a| a.value(i)))
 }
 

@@ -58,7 +58,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Every run of `stage`, oldest first, each manifest verified.
-    fn runs(&self, stage: Stage) -> Result<Vec<Loaded>> {
+    pub(crate) fn runs(&self, stage: Stage) -> Result<Vec<Loaded>> {
         let ids: Vec<&String> = self.runs.iter().filter(|(s, _)| *s == stage).map(|(_, r)| r).collect();
         ids.into_iter().map(|id| self.load(stage, id)).collect()
     }
@@ -268,6 +268,7 @@ fn intervals(r: &Reader) -> Result<Built> {
             table: table(&["calibrate run", "label", "nominal", "coverage", "matured", "mean |error|"], cells),
         });
     }
+    parts.extend(crate::overtime::parts(r)?);
     if !scores.is_empty() {
         let (mut width, mut cells) = (Vec::new(), Vec::new());
         for (i, run) in scores.iter().enumerate() {
@@ -299,7 +300,10 @@ fn intervals(r: &Reader) -> Result<Built> {
     Ok(Built::Section(Section {
         id: "intervals",
         title: "Intervals",
-        intro: "Whether the intervals hold: empirical coverage of matured predictions against the nominal level, and how wide the served intervals are.".into(),
+        intro: format!(
+            "Whether the intervals hold: empirical coverage of matured predictions against the nominal level per calibrate run; then, over T0, every step calibrate replayed for each value label — the rolling coverage of the last {} steps and the coverage EMA against the target, with the level 1 − α the adaptive α issued each interval at, and the width of the served interval; and the mean width per score run.",
+            crate::overtime::WINDOW
+        ),
         parts,
     }))
 }

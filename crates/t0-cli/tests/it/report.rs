@@ -43,6 +43,10 @@ fn the_report_renders_in_a_browser_with_every_section_and_plot() {
     assert!(bytes.len() < 1 << 20, "{} bytes", bytes.len());
     let shown: Vec<&str> = summary["sections"].as_array().unwrap().iter().map(|s| s[0].as_str().unwrap()).collect();
     assert_eq!(shown, SECTIONS, "{summary}");
+    // Intervals: coverage per calibrate run, the replayed label's coverage and width over T0
+    // (from calibrate's step trace), the width per score run.
+    let intervals = summary["sections"].as_array().unwrap().iter().find(|s| s[0] == "intervals").unwrap();
+    assert_eq!(intervals[1], 4, "{summary}");
     // Written again: the same bytes.
     expect(root, "report", &[], 0);
     assert!(std::fs::read(&page).unwrap() == bytes, "the report differs when written again");
@@ -63,6 +67,9 @@ fn the_report_renders_in_a_browser_with_every_section_and_plot() {
                 ["<circle", "<polyline", "<rect", "<path"].iter().map(|m| svg.matches(m).count()).sum::<usize>();
             assert!(marks > 3, "section {id}: a plot with {marks} marks");
         }
+    }
+    for title in ["y_log_views: coverage over T0", "y_log_views: interval width over T0", "issued level 1 − α"] {
+        assert!(dom.contains(title), "no {title:?} in the page");
     }
     let shot_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report");
     std::fs::create_dir_all(&shot_dir).unwrap();
@@ -87,3 +94,4 @@ fn a_changed_manifest_stops_the_report_naming_it() {
     let o = expect(root, "report", &[], 3);
     assert!(o.stderr.contains(&m), "{}", o.stderr);
 }
+
