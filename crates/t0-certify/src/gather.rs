@@ -117,6 +117,8 @@ fn store(
         definition_hash: s.definition_hash.clone(),
         // Each bucket compared its own rows with its previous run (its report keeps it).
         replay: None,
+        // Every bucket ran the same view definition (checked above): the first one's lineage.
+        column_lineage: s.column_lineage.clone(),
     };
     if joined.status != Verdict::Certified {
         return Ok((joined, None));

@@ -10,6 +10,7 @@
 //! already covered (`replay`); `certify attack` injects late facts and measures what moves.
 
 pub mod attack;
+pub mod columns;
 pub mod declared;
 pub mod gather;
 pub mod grid;
@@ -70,6 +71,10 @@ pub struct StoreResult {
     /// The comparison with the previous certified surface of the same definition, if any.
     #[serde(default)]
     pub replay: Option<replay::Replay>,
+    /// Which canonical columns each surface column reads (`columns`); none for a store that
+    /// did not run, or a run from before lineage was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column_lineage: Option<columns::Lineage>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -294,6 +299,7 @@ fn certify_store(
         notes: p.notes.clone(),
         definition_hash: p.definition_hash.clone(),
         replay: None,
+        column_lineage: p.lineage.clone(),
     };
     // A closure that reads the clock or a label never runs.
     if !p.notes.is_empty() {

@@ -36,7 +36,7 @@ pub const ASOF_TEMPLATE: &str = include_str!("asof.sql");
 /// The file name a store's `files` may list for the built-in as-of views.
 pub const ASOF_FILE: &str = "asof.sql";
 /// Where the dry run keeps its empty canonical tables: a name the real run does not have.
-const DRY_RAW: &str = "__t0_dry_raw";
+pub(crate) const DRY_RAW: &str = "__t0_dry_raw";
 
 /// Objects the sandbox provides: a store may read them, never define them.
 pub const INPUTS: &[&str] = &[
@@ -458,6 +458,17 @@ fn canonical_columns(catalog: &Catalog) -> Result<Vec<(String, String)>> {
 /// use must resolve to an input, one of their own temp objects, or a function the policy
 /// allows; `surface_<entry>` must exist with `entity_id` and `t0`. Nothing real is read.
 pub fn dry_run(catalog: &Catalog, entry: &str, stmts: &[(String, Statement)], params_sql: &str) -> Result<()> {
+    let scratch = empty_inputs(catalog, params_sql)?;
+    let c = scratch.conn();
+    for (file, stmt) in stmts {
+        c.execute_batch(&stmt.sql).map_err(|e| Error::config(format!("{file}:{}", stmt.line), sandbox_error(&e)))?;
+    }
+    surface_columns(c, entry).map(|_| ())
+}
+
+/// A scratch database holding only the sandbox's inputs, empty: the canonical tables with the
+/// catalog's columns (in database [`DRY_RAW`]), the grid, the parameters and the as-of views.
+pub(crate) fn empty_inputs(catalog: &Catalog, params_sql: &str) -> Result<Catalog> {
     let scratch = Catalog::scratch()?;
     let c = scratch.conn();
     let mut setup = format!("SET enable_external_access = false; ATTACH ':memory:' AS {DRY_RAW};");
@@ -472,10 +483,7 @@ pub fn dry_run(catalog: &Catalog, entry: &str, stmts: &[(String, Statement)], pa
         asof = asof_sql(&format!("{DRY_RAW}.main"))
     ));
     c.execute_batch(&setup).ctx(|| "prepare the sandbox's dry run".into())?;
-    for (file, stmt) in stmts {
-        c.execute_batch(&stmt.sql).map_err(|e| Error::config(format!("{file}:{}", stmt.line), sandbox_error(&e)))?;
-    }
-    surface_columns(c, entry).map(|_| ())
+    Ok(scratch)
 }
 
 /// Why DuckDB refused a statement, with what the sandbox offers when a name did not resolve.

@@ -27,6 +27,8 @@ pub struct Prepared {
     pub stmts: Vec<(String, Statement)>,
     /// Reasons it cannot be certified found before running (clock or label reads).
     pub notes: Vec<String>,
+    /// Which canonical columns each surface column reads (none when it does not run).
+    pub lineage: Option<crate::columns::Lineage>,
 }
 
 /// The parameter row as a SELECT list.
@@ -49,12 +51,22 @@ pub fn prepare(catalog: &Catalog, cfg: &CertifyConfig, closures: &[(StoreConfig,
         let stmts = sandbox::statements(files, &policy)?;
         let notes: Vec<String> =
             files.iter().flat_map(|(name, sql)| sqlcheck::violations(name, &sqlcheck::normalise(sql))).collect();
+        let mut lineage = None;
         if notes.is_empty() {
             sandbox::dry_run(catalog, &store.entrypoint, &stmts, &params)?;
+            lineage = Some(crate::columns::lineage(catalog, &store.entrypoint, &stmts, &params));
         }
         let view_def_hash = crate::view_def_hash(files);
         let definition_hash = t0_core::blake3_hex(format!("{view_def_hash}|{setup}").as_bytes());
-        out.push(Prepared { store: store.clone(), files: files.clone(), view_def_hash, definition_hash, stmts, notes });
+        out.push(Prepared {
+            store: store.clone(),
+            files: files.clone(),
+            view_def_hash,
+            definition_hash,
+            stmts,
+            notes,
+            lineage,
+        });
     }
     Ok(out)
 }

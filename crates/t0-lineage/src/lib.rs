@@ -44,6 +44,8 @@ const DQ_SCHEMA: &str = "https://openlineage.io/spec/facets/1-1-0/DataQualityAss
 /// The schema of the custom dataset facet `t0clip_model` (committed beside the spec's).
 pub const MODEL_FACET_SCHEMA: &str =
     "https://t0-clip.invalid/spec/facets/1-0-0/T0ClipModelDatasetFacet.json#/$defs/T0ClipModelDatasetFacet";
+const COLUMN_LINEAGE_SCHEMA: &str =
+    "https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet";
 const JOB_TYPE_SCHEMA: &str = "https://openlineage.io/spec/facets/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet";
 
 /// The run that started this one (an Airflow task): `namespace/job/run-uuid`, as Airflow's
@@ -145,7 +147,7 @@ impl RunEvents {
             None => (Vec::new(), Vec::new()),
         };
         if let Some((m, _)) = recorded {
-            stage_facets(m, &mut inputs, &mut outputs);
+            stage_facets(m, &self.namespace, &mut inputs, &mut outputs);
         }
         let mut facets = self.run_facets(None);
         facets["t0clip_run"] = run_facet(exit_code, recorded);
@@ -259,9 +261,10 @@ impl RunEvents {
 }
 
 /// What a stage's report adds to its datasets: audit's checks as data-quality assertions on
-/// the canonical tables it read; train-suite's serving model as the custom `t0clip_model`
-/// facet on its model file (OpenLineage has no model entity yet).
-fn stage_facets(m: &Manifest, inputs: &mut [Value], outputs: &mut [Value]) {
+/// the canonical tables it read; certify's column lineage and checks on each surface;
+/// train-suite's serving model as the custom `t0clip_model` facet on its model file
+/// (OpenLineage has no model entity yet).
+fn stage_facets(m: &Manifest, namespace: &str, inputs: &mut [Value], outputs: &mut [Value]) {
     match m.stage {
         t0_core::Stage::Audit => {
             for d in inputs.iter_mut() {
@@ -277,6 +280,24 @@ fn stage_facets(m: &Manifest, inputs: &mut [Value], outputs: &mut [Value]) {
                         "assertions": assertions,
                     }});
                 }
+            }
+        }
+        t0_core::Stage::Certify => {
+            for d in outputs.iter_mut() {
+                let Some(entry) = d["name"].as_str().and_then(|n| n.strip_prefix("surface.")).map(str::to_string)
+                else {
+                    continue;
+                };
+                let stores = m.summary["stores"].as_array().map(Vec::as_slice).unwrap_or_default();
+                let Some(store) = stores.iter().find(|s| s["entrypoint"] == entry.as_str()) else { continue };
+                if let Some(facet) = column_lineage(namespace, &store["column_lineage"]) {
+                    d["facets"]["columnLineage"] = facet;
+                }
+                d["facets"]["dataQualityAssertions"] = json!({
+                    "_producer": PRODUCER,
+                    "_schemaURL": DQ_SCHEMA,
+                    "assertions": certify_assertions(store),
+                });
             }
         }
         t0_core::Stage::TrainSuite => {
@@ -298,6 +319,56 @@ fn stage_facets(m: &Manifest, inputs: &mut [Value], outputs: &mut [Value]) {
         }
         _ => {}
     }
+}
+
+/// A store's column lineage (`t0_certify::columns`, as certify recorded it) as the
+/// `columnLineage` facet: each surface column's canonical inputs, and what decides the rows
+/// as the dataset-wide inputs. None when certify recorded none.
+fn column_lineage(namespace: &str, lineage: &Value) -> Option<Value> {
+    let fields = lineage["fields"].as_object()?;
+    let input = |i: &Value| {
+        let (kind, subtype, description) = match i["how"].as_str() {
+            Some("direct") => ("DIRECT", "TRANSFORMATION", "the value is computed from it"),
+            Some("join") => ("INDIRECT", "JOIN", "matches facts to the entity and T0"),
+            _ if t0_project::vocab::BOOKKEEPING.contains(&i["column"].as_str().unwrap_or_default())
+                || i["column"] == "observed_at" =>
+            {
+                ("INDIRECT", "FILTER", "the as-of availability filter: versions observed and available by T0")
+            }
+            _ => ("INDIRECT", "FILTER", "decides which facts count"),
+        };
+        json!({
+            "namespace": namespace,
+            "name": format!("canonical.{}", i["table"].as_str().unwrap_or_default()),
+            "field": i["column"],
+            "transformations": [{"type": kind, "subtype": subtype, "description": description}],
+        })
+    };
+    let list = |v: &Value| v.as_array().map(|a| a.iter().map(input).collect::<Vec<_>>()).unwrap_or_default();
+    let fields: serde_json::Map<String, Value> =
+        fields.iter().map(|(f, inputs)| (f.clone(), json!({"inputFields": list(inputs)}))).collect();
+    Some(json!({
+        "_producer": PRODUCER,
+        "_schemaURL": COLUMN_LINEAGE_SCHEMA,
+        "fields": fields,
+        "dataset": list(&lineage["dataset"]),
+    }))
+}
+
+/// certify's checks of one store as assertions: certified (the static checks, the dry run, the
+/// grid, the SLA and the baselines all passed), and the replay of the previous surface of the
+/// same definition unchanged when there was one.
+fn certify_assertions(store: &Value) -> Vec<Value> {
+    let mut out = vec![json!({
+        "assertion": "t0_certified",
+        "success": store["status"] == "CERTIFIED",
+    })];
+    let replay = &store["replay"];
+    if replay.is_object() {
+        let moved = ["changed", "appeared", "disappeared"].iter().map(|k| replay[k].as_u64().unwrap_or(0)).sum::<u64>();
+        out.push(json!({"assertion": "replay_unchanged", "success": moved == 0}));
+    }
+    out
 }
 
 /// The audit checks of one table that ran (a skipped check asserted nothing), as assertions:

@@ -68,7 +68,12 @@ pub const OUTPUT_KINDS: &[OutputKind] = &[
     kind("drift", &[Stage::Score], stage("calibrate", &[]), "feature drift against training"),
     kind("drift.table", &[Stage::Score], Reader::Verify, "drift rows in the catalog"),
     kind("calib.report", &[Stage::Calibrate], stage("score", &[]), "the calibrate report (ACI state)"),
-    kind("calib.steps", &[Stage::Calibrate], stage("report", &[]), "every step calibrate replayed (the report reads it)"),
+    kind(
+        "calib.steps",
+        &[Stage::Calibrate],
+        stage("report", &[]),
+        "every step calibrate replayed (the report reads it)",
+    ),
     kind("calib.state", &[Stage::Calibrate], stage("score", &[]), "the governance state per label"),
     kind("calib.acceptance", &[Stage::Calibrate], Reader::Verify, "acceptance rows"),
     // Read by the next calibrate that replays (another profile here: the last one has nothing new).

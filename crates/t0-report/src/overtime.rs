@@ -70,13 +70,16 @@ pub(crate) fn points(steps: &[Step]) -> Vec<Point> {
     out
 }
 
+/// Each label's replayed steps, in T0 order.
+type ByLabel = BTreeMap<String, Vec<Step>>;
+
 /// Every step of the latest judged model's replays, per label; and the coverage target.
-fn steps(r: &Reader) -> Result<(BTreeMap<String, Vec<Step>>, Option<f64>)> {
+fn steps(r: &Reader) -> Result<(ByLabel, Option<f64>)> {
     let runs = r.runs(Stage::Calibrate)?;
     let Some(latest) = runs.last() else { return Ok((BTreeMap::new(), None)) };
     let model = latest.manifest.summary["model_run"].clone();
     let target = latest.manifest.summary["coverage_target"].as_f64();
-    let mut by_label: BTreeMap<String, Vec<Step>> = BTreeMap::new();
+    let mut by_label = ByLabel::new();
     for run in runs.iter().filter(|c| c.manifest.summary["model_run"] == model) {
         // Runs from before the trace was kept have none.
         if run.manifest.outputs.iter().all(|o| o.name != "calib.steps") {

@@ -159,6 +159,50 @@ fn every_event_of_the_loop_follows_the_pinned_spec_and_names_what_its_run_record
         .expect("train-suite's COMPLETE names its model");
     assert_eq!(model["facets"]["t0clip_model"]["modelHash"], model["facets"]["version"]["datasetVersion"]);
     assert!(model["facets"]["t0clip_model"]["selected"].as_array().is_some_and(|s| !s.is_empty()), "{model:#}");
+    certified_surfaces_carry_column_lineage(&events);
+}
+
+/// Each certified surface names the canonical columns each feature reads (clips' `base`
+/// store: `views_t0` is `arg_max(views, observed_at)` over the as-of observations, so it reads
+/// views but not likes; `duration_s` reads the entity's attributes) and certify's checks.
+fn certified_surfaces_carry_column_lineage(events: &[Value]) {
+    let surfaces: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["run"]["facets"]["t0clip_run"]["stage"] == "certify")
+        .flat_map(|e| e["outputs"].as_array().unwrap())
+        .filter(|d| d["name"].as_str().is_some_and(|n| n.starts_with("surface.")))
+        .collect();
+    assert!(surfaces.len() >= 5, "{} surfaces", surfaces.len());
+    for d in &surfaces {
+        assert!(d["facets"]["columnLineage"]["fields"].is_object(), "{}: no column lineage", d["name"]);
+        let checks = d["facets"]["dataQualityAssertions"]["assertions"].as_array().unwrap();
+        assert!(checks.iter().any(|a| a["assertion"] == "t0_certified" && a["success"] == true), "{checks:?}");
+    }
+    let base = surfaces.iter().find(|d| d["name"] == "surface.base").expect("the base store's surface");
+    let reads = |feature: &str| -> Vec<(String, String, String)> {
+        base["facets"]["columnLineage"]["fields"][feature]["inputFields"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no lineage of {feature}"))
+            .iter()
+            .map(|i| {
+                (
+                    i["name"].as_str().unwrap().to_string(),
+                    i["field"].as_str().unwrap().to_string(),
+                    i["transformations"][0]["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let direct = |t: &str, c: &str| (format!("canonical.{t}"), c.to_string(), "DIRECT".to_string());
+    let views = reads("views_t0");
+    assert!(views.contains(&direct("observations", "views")), "{views:?}");
+    assert!(!views.iter().any(|(_, c, _)| c == "likes"), "views_t0 does not read likes: {views:?}");
+    assert!(
+        views.iter().any(|(t, c, k)| t == "canonical.observations" && c == "available_at" && k == "INDIRECT"),
+        "the availability filter: {views:?}"
+    );
+    assert!(reads("duration_s").contains(&direct("entities", "attrs")), "{:?}", reads("duration_s"));
+    assert!(reads("likes_t0").contains(&direct("observations", "likes")));
 }
 
 #[test]

@@ -94,4 +94,3 @@ fn a_changed_manifest_stops_the_report_naming_it() {
     let o = expect(root, "report", &[], 3);
     assert!(o.stderr.contains(&m), "{}", o.stderr);
 }
-
