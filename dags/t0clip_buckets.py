@@ -22,6 +22,8 @@ missing, stale or tampered) and 1 (a gate said no) fail it. The first audit may 
 only transient failure is a lock another run holds, and `--lock-wait` waits for it instead; a
 refusal or a gate never passes on a retry.
 
+Every stage names its task as the parent run of its OpenLineage events (`t0clip_lineage`).
+
 Environment of the workers: T0CLIP_BIN (directory of the stage binaries), T0CLIP_ROOT (on a
 filesystem every worker shares), T0CLIP_INPUT, T0CLIP_BUCKETS (default 4), T0CLIP_PROJECT
 (default: the built-in clips example), T0CLIP_NOW (optional pinned clock), T0CLIP_LOCK_WAIT
@@ -33,10 +35,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 
 import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Asset, task
+
+# The DAG processor does not put the DAG folder on the import path: the helper beside us.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from t0clip_lineage import DEFAULT_ARGS, MACROS  # noqa: E402
 
 BIN = os.environ.get("T0CLIP_BIN", "target/debug")
 ROOT = os.environ.get("T0CLIP_ROOT", ".t0clip")
@@ -118,6 +125,8 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["t0-clip", "buckets"],
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=MACROS,
 ) as dag:
     acquire = fan_out("acquire", "acquire", ["--input", INPUT])
     # Exit 1 (FAIL) is the expected input of heal; anything else is a real failure.
@@ -138,6 +147,8 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["t0-clip", "buckets"],
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=MACROS,
 ) as daily:
     certify = fan_out("certify", "certify")
     labels = fan_out("labels", "certify", ["labels"], stage="labels")

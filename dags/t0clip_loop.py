@@ -4,16 +4,22 @@ Exit codes follow the t0-clip contract: 99 ("nothing to do") skips a task, 3 (re
 1 (gate said no) fail it. The first audit may fail by design (heal answers its findings), so
 its exit 1 is accepted. Set T0CLIP_BIN (directory of the stage binaries), T0CLIP_ROOT,
 T0CLIP_INPUT and T0CLIP_PROJECT (a project directory; default: the built-in clips example) in
-the worker's environment.
+the worker's environment. Every stage names its task as the parent run of its OpenLineage
+events (`t0clip_lineage`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
+
+# The DAG processor does not put the DAG folder on the import path: the helper beside us.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from t0clip_lineage import DEFAULT_ARGS, MACROS  # noqa: E402
 
 BIN = os.environ.get("T0CLIP_BIN", "target/debug")
 ROOT = os.environ.get("T0CLIP_ROOT", ".t0clip")
@@ -40,6 +46,8 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["t0-clip"],
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=MACROS,
 ) as dag:
     acquire = stage("acquire", "acquire", tail=f' --input "{INPUT}"')
     # Exit 1 (FAIL) is the expected input of heal; anything else is a real failure.

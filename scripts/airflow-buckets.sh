@@ -13,7 +13,8 @@
 #      canonical table it passed, the certify and labels commits' joined surfaces and labels
 #      with the whole root's, and what the model stages made on the gathered base root
 #      (embeddings, fused vectors, predictions, the calibration state) with what they make on
-#      the whole root. Exit 1 on any difference.
+#      the whole root; and that every stage run's OpenLineage events name the Airflow task
+#      that ran it as their parent. Exit 1 on any difference.
 #
 #   bash scripts/airflow-buckets.sh            (release binaries: T0CLIP_PROFILE=release)
 set -euo pipefail
@@ -128,5 +129,17 @@ for stage, names in (("embed", ("embeddings.", "fused.")), ("score", ("predictio
 states = [latest(r, "calibrate")["summary"]["state"] for r in (whole, bucketed)]
 assert states[0] == states[1], f"calibrate: {states}"
 print(f"calibrate: {states[0]} on both")
+
+# Lineage: every stage run the DAGs started names its Airflow task as its parent run; the
+# mapped bucket tasks are each their own parent run.
+events = [json.loads(l) for p in glob.glob(f"{bucketed}/**/lineage/events.jsonl", recursive=True) for l in open(p)]
+assert events, "no lineage events under the bucketed root"
+orphans = [e["job"]["name"] for e in events if "parent" not in e["run"]["facets"]]
+assert not orphans, f"stage runs without their Airflow task as parent: {orphans[:5]}"
+parents = {e["run"]["facets"]["parent"]["job"]["name"] for e in events}
+assert all(p.startswith(("t0clip_ingest_buckets.", "t0clip_daily_buckets.")) for p in parents), parents
+acquire_runs = {e["run"]["facets"]["parent"]["run"]["runId"] for e in events if e["job"]["name"].startswith("acquire.bucket-")}
+assert len(acquire_runs) == n, f"{n} mapped acquire tasks, {len(acquire_runs)} parent runs"
+print(f"lineage: {len(events)} events, each with its Airflow task as parent ({len(parents)} tasks)")
 EOF
 echo "airflow-buckets: passed"

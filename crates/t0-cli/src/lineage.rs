@@ -22,16 +22,21 @@ pub(crate) fn finish(
     match result {
         Ok(o) => {
             let recorded = recorded_run(root, &o.json)?;
-            let recorded = recorded.as_ref().map(|(m, h)| (m, h.as_str()));
-            events.complete(clock, o.code.code() as u8, recorded)
+            let tables = recorded.as_ref().map(|r| r.2.clone()).unwrap_or_default();
+            let recorded = recorded.as_ref().map(|(m, h, _)| (m, h.as_str()));
+            events.with_tables(tables).complete(clock, o.code.code() as u8, recorded)
         }
         Err(e) if e.exit_code() == ExitCode::NothingToDo => events.complete(clock, e.exit_code().code() as u8, None),
         Err(e) => events.fail(clock, e.exit_code().code() as u8, &e.to_string()),
     }
 }
 
+/// A recorded run: its manifest, the manifest's blake3, and the columns of the catalog tables
+/// it names.
+type Recorded = (t0_manifest::Manifest, String, t0_lineage::TableColumns);
+
 /// The manifest of the run a stage's report names (`run_id`), if it recorded one.
-fn recorded_run(root: &Root, report: &serde_json::Value) -> t0_core::Result<Option<(t0_manifest::Manifest, String)>> {
+fn recorded_run(root: &Root, report: &serde_json::Value) -> t0_core::Result<Option<Recorded>> {
     let Some(run_id) = report.get("run_id").and_then(|r| r.as_str()) else { return Ok(None) };
     if !root.catalog().exists() {
         return Ok(None);
@@ -43,5 +48,13 @@ fn recorded_run(root: &Root, report: &serde_json::Value) -> t0_core::Result<Opti
         .map_err(|e| t0_core::Error::internal("lineage: manifest lookup", e))?;
     let Some(stage) = stage.and_then(|s| s.parse::<t0_core::Stage>().ok()) else { return Ok(None) };
     let loaded = t0_manifest::load(root, &catalog, stage, Some(run_id))?;
-    Ok(Some((loaded.manifest, loaded.manifest_hash)))
+    let mut tables = t0_lineage::TableColumns::new();
+    for o in loaded.manifest.inputs.iter().chain(&loaded.manifest.outputs) {
+        if let t0_manifest::Location::Table { table, .. } = &o.location
+            && !tables.contains_key(table)
+        {
+            tables.insert(table.clone(), t0_catalog::table_columns(catalog.conn(), table)?);
+        }
+    }
+    Ok(Some((loaded.manifest, loaded.manifest_hash, tables)))
 }

@@ -90,6 +90,9 @@ fn uuid_from(seed: &str) -> String {
     format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
+/// The columns (name, SQL type) of catalog tables a run's manifest names, by table.
+pub type TableColumns = std::collections::BTreeMap<String, Vec<(String, String)>>;
+
 /// One stage run's events, from its START.
 pub struct RunEvents {
     root: Root,
@@ -100,6 +103,8 @@ pub struct RunEvents {
     endpoint: Option<Endpoint>,
     /// Events the endpoint did not take (each is in the root's log all the same).
     unsent: RefCell<Vec<String>>,
+    /// The schemas of the catalog-table datasets, when the caller read them.
+    tables: TableColumns,
 }
 
 impl RunEvents {
@@ -125,9 +130,17 @@ impl RunEvents {
             parent,
             endpoint,
             unsent: RefCell::new(Vec::new()),
+            tables: TableColumns::new(),
         };
         events.emit(&events.event("START", clock, events.run_facets(None), Vec::new(), Vec::new()))?;
         Ok(events)
+    }
+
+    /// The columns of the catalog tables the run's manifest names: their datasets carry them
+    /// as the schema facet (a Parquet dataset's come from its footer).
+    pub fn with_tables(mut self, tables: TableColumns) -> Self {
+        self.tables = tables;
+        self
     }
 
     /// The run's UUID.
@@ -219,15 +232,28 @@ impl RunEvents {
             "_schemaURL": VERSION_SCHEMA,
             "datasetVersion": out.content_hash,
         }});
-        if let Some(fields) = self.parquet_fields(&out.location) {
+        if let Some(fields) = self.schema_fields(&out.location) {
             facets["schema"] = json!({"_producer": PRODUCER, "_schemaURL": SCHEMA_SCHEMA, "fields": fields});
         }
         json!({"namespace": namespace, "name": name, "facets": facets})
     }
 
-    /// The columns of a Parquet output (its first file's footer), if it is one and is there.
-    fn parquet_fields(&self, location: &Location) -> Option<Vec<Value>> {
-        let Location::Parquet { path, .. } = location else { return None };
+    /// The columns of a Parquet output (its first file's footer) or of a catalog table (as
+    /// the caller read them), if it is one and they are known.
+    fn schema_fields(&self, location: &Location) -> Option<Vec<Value>> {
+        let path = match location {
+            Location::Parquet { path, .. } => path,
+            Location::Table { table, .. } => {
+                let cols = self.tables.get(table)?;
+                return Some(
+                    cols.iter()
+                        .enumerate()
+                        .map(|(i, (name, ty))| json!({"name": name, "type": ty, "ordinal_position": i + 1}))
+                        .collect(),
+                );
+            }
+            Location::File { .. } => return None,
+        };
         let schema = t0_table::ParquetSet::open(&self.root.join(path)).and_then(|s| s.schema()).ok()?;
         Some(
             schema

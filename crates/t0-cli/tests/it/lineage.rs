@@ -139,6 +139,17 @@ fn every_event_of_the_loop_follows_the_pinned_spec_and_names_what_its_run_record
         if ["certify", "labels", "embed", "score"].contains(&stage) {
             assert!(parquet.count() > 0, "{stage}: no dataset with its schema");
         }
+        // Catalog-table datasets carry their columns too.
+        let table = match stage {
+            "acquire" => Some(("canonical.observations", "observed_at")),
+            "calibrate" => Some(("calib.acceptance", "run_id")),
+            _ => None,
+        };
+        if let Some((name, column)) = table {
+            let d = done["outputs"].as_array().unwrap().iter().find(|d| d["name"] == name).expect(name);
+            let fields = d["facets"]["schema"]["fields"].as_array().unwrap_or_else(|| panic!("{name}: no schema"));
+            assert!(fields.iter().any(|f| f["name"] == column), "{name}: {fields:?}");
+        }
     }
     // audit's checks ride on the canonical tables it read, the failing ones failed; the
     // serving model is a dataset with its facet, its hash the dataset's version.
