@@ -5,8 +5,8 @@
 //! SELECT <column> FROM surface_<entry>` is planned and the columns every scan of a canonical
 //! table projects are collected. Projection pushdown only drops columns the query cannot
 //! depend on, so the set is never short of a column the value reads; it can be over (a window
-//! DuckDB does not prune keeps its inputs). Statistics propagation is switched off, so empty
-//! tables do not fold a filter away.
+//! DuckDB does not prune keeps its inputs). Every other optimiser is switched off: none is
+//! needed, and statistics propagation would fold filters away on the empty tables.
 //!
 //! Classes: what the surface's key alone reads decides which rows exist — the dataset-wide
 //! inputs, each INDIRECT: a bookkeeping or observation-time column is the as-of availability
@@ -66,7 +66,7 @@ type Scanned = BTreeSet<(String, String)>;
 fn find(catalog: &Catalog, entry: &str, stmts: &[(String, Statement)], params_sql: &str) -> Result<Lineage, String> {
     let scratch = sandbox::empty_inputs(catalog, params_sql).map_err(|e| e.to_string())?;
     let c = scratch.conn();
-    c.execute_batch("SET disabled_optimizers = 'statistics_propagation'").map_err(|e| e.to_string())?;
+    only_unused_columns(c)?;
     for (file, stmt) in stmts {
         let sql = tables_as_views(&stmt.sql);
         c.execute_batch(&sql).map_err(|e| format!("{file}:{} with its temp tables as views: {e}", stmt.line))?;
@@ -86,6 +86,20 @@ fn find(catalog: &Catalog, entry: &str, stmts: &[(String, Statement)], params_sq
         }
     }
     Ok(out)
+}
+
+/// Switch every optimiser off but the one that removes unused columns: the scans' columns are
+/// what lineage reads, and the others (join order above all) made planning 10× slower than
+/// the build itself on a debug DuckDB, for nothing lineage needs. Statistics propagation in
+/// particular must be off: on empty tables it folds filters and whole branches away.
+fn only_unused_columns(c: &duckdb::Connection) -> Result<(), String> {
+    let mut stmt = c
+        .prepare("SELECT name FROM duckdb_optimizers() WHERE name <> 'unused_columns' ORDER BY name")
+        .map_err(|e| e.to_string())?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| e.to_string())?;
+    let names = names.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    c.execute_batch(&format!("SET disabled_optimizers = '{}'", names.join(",")))
+        .map_err(|e| format!("switch the optimisers off: {e}"))
 }
 
 fn quote(name: &str) -> String {
